@@ -1,0 +1,189 @@
+// The embedded event log: one LMDB environment, database "events" mapping a
+// big-endian 8-byte offset to a record (4-byte key length, key, value).
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+
+#include "events/event_log.h"
+#include "events/lmdb.h"
+
+namespace tokenledger {
+namespace {
+
+std::string packRecord(std::string_view key, std::string_view value) {
+  std::string out(4, '\0');
+  uint32_t n = static_cast<uint32_t>(key.size());
+  for (int i = 3; i >= 0; --i) {
+    out[i] = static_cast<char>(n & 0xff);
+    n >>= 8;
+  }
+  out.append(key);
+  out.append(value);
+  return out;
+}
+
+LogRecord unpackRecord(int64_t offset, std::string_view raw) {
+  if (raw.size() < 4) throw std::runtime_error("corrupt record in embedded log");
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(raw[i]);
+  if (raw.size() < 4 + static_cast<size_t>(n))
+    throw std::runtime_error("corrupt record in embedded log");
+  return LogRecord{Position{0, offset}, std::string(raw.substr(4, n)),
+                   std::string(raw.substr(4 + n))};
+}
+
+class EmbeddedLog;
+
+class EmbeddedReader final : public LogReader {
+ public:
+  EmbeddedReader(EmbeddedLog& log, int64_t next) : log_(log), next_(next) {}
+  std::vector<LogRecord> poll(size_t max, std::chrono::milliseconds wait) override;
+  Offsets endOffsets() override;
+
+ private:
+  EmbeddedLog& log_;
+  int64_t next_;
+};
+
+class EmbeddedLog final : public EventLog {
+ public:
+  EmbeddedLog(const std::string& dir, const EmbeddedLogOptions& options)
+      : dir_(dir), env_(dir, lmdb::EnvOptions{options.mapSizeBytes, 4, 1024}) {
+    auto txn = lmdb::Txn::write(env_);
+    events_ = txn.openDb("events", 0, true);
+    {
+      lmdb::Cursor c(txn, events_);
+      end_ = c.last() ? static_cast<int64_t>(lmdb::decodeU64(c.key())) + 1 : 0;
+    }
+    txn.commit();
+  }
+
+  std::vector<Position> append(std::string_view key,
+                               const std::vector<std::string>& values) override {
+    std::lock_guard appendLock(appendMutex_);
+    std::vector<Position> out;
+    try {
+      auto txn = lmdb::Txn::write(env_);
+      int64_t next = end_;
+      for (const auto& v : values) {
+        txn.put(events_, lmdb::encodeU64(static_cast<uint64_t>(next)), packRecord(key, v),
+                MDB_APPEND);
+        out.push_back(Position{0, next++});
+      }
+      txn.commit();  // durable: the environment syncs on commit
+      std::lock_guard lock(mutex_);
+      end_ = next;
+    } catch (const lmdb::LmdbError& e) {
+      throw LogUnavailable("cannot append to the " + describe() + ": " + e.what());
+    }
+    changed_.notify_all();
+    return out;
+  }
+
+  int32_t partitionCount() const override { return 1; }
+
+  std::unique_ptr<LogReader> openReader(const Offsets& from) override {
+    int64_t next = from.next.empty() ? 0 : from.next[0];
+    return std::make_unique<EmbeddedReader>(*this, next);
+  }
+
+  std::string describe() const override { return "embedded log in " + dir_; }
+
+  int64_t end() {
+    std::lock_guard lock(mutex_);
+    return end_;
+  }
+
+  // Waits until the log extends past `next` or `wait` passes.
+  void waitBeyond(int64_t next, std::chrono::milliseconds wait) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, wait, [&] { return end_ > next; });
+  }
+
+  std::vector<LogRecord> readFrom(int64_t next, size_t max) {
+    std::vector<LogRecord> out;
+    auto txn = lmdb::Txn::read(env_);
+    lmdb::Cursor c(txn, events_);
+    for (bool ok = c.seek(lmdb::encodeU64(static_cast<uint64_t>(next))); ok && out.size() < max;
+         ok = c.next()) {
+      out.push_back(unpackRecord(static_cast<int64_t>(lmdb::decodeU64(c.key())), c.value()));
+    }
+    return out;
+  }
+
+ private:
+  std::string dir_;
+  lmdb::Env env_;
+  MDB_dbi events_ = 0;
+  std::mutex appendMutex_;  // one appender at a time; LMDB allows one writer anyway
+  std::mutex mutex_;        // guards end_
+  std::condition_variable changed_;
+  int64_t end_ = 0;
+};
+
+std::vector<LogRecord> EmbeddedReader::poll(size_t max, std::chrono::milliseconds wait) {
+  if (log_.end() <= next_) log_.waitBeyond(next_, wait);
+  if (log_.end() <= next_) return {};
+  auto records = log_.readFrom(next_, max);
+  if (!records.empty()) next_ = records.back().position.offset + 1;
+  return records;
+}
+
+Offsets EmbeddedReader::endOffsets() { return Offsets{{log_.end()}}; }
+
+}  // namespace
+
+std::unique_ptr<EventLog> openEmbeddedLog(const std::string& dir,
+                                          const EmbeddedLogOptions& options) {
+  return std::make_unique<EmbeddedLog>(dir, options);
+}
+
+std::string toString(const Position& p) {
+  return std::to_string(p.partition) + ":" + std::to_string(p.offset);
+}
+
+std::optional<Position> parsePosition(std::string_view s) {
+  auto colon = s.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == s.size()) return std::nullopt;
+  Position p;
+  int64_t part = 0;
+  for (char c : s.substr(0, colon)) {
+    if (c < '0' || c > '9' || part > 100000) return std::nullopt;
+    part = part * 10 + (c - '0');
+  }
+  int64_t off = 0;
+  for (char c : s.substr(colon + 1)) {
+    if (c < '0' || c > '9' || off > (INT64_MAX - 9) / 10) return std::nullopt;
+    off = off * 10 + (c - '0');
+  }
+  p.partition = static_cast<int32_t>(part);
+  p.offset = off;
+  return p;
+}
+
+std::string Offsets::toString() const {
+  std::string out;
+  for (size_t i = 0; i < next.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(i) + ":" + std::to_string(next[i]);
+  }
+  return out;
+}
+
+std::optional<Offsets> Offsets::parse(std::string_view s) {
+  Offsets out;
+  while (!s.empty()) {
+    auto comma = s.find(',');
+    auto item = s.substr(0, comma);
+    auto p = parsePosition(item);
+    if (!p || static_cast<size_t>(p->partition) != out.next.size()) return std::nullopt;
+    out.next.push_back(p->offset);
+    if (comma == std::string_view::npos) break;
+    s = s.substr(comma + 1);
+    if (s.empty()) return std::nullopt;
+  }
+  if (out.next.empty()) return std::nullopt;
+  return out;
+}
+
+}  // namespace tokenledger

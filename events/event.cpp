@@ -1,0 +1,290 @@
+#include "events/event.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "schemas/tokenledger.capnp.h"
+
+namespace tokenledger {
+namespace {
+
+namespace s = schema;
+
+kj::ArrayPtr<const capnp::byte> bytesOf(std::string_view s) {
+  return kj::arrayPtr(reinterpret_cast<const capnp::byte*>(s.data()), s.size());
+}
+std::string_view viewOf(capnp::Data::Reader d) {
+  return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+std::string_view viewOf(capnp::Text::Reader t) { return std::string_view(t.begin(), t.size()); }
+capnp::Text::Reader textOf(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
+
+std::string toBytes(capnp::MessageBuilder& message) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+// Cap'n Proto wants word-aligned input; LMDB and Kafka buffers are not, so copy.
+kj::Array<capnp::word> aligned(std::string_view bytes) {
+  auto words = kj::heapArray<capnp::word>((bytes.size() + 7) / 8);
+  memset(words.begin(), 0, words.size() * sizeof(capnp::word));
+  memcpy(words.begin(), bytes.data(), bytes.size());
+  return words;
+}
+
+SecretHash hashFrom(capnp::Data::Reader d) {
+  SecretHash h{};
+  if (d.size() != h.size()) throw std::runtime_error("secret hash has wrong length");
+  memcpy(h.data(), d.begin(), h.size());
+  return h;
+}
+
+s::TokenKind toSchema(TokenKind k) {
+  return k == TokenKind::user ? s::TokenKind::USER : s::TokenKind::DESTINATION;
+}
+TokenKind fromSchema(s::TokenKind k) {
+  if (k == s::TokenKind::USER) return TokenKind::user;
+  if (k == s::TokenKind::DESTINATION) return TokenKind::destination;
+  throw std::runtime_error("unknown token kind");
+}
+s::DeactivationReason toSchema(Reason r) { return static_cast<s::DeactivationReason>(r); }
+Reason fromSchema(s::DeactivationReason r) {
+  auto v = static_cast<uint16_t>(r);
+  if (v > static_cast<uint16_t>(Reason::bulk)) throw std::runtime_error("unknown reason");
+  return static_cast<Reason>(v);
+}
+
+}  // namespace
+
+std::string_view toString(TokenKind kind) {
+  return kind == TokenKind::user ? "user" : "destination";
+}
+
+std::string_view toString(Reason reason) {
+  switch (reason) {
+    case Reason::manual: return "manual";
+    case Reason::rotation: return "rotation";
+    case Reason::compromised: return "compromised";
+    case Reason::expired: return "expired";
+    case Reason::bulk: return "bulk";
+  }
+  return "manual";
+}
+
+std::optional<TokenKind> parseKind(std::string_view s) {
+  if (s == "user") return TokenKind::user;
+  if (s == "destination") return TokenKind::destination;
+  return std::nullopt;
+}
+
+std::optional<Reason> parseReason(std::string_view s) {
+  for (auto r : {Reason::manual, Reason::rotation, Reason::compromised, Reason::expired,
+                 Reason::bulk})
+    if (toString(r) == s) return r;
+  return std::nullopt;
+}
+
+std::string_view toString(Status status) {
+  switch (status) {
+    case Status::active: return "active";
+    case Status::inactive: return "inactive";
+    case Status::expired: return "expired";
+  }
+  return "inactive";
+}
+
+std::string_view Event::typeName() const {
+  if (std::holds_alternative<Created>(body)) return "created";
+  if (std::holds_alternative<Activated>(body)) return "activated";
+  return "deactivated";
+}
+
+std::string encodeEvent(const Event& event) {
+  capnp::MallocMessageBuilder message;
+  auto env = message.initRoot<s::Envelope>();
+  env.setEventId(bytesOf(event.eventId));
+  env.setTokenKey(textOf(event.tokenKey));
+  env.setOwner(textOf(event.owner));
+  env.setActor(textOf(event.actor));
+  env.setRequestId(textOf(event.requestId));
+  env.setOccurredAtUs(event.occurredAtUs);
+  env.setSchemaVersion(event.schemaVersion);
+  if (!event.signature.empty()) env.setSignature(bytesOf(event.signature));
+  if (!event.signingKeyId.empty()) env.setSigningKeyId(textOf(event.signingKeyId));
+  if (auto* c = std::get_if<Created>(&event.body)) {
+    auto b = env.initEvent().initCreated();
+    b.setKind(toSchema(c->kind));
+    b.setDestinationId(textOf(c->destinationId));
+    b.setDescription(textOf(c->description));
+    b.setSecretHash(kj::arrayPtr(c->secretHash.data(), c->secretHash.size()));
+    b.setHashAlgorithm(s::HashAlgorithm::BLAKE2B256);
+    b.setExpiresAtUs(c->expiresAtUs);
+    b.setReplaces(textOf(c->replaces));
+  } else if (std::holds_alternative<Activated>(event.body)) {
+    env.initEvent().initActivated();
+  } else {
+    const auto& d = std::get<Deactivated>(event.body);
+    auto b = env.initEvent().initDeactivated();
+    b.setReason(toSchema(d.reason));
+    b.setEffectiveAtUs(d.effectiveAtUs);
+  }
+  return toBytes(message);
+}
+
+Decoded decodeEvent(std::string_view bytes) {
+  if (bytes.empty() || bytes.size() % 8 != 0)
+    return DecodeError{DecodeError::Kind::malformed,
+                       "not a Cap'n Proto message (size " + std::to_string(bytes.size()) + ")"};
+  try {
+    auto words = aligned(bytes);
+    capnp::FlatArrayMessageReader reader(words);
+    auto env = reader.getRoot<s::Envelope>();
+    Event e;
+    e.eventId = std::string(viewOf(env.getEventId()));
+    e.tokenKey = std::string(viewOf(env.getTokenKey()));
+    e.owner = std::string(viewOf(env.getOwner()));
+    e.actor = std::string(viewOf(env.getActor()));
+    e.requestId = std::string(viewOf(env.getRequestId()));
+    e.occurredAtUs = env.getOccurredAtUs();
+    e.schemaVersion = env.getSchemaVersion();
+    e.signature = std::string(viewOf(env.getSignature()));
+    e.signingKeyId = std::string(viewOf(env.getSigningKeyId()));
+    if (e.eventId.size() != 16 || e.tokenKey.empty() || e.owner.empty())
+      return DecodeError{DecodeError::Kind::malformed, "envelope lacks event id, key or owner"};
+    auto ev = env.getEvent();
+    switch (ev.which()) {
+      case s::Envelope::Event::CREATED: {
+        auto c = ev.getCreated();
+        Created out;
+        out.kind = fromSchema(c.getKind());
+        out.destinationId = std::string(viewOf(c.getDestinationId()));
+        out.description = std::string(viewOf(c.getDescription()));
+        if (c.getHashAlgorithm() != s::HashAlgorithm::BLAKE2B256)
+          return DecodeError{DecodeError::Kind::unknownType, "unknown secret hash algorithm"};
+        out.secretHash = hashFrom(c.getSecretHash());
+        out.expiresAtUs = c.getExpiresAtUs();
+        out.replaces = std::string(viewOf(c.getReplaces()));
+        e.body = std::move(out);
+        break;
+      }
+      case s::Envelope::Event::ACTIVATED:
+        e.body = Activated{};
+        break;
+      case s::Envelope::Event::DEACTIVATED: {
+        auto d = ev.getDeactivated();
+        e.body = Deactivated{fromSchema(d.getReason()), d.getEffectiveAtUs()};
+        break;
+      }
+      default:
+        return DecodeError{DecodeError::Kind::unknownType,
+                           "unknown event type " + std::to_string(static_cast<int>(ev.which())) +
+                               " (written by a newer schema version?)"};
+    }
+    return e;
+  } catch (const kj::Exception& ex) {
+    return DecodeError{DecodeError::Kind::malformed,
+                       std::string("invalid Cap'n Proto message: ") + ex.getDescription().cStr()};
+  } catch (const std::exception& ex) {
+    return DecodeError{DecodeError::Kind::malformed, ex.what()};
+  }
+}
+
+std::string encodeToken(const Token& t) {
+  capnp::MallocMessageBuilder message;
+  auto b = message.initRoot<s::TokenState>();
+  b.setKey(textOf(t.key));
+  b.setOwner(textOf(t.owner));
+  b.setKind(toSchema(t.kind));
+  b.setDestinationId(textOf(t.destinationId));
+  b.setDescription(textOf(t.description));
+  b.setActive(t.active);
+  b.setSecretHash(kj::arrayPtr(t.secretHash.data(), t.secretHash.size()));
+  b.setHashAlgorithm(s::HashAlgorithm::BLAKE2B256);
+  b.setCreatedAtUs(t.createdAtUs);
+  b.setUpdatedAtUs(t.updatedAtUs);
+  b.setExpiresAtUs(t.expiresAtUs);
+  b.setDeactivateAtUs(t.deactivateAtUs);
+  b.setDeactivationReason(toSchema(t.deactivationReason));
+  b.setReplaces(textOf(t.replaces));
+  b.setReplacedBy(textOf(t.replacedBy));
+  b.setEventCount(t.eventCount);
+  return toBytes(message);
+}
+
+Token decodeToken(std::string_view bytes) {
+  try {
+    auto words = aligned(bytes);
+    capnp::FlatArrayMessageReader reader(words);
+    auto r = reader.getRoot<s::TokenState>();
+    Token t;
+    t.key = std::string(viewOf(r.getKey()));
+    t.owner = std::string(viewOf(r.getOwner()));
+    t.kind = fromSchema(r.getKind());
+    t.destinationId = std::string(viewOf(r.getDestinationId()));
+    t.description = std::string(viewOf(r.getDescription()));
+    t.active = r.getActive();
+    t.secretHash = hashFrom(r.getSecretHash());
+    t.createdAtUs = r.getCreatedAtUs();
+    t.updatedAtUs = r.getUpdatedAtUs();
+    t.expiresAtUs = r.getExpiresAtUs();
+    t.deactivateAtUs = r.getDeactivateAtUs();
+    t.deactivationReason = fromSchema(r.getDeactivationReason());
+    t.replaces = std::string(viewOf(r.getReplaces()));
+    t.replacedBy = std::string(viewOf(r.getReplacedBy()));
+    t.eventCount = r.getEventCount();
+    return t;
+  } catch (const kj::Exception& ex) {
+    throw std::runtime_error(std::string("corrupt token state in read model: ") +
+                             ex.getDescription().cStr());
+  }
+}
+
+Status statusAt(const Token& t, int64_t nowUs) {
+  if (t.expiresAtUs != 0 && nowUs >= t.expiresAtUs) return Status::expired;
+  if (!t.active) return Status::inactive;
+  if (t.deactivateAtUs != 0 && nowUs >= t.deactivateAtUs) return Status::inactive;
+  return Status::active;
+}
+
+std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event) {
+  if (const auto* c = std::get_if<Created>(&event.body)) {
+    if (current) return std::nullopt;
+    Token t;
+    t.key = event.tokenKey;
+    t.owner = event.owner;
+    t.kind = c->kind;
+    t.destinationId = c->destinationId;
+    t.description = c->description;
+    t.active = true;
+    t.secretHash = c->secretHash;
+    t.createdAtUs = event.occurredAtUs;
+    t.updatedAtUs = event.occurredAtUs;
+    t.expiresAtUs = c->expiresAtUs;
+    t.replaces = c->replaces;
+    t.eventCount = 1;
+    return t;
+  }
+  if (!current || current->owner != event.owner) return std::nullopt;
+  Token t = *current;
+  t.updatedAtUs = event.occurredAtUs;
+  t.eventCount++;
+  if (std::holds_alternative<Activated>(event.body)) {
+    t.active = true;
+    t.deactivateAtUs = 0;  // activation also cancels a scheduled deactivation
+  } else {
+    const auto& d = std::get<Deactivated>(event.body);
+    t.deactivationReason = d.reason;
+    t.deactivateAtUs = d.effectiveAtUs;
+    // A deactivation effective later (rotation grace period) keeps the token active
+    // until then; one effective now or in the past ends it at once.
+    t.active = d.effectiveAtUs > event.occurredAtUs;
+  }
+  return t;
+}
+
+}  // namespace tokenledger

@@ -1,0 +1,105 @@
+// Domain value types for token events and token state, their Cap'n Proto
+// encoding (schemas/tokenledger.capnp), and the pure state-machine rules.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "events/secrets.h"
+
+namespace tokenledger {
+
+constexpr uint16_t kSchemaVersion = 1;
+
+enum class TokenKind : uint8_t { user, destination };
+enum class Reason : uint8_t { manual, rotation, compromised, expired, bulk };
+
+std::string_view toString(TokenKind kind);
+std::string_view toString(Reason reason);
+std::optional<TokenKind> parseKind(std::string_view s);
+std::optional<Reason> parseReason(std::string_view s);
+
+struct Created {
+  TokenKind kind = TokenKind::user;
+  std::string destinationId;
+  std::string description;
+  SecretHash secretHash{};
+  int64_t expiresAtUs = 0;  // 0 = never
+  std::string replaces;     // empty = not a rotation
+};
+struct Activated {};
+struct Deactivated {
+  Reason reason = Reason::manual;
+  int64_t effectiveAtUs = 0;
+};
+
+using EventBody = std::variant<Created, Activated, Deactivated>;
+
+struct Event {
+  std::string eventId;  // 16 random bytes
+  std::string tokenKey;
+  std::string owner;
+  std::string actor;
+  std::string requestId;
+  int64_t occurredAtUs = 0;
+  uint16_t schemaVersion = kSchemaVersion;
+  std::string signature;
+  std::string signingKeyId;
+  EventBody body;
+
+  std::string_view typeName() const;
+};
+
+// Encodes as one unpacked Cap'n Proto message (the wire and storage format).
+std::string encodeEvent(const Event& event);
+
+struct DecodeError {
+  enum class Kind { malformed, unknownType } kind;
+  std::string message;
+};
+using Decoded = std::variant<Event, DecodeError>;
+// Never throws: garbage gives DecodeError::malformed, a newer union member
+// DecodeError::unknownType.
+Decoded decodeEvent(std::string_view bytes);
+
+// A token as the read model stores it.
+struct Token {
+  std::string key;
+  std::string owner;
+  TokenKind kind = TokenKind::user;
+  std::string destinationId;
+  std::string description;
+  bool active = true;
+  SecretHash secretHash{};
+  int64_t createdAtUs = 0;
+  int64_t updatedAtUs = 0;
+  int64_t expiresAtUs = 0;     // 0 = never
+  int64_t deactivateAtUs = 0;  // active tokens: scheduled deactivation (0 = none);
+                               // inactive tokens: when the deactivation took effect
+  Reason deactivationReason = Reason::manual;
+  std::string replaces;
+  std::string replacedBy;
+  uint32_t eventCount = 0;
+
+  bool operator==(const Token&) const = default;
+};
+
+std::string encodeToken(const Token& token);
+// Throws std::runtime_error on corrupt bytes.
+Token decodeToken(std::string_view bytes);
+
+enum class Status { active, inactive, expired };
+std::string_view toString(Status status);
+// Status at time `nowUs`, counting scheduled deactivations and expiry.
+Status statusAt(const Token& token, int64_t nowUs);
+
+// The state machine. `current` is the token's state before the event (nullopt if
+// unknown). Returns the new state, or nullopt when the event does not apply (an
+// activation or deactivation of an unknown key, a second creation of a key).
+std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event);
+
+}  // namespace tokenledger

@@ -1,0 +1,92 @@
+// The event log: the only source of truth. Two backends implement it: the
+// embedded LMDB log (one machine, no other service) and Kafka (issue 3).
+//
+// A log has a fixed number of partitions; records with the same key (the token's
+// owner) land in the same partition, in append order. A Position names one record.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tokenledger {
+
+struct Position {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  bool operator==(const Position&) const = default;
+};
+
+// Next offset to read, per partition: how far a reader (or the projection) got.
+// Rendered as "p:o,p:o" (e.g. "0:42") in HTTP headers and consistency tokens.
+struct Offsets {
+  std::vector<int64_t> next;
+
+  // True when every record up to and including `p` is covered.
+  bool covers(const Position& p) const {
+    return p.partition >= 0 && static_cast<size_t>(p.partition) < next.size() &&
+           next[p.partition] > p.offset;
+  }
+  bool operator==(const Offsets&) const = default;
+  std::string toString() const;
+  // Parses "p:o,…"; nullopt on anything else.
+  static std::optional<Offsets> parse(std::string_view s);
+};
+
+std::string toString(const Position& p);
+std::optional<Position> parsePosition(std::string_view s);
+
+struct LogRecord {
+  Position position;
+  std::string key;
+  std::string value;
+};
+
+// The log cannot take or serve records right now (broker down, disk full, …).
+// Commands map it to 503; the message says what to do.
+class LogUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads the log in order from given offsets. One reader per thread.
+class LogReader {
+ public:
+  virtual ~LogReader() = default;
+  // Up to `max` records after the current offsets, waiting at most `wait` for the
+  // first one. Records of one partition come in offset order. Empty on timeout.
+  virtual std::vector<LogRecord> poll(size_t max, std::chrono::milliseconds wait) = 0;
+  // The end of the log as known now (next offset per partition).
+  virtual Offsets endOffsets() = 0;
+};
+
+class EventLog {
+ public:
+  virtual ~EventLog() = default;
+  // Appends records in order, all with the same key (so the same partition), and
+  // returns their positions once they are durable. Throws LogUnavailable.
+  // Thread-safe.
+  virtual std::vector<Position> append(std::string_view key,
+                                       const std::vector<std::string>& values) = 0;
+  virtual int32_t partitionCount() const = 0;
+  virtual std::unique_ptr<LogReader> openReader(const Offsets& from) = 0;
+  // For messages: "embedded log in DIR" / "kafka topic T on B".
+  virtual std::string describe() const = 0;
+};
+
+struct EmbeddedLogOptions {
+  uint64_t mapSizeBytes = 64ull << 30;
+};
+
+// The embedded log in directory `dir` (created if missing). Single partition.
+// Appends are durable (fsync) before append() returns; readers in the same process
+// are woken by appends.
+std::unique_ptr<EventLog> openEmbeddedLog(const std::string& dir,
+                                          const EmbeddedLogOptions& options = {});
+
+}  // namespace tokenledger

@@ -1,0 +1,157 @@
+#include "events/lmdb.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace tokenledger::lmdb {
+
+LmdbError::LmdbError(int code, const std::string& what)
+    : std::runtime_error(what + ": " + mdb_strerror(code) +
+                         (code == MDB_MAP_FULL
+                              ? " (the database reached its size limit; restart with a larger "
+                                "--map-size-mb)"
+                              : "")),
+      code_(code) {}
+
+void check(int rc, const char* what) {
+  if (rc != MDB_SUCCESS) throw LmdbError(rc, what);
+}
+
+Env::Env(const std::string& path, const EnvOptions& options) : path_(path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) throw std::runtime_error("cannot create directory " + path + ": " + ec.message());
+  ::chmod(path.c_str(), 0700);
+  check(mdb_env_create(&env_), "mdb_env_create");
+  try {
+    check(mdb_env_set_mapsize(env_, options.mapSizeBytes), "mdb_env_set_mapsize");
+    check(mdb_env_set_maxdbs(env_, options.maxDbs), "mdb_env_set_maxdbs");
+    check(mdb_env_set_maxreaders(env_, options.maxReaders), "mdb_env_set_maxreaders");
+    int rc = mdb_env_open(env_, path.c_str(), MDB_NOTLS, 0600);
+    if (rc != MDB_SUCCESS) throw LmdbError(rc, "cannot open LMDB environment in " + path);
+  } catch (...) {
+    mdb_env_close(env_);
+    env_ = nullptr;
+    throw;
+  }
+}
+
+Env::~Env() {
+  if (env_ != nullptr) mdb_env_close(env_);
+}
+
+Txn Txn::write(Env& env) {
+  MDB_txn* txn = nullptr;
+  check(mdb_txn_begin(env.get(), nullptr, 0, &txn), "mdb_txn_begin(write)");
+  return Txn(txn);
+}
+
+Txn Txn::read(Env& env) {
+  MDB_txn* txn = nullptr;
+  check(mdb_txn_begin(env.get(), nullptr, MDB_RDONLY, &txn), "mdb_txn_begin(read)");
+  return Txn(txn);
+}
+
+Txn::~Txn() { abort(); }
+
+Txn::Txn(Txn&& other) noexcept : txn_(other.txn_) { other.txn_ = nullptr; }
+
+Txn& Txn::operator=(Txn&& other) noexcept {
+  if (this != &other) {
+    abort();
+    txn_ = other.txn_;
+    other.txn_ = nullptr;
+  }
+  return *this;
+}
+
+MDB_dbi Txn::openDb(const char* name, unsigned flags, bool create) {
+  MDB_dbi dbi = 0;
+  int rc = mdb_dbi_open(txn_, name, flags | (create ? MDB_CREATE : 0), &dbi);
+  if (rc != MDB_SUCCESS) throw LmdbError(rc, std::string("cannot open database '") + name + "'");
+  return dbi;
+}
+
+std::optional<std::string_view> Txn::get(MDB_dbi dbi, std::string_view key) const {
+  MDB_val k = toVal(key);
+  MDB_val v;
+  int rc = mdb_get(txn_, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) return std::nullopt;
+  check(rc, "mdb_get");
+  return fromVal(v);
+}
+
+void Txn::put(MDB_dbi dbi, std::string_view key, std::string_view value, unsigned flags) {
+  MDB_val k = toVal(key);
+  MDB_val v = toVal(value);
+  check(mdb_put(txn_, dbi, &k, &v, flags), "mdb_put");
+}
+
+bool Txn::del(MDB_dbi dbi, std::string_view key) {
+  MDB_val k = toVal(key);
+  int rc = mdb_del(txn_, dbi, &k, nullptr);
+  if (rc == MDB_NOTFOUND) return false;
+  check(rc, "mdb_del");
+  return true;
+}
+
+void Txn::drop(MDB_dbi dbi) { check(mdb_drop(txn_, dbi, 0), "mdb_drop"); }
+
+void Txn::commit() {
+  MDB_txn* txn = txn_;
+  txn_ = nullptr;
+  check(mdb_txn_commit(txn), "mdb_txn_commit");
+}
+
+void Txn::abort() {
+  if (txn_ != nullptr) {
+    mdb_txn_abort(txn_);
+    txn_ = nullptr;
+  }
+}
+
+void Txn::reset() { mdb_txn_reset(txn_); }
+
+void Txn::renew() { check(mdb_txn_renew(txn_), "mdb_txn_renew"); }
+
+Cursor::Cursor(const Txn& txn, MDB_dbi dbi) {
+  check(mdb_cursor_open(txn.get(), dbi, &cursor_), "mdb_cursor_open");
+}
+
+Cursor::~Cursor() { mdb_cursor_close(cursor_); }
+
+bool Cursor::op(MDB_cursor_op operation) {
+  int rc = mdb_cursor_get(cursor_, &key_, &value_, operation);
+  if (rc == MDB_NOTFOUND) return false;
+  check(rc, "mdb_cursor_get");
+  return true;
+}
+
+bool Cursor::first() { return op(MDB_FIRST); }
+bool Cursor::last() { return op(MDB_LAST); }
+bool Cursor::next() { return op(MDB_NEXT); }
+bool Cursor::seek(std::string_view key) {
+  key_ = toVal(key);
+  return op(MDB_SET_RANGE);
+}
+
+std::string encodeU64(uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    s[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return s;
+}
+
+uint64_t decodeU64(std::string_view s) {
+  if (s.size() != 8) throw std::runtime_error("corrupt 8-byte integer in LMDB");
+  uint64_t v = 0;
+  for (unsigned char c : s) v = (v << 8) | c;
+  return v;
+}
+
+}  // namespace tokenledger::lmdb

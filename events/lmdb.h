@@ -1,0 +1,125 @@
+// RAII wrappers for LMDB handles (MDB_env, MDB_txn, MDB_cursor).
+//
+// Lives in events/ because the embedded event log needs it; projections/ builds the
+// read model on it too. Every failing call throws LmdbError carrying the MDB_* code,
+// so callers can tell MDB_MAP_FULL (disk budget exhausted: raise --map-size-mb) from
+// bugs. Views returned by get()/Cursor stay valid only until the transaction ends or
+// (write transactions) the next write in it.
+#pragma once
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace tokenledger::lmdb {
+
+class LmdbError : public std::runtime_error {
+ public:
+  LmdbError(int code, const std::string& what);
+  int code() const { return code_; }
+  bool mapFull() const { return code_ == MDB_MAP_FULL; }
+
+ private:
+  int code_;
+};
+
+// Throws LmdbError unless rc == MDB_SUCCESS; `what` names the operation.
+void check(int rc, const char* what);
+
+struct EnvOptions {
+  uint64_t mapSizeBytes = 64ull << 30;  // virtual address space; the file grows as used
+  unsigned maxDbs = 16;
+  unsigned maxReaders = 1024;
+};
+
+// An open environment in directory `path` (created if missing, mode 0700).
+// MDB_NOTLS: read transactions are owned by objects, not threads, so they can be
+// reset/renewed by whichever thread holds them.
+class Env {
+ public:
+  Env(const std::string& path, const EnvOptions& options);
+  ~Env();
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  MDB_env* get() const { return env_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MDB_env* env_ = nullptr;
+  std::string path_;
+};
+
+inline MDB_val toVal(std::string_view s) {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+inline std::string_view fromVal(const MDB_val& v) {
+  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+
+// A transaction. Aborts in its destructor unless committed. A read transaction can
+// be reset() and renew()ed to reuse its reader slot cheaply.
+class Txn {
+ public:
+  static Txn write(Env& env);
+  static Txn read(Env& env);
+  ~Txn();
+  Txn(Txn&& other) noexcept;
+  Txn& operator=(Txn&& other) noexcept;
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+  MDB_txn* get() const { return txn_; }
+
+  // Opens (and for write transactions, with create = true, creates) a named database.
+  MDB_dbi openDb(const char* name, unsigned flags = 0, bool create = false);
+
+  // nullopt when the key is absent.
+  std::optional<std::string_view> get(MDB_dbi dbi, std::string_view key) const;
+  void put(MDB_dbi dbi, std::string_view key, std::string_view value, unsigned flags = 0);
+  // Returns false when the key was absent.
+  bool del(MDB_dbi dbi, std::string_view key);
+  void drop(MDB_dbi dbi);  // empties the database
+
+  void commit();
+  void abort();
+  void reset();  // read transactions only: release the snapshot, keep the slot
+  void renew();  // read transactions only: take a fresh snapshot
+
+ private:
+  explicit Txn(MDB_txn* txn) : txn_(txn) {}
+  MDB_txn* txn_ = nullptr;
+};
+
+// A cursor over one database, closed in its destructor (before its transaction ends).
+class Cursor {
+ public:
+  Cursor(const Txn& txn, MDB_dbi dbi);
+  ~Cursor();
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+
+  // Each returns false when there is no such entry; key()/value() then are undefined.
+  bool first();
+  bool last();
+  bool next();
+  bool seek(std::string_view key);  // first entry with key >= `key`
+  std::string_view key() const { return fromVal(key_); }
+  std::string_view value() const { return fromVal(value_); }
+
+ private:
+  bool op(MDB_cursor_op operation);
+  MDB_cursor* cursor_ = nullptr;
+  MDB_val key_{0, nullptr};
+  MDB_val value_{0, nullptr};
+};
+
+// Big-endian encoding so that LMDB's byte order equals numeric order.
+std::string encodeU64(uint64_t v);
+uint64_t decodeU64(std::string_view s);
+
+}  // namespace tokenledger::lmdb

@@ -1,0 +1,87 @@
+#include "events/secrets.h"
+
+#include <sodium.h>
+#include <zlib.h>
+
+#include <stdexcept>
+
+namespace tokenledger {
+namespace {
+
+constexpr char kAlphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+bool isBase62(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+std::string checksum(std::string_view body) {
+  uint32_t crc = static_cast<uint32_t>(
+      crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
+  std::string out(kChecksumChars, '0');  // 62^6 > 2^32, so six digits always suffice
+  for (size_t i = kChecksumChars; i-- > 0;) {
+    out[i] = kAlphabet[crc % 62];
+    crc /= 62;
+  }
+  return out;
+}
+
+}  // namespace
+
+void initCrypto() {
+  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+}
+
+std::string randomBytes(size_t n) {
+  std::string out(n, '\0');
+  randombytes_buf(out.data(), n);
+  return out;
+}
+
+std::string randomBase62(size_t n) {
+  std::string out(n, '0');
+  for (auto& c : out) c = kAlphabet[randombytes_uniform(62)];
+  return out;
+}
+
+std::string generateTokenKey() { return std::string(kKeyPrefix) + randomBase62(kKeyRandomChars); }
+
+std::string generateSecret() {
+  std::string body = std::string(kSecretPrefix) + randomBase62(kSecretRandomChars);
+  return body + checksum(body);
+}
+
+bool isWellFormedKey(std::string_view key) {
+  if (key.size() != kKeyLength || !key.starts_with(kKeyPrefix)) return false;
+  for (char c : key.substr(kKeyPrefix.size()))
+    if (!isBase62(c)) return false;
+  return true;
+}
+
+bool isWellFormedSecret(std::string_view secret) {
+  if (secret.size() != kSecretLength || !secret.starts_with(kSecretPrefix)) return false;
+  for (char c : secret.substr(kSecretPrefix.size()))
+    if (!isBase62(c)) return false;
+  std::string_view body = secret.substr(0, kSecretLength - kChecksumChars);
+  return checksum(body) == secret.substr(kSecretLength - kChecksumChars);
+}
+
+SecretHash hashSecret(std::string_view secret) {
+  SecretHash out;
+  crypto_generichash(out.data(), out.size(), reinterpret_cast<const unsigned char*>(secret.data()),
+                     secret.size(), nullptr, 0);
+  return out;
+}
+
+bool hashesEqual(const SecretHash& a, const SecretHash& b) {
+  return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string toHex(std::string_view bytes) {
+  std::string out(bytes.size() * 2 + 1, '\0');
+  sodium_bin2hex(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                 bytes.size());
+  out.pop_back();
+  return out;
+}
+
+}  // namespace tokenledger

@@ -1,0 +1,136 @@
+#include "projections/projector.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "events/lmdb.h"
+
+namespace tokenledger {
+namespace {
+
+class ProjectorImpl final : public Projector {
+ public:
+  ProjectorImpl(EventLog& log, ReadModel& model, Logger logger)
+      : log_(log), model_(model), logger_(std::move(logger)) {
+    applied_ = model_.applied(log_.partitionCount());
+    reader_ = log_.openReader(applied_);
+    startEnd_ = reader_->endOffsets();
+    ready_ = covers(applied_, startEnd_);
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~ProjectorImpl() override { stop(); }
+
+  bool waitFor(const Position& p, std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return applied_.covers(p) || stopping_; }) &&
+           applied_.covers(p);
+  }
+
+  bool waitFor(const Offsets& o, std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout,
+                             [&] { return covers(applied_, o) || stopping_; }) &&
+           covers(applied_, o);
+  }
+
+  Offsets applied() const override {
+    std::lock_guard lock(mutex_);
+    return applied_;
+  }
+
+  bool ready() const override { return ready_.load() && healthy_.load(); }
+
+  void stop() override {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) {
+        if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+        return;
+      }
+      stopping_ = true;
+    }
+    changed_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  static bool covers(const Offsets& have, const Offsets& want) {
+    for (size_t p = 0; p < want.next.size(); ++p) {
+      int64_t h = p < have.next.size() ? have.next[p] : 0;
+      if (h < want.next[p]) return false;
+    }
+    return true;
+  }
+
+  bool stopping() {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+  }
+
+  void run() {
+    std::vector<LogRecord> pending;
+    while (!stopping()) {
+      if (pending.empty()) {
+        try {
+          pending = reader_->poll(1024, std::chrono::milliseconds(100));
+        } catch (const std::exception& e) {
+          logger_(std::string("projector: reading the log failed, retrying: ") + e.what());
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          continue;
+        }
+      }
+      if (pending.empty()) {
+        if (!ready_) markReadyIfCaughtUp();
+        continue;
+      }
+      try {
+        model_.apply(pending, [this](const Position& p, const std::string& why) {
+          logger_("projector: skipped event at " + toString(p) + ": " + why);
+        });
+        healthy_ = true;
+      } catch (const std::exception& e) {
+        // Nothing of the batch was applied; keep it and retry, never skip.
+        if (healthy_) logger_(std::string("projector: applying a batch failed: ") + e.what());
+        healthy_ = false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        continue;
+      }
+      pending.clear();
+      {
+        std::lock_guard lock(mutex_);
+        applied_ = model_.applied(log_.partitionCount());
+      }
+      changed_.notify_all();
+      if (!ready_) markReadyIfCaughtUp();
+    }
+  }
+
+  void markReadyIfCaughtUp() {
+    std::lock_guard lock(mutex_);
+    if (covers(applied_, startEnd_)) ready_ = true;
+  }
+
+  EventLog& log_;
+  ReadModel& model_;
+  Logger logger_;
+  std::unique_ptr<LogReader> reader_;
+  Offsets startEnd_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  Offsets applied_;
+  bool stopping_ = false;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> healthy_{true};
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::unique_ptr<Projector> startProjector(EventLog& log, ReadModel& model, Logger logger) {
+  return std::make_unique<ProjectorImpl>(log, model, std::move(logger));
+}
+
+}  // namespace tokenledger

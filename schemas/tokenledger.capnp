@@ -1,0 +1,85 @@
+# tokenledger wire contract: every event on the log (embedded LMDB or Kafka) is
+# one `Envelope` message, in Cap'n Proto's standard unpacked framing
+# (`capnp decode schemas/tokenledger.capnp Envelope`).
+#
+# Evolution rules (consumers depend on them):
+#   - never renumber, retype or reuse a field or union member; only add;
+#   - a consumer that sees a union member it does not know (`which()` beyond
+#     its enum) skips the event and warns;
+#   - times are microseconds since the Unix epoch, UTC; 0 means "absent".
+@0xf2e49a6d09136ee3;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("tokenledger::schema");
+
+enum TokenKind {
+  user @0;         # created by the user for their own integrations
+  destination @1;  # created by the platform for one of the user's data destinations
+}
+
+enum DeactivationReason {
+  manual @0;
+  rotation @1;
+  compromised @2;
+  expired @3;
+  bulk @4;
+}
+
+enum HashAlgorithm {
+  blake2b256 @0;   # crypto_generichash, 32-byte output, no key
+}
+
+struct Created {
+  kind @0 :TokenKind;
+  destinationId @1 :Text;       # only for kind = destination
+  description @2 :Text;         # 1-200 characters, trimmed
+  secretHash @3 :Data;          # hash of the secret; the secret itself is never written
+  hashAlgorithm @4 :HashAlgorithm;
+  expiresAtUs @5 :Int64;        # 0 = never expires
+  replaces @6 :Text;            # key of the token this one rotates out, or empty
+}
+
+struct Activated {}
+
+struct Deactivated {
+  reason @0 :DeactivationReason;
+  effectiveAtUs @1 :Int64;      # may lie in the future (grace period) or the past (late compromise)
+}
+
+struct Envelope {
+  eventId @0 :Data;             # 16 random bytes; consumers de-duplicate on it
+  tokenKey @1 :Text;
+  owner @2 :Text;               # also the Kafka message key (partitioning)
+  actor @3 :Text;               # who did it, e.g. "operator"
+  requestId @4 :Text;
+  occurredAtUs @5 :Int64;       # when the service recorded the event
+  schemaVersion @6 :UInt16;     # 1
+  signature @7 :Data;           # reserved for log signing (Ed25519); empty for now
+  signingKeyId @8 :Text;        # reserved for log signing
+
+  event :union {
+    created @9 :Created;
+    activated @10 :Activated;
+    deactivated @11 :Deactivated;
+  }
+}
+
+# The read model's stored value per token (LMDB database "tokens").
+struct TokenState {
+  key @0 :Text;
+  owner @1 :Text;
+  kind @2 :TokenKind;
+  destinationId @3 :Text;
+  description @4 :Text;
+  active @5 :Bool;
+  secretHash @6 :Data;
+  hashAlgorithm @7 :HashAlgorithm;
+  createdAtUs @8 :Int64;
+  updatedAtUs @9 :Int64;
+  expiresAtUs @10 :Int64;            # 0 = never
+  deactivateAtUs @11 :Int64;         # 0 = none scheduled; active tokens become inactive at this time
+  deactivationReason @12 :DeactivationReason;
+  replaces @13 :Text;
+  replacedBy @14 :Text;
+  eventCount @15 :UInt32;            # number of events applied to this token
+}

@@ -1,0 +1,299 @@
+#include "service/api.h"
+
+#include <atomic>
+#include <vector>
+
+#include "service/json.h"
+#include "service/verifier.h"
+
+namespace tokenledger {
+namespace {
+
+using nlohmann::json;
+
+std::vector<std::string_view> splitPath(std::string_view path) {
+  std::vector<std::string_view> parts;
+  if (path.empty() || path[0] != '/') return parts;
+  path.remove_prefix(1);
+  while (true) {
+    auto slash = path.find('/');
+    parts.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return parts;
+}
+
+HttpResponse methodNotAllowed(std::string_view allow) {
+  auto r = errorResponse(405, "method_not_allowed",
+                         "this path accepts " + std::string(allow) + " only");
+  r.allow = std::string(allow);
+  return r;
+}
+
+HttpResponse okJson(int status, const json& j) {
+  HttpResponse r;
+  r.status = status;
+  r.body = dumpJson(j);
+  return r;
+}
+
+// Parses an optional JSON object body and checks its fields against `allowed`.
+// Returns the object (empty when there is no body) or the 4xx to send.
+std::variant<json, HttpResponse> parseBody(const HttpRequest& req,
+                                           std::initializer_list<std::string_view> allowed,
+                                           bool required) {
+  if (!req.contentType.empty()) {
+    std::string_view ct = req.contentType.substr(0, req.contentType.find(';'));
+    while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
+    // curl -d sends x-www-form-urlencoded by default; accept it when the body is JSON.
+    if (ct != "application/json" && ct != "application/x-www-form-urlencoded" &&
+        ct != "text/plain")
+      return errorResponse(415, "unsupported_media_type",
+                           "send the body as application/json, not " + std::string(ct));
+  }
+  if (!req.hasBody || req.body.empty()) {
+    if (required) return errorResponse(400, "invalid_json", "this call needs a JSON object body");
+    return json::object();
+  }
+  json j = json::parse(req.body.begin(), req.body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    return errorResponse(400, "invalid_json",
+                         "the body is not valid JSON (or not valid UTF-8); send a JSON object");
+  if (!j.is_object()) return errorResponse(400, "invalid_json", "the body must be a JSON object");
+  for (const auto& [name, value] : j.items()) {
+    bool known = false;
+    for (auto a : allowed) known = known || a == name;
+    if (!known) {
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      return errorResponse(400, "unknown_field",
+                           "unknown field \"" + name + "\"; allowed: " +
+                               (list.empty() ? std::string("none") : list));
+    }
+  }
+  return j;
+}
+
+HttpResponse invalidField(std::string_view field, std::string_view expected) {
+  return errorResponse(400, "invalid_field",
+                       "field \"" + std::string(field) + "\" must be " + std::string(expected));
+}
+
+HttpResponse fromError(const CommandError& e) { return errorResponse(e.status, e.code, e.message); }
+
+json withPosition(json j, const TokenResult& r) {
+  if (r.position) j["position"] = toString(*r.position);
+  return j;
+}
+
+}  // namespace
+
+HttpResponse errorResponse(int status, std::string_view code, std::string_view message) {
+  HttpResponse r;
+  r.status = status;
+  r.body = errorBody(code, message);
+  return r;
+}
+
+Api::Api(std::string_view operatorSecret, Projector& projector, const Clock& clock)
+    : operatorHash_(hashSecret(operatorSecret)), projector_(projector), clock_(clock) {}
+
+bool Api::operatorAuthorized(std::string_view authorization) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.size() <= kBearer.size() || !authorization.starts_with(kBearer)) return false;
+  // Compare hashes so the comparison time does not depend on the secret's length.
+  return hashesEqual(hashSecret(authorization.substr(kBearer.size())), operatorHash_);
+}
+
+HttpResponse Api::verify(const HttpRequest& req, ReadModelReader& reader) {
+  std::string credentials;
+  VerifyOutcome out;
+  if (decodeBasicAuth(req.authorization, credentials))
+    out = verifyCredentials(credentials, reader, clock_.nowUs());
+  HttpResponse r;
+  if (out.valid()) {
+    r.status = 200;
+    r.body.reserve(160);
+    r.body = R"({"valid":true,"key":")" + out.key + R"(","owner":")" + out.token.owner +
+             R"(","kind":")" + std::string(toString(out.token.kind)) + '"';
+    if (out.token.kind == TokenKind::destination)
+      r.body += R"(,"destination_id":")" + out.token.destinationId + '"';
+    r.body += '}';
+  } else {
+    r.status = 401;
+    r.wwwAuthenticate = true;
+    r.body = R"({"valid":false,"reason":")" + std::string(toString(out.reason)) + R"("})";
+  }
+  return r;
+}
+
+Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
+  auto parts = splitPath(req.path);
+  const auto& m = req.method;
+  bool get = m == "GET", post = m == "POST";
+
+  if (parts.size() == 1 && parts[0] == "healthz") {
+    if (!get) return methodNotAllowed("GET");
+    return okJson(200, json{{"status", "ok"}});
+  }
+  if (parts.size() == 1 && parts[0] == "readyz") {
+    if (!get) return methodNotAllowed("GET");
+    if (!projector_.ready())
+      return errorResponse(503, "not_ready",
+                           "the read model is still catching up with the log, or the projector "
+                           "is failing (see the service log)");
+    return okJson(200, json{{"status", "ready"}, {"applied", projector_.applied().toString()}});
+  }
+  if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "verify") {
+    if (!get && !post) return methodNotAllowed("GET, POST");
+    return verify(req, reader);
+  }
+  if (parts.size() < 4 || parts.size() > 6 || parts[0] != "v1" || parts[1] != "users" ||
+      parts[3] != "tokens")
+    return errorResponse(404, "not_found", "no such route; see docs/api.md");
+  if (parts.size() == 6 && parts[5] != "activate" && parts[5] != "deactivate" &&
+      parts[5] != "rotate" && parts[5] != "history")
+    return errorResponse(404, "not_found", "no such route; see docs/api.md");
+
+  // Method check before authentication: a wrong method is wrong for everybody.
+  std::string_view allow = parts.size() == 4 ? "GET, POST"
+                           : parts.size() == 5 ? "GET"
+                           : parts[5] == "history" ? "GET"
+                                                   : "POST";
+  if (!((get && allow.find("GET") != std::string_view::npos) ||
+        (post && allow.find("POST") != std::string_view::npos)))
+    return methodNotAllowed(allow);
+  if (req.body.size() > kMaxBodyBytes)
+    return errorResponse(413, "payload_too_large",
+                         "the body exceeds " + std::to_string(kMaxBodyBytes) + " bytes");
+  if (req.authorization.empty())
+    return errorResponse(401, "unauthorized",
+                         "send the operator secret as Authorization: Bearer <secret>");
+  if (!operatorAuthorized(req.authorization))
+    return errorResponse(401, "unauthorized", "the operator secret is wrong");
+
+  std::string user(parts[2]);
+  if (auto err = checkUserId(user)) return errorResponse(400, "invalid_user", *err);
+  int64_t now = clock_.nowUs();
+  CommandContext ctx{"operator", req.requestId};
+
+  if (parts.size() == 4 && get) {
+    json tokens = json::array();
+    for (const auto& t : reader.tokensOf(user)) tokens.push_back(tokenJson(t, now));
+    return okJson(200, json{{"user", user}, {"tokens", std::move(tokens)}});
+  }
+  if (parts.size() == 4 && post) {
+    auto parsed = parseBody(req, {"description", "kind", "destination_id", "expires_at"}, true);
+    if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
+    const json& j = std::get<json>(parsed);
+    CreateCommand cmd;
+    cmd.user = user;
+    if (!j.contains("description")) return invalidField("description", "present (1-200 characters)");
+    if (!j["description"].is_string()) return invalidField("description", "a string");
+    cmd.description = j["description"].get<std::string>();
+    if (j.contains("kind")) {
+      auto kind = j["kind"].is_string() ? parseKind(j["kind"].get<std::string>()) : std::nullopt;
+      if (!kind) return invalidField("kind", "\"user\" or \"destination\"");
+      cmd.kind = *kind;
+    }
+    if (j.contains("destination_id")) {
+      if (!j["destination_id"].is_string()) return invalidField("destination_id", "a string");
+      cmd.destinationId = j["destination_id"].get<std::string>();
+    }
+    if (j.contains("expires_at")) {
+      auto t = parseTime(j["expires_at"]);
+      if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds");
+      cmd.expiresAtUs = *t;
+    }
+    return Deferred([cmd, ctx, this](TokenService& svc) {
+      auto result = svc.create(cmd, ctx);
+      if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
+      const auto& r = std::get<TokenResult>(result);
+      json out = withPosition(tokenJson(r.token, clock_.nowUs()), r);
+      out["token"] = r.secret;
+      return okJson(201, out);
+    });
+  }
+
+  std::string key(parts[4]);
+  if (parts.size() == 5 || parts[5] == "history") {
+    auto token = isWellFormedKey(key) ? reader.token(key) : std::nullopt;
+    if (!token || token->owner != user)
+      return errorResponse(404, "not_found", "no token " + key + " for this user");
+    if (parts.size() == 5) return okJson(200, tokenJson(*token, now));
+    json events = json::array();
+    for (const auto& e : reader.history(key)) events.push_back(eventJson(e));
+    json out{{"key", key}, {"events", std::move(events)}};
+    if (!token->replaces.empty()) out["replaces"] = token->replaces;
+    if (!token->replacedBy.empty()) out["replaced_by"] = token->replacedBy;
+    return okJson(200, out);
+  }
+  if (shuttingDown_)
+    return errorResponse(503, "shutting_down", "the service is shutting down; retry elsewhere");
+
+  if (parts[5] == "activate") {
+    auto parsed = parseBody(req, {}, false);
+    if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
+    return Deferred([user, key, ctx, this](TokenService& svc) {
+      auto result = svc.activate(user, key, ctx);
+      if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
+      const auto& r = std::get<TokenResult>(result);
+      json out = withPosition(tokenJson(r.token, clock_.nowUs()), r);
+      out["changed"] = r.position.has_value();
+      return okJson(200, out);
+    });
+  }
+  if (parts[5] == "deactivate") {
+    auto parsed = parseBody(req, {"reason", "effective_at"}, false);
+    if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
+    const json& j = std::get<json>(parsed);
+    DeactivateCommand cmd{user, key, Reason::manual, std::nullopt};
+    if (j.contains("reason")) {
+      auto reason =
+          j["reason"].is_string() ? parseReason(j["reason"].get<std::string>()) : std::nullopt;
+      if (!reason)
+        return invalidField("reason",
+                            "one of \"manual\", \"rotation\", \"compromised\", \"expired\", "
+                            "\"bulk\"");
+      cmd.reason = *reason;
+    }
+    if (j.contains("effective_at")) {
+      auto t = parseTime(j["effective_at"]);
+      if (!t) return invalidField("effective_at", "an RFC 3339 time or Unix seconds");
+      cmd.effectiveAtUs = *t;
+    }
+    return Deferred([cmd, ctx, this](TokenService& svc) {
+      auto result = svc.deactivate(cmd, ctx);
+      if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
+      const auto& r = std::get<TokenResult>(result);
+      json out = withPosition(tokenJson(r.token, clock_.nowUs()), r);
+      out["changed"] = r.position.has_value();
+      return okJson(200, out);
+    });
+  }
+  // rotate
+  auto parsed = parseBody(req, {"grace_seconds"}, false);
+  if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
+  const json& j = std::get<json>(parsed);
+  RotateCommand cmd{user, key, 0};
+  if (j.contains("grace_seconds")) {
+    const auto& g = j["grace_seconds"];
+    if (!g.is_number_integer() || g.get<int64_t>() < 0 || g.get<int64_t>() > kMaxGraceSeconds)
+      return invalidField("grace_seconds",
+                          "an integer from 0 to " + std::to_string(kMaxGraceSeconds));
+    cmd.graceSeconds = g.get<int64_t>();
+  }
+  return Deferred([cmd, ctx, this](TokenService& svc) {
+    auto result = svc.rotate(cmd, ctx);
+    if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
+    const auto& r = std::get<TokenResult>(result);
+    int64_t nowUs = clock_.nowUs();
+    json out = withPosition(tokenJson(r.token, nowUs), r);
+    out["token"] = r.secret;
+    if (r.previous) out["previous"] = tokenJson(*r.previous, nowUs);
+    return okJson(200, out);
+  });
+}
+
+}  // namespace tokenledger

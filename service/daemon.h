@@ -1,0 +1,45 @@
+// tokenledgerd as a class: everything main() does, with the clock and the log
+// sink injected, so tests drive the real server in-process or as a process.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "projections/projector.h"
+#include "service/clock.h"
+
+namespace tokenledger {
+
+struct DaemonOptions {
+  std::string dataDir = "./data";
+  std::string listenHost = "127.0.0.1";
+  uint16_t listenPort = 8080;
+  std::string log = "embedded";
+  int httpThreads = 2;
+  uint64_t mapSizeBytes = 64ull << 30;
+  std::string operatorSecret;  // empty: DATA_DIR/operator-secret, generated if missing
+};
+
+class Daemon {
+ public:
+  virtual ~Daemon() = default;
+  virtual std::string address() const = 0;  // "HOST:PORT" bound
+  virtual std::string operatorSecretSource() const = 0;  // where the secret comes from
+  virtual void run() = 0;   // until stop(); drains in-flight commands first
+  virtual void stop() = 0;  // thread-safe
+};
+
+// Opens the data directory (locking it against a second daemon), the log, the
+// read model, starts the projector and binds the listener. Throws
+// std::runtime_error with a message for the operator.
+std::unique_ptr<Daemon> openDaemon(const DaemonOptions& options, const Clock& clock, Logger logger);
+
+// Rebuilds DATA_DIR/projection from the log (the daemon must not run). Returns a
+// one-line summary.
+std::string rebuildProjection(const DaemonOptions& options, Logger logger);
+
+// Reads or creates DATA_DIR/operator-secret (mode 0600).
+std::string loadOrCreateOperatorSecret(const std::string& dataDir);
+
+}  // namespace tokenledger

@@ -1,0 +1,344 @@
+#include "service/http_server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <h2o.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "events/secrets.h"
+
+namespace tokenledger {
+namespace {
+
+constexpr size_t kH2oEntityLimit = 1024 * 1024;  // beyond our 64 KiB limit, h2o answers 413 itself
+
+const char* reasonPhrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+  }
+}
+
+class Server;
+struct Loop;
+
+// A command waiting for the executor. Owned by the loop; `req` is cleared by the
+// request pool's dispose hook if the client goes away first.
+struct PendingJob {
+  h2o_multithread_message_t message;  // first member: messages are linked through it
+  Loop* loop = nullptr;
+  h2o_req_t* req = nullptr;
+  struct Guard* guard = nullptr;
+  HttpResponse response;
+};
+
+struct Guard {
+  PendingJob* job;
+};
+
+struct Loop {
+  Server* server = nullptr;
+  int index = 0;
+  h2o_evloop_t* evloop = nullptr;
+  h2o_context_t ctx{};
+  h2o_accept_ctx_t accept{};
+  h2o_socket_t* listener = nullptr;
+  h2o_multithread_queue_t* queue = nullptr;
+  h2o_multithread_receiver_t receiver{};
+  std::unique_ptr<ReadModelReader> reader;
+  size_t pending = 0;
+  uint64_t requestCounter = 0;
+  uint64_t headerGeneration = 0;
+  std::string appliedHeader;
+  std::thread thread;
+};
+
+thread_local Loop* tlsLoop = nullptr;
+
+class Server final : public HttpServer {
+ public:
+  Server(const HttpServerOptions& options, Api& api, ReadModel& model, CommandExecutor& executor,
+         TokenService& service, Logger logger)
+      : api_(api),
+        model_(model),
+        executor_(executor),
+        service_(service),
+        logger_(std::move(logger)),
+        runId_(toHex(randomBytes(4))) {
+    listenFd_ = bindListener(options.host, options.port);
+    h2o_config_init(&config_);
+    config_.server_name = h2o_iovec_init(H2O_STRLIT("tokenledger"));
+    config_.max_request_entity_size = kH2oEntityLimit;
+    auto* host = h2o_config_register_host(&config_, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    auto* path = h2o_config_register_path(host, "/", 0);
+    auto* handler = h2o_create_handler(path, sizeof(h2o_handler_t));
+    handler->on_req = &Server::onRequest;
+    int n = options.threads < 1 ? 1 : options.threads;
+    for (int i = 0; i < n; ++i) {
+      loops_.push_back(std::make_unique<Loop>());
+      loops_.back()->server = this;
+      loops_.back()->index = i;
+    }
+  }
+
+  ~Server() override {
+    if (listenFd_ >= 0) ::close(listenFd_);
+  }
+
+  std::string address() const override { return address_; }
+
+  void run() override {
+    for (auto& l : loops_) {
+      Loop* loop = l.get();
+      loop->thread = std::thread([this, loop] { runLoop(*loop); });
+    }
+    for (auto& l : loops_) l->thread.join();
+  }
+
+  void stop() override { stopping_ = true; }
+
+ private:
+  int bindListener(const std::string& host, uint16_t port) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    addrinfo* res = nullptr;
+    std::string service = std::to_string(port);
+    int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
+    if (rc != 0)
+      throw std::runtime_error("cannot resolve listen address " + host + ": " + gai_strerror(rc));
+    int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || ::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 4096) != 0) {
+      int err = errno;
+      freeaddrinfo(res);
+      if (fd >= 0) ::close(fd);
+      throw std::runtime_error("cannot listen on " + host + ":" + service + ": " + strerror(err) +
+                               (err == EADDRINUSE ? " (another process uses the port; pick "
+                                                    "another with --listen HOST:PORT, or 0 for "
+                                                    "any free port)"
+                                                  : ""));
+    }
+    freeaddrinfo(res);
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    char buf[INET6_ADDRSTRLEN] = {0};
+    uint16_t bound = 0;
+    if (addr.ss_family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+      inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+      bound = ntohs(a->sin6_port);
+      address_ = "[" + std::string(buf) + "]:" + std::to_string(bound);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+      inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+      bound = ntohs(a->sin_port);
+      address_ = std::string(buf) + ":" + std::to_string(bound);
+    }
+    return fd;
+  }
+
+  void runLoop(Loop& l) {
+    tlsLoop = &l;
+    l.reader = model_.reader();
+    l.evloop = h2o_evloop_create();
+    h2o_context_init(&l.ctx, l.evloop, &config_);
+    l.accept.ctx = &l.ctx;
+    l.accept.hosts = config_.hosts;
+    l.queue = h2o_multithread_create_queue(l.evloop);
+    h2o_multithread_register_receiver(l.queue, &l.receiver, &Server::onMessages);
+    int fd = ::dup(listenFd_);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    l.listener = h2o_evloop_socket_create(l.evloop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    l.listener->data = &l;
+    h2o_socket_read_start(l.listener, &Server::onAccept);
+
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point drainedAt{};
+    bool draining = false;
+    while (true) {
+      h2o_evloop_run(l.evloop, 50);
+      if (!draining && stopping_) {
+        draining = true;
+        api_.setShuttingDown();
+        h2o_socket_read_stop(l.listener);
+        h2o_socket_close(l.listener);
+        l.listener = nullptr;
+        h2o_context_request_shutdown(&l.ctx);
+      }
+      if (draining) {
+        if (l.pending > 0) {
+          drainedAt = Clock::time_point{};
+        } else if (drainedAt == Clock::time_point{}) {
+          drainedAt = Clock::now();
+        } else if (Clock::now() - drainedAt > std::chrono::milliseconds(200)) {
+          break;  // answered everything; give writes a moment to flush, then leave
+        }
+      }
+    }
+    h2o_multithread_unregister_receiver(l.queue, &l.receiver);
+    h2o_multithread_destroy_queue(l.queue);
+    l.reader.reset();
+  }
+
+  static void onAccept(h2o_socket_t* listener, const char* err) {
+    if (err != nullptr) return;
+    auto* l = static_cast<Loop*>(listener->data);
+    for (int i = 0; i < 16; ++i) {
+      h2o_socket_t* sock = h2o_evloop_socket_accept(listener);
+      if (sock == nullptr) return;
+      h2o_accept(&l->accept, sock);
+    }
+  }
+
+  static void onGuardDisposed(void* p) {
+    auto* g = static_cast<Guard*>(p);
+    if (g->job != nullptr) g->job->req = nullptr;
+  }
+
+  static std::string_view header(h2o_req_t* req, const h2o_token_t* token) {
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    if (i < 0) return {};
+    const auto& v = req->headers.entries[i].value;
+    return std::string_view(v.base, v.len);
+  }
+
+  static int onRequest(h2o_handler_t*, h2o_req_t* req) {
+    Loop& l = *tlsLoop;
+    Server& s = *l.server;
+    HttpRequest r;
+    r.method = std::string_view(req->method.base, req->method.len);
+    std::string_view full(req->path.base, req->path.len);
+    if (req->query_at != SIZE_MAX) {
+      r.path = full.substr(0, req->query_at);
+      r.query = full.substr(req->query_at + 1);
+    } else {
+      r.path = full;
+    }
+    r.authorization = header(req, H2O_TOKEN_AUTHORIZATION);
+    r.contentType = header(req, H2O_TOKEN_CONTENT_TYPE);
+    r.hasBody = req->entity.base != nullptr;
+    if (r.hasBody) r.body = std::string_view(req->entity.base, req->entity.len);
+    if (r.method == "POST")
+      r.requestId = s.runId_ + "-" + std::to_string(l.index) + "-" + std::to_string(++l.requestCounter);
+
+    Routed routed = [&]() -> Routed {
+      try {
+        return s.api_.handle(r, *l.reader);
+      } catch (const std::exception& e) {
+        s.logger_(std::string("request failed: ") + e.what());
+        return errorResponse(503, "unavailable",
+                             "the service could not read its read model; retry, and see the "
+                             "service log if it persists");
+      }
+    }();
+    if (auto* resp = std::get_if<HttpResponse>(&routed)) {
+      s.send(l, req, *resp);
+      return 0;
+    }
+    auto* job = new PendingJob();
+    job->loop = &l;
+    job->req = req;
+    auto* guard = static_cast<Guard*>(h2o_mem_alloc_shared(&req->pool, sizeof(Guard), &onGuardDisposed));
+    guard->job = job;
+    job->guard = guard;
+    l.pending++;
+    s.executor_.post([job, deferred = std::move(std::get<Deferred>(routed)), &s]() {
+      try {
+        job->response = deferred(s.service_);
+      } catch (const std::exception& e) {
+        s.logger_(std::string("command failed: ") + e.what());
+        job->response = errorResponse(503, "unavailable",
+                                       "the command could not complete; check the token's state "
+                                       "before retrying, and see the service log");
+      }
+      h2o_multithread_send_message(&job->loop->receiver, &job->message);
+    });
+    return 0;
+  }
+
+  static void onMessages(h2o_multithread_receiver_t*, h2o_linklist_t* messages) {
+    while (!h2o_linklist_is_empty(messages)) {
+      auto* job = reinterpret_cast<PendingJob*>(messages->next);
+      h2o_linklist_unlink(&job->message.link);
+      Loop& l = *job->loop;
+      if (job->req != nullptr) {
+        job->guard->job = nullptr;
+        l.server->send(l, job->req, job->response);
+      }
+      l.pending--;
+      delete job;
+    }
+  }
+
+  void send(Loop& l, h2o_req_t* req, const HttpResponse& resp) {
+    req->res.status = resp.status;
+    req->res.reason = reasonPhrase(resp.status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, nullptr,
+                   resp.contentType.data(), resp.contentType.size());
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, nullptr,
+                   H2O_STRLIT("no-store"));
+    uint64_t g = model_.generation();
+    if (g != l.headerGeneration || l.appliedHeader.empty()) {
+      l.appliedHeader = l.reader->applied().toString();
+      if (l.appliedHeader.empty()) l.appliedHeader = "0:0";
+      l.headerGeneration = g;
+    }
+    h2o_iovec_t applied = h2o_strdup(&req->pool, l.appliedHeader.data(), l.appliedHeader.size());
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("tokenledger-applied-position"),
+                          0, nullptr, applied.base, applied.len);
+    if (!resp.allow.empty()) {
+      h2o_iovec_t allow = h2o_strdup(&req->pool, resp.allow.data(), resp.allow.size());
+      h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, nullptr, allow.base, allow.len);
+    }
+    if (resp.wwwAuthenticate)
+      h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, nullptr,
+                     H2O_STRLIT("Basic realm=\"tokenledger\""));
+    req->res.content_length = resp.body.size();
+    h2o_send_inline(req, resp.body.data(), resp.body.size());
+  }
+
+  Api& api_;
+  ReadModel& model_;
+  CommandExecutor& executor_;
+  TokenService& service_;
+  Logger logger_;
+  std::string runId_;
+  int listenFd_ = -1;
+  std::string address_;
+  h2o_globalconf_t config_{};
+  std::vector<std::unique_ptr<Loop>> loops_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace
+
+std::unique_ptr<HttpServer> createHttpServer(const HttpServerOptions& options, Api& api,
+                                             ReadModel& model, CommandExecutor& executor,
+                                             TokenService& service, Logger logger) {
+  return std::make_unique<Server>(options, api, model, executor, service, std::move(logger));
+}
+
+}  // namespace tokenledger

@@ -1,0 +1,32 @@
+// JSON rendering of tokens and events, error bodies, and time parsing for the API.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "events/event.h"
+
+namespace tokenledger {
+
+// "2026-11-28T03:58:35.123Z"
+std::string formatTime(int64_t us);
+// RFC 3339 ("2026-11-28T10:00:00Z", fractions and ±hh:mm offsets allowed) or a
+// decimal count of Unix seconds. nullopt on anything else.
+std::optional<int64_t> parseTime(std::string_view s);
+// A JSON string (RFC 3339) or integer (Unix seconds).
+std::optional<int64_t> parseTime(const nlohmann::json& v);
+
+nlohmann::json tokenJson(const Token& token, int64_t nowUs);
+nlohmann::json eventJson(const Event& event);
+
+// Serialises; invalid UTF-8 (which only unvalidated input could carry) becomes U+FFFD
+// instead of throwing.
+std::string dumpJson(const nlohmann::json& j);
+
+// {"error":{"code":…,"message":…}}
+std::string errorBody(std::string_view code, std::string_view message);
+
+}  // namespace tokenledger

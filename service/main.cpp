@@ -1,0 +1,156 @@
+// tokenledgerd: thin wrapper around Daemon: flags, signals, log sink.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "events/secrets.h"
+#include "service/daemon.h"
+#include "service/json.h"
+
+using namespace tokenledger;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: tokenledgerd [options]
+
+  --data-dir DIR       data directory (default ./data): event log, read model,
+                       operator-secret
+  --listen HOST:PORT   address to serve HTTP on (default 127.0.0.1:8080; port 0
+                       picks a free port)
+  --log embedded       event log backend (default embedded: LMDB in DIR/log)
+  --threads N          HTTP event-loop threads (default 2)
+  --map-size-mb N      LMDB size limit per database file (default 65536)
+  --rebuild            rebuild the read model from the log, then exit
+  --help               this text
+
+The operator secret comes from TOKENLEDGER_OPERATOR_SECRET, else from
+DIR/operator-secret (generated on first start, mode 0600).
+Prints "listening on HOST:PORT" once it accepts connections. SIGTERM or SIGINT
+finish in-flight requests and exit 0.
+)";
+
+std::mutex logMutex;
+
+void logLine(const std::string& msg) {
+  SystemClock clock;
+  std::lock_guard lock(logMutex);
+  std::cerr << formatTime(clock.nowUs()) << " " << msg << std::endl;
+}
+
+[[noreturn]] void usageError(const std::string& msg) {
+  std::cerr << "tokenledgerd: " << msg << "\nrun tokenledgerd --help for the options\n";
+  std::exit(2);
+}
+
+bool parseUint(const std::string& s, uint64_t max, uint64_t& out) {
+  if (s.empty() || s.size() > 20) return false;
+  out = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    out = out * 10 + static_cast<uint64_t>(c - '0');
+    if (out > max) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  DaemonOptions options;
+  bool rebuild = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usageError(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else if (a == "--data-dir") {
+      options.dataDir = value();
+    } else if (a == "--listen") {
+      std::string v = value();
+      auto colon = v.rfind(':');
+      uint64_t port = 0;
+      if (colon == std::string::npos || colon == 0 || !parseUint(v.substr(colon + 1), 65535, port))
+        usageError("--listen wants HOST:PORT, e.g. 127.0.0.1:8080 (got \"" + v + "\")");
+      options.listenHost = v.substr(0, colon);
+      if (options.listenHost.size() > 2 && options.listenHost.front() == '[' &&
+          options.listenHost.back() == ']')
+        options.listenHost = options.listenHost.substr(1, options.listenHost.size() - 2);
+      options.listenPort = static_cast<uint16_t>(port);
+    } else if (a == "--log") {
+      options.log = value();
+      if (options.log != "embedded")
+        usageError("--log " + options.log + " is not available in this build; use embedded");
+    } else if (a == "--threads") {
+      uint64_t n = 0;
+      if (!parseUint(value(), 64, n) || n == 0) usageError("--threads wants 1-64");
+      options.httpThreads = static_cast<int>(n);
+    } else if (a == "--map-size-mb") {
+      uint64_t n = 0;
+      if (!parseUint(value(), 1ull << 24, n) || n < 1) usageError("--map-size-mb wants 1-16777216");
+      options.mapSizeBytes = n << 20;
+    } else if (a == "--rebuild") {
+      rebuild = true;
+    } else {
+      usageError("unknown option " + a);
+    }
+  }
+
+  // Signals go to a dedicated thread (sigwait), never to a random worker.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    initCrypto();
+    if (rebuild) {
+      std::cout << rebuildProjection(options, logLine) << std::endl;
+      return 0;
+    }
+    if (const char* env = std::getenv("TOKENLEDGER_OPERATOR_SECRET"); env && *env) {
+      options.operatorSecret = env;
+      if (options.operatorSecret.size() < 16) {
+        std::cerr << "tokenledgerd: TOKENLEDGER_OPERATOR_SECRET is shorter than 16 characters; "
+                     "use a long random value\n";
+        return 2;
+      }
+    }
+    SystemClock clock;
+    auto daemon = openDaemon(options, clock, logLine);
+    std::cout << "operator secret: " << daemon->operatorSecretSource() << std::endl;
+    std::cout << "event log: " << options.log << " in " << options.dataDir << std::endl;
+    std::thread signalThread([&] {
+      while (true) {
+        timespec timeout{0, 200'000'000};
+        int sig = sigtimedwait(&signals, nullptr, &timeout);
+        if (sig == SIGTERM || sig == SIGINT) {
+          logLine(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+                  ", finishing in-flight requests");
+          daemon->stop();
+          return;
+        }
+      }
+    });
+    std::cout << "listening on " << daemon->address() << std::endl;
+    daemon->run();
+    signalThread.join();
+    daemon.reset();
+    logLine("stopped");
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "tokenledgerd: " << e.what() << std::endl;
+    return 1;
+  }
+}

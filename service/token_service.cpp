@@ -1,0 +1,240 @@
+#include "service/token_service.h"
+
+#include "events/secrets.h"
+
+namespace tokenledger {
+namespace {
+
+bool isIdChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.' || c == '@' || c == '+' || c == ':';
+}
+
+CommandError notFound(const std::string& key) {
+  return CommandError{404, "not_found", "no token " + key + " for this user"};
+}
+
+// Decodes one UTF-8 sequence at s[i]; returns its length or 0 when invalid.
+size_t utf8Length(std::string_view s, size_t i) {
+  auto c = static_cast<unsigned char>(s[i]);
+  size_t n;
+  uint32_t cp;
+  if (c < 0x80) return 1;
+  if ((c & 0xE0) == 0xC0) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (cc & 0x3F);
+  }
+  // Reject overlong forms, surrogates and values beyond Unicode.
+  if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+      (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+    return 0;
+  return n;
+}
+
+}  // namespace
+
+std::optional<std::string> checkUserId(std::string_view user) {
+  if (user.empty() || user.size() > 128)
+    return "user id must be 1-128 characters of A-Z a-z 0-9 - _ . @ + :";
+  for (char c : user)
+    if (!isIdChar(c)) return "user id must be 1-128 characters of A-Z a-z 0-9 - _ . @ + :";
+  return std::nullopt;
+}
+
+std::optional<std::string> checkDestinationId(std::string_view id) {
+  if (id.empty() || id.size() > 128)
+    return "destination_id must be 1-128 characters of A-Z a-z 0-9 - _ . @ + :";
+  for (char c : id)
+    if (!isIdChar(c)) return "destination_id must be 1-128 characters of A-Z a-z 0-9 - _ . @ + :";
+  return std::nullopt;
+}
+
+std::optional<std::string> checkDescription(std::string_view raw, std::string& out) {
+  auto isSpace = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+  };
+  size_t b = 0, e = raw.size();
+  while (b < e && isSpace(raw[b])) ++b;
+  while (e > b && isSpace(raw[e - 1])) --e;
+  std::string_view s = raw.substr(b, e - b);
+  size_t chars = 0;
+  for (size_t i = 0; i < s.size();) {
+    size_t n = utf8Length(s, i);
+    if (n == 0) return "description must be valid UTF-8";
+    if (n == 1 && (static_cast<unsigned char>(s[i]) < 0x20 || s[i] == 0x7f))
+      return "description must not contain control characters such as line breaks";
+    i += n;
+    ++chars;
+  }
+  if (chars == 0) return "description must not be empty";
+  if (chars > 200)
+    return "description must be at most 200 characters (it has " + std::to_string(chars) + ")";
+  out = std::string(s);
+  return std::nullopt;
+}
+
+TokenService::TokenService(EventLog& log, ReadModel& model, Projector& projector,
+                           const Clock& clock, std::chrono::milliseconds visibilityTimeout)
+    : log_(log),
+      projector_(projector),
+      clock_(clock),
+      visibilityTimeout_(visibilityTimeout),
+      reader_(model.reader()) {}
+
+Event TokenService::newEvent(const std::string& key, const std::string& owner,
+                             const CommandContext& ctx) {
+  Event e;
+  e.eventId = randomBytes(16);
+  e.tokenKey = key;
+  e.owner = owner;
+  e.actor = ctx.actor;
+  e.requestId = ctx.requestId;
+  e.occurredAtUs = clock_.nowUs();
+  return e;
+}
+
+std::variant<Token, CommandError> TokenService::owned(const std::string& user,
+                                                      const std::string& key) {
+  if (!isWellFormedKey(key)) return notFound(key);
+  auto token = reader_->token(key);
+  // Another user's token is indistinguishable from a missing one.
+  if (!token || token->owner != user) return notFound(key);
+  return *token;
+}
+
+std::variant<std::vector<Position>, CommandError> TokenService::appendAndWait(
+    const std::string& owner, const std::vector<Event>& events) {
+  std::vector<std::string> values;
+  for (const auto& e : events) values.push_back(encodeEvent(e));
+  std::vector<Position> positions;
+  try {
+    positions = log_.append(owner, values);
+  } catch (const LogUnavailable& e) {
+    return CommandError{503, "log_unavailable",
+                        std::string(e.what()) + "; nothing was recorded, retry later"};
+  }
+  if (!projector_.waitFor(positions.back(), visibilityTimeout_))
+    return CommandError{503, "projection_lagging",
+                        "the event was recorded at " + toString(positions.back()) +
+                            " but the read model has not applied it yet; it will, retry "
+                            "the read later"};
+  return positions;
+}
+
+CommandResult TokenService::create(const CreateCommand& cmd, const CommandContext& ctx) {
+  if (auto err = checkUserId(cmd.user)) return CommandError{400, "invalid_user", *err};
+  std::string description;
+  if (auto err = checkDescription(cmd.description, description))
+    return CommandError{400, "invalid_description", *err};
+  if (cmd.kind == TokenKind::destination) {
+    if (auto err = checkDestinationId(cmd.destinationId))
+      return CommandError{400, "invalid_destination_id",
+                          *err + " (required for kind \"destination\")"};
+  } else if (!cmd.destinationId.empty()) {
+    return CommandError{400, "invalid_destination_id",
+                        "destination_id is only allowed with kind \"destination\""};
+  }
+  if (cmd.expiresAtUs != 0 && cmd.expiresAtUs <= clock_.nowUs())
+    return CommandError{400, "invalid_expires_at", "expires_at must lie in the future"};
+
+  std::string secret = generateSecret();
+  Event e = newEvent(generateTokenKey(), cmd.user, ctx);
+  Created c;
+  c.kind = cmd.kind;
+  c.destinationId = cmd.destinationId;
+  c.description = description;
+  c.secretHash = hashSecret(secret);
+  c.expiresAtUs = cmd.expiresAtUs;
+  e.body = c;
+  auto appended = appendAndWait(cmd.user, {e});
+  if (auto* err = std::get_if<CommandError>(&appended)) return *err;
+  auto token = reader_->token(e.tokenKey);
+  if (!token) return CommandError{503, "projection_lagging", "the token is not visible yet"};
+  return TokenResult{*token, std::move(secret), std::get<0>(appended).back(), std::nullopt};
+}
+
+CommandResult TokenService::activate(const std::string& user, const std::string& key,
+                                     const CommandContext& ctx) {
+  auto found = owned(user, key);
+  if (auto* err = std::get_if<CommandError>(&found)) return *err;
+  const Token& t = std::get<Token>(found);
+  int64_t now = clock_.nowUs();
+  if (statusAt(t, now) == Status::expired)
+    return CommandError{409, "expired",
+                        "token " + key + " expired and cannot be activated; create a new one"};
+  // Idempotent: an active token without a scheduled deactivation changes nothing.
+  if (t.active && t.deactivateAtUs == 0) return TokenResult{t, "", std::nullopt, std::nullopt};
+  Event e = newEvent(key, user, ctx);
+  e.body = Activated{};
+  auto appended = appendAndWait(user, {e});
+  if (auto* err = std::get_if<CommandError>(&appended)) return *err;
+  return TokenResult{*reader_->token(key), "", std::get<0>(appended).back(), std::nullopt};
+}
+
+CommandResult TokenService::deactivate(const DeactivateCommand& cmd, const CommandContext& ctx) {
+  auto found = owned(cmd.user, cmd.key);
+  if (auto* err = std::get_if<CommandError>(&found)) return *err;
+  const Token& t = std::get<Token>(found);
+  int64_t now = clock_.nowUs();
+  int64_t effective = cmd.effectiveAtUs.value_or(now);
+  // Idempotent: deactivating an inactive token changes nothing.
+  if (statusAt(t, now) != Status::active) return TokenResult{t, "", std::nullopt, std::nullopt};
+  Event e = newEvent(cmd.key, cmd.user, ctx);
+  e.body = Deactivated{cmd.reason, effective};
+  auto appended = appendAndWait(cmd.user, {e});
+  if (auto* err = std::get_if<CommandError>(&appended)) return *err;
+  return TokenResult{*reader_->token(cmd.key), "", std::get<0>(appended).back(), std::nullopt};
+}
+
+CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContext& ctx) {
+  auto found = owned(cmd.user, cmd.key);
+  if (auto* err = std::get_if<CommandError>(&found)) return *err;
+  const Token& old = std::get<Token>(found);
+  if (cmd.graceSeconds < 0 || cmd.graceSeconds > kMaxGraceSeconds)
+    return CommandError{400, "invalid_grace_seconds",
+                        "grace_seconds must be between 0 and " + std::to_string(kMaxGraceSeconds)};
+  if (!old.replacedBy.empty())
+    return CommandError{409, "already_rotated",
+                        "token " + cmd.key + " was already rotated to " + old.replacedBy +
+                            "; rotate that one instead"};
+  int64_t now = clock_.nowUs();
+  std::string secret = generateSecret();
+  Event created = newEvent(generateTokenKey(), cmd.user, ctx);
+  Created c;
+  c.kind = old.kind;
+  c.destinationId = old.destinationId;
+  c.description = old.description;
+  c.secretHash = hashSecret(secret);
+  c.expiresAtUs = 0;
+  c.replaces = old.key;
+  created.body = c;
+  std::vector<Event> events{created};
+  if (statusAt(old, now) == Status::active) {
+    Event d = newEvent(old.key, cmd.user, ctx);
+    d.occurredAtUs = created.occurredAtUs;
+    d.body = Deactivated{Reason::rotation, now + cmd.graceSeconds * 1'000'000};
+    events.push_back(d);
+  }
+  auto appended = appendAndWait(cmd.user, events);
+  if (auto* err = std::get_if<CommandError>(&appended)) return *err;
+  auto successor = reader_->token(created.tokenKey);
+  if (!successor) return CommandError{503, "projection_lagging", "the token is not visible yet"};
+  return TokenResult{*successor, std::move(secret), std::get<0>(appended).back(),
+                     reader_->token(old.key)};
+}
+
+}  // namespace tokenledger

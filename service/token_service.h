@@ -1,0 +1,98 @@
+// Command handling: validates a command against the read model, appends its
+// events to the log and returns once the read model shows them (read-your-writes).
+//
+// Not thread-safe: the daemon runs all commands on one executor thread, which
+// makes "validate, then append" race-free.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "events/event.h"
+#include "events/event_log.h"
+#include "projections/projector.h"
+#include "projections/read_model.h"
+#include "service/clock.h"
+
+namespace tokenledger {
+
+struct CommandContext {
+  std::string actor = "operator";
+  std::string requestId;
+};
+
+// A refusal: HTTP status, a stable machine code, and a message that says what to do.
+struct CommandError {
+  int status;
+  std::string code;
+  std::string message;
+};
+
+struct TokenResult {
+  Token token;
+  std::string secret;                // only for create and rotate (the new token)
+  std::optional<Position> position;  // of the last event appended; none if nothing changed
+  std::optional<Token> previous;     // rotate: the old token after the rotation
+};
+
+using CommandResult = std::variant<TokenResult, CommandError>;
+
+struct CreateCommand {
+  std::string user;
+  std::string description;  // validated and trimmed here
+  TokenKind kind = TokenKind::user;
+  std::string destinationId;
+  int64_t expiresAtUs = 0;
+};
+
+struct DeactivateCommand {
+  std::string user;
+  std::string key;
+  Reason reason = Reason::manual;
+  std::optional<int64_t> effectiveAtUs;  // default: now
+};
+
+struct RotateCommand {
+  std::string user;
+  std::string key;
+  int64_t graceSeconds = 0;
+};
+
+constexpr int64_t kMaxGraceSeconds = 366LL * 24 * 3600;
+
+class TokenService {
+ public:
+  TokenService(EventLog& log, ReadModel& model, Projector& projector, const Clock& clock,
+               std::chrono::milliseconds visibilityTimeout = std::chrono::seconds(10));
+
+  CommandResult create(const CreateCommand& cmd, const CommandContext& ctx);
+  CommandResult activate(const std::string& user, const std::string& key,
+                         const CommandContext& ctx);
+  CommandResult deactivate(const DeactivateCommand& cmd, const CommandContext& ctx);
+  CommandResult rotate(const RotateCommand& cmd, const CommandContext& ctx);
+
+ private:
+  std::variant<Token, CommandError> owned(const std::string& user, const std::string& key);
+  std::variant<std::vector<Position>, CommandError> appendAndWait(
+      const std::string& owner, const std::vector<Event>& events);
+  Event newEvent(const std::string& key, const std::string& owner, const CommandContext& ctx);
+
+  EventLog& log_;
+  Projector& projector_;
+  const Clock& clock_;
+  std::chrono::milliseconds visibilityTimeout_;
+  std::unique_ptr<ReadModelReader> reader_;
+};
+
+// Input rules shared by the HTTP layer, the CLI and the web page.
+// Each returns an error message, or nullopt when the value is acceptable.
+std::optional<std::string> checkUserId(std::string_view user);
+std::optional<std::string> checkDestinationId(std::string_view id);
+// Trims ASCII and Unicode white space at both ends into `out`; 1-200 characters
+// (code points), valid UTF-8, no control characters.
+std::optional<std::string> checkDescription(std::string_view raw, std::string& out);
+
+}  // namespace tokenledger

@@ -1,0 +1,223 @@
+// The token state machine: applyEvent and statusAt (events/event.h).
+#include <doctest/doctest.h>
+
+#include <optional>
+#include <string>
+
+#include "events/event.h"
+#include "tests/unit/test_util.h"
+
+namespace tokenledger {
+namespace {
+
+constexpr int64_t kT = 1'764'300'000'000'000;
+constexpr int64_t kSec = 1'000'000;
+
+using test::makeEvent;
+
+struct Fixture {
+  Fixture() {
+    test::ensureCrypto();
+    key = generateTokenKey();
+    secret = generateSecret();
+  }
+  Event created(int64_t at = kT, Created c = {}) {
+    if (c.description.empty()) c = test::makeCreated(secret);
+    return makeEvent(key, "alice", at, c);
+  }
+  Event activated(int64_t at) { return makeEvent(key, "alice", at, Activated{}); }
+  Event deactivated(int64_t at, int64_t effective, Reason r = Reason::manual) {
+    return makeEvent(key, "alice", at, Deactivated{r, effective});
+  }
+  // Applies, requiring that the event applies.
+  Token apply(const std::optional<Token>& t, const Event& e) {
+    auto next = applyEvent(t, e);
+    REQUIRE_MESSAGE(next.has_value(), e.typeName() << " did not apply");
+    return *next;
+  }
+
+  std::string key, secret;
+};
+
+TEST_CASE_FIXTURE(Fixture, "created makes an active token with the event's data") {
+  Created c = test::makeCreated(secret, TokenKind::destination, "dest-9");
+  c.expiresAtUs = kT + 3600 * kSec;
+  c.replaces = "tlk_previous";
+  Token t = apply(std::nullopt, created(kT, c));
+  CHECK(t.key == key);
+  CHECK(t.owner == "alice");
+  CHECK(t.kind == TokenKind::destination);
+  CHECK(t.destinationId == "dest-9");
+  CHECK(t.description == c.description);
+  CHECK(t.active);
+  CHECK(t.secretHash == hashSecret(secret));
+  CHECK(t.createdAtUs == kT);
+  CHECK(t.updatedAtUs == kT);
+  CHECK(t.expiresAtUs == kT + 3600 * kSec);
+  CHECK(t.deactivateAtUs == 0);
+  CHECK(t.replaces == "tlk_previous");
+  CHECK(t.replacedBy.empty());
+  CHECK(t.eventCount == 1);
+  CHECK(statusAt(t, kT) == Status::active);
+}
+
+TEST_CASE_FIXTURE(Fixture, "events that do not apply give nullopt") {
+  Token t = apply(std::nullopt, created());
+  SUBCASE("created twice") { CHECK_FALSE(applyEvent(t, created(kT + 1)).has_value()); }
+  SUBCASE("activation of an unknown key") {
+    CHECK_FALSE(applyEvent(std::nullopt, activated(kT)).has_value());
+  }
+  SUBCASE("deactivation of an unknown key") {
+    CHECK_FALSE(applyEvent(std::nullopt, deactivated(kT, kT)).has_value());
+  }
+  SUBCASE("an event from another owner") {
+    Event a = makeEvent(key, "mallory", kT + 1, Deactivated{Reason::manual, kT + 1});
+    CHECK_FALSE(applyEvent(t, a).has_value());
+    Event b = makeEvent(key, "mallory", kT + 1, Activated{});
+    CHECK_FALSE(applyEvent(t, b).has_value());
+  }
+}
+
+TEST_CASE_FIXTURE(Fixture, "deactivation effective now ends the token at once") {
+  Token t = apply(std::nullopt, created());
+  t = apply(t, deactivated(kT + 10 * kSec, kT + 10 * kSec, Reason::compromised));
+  CHECK_FALSE(t.active);
+  CHECK(t.deactivationReason == Reason::compromised);
+  CHECK(t.updatedAtUs == kT + 10 * kSec);
+  CHECK(statusAt(t, kT + 10 * kSec) == Status::inactive);
+  CHECK(statusAt(t, kT + 1000 * kSec) == Status::inactive);
+}
+
+TEST_CASE_FIXTURE(Fixture, "deactivation effective in the future keeps the token active until then") {
+  Token t = apply(std::nullopt, created());
+  int64_t effective = kT + 60 * kSec;
+  t = apply(t, deactivated(kT, effective, Reason::rotation));
+  CHECK(t.active);
+  CHECK(t.deactivateAtUs == effective);
+  CHECK(statusAt(t, kT) == Status::active);
+  CHECK(statusAt(t, effective - 1) == Status::active);
+  CHECK(statusAt(t, effective) == Status::inactive);
+  CHECK(statusAt(t, effective + 3600 * kSec) == Status::inactive);
+}
+
+TEST_CASE_FIXTURE(Fixture, "deactivation effective in the past ends the token at once") {
+  Token t = apply(std::nullopt, created());
+  t = apply(t, deactivated(kT + 100 * kSec, kT + 50 * kSec, Reason::compromised));
+  CHECK_FALSE(t.active);
+  CHECK(t.deactivateAtUs == kT + 50 * kSec);
+  CHECK(statusAt(t, kT + 100 * kSec) == Status::inactive);
+}
+
+TEST_CASE_FIXTURE(Fixture, "activation cancels a scheduled deactivation") {
+  Token t = apply(std::nullopt, created());
+  t = apply(t, deactivated(kT, kT + 60 * kSec, Reason::rotation));
+  REQUIRE(statusAt(t, kT + 61 * kSec) == Status::inactive);
+  t = apply(t, activated(kT + 30 * kSec));
+  CHECK(t.active);
+  CHECK(t.deactivateAtUs == 0);
+  CHECK(statusAt(t, kT + 61 * kSec) == Status::active);
+  CHECK(statusAt(t, kT + 100000 * kSec) == Status::active);
+}
+
+TEST_CASE_FIXTURE(Fixture, "activation brings an inactive token back") {
+  Token t = apply(std::nullopt, created());
+  t = apply(t, deactivated(kT + 1, kT + 1));
+  REQUIRE(statusAt(t, kT + 2) == Status::inactive);
+  t = apply(t, activated(kT + 2));
+  CHECK(statusAt(t, kT + 2) == Status::active);
+}
+
+TEST_CASE_FIXTURE(Fixture, "a later deactivation never revives a token that is already out") {
+  Token t = apply(std::nullopt, created());
+  SUBCASE("token deactivated, then a deactivation scheduled for later") {
+    t = apply(t, deactivated(kT + 10 * kSec, kT + 10 * kSec, Reason::manual));
+    REQUIRE(statusAt(t, kT + 20 * kSec) == Status::inactive);
+    t = apply(t, deactivated(kT + 20 * kSec, kT + 3600 * kSec, Reason::bulk));
+    CHECK_FALSE(t.active);
+    CHECK(statusAt(t, kT + 20 * kSec) == Status::inactive);
+    CHECK(statusAt(t, kT + 1800 * kSec) == Status::inactive);
+    CHECK(t.deactivateAtUs == kT + 10 * kSec);  // when it really went out of service
+  }
+  SUBCASE("grace period over, then a deactivation scheduled for later") {
+    t = apply(t, deactivated(kT, kT + 60 * kSec, Reason::rotation));
+    REQUIRE(statusAt(t, kT + 120 * kSec) == Status::inactive);
+    t = apply(t, deactivated(kT + 120 * kSec, kT + 3600 * kSec, Reason::bulk));
+    CHECK(statusAt(t, kT + 120 * kSec) == Status::inactive);
+    CHECK(statusAt(t, kT + 1800 * kSec) == Status::inactive);
+    CHECK(t.deactivateAtUs == kT + 60 * kSec);
+  }
+  SUBCASE("a compromise found late moves the end earlier") {
+    t = apply(t, deactivated(kT + 100 * kSec, kT + 100 * kSec, Reason::manual));
+    t = apply(t, deactivated(kT + 200 * kSec, kT + 50 * kSec, Reason::compromised));
+    CHECK_FALSE(t.active);
+    CHECK(t.deactivateAtUs == kT + 50 * kSec);
+    CHECK(t.deactivationReason == Reason::compromised);
+  }
+}
+
+TEST_CASE_FIXTURE(Fixture, "a new deactivation replaces a pending one") {
+  Token t = apply(std::nullopt, created());
+  t = apply(t, deactivated(kT, kT + 60 * kSec, Reason::rotation));
+  SUBCASE("now") {
+    t = apply(t, deactivated(kT + 10 * kSec, kT + 10 * kSec, Reason::compromised));
+    CHECK(statusAt(t, kT + 10 * kSec) == Status::inactive);
+    CHECK(t.deactivationReason == Reason::compromised);
+  }
+  SUBCASE("later") {
+    t = apply(t, deactivated(kT + 10 * kSec, kT + 600 * kSec, Reason::rotation));
+    CHECK(statusAt(t, kT + 120 * kSec) == Status::active);
+    CHECK(statusAt(t, kT + 600 * kSec) == Status::inactive);
+  }
+}
+
+TEST_CASE_FIXTURE(Fixture, "expiry gives Status::expired") {
+  Created c = test::makeCreated(secret);
+  c.expiresAtUs = kT + 100 * kSec;
+  Token t = apply(std::nullopt, created(kT, c));
+  CHECK(statusAt(t, kT + 99 * kSec) == Status::active);
+  CHECK(statusAt(t, kT + 100 * kSec) == Status::expired);
+  // Expiry wins over inactive, and activation does not undo it.
+  Token off = apply(t, deactivated(kT + 1, kT + 1));
+  CHECK(statusAt(off, kT + 50 * kSec) == Status::inactive);
+  CHECK(statusAt(off, kT + 200 * kSec) == Status::expired);
+  Token on = apply(off, activated(kT + 2));
+  CHECK(statusAt(on, kT + 200 * kSec) == Status::expired);
+}
+
+TEST_CASE_FIXTURE(Fixture, "eventCount and updatedAt follow every applied event") {
+  Token t = apply(std::nullopt, created());
+  CHECK(t.eventCount == 1);
+  t = apply(t, deactivated(kT + 1, kT + 1));
+  CHECK(t.eventCount == 2);
+  t = apply(t, activated(kT + 2));
+  CHECK(t.eventCount == 3);
+  // Idempotent events still count: they are on the log.
+  t = apply(t, activated(kT + 3));
+  CHECK(t.eventCount == 4);
+  CHECK(t.updatedAtUs == kT + 3);
+  CHECK(t.createdAtUs == kT);
+}
+
+TEST_CASE_FIXTURE(Fixture, "the last event wins") {
+  Token t = apply(std::nullopt, created());
+  t = apply(t, deactivated(kT + 1, kT + 1));
+  t = apply(t, activated(kT + 2));
+  t = apply(t, deactivated(kT + 3, kT + 3, Reason::bulk));
+  CHECK(statusAt(t, kT + 4) == Status::inactive);
+  CHECK(t.deactivationReason == Reason::bulk);
+  t = apply(t, activated(kT + 5));
+  CHECK(statusAt(t, kT + 6) == Status::active);
+  // Log order decides, not the events' own timestamps.
+  t = apply(t, deactivated(kT + 1, kT + 1, Reason::manual));
+  CHECK(statusAt(t, kT + 6) == Status::inactive);
+}
+
+TEST_CASE_FIXTURE(Fixture, "applyEvent leaves its input alone") {
+  Token t = apply(std::nullopt, created());
+  Token copy = t;
+  (void)apply(t, deactivated(kT + 1, kT + 1));
+  CHECK(t == copy);
+}
+
+}  // namespace
+}  // namespace tokenledger

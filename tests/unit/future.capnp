@@ -1,0 +1,65 @@
+# A test-only "newer" version of schemas/tokenledger.capnp's Envelope: the same
+# fields with the same ordinals, plus one union member this build does not know.
+# Cap'n Proto carries no type ids on the wire, so bytes written with this schema
+# are what a newer producer would put on the log.
+@0xe7c320dcc5940b27;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("tokenledger::future");
+
+enum TokenKind {
+  user @0;
+  destination @1;
+}
+
+enum DeactivationReason {
+  manual @0;
+  rotation @1;
+  compromised @2;
+  expired @3;
+  bulk @4;
+}
+
+enum HashAlgorithm {
+  blake2b256 @0;
+}
+
+struct Created {
+  kind @0 :TokenKind;
+  destinationId @1 :Text;
+  description @2 :Text;
+  secretHash @3 :Data;
+  hashAlgorithm @4 :HashAlgorithm;
+  expiresAtUs @5 :Int64;
+  replaces @6 :Text;
+}
+
+struct Activated {}
+
+struct Deactivated {
+  reason @0 :DeactivationReason;
+  effectiveAtUs @1 :Int64;
+}
+
+struct Revoked {
+  note @0 :Text;
+}
+
+struct Envelope {
+  eventId @0 :Data;
+  tokenKey @1 :Text;
+  owner @2 :Text;
+  actor @3 :Text;
+  requestId @4 :Text;
+  occurredAtUs @5 :Int64;
+  schemaVersion @6 :UInt16;
+  signature @7 :Data;
+  signingKeyId @8 :Text;
+
+  event :union {
+    created @9 :Created;
+    activated @10 :Activated;
+    deactivated @11 :Deactivated;
+    revoked @12 :Revoked;
+  }
+}

@@ -1,0 +1,86 @@
+// Helpers shared by the unit suites: temporary directories, crypto set-up and
+// event builders. Header-only; each suite includes what it needs.
+#pragma once
+
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "events/event.h"
+#include "events/event_log.h"
+#include "events/secrets.h"
+
+namespace tokenledger::test {
+
+// A fresh directory under /tmp, removed (with everything in it) on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "tl-unit-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  // A path inside the directory (not created).
+  std::string sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// libsodium must be initialised before keys, secrets or hashes are made.
+inline void ensureCrypto() {
+  static const bool done = [] {
+    initCrypto();
+    return true;
+  }();
+  (void)done;
+}
+
+// An event with every envelope field set; the body is the caller's.
+inline Event makeEvent(const std::string& key, const std::string& owner, int64_t atUs,
+                       EventBody body) {
+  ensureCrypto();
+  Event e;
+  e.eventId = randomBytes(16);
+  e.tokenKey = key;
+  e.owner = owner;
+  e.actor = "operator";
+  e.requestId = "req-" + randomBase62(8);
+  e.occurredAtUs = atUs;
+  e.body = std::move(body);
+  return e;
+}
+
+inline Created makeCreated(const std::string& secret, TokenKind kind = TokenKind::user,
+                           const std::string& destinationId = "") {
+  Created c;
+  c.kind = kind;
+  c.destinationId = destinationId;
+  c.description = "Receive leads from RD Station";
+  c.secretHash = hashSecret(secret);
+  return c;
+}
+
+inline LogRecord record(int64_t offset, const Event& e, int32_t partition = 0) {
+  return LogRecord{Position{partition, offset}, e.owner, encodeEvent(e)};
+}
+
+inline int64_t msSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start)
+      .count();
+}
+
+}  // namespace tokenledger::test
