@@ -70,8 +70,9 @@ class CurlHttpClient final : public HttpClient {
         return false;
       }
     }
-    // No "Expect: 100-continue" round trip for small JSON bodies.
-    if (!headers.append("Expect:")) {
+    // No "Expect: 100-continue" round trip for small JSON bodies, and no default
+    // form Content-Type on a POST without a body.
+    if (!headers.append("Expect:") || (!request.body && !headers.append("Content-Type:"))) {
       error.message = "out of memory building request headers";
       return false;
     }

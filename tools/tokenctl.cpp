@@ -6,6 +6,7 @@
 // could not be reached.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -468,7 +469,7 @@ std::chrono::milliseconds resolveTimeout(const Arguments& args) {
                 std::isfinite(seconds) && text.find_first_of("xXpPnNiI") == std::string::npos;
   if (!parsed || seconds <= 0 || seconds > kMaxTimeoutSeconds) {
     throw UsageError{"--timeout: '" + sanitize(text) +
-                     "' is not a number of seconds between 0 and 86400 (exclusive of 0)"};
+                     "' is not a number of seconds greater than 0 and at most 86400"};
   }
   return std::chrono::milliseconds(std::max<int64_t>(1, std::llround(seconds * 1000)));
 }

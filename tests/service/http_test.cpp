@@ -1,0 +1,508 @@
+// The real tokenledgerd over a real socket: the API, every bad-input case of the
+// core issue, read-your-writes, SIGTERM drain, kill -9 recovery, rebuild, and the
+// no-secret-anywhere check.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "projections/read_model.h"
+#include "tests/service/daemon_process.h"
+
+using namespace tltest;
+using nlohmann::json;
+
+namespace {
+
+const std::string kBinary = TOKENLEDGERD_PATH;
+const std::string kOperator = "test-operator-secret-0123456789abcdef";
+
+struct Fixture {
+  std::string root = tempDir("http");
+  std::string data = root + "/data";
+  Daemon daemon{kBinary, data, root, kOperator};
+
+  ~Fixture() { std::filesystem::remove_all(root); }
+
+  std::vector<std::string> auth() const { return {"Authorization: Bearer " + kOperator}; }
+
+  Response post(const std::string& path, const std::string& body = "") {
+    auto h = auth();
+    h.push_back("Content-Type: application/json");
+    return daemon.call("POST", path, body, h);
+  }
+  Response get(const std::string& path) { return daemon.call("GET", path, "", auth()); }
+
+  json create(const std::string& user, const std::string& description = "Receive leads") {
+    auto r = post("/v1/users/" + user + "/tokens", json{{"description", description}}.dump());
+    REQUIRE(r.status == 201);
+    return r.json();
+  }
+
+  Response verify(const std::string& key, const std::string& token) {
+    return daemon.call("POST", "/v1/verify", "",
+                       {"Authorization: Basic " + base64(key + ":" + token)});
+  }
+};
+
+// Every error response has exactly {"error":{"code":string,"message":string}}.
+void checkError(const Response& r, int status, const std::string& code) {
+  CHECK(r.status == status);
+  json j = json::parse(r.body, nullptr, false);
+  REQUIRE_MESSAGE(j.is_object(), r.body);
+  REQUIRE(j.size() == 1);
+  REQUIRE(j.contains("error"));
+  CHECK(j["error"].size() == 2);
+  CHECK(j["error"]["code"] == code);
+  CHECK(j["error"]["message"].is_string());
+  CHECK(!j["error"]["message"].get<std::string>().empty());
+  CHECK(r.headers.count("tokenledger-applied-position") == 1);
+}
+
+}  // namespace
+
+TEST_CASE("create, list, get, verify, deactivate, activate, rotate, history") {
+  Fixture f;
+  auto health = f.daemon.call("GET", "/healthz");
+  CHECK(health.status == 200);
+  CHECK(health.headers.at("tokenledger-applied-position") == "0:0");
+  CHECK(f.daemon.call("GET", "/readyz").status == 200);
+
+  json t = f.create("alice", "  Receive leads from RD Station  ");
+  std::string key = t["key"], token = t["token"];
+  CHECK(t["description"] == "Receive leads from RD Station");  // trimmed
+  CHECK(t["kind"] == "user");
+  CHECK(t["status"] == "active");
+  CHECK(t["owner"] == "alice");
+  CHECK(t["position"] == "0:0");
+  CHECK(key.rfind("tlk_", 0) == 0);
+  CHECK(token.rfind("tls_", 0) == 0);
+
+  auto dest = f.post("/v1/users/alice/tokens",
+                     R"({"description":"Webhook","kind":"destination","destination_id":"dest-7"})");
+  REQUIRE(dest.status == 201);
+  CHECK(dest.json()["destination_id"] == "dest-7");
+
+  auto v = f.verify(key, token);
+  CHECK(v.status == 200);
+  CHECK(v.json() == json{{"valid", true}, {"key", key}, {"owner", "alice"}, {"kind", "user"}});
+  CHECK(v.headers.at("tokenledger-applied-position") == "0:2");
+  auto vd = f.verify(dest.json()["key"], dest.json()["token"]);
+  CHECK(vd.json()["kind"] == "destination");
+  CHECK(vd.json()["destination_id"] == "dest-7");
+  CHECK(f.daemon.call("GET", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + token)})
+            .status == 200);
+
+  auto list = f.get("/v1/users/alice/tokens");
+  REQUIRE(list.status == 200);
+  auto tokens = list.json()["tokens"];
+  REQUIRE(tokens.size() == 2);
+  CHECK(tokens[0]["key"] == key);
+  CHECK(tokens[1]["kind"] == "destination");
+  CHECK(list.body.find("tls_") == std::string::npos);  // never a secret
+  CHECK(f.get("/v1/users/bob/tokens").json()["tokens"].empty());
+
+  auto one = f.get("/v1/users/alice/tokens/" + key);
+  CHECK(one.status == 200);
+  CHECK(one.json()["key"] == key);
+  CHECK(!one.json().contains("token"));
+
+  auto off = f.post("/v1/users/alice/tokens/" + key + "/deactivate", R"({"reason":"compromised"})");
+  CHECK(off.status == 200);
+  CHECK(off.json()["status"] == "inactive");
+  CHECK(off.json()["changed"] == true);
+  CHECK(off.json()["deactivation_reason"] == "compromised");
+  auto v2 = f.verify(key, token);
+  CHECK(v2.status == 401);
+  CHECK(v2.json()["reason"] == "inactive");
+  CHECK(v2.headers.count("www-authenticate") == 1);
+  // Idempotent: a second deactivation changes nothing and is not an error.
+  auto again = f.post("/v1/users/alice/tokens/" + key + "/deactivate");
+  CHECK(again.status == 200);
+  CHECK(again.json()["changed"] == false);
+  // Deactivation touched no other token.
+  CHECK(f.verify(dest.json()["key"], dest.json()["token"]).status == 200);
+
+  auto on = f.post("/v1/users/alice/tokens/" + key + "/activate");
+  CHECK(on.status == 200);
+  CHECK(on.json()["changed"] == true);
+  CHECK(f.verify(key, token).status == 200);
+  CHECK(f.post("/v1/users/alice/tokens/" + key + "/activate").json()["changed"] == false);
+
+  auto rot = f.post("/v1/users/alice/tokens/" + key + "/rotate", R"({"grace_seconds":0})");
+  REQUIRE(rot.status == 200);
+  std::string newKey = rot.json()["key"], newToken = rot.json()["token"];
+  CHECK(rot.json()["replaces"] == key);
+  CHECK(rot.json()["previous"]["replaced_by"] == newKey);
+  CHECK(rot.json()["previous"]["status"] == "inactive");
+  CHECK(f.verify(key, token).json()["reason"] == "inactive");
+  CHECK(f.verify(newKey, newToken).status == 200);
+  checkError(f.post("/v1/users/alice/tokens/" + key + "/rotate"), 409, "already_rotated");
+
+  auto graced = f.post("/v1/users/alice/tokens/" + newKey + "/rotate", R"({"grace_seconds":3600})");
+  REQUIRE(graced.status == 200);
+  CHECK(graced.json()["previous"]["status"] == "active");
+  CHECK(graced.json()["previous"].contains("deactivates_at"));
+  CHECK(f.verify(newKey, newToken).status == 200);  // still valid during the grace period
+  CHECK(f.verify(graced.json()["key"], graced.json()["token"]).status == 200);
+
+  auto hist = f.get("/v1/users/alice/tokens/" + key + "/history");
+  REQUIRE(hist.status == 200);
+  auto events = hist.json()["events"];
+  REQUIRE(events.size() == 4);
+  CHECK(events[0]["type"] == "created");
+  CHECK(events[1]["type"] == "deactivated");
+  CHECK(events[1]["reason"] == "compromised");
+  CHECK(events[2]["type"] == "activated");
+  CHECK(events[3]["type"] == "deactivated");
+  CHECK(events[3]["reason"] == "rotation");
+  CHECK(events[0]["actor"] == "operator");
+  CHECK(hist.json()["replaced_by"] == newKey);
+  CHECK(f.daemon.terminate() == 0);
+}
+
+TEST_CASE("read-your-writes: a verify sent after deactivate returned fails") {
+  Fixture f;
+  for (int i = 0; i < 30; ++i) {
+    json t = f.create("rw");
+    CHECK(f.verify(t["key"], t["token"]).status == 200);
+    auto r = f.post("/v1/users/rw/tokens/" + t["key"].get<std::string>() + "/deactivate");
+    REQUIRE(r.status == 200);
+    auto v = f.verify(t["key"], t["token"]);
+    CHECK(v.status == 401);
+    CHECK(v.json()["reason"] == "inactive");
+  }
+}
+
+TEST_CASE("bad input gets a 4xx with one JSON error shape") {
+  Fixture f;
+  json t = f.create("alice");
+  std::string key = t["key"], token = t["token"];
+  const std::string tokens = "/v1/users/alice/tokens";
+
+  SUBCASE("malformed JSON") { checkError(f.post(tokens, "{\"description\":"), 400, "invalid_json"); }
+  SUBCASE("not an object") { checkError(f.post(tokens, "[1,2]"), 400, "invalid_json"); }
+  SUBCASE("missing body") { checkError(f.post(tokens, ""), 400, "invalid_json"); }
+  SUBCASE("wrong types") {
+    checkError(f.post(tokens, R"({"description":42})"), 400, "invalid_field");
+    checkError(f.post(tokens, R"({"description":"x","kind":7})"), 400, "invalid_field");
+    checkError(f.post(tokens, R"({"description":"x","kind":"admin"})"), 400, "invalid_field");
+    checkError(f.post(tokens + "/" + key + "/rotate", R"({"grace_seconds":"10"})"), 400,
+               "invalid_field");
+    checkError(f.post(tokens + "/" + key + "/rotate", R"({"grace_seconds":-1})"), 400,
+               "invalid_field");
+    checkError(f.post(tokens + "/" + key + "/deactivate", R"({"reason":"bored"})"), 400,
+               "invalid_field");
+    checkError(f.post(tokens + "/" + key + "/deactivate", R"({"effective_at":"yesterday"})"), 400,
+               "invalid_field");
+  }
+  SUBCASE("unknown fields") {
+    auto r = f.post(tokens, R"({"description":"x","colour":"red"})");
+    checkError(r, 400, "unknown_field");
+    CHECK(r.json()["error"]["message"].get<std::string>().find("colour") != std::string::npos);
+    checkError(f.post(tokens + "/" + key + "/activate", R"({"force":true})"), 400, "unknown_field");
+  }
+  SUBCASE("empty, blank and 201-character descriptions; 200 is fine") {
+    checkError(f.post(tokens, R"({"description":""})"), 400, "invalid_description");
+    checkError(f.post(tokens, R"({"description":"   "})"), 400, "invalid_description");
+    checkError(f.post(tokens, json{{"description", std::string(201, 'a')}}.dump()), 400,
+               "invalid_description");
+    CHECK(f.post(tokens, json{{"description", std::string(200, 'a')}}.dump()).status == 201);
+    // 200 characters of two bytes each is still 200 characters.
+    std::string accents;
+    for (int i = 0; i < 200; ++i) accents += "\xC3\xA9";
+    CHECK(f.post(tokens, json{{"description", accents}}.dump()).status == 201);
+    checkError(f.post(tokens, R"({"description":"line\nbreak"})"), 400, "invalid_description");
+  }
+  SUBCASE("invalid UTF-8") {
+    checkError(f.post(tokens, "{\"description\":\"bad \xC3\x28 byte\"}"), 400, "invalid_json");
+    checkError(f.post(tokens, "{\"description\":\"\xFF\xFE\"}"), 400, "invalid_json");
+  }
+  SUBCASE("destination rules") {
+    checkError(f.post(tokens, R"({"description":"x","kind":"destination"})"), 400,
+               "invalid_destination_id");
+    checkError(f.post(tokens, R"({"description":"x","destination_id":"d1"})"), 400,
+               "invalid_destination_id");
+  }
+  SUBCASE("body over 64 KiB is 413") {
+    std::string big = R"({"description":")" + std::string(70 * 1024, 'a') + R"("})";
+    checkError(f.post(tokens, big), 413, "payload_too_large");
+  }
+  SUBCASE("unsupported media type") {
+    auto h = f.auth();
+    h.push_back("Content-Type: multipart/form-data; boundary=x");
+    checkError(f.daemon.call("POST", tokens, R"({"description":"x"})", h), 415,
+               "unsupported_media_type");
+  }
+  SUBCASE("unknown token, unknown route, wrong method") {
+    checkError(f.get(tokens + "/tlk_AAAAAAAAAAAAAAAAAAAAAAAA"), 404, "not_found");
+    checkError(f.get(tokens + "/garbage"), 404, "not_found");
+    checkError(f.post(tokens + "/tlk_AAAAAAAAAAAAAAAAAAAAAAAA/activate"), 404, "not_found");
+    checkError(f.get("/v2/nothing"), 404, "not_found");
+    checkError(f.get(tokens + "/" + key + "/explode"), 404, "not_found");
+    checkError(f.get("/"), 404, "not_found");
+    auto r = f.daemon.call("DELETE", tokens + "/" + key, "", f.auth());
+    checkError(r, 405, "method_not_allowed");
+    CHECK(r.headers.at("allow") == "GET");
+    checkError(f.get(tokens + "/" + key + "/activate"), 405, "method_not_allowed");
+    checkError(f.daemon.call("PUT", "/v1/verify"), 405, "method_not_allowed");
+    checkError(f.daemon.call("POST", "/healthz"), 405, "method_not_allowed");
+  }
+  SUBCASE("missing or wrong operator secret") {
+    checkError(f.daemon.call("GET", tokens), 401, "unauthorized");
+    checkError(f.daemon.call("GET", tokens, "", {"Authorization: Bearer wrong"}), 401,
+               "unauthorized");
+    checkError(f.daemon.call("GET", tokens, "", {"Authorization: Basic " + base64(key + ":" + token)}),
+               401, "unauthorized");
+    auto r = f.daemon.call("POST", tokens, R"({"description":"x"})",
+                           {"Authorization: Bearer " + kOperator + "x"});
+    checkError(r, 401, "unauthorized");
+  }
+  SUBCASE("invalid user id") { checkError(f.get("/v1/users/al%20ice/tokens"), 400, "invalid_user"); }
+  SUBCASE("another user's token is not found") {
+    checkError(f.get("/v1/users/bob/tokens/" + key), 404, "not_found");
+    checkError(f.post("/v1/users/bob/tokens/" + key + "/deactivate"), 404, "not_found");
+    checkError(f.post("/v1/users/bob/tokens/" + key + "/rotate"), 404, "not_found");
+    checkError(f.get("/v1/users/bob/tokens/" + key + "/history"), 404, "not_found");
+    CHECK(f.verify(key, token).status == 200);  // untouched
+  }
+  SUBCASE("malformed Basic headers and garbage tokens") {
+    auto reason = [&](const std::vector<std::string>& h) {
+      auto r = f.daemon.call("POST", "/v1/verify", "", h);
+      CHECK(r.status == 401);
+      return r.json()["reason"].get<std::string>();
+    };
+    CHECK(reason({}) == "malformed");
+    CHECK(reason({"Authorization: Basic"}) == "malformed");
+    CHECK(reason({"Authorization: Basic !!!notbase64"}) == "malformed");
+    CHECK(reason({"Authorization: Bearer " + token}) == "malformed");
+    CHECK(reason({"Authorization: Basic " + base64("no-colon")}) == "malformed");
+    CHECK(reason({"Authorization: Basic " + base64(key + ":garbage")}) == "malformed");
+    std::string flipped = token;
+    flipped[10] = flipped[10] == 'a' ? 'b' : 'a';  // breaks the checksum
+    CHECK(reason({"Authorization: Basic " + base64(key + ":" + flipped)}) == "malformed");
+    auto other = f.create("alice");
+    CHECK(reason({"Authorization: Basic " + base64(key + ":" + other["token"].get<std::string>())}) ==
+          "bad_secret");
+    CHECK(reason({"Authorization: Basic " + base64("tlk_AAAAAAAAAAAAAAAAAAAAAAAA:" + token)}) ==
+          "unknown");
+  }
+  // Whatever happened above, the service is up and the token still verifies.
+  CHECK(f.daemon.call("GET", "/healthz").status == 200);
+  CHECK(f.verify(key, token).status == 200);
+  CHECK(f.daemon.terminate() == 0);
+}
+
+TEST_CASE("1,000 connections opened and dropped mid-request lose nothing") {
+  Fixture f;
+  std::vector<json> created;
+  for (int i = 0; i < 5; ++i) created.push_back(f.create("drop"));
+  const std::string body = json{{"description", "half sent"}}.dump();
+  for (int i = 0; i < 1000; ++i) {
+    Connection c(f.daemon.port());
+    switch (i % 4) {
+      case 0: break;  // connect and leave
+      case 1: c.sendRaw("GET /v1/users/drop/tok"); break;  // half a request line
+      case 2:  // headers promise a body that never comes
+        c.sendRaw("POST /v1/users/drop/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                  kOperator + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+                  body.substr(0, 5));
+        break;
+      case 3:  // a full command, then gone before the answer
+        c.sendRaw("POST /v1/users/drop/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                  kOperator + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+                  body);
+        break;
+    }
+  }
+  CHECK(f.daemon.call("GET", "/healthz").status == 200);
+  for (const auto& t : created) CHECK(f.verify(t["key"], t["token"]).status == 200);
+  // The complete commands whose clients left still ran: read-your-writes for
+  // them is the list, which grows to 5 + 250 once the executor drained.
+  size_t listed = 0;
+  for (int i = 0; i < 200 && listed < 255; ++i) {
+    listed = f.get("/v1/users/drop/tokens").json()["tokens"].size();
+    if (listed < 255) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(listed == 255);
+  CHECK(f.daemon.terminate() == 0);
+}
+
+TEST_CASE("SIGTERM finishes in-flight commands and exits 0") {
+  Fixture f;
+  std::vector<std::unique_ptr<Connection>> conns;
+  const std::string body = json{{"description", "in flight"}}.dump();
+  for (int i = 0; i < 20; ++i) {
+    conns.push_back(std::make_unique<Connection>(f.daemon.port()));
+    conns.back()->sendRaw("POST /v1/users/term/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                          kOperator + "\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\n\r\n" + body);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ::kill(f.daemon.pid(), SIGTERM);
+  int answered = 0;
+  for (auto& c : conns) {
+    auto r = c->readResponse();
+    CHECK((r.status == 201 || r.status == 503));
+    if (r.status == 201) answered++;
+  }
+  CHECK(f.daemon.waitExit(15000) == 0);
+  // Everything acknowledged is there after a restart.
+  Daemon again(kBinary, f.data, f.root, kOperator);
+  auto list = again.call("GET", "/v1/users/term/tokens", "", f.auth());
+  CHECK(list.json()["tokens"].size() == static_cast<size_t>(answered));
+  CHECK(again.terminate() == 0);
+}
+
+TEST_CASE("kill -9 during a stream of creates: acknowledged tokens survive; read model equals a rebuild") {
+  std::string root = tempDir("kill9");
+  std::string data = root + "/data";
+  std::vector<std::pair<std::string, std::string>> acked;
+  std::mutex mutex;
+  {
+    Daemon d(kBinary, data, root, kOperator);
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 4; ++c) {
+      clients.emplace_back([&, c] {
+        try {
+          Connection conn(d.port());
+          for (int i = 0; !stop; ++i) {
+            auto r = conn.request("POST", "/v1/users/k" + std::to_string(c) + "/tokens",
+                                  json{{"description", "stream " + std::to_string(i)}}.dump(),
+                                  {"Authorization: Bearer " + kOperator});
+            if (r.status != 201) break;
+            std::lock_guard lock(mutex);
+            acked.emplace_back(r.json()["key"], r.json()["token"]);
+          }
+        } catch (const std::exception&) {
+          // the daemon died mid-request: that request was never acknowledged
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    d.kill9();
+    stop = true;
+    for (auto& t : clients) t.join();
+  }
+  REQUIRE(acked.size() > 10);
+  {
+    Daemon d(kBinary, data, root, kOperator);
+    for (const auto& [key, token] : acked) {
+      auto r = d.call("POST", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + token)});
+      CHECK_MESSAGE(r.status == 200, key);
+    }
+    CHECK(d.terminate() == 0);
+  }
+  // Rebuild a copy from the log with the daemon's own --rebuild and compare.
+  std::string copy = root + "/copy";
+  std::filesystem::copy(data, copy, std::filesystem::copy_options::recursive);
+  std::string cmd = kBinary + " --rebuild --data-dir " + copy + " > " + root + "/rebuild.out 2>&1";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  CHECK(readFile(root + "/rebuild.out").find("rebuilt the read model") != std::string::npos);
+  std::string live = tokenledger::openReadModel(data + "/projection")->dump();
+  std::string rebuilt = tokenledger::openReadModel(copy + "/projection")->dump();
+  CHECK(!live.empty());
+  CHECK(live == rebuilt);
+  std::filesystem::remove_all(root);
+}
+
+TEST_CASE("rebuild: delete the read model, rebuild, identical state") {
+  Fixture f;
+  std::vector<json> tokens;
+  for (int i = 0; i < 5; ++i) tokens.push_back(f.create("reb"));
+  f.post("/v1/users/reb/tokens/" + tokens[1]["key"].get<std::string>() + "/deactivate");
+  f.post("/v1/users/reb/tokens/" + tokens[2]["key"].get<std::string>() + "/rotate",
+         R"({"grace_seconds":60})");
+  REQUIRE(f.daemon.terminate() == 0);
+  std::string before = tokenledger::openReadModel(f.data + "/projection")->dump();
+  std::filesystem::remove_all(f.data + "/projection");
+  std::string cmd = kBinary + " --rebuild --data-dir " + f.data + " > /dev/null 2>&1";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  std::string after = tokenledger::openReadModel(f.data + "/projection")->dump();
+  CHECK(before == after);
+  // The service answers from the rebuilt model.
+  Daemon d(kBinary, f.data, f.root, kOperator);
+  auto v = d.call("POST", "/v1/verify", "",
+                  {"Authorization: Basic " + base64(tokens[0]["key"].get<std::string>() + ":" +
+                                                    tokens[0]["token"].get<std::string>())});
+  CHECK(v.status == 200);
+  auto v1 = d.call("POST", "/v1/verify", "",
+                   {"Authorization: Basic " + base64(tokens[1]["key"].get<std::string>() + ":" +
+                                                     tokens[1]["token"].get<std::string>())});
+  CHECK(v1.json()["reason"] == "inactive");
+  CHECK(d.terminate() == 0);
+}
+
+TEST_CASE("no secret in the data directory, the log output or the events") {
+  // Case 1: operator secret from the environment: it must be nowhere on disk.
+  // Case 2: generated operator secret: only in DATA_DIR/operator-secret (0600).
+  for (bool fromEnv : {true, false}) {
+    CAPTURE(fromEnv);
+    std::string root = tempDir("secrets");
+    std::string data = root + "/data";
+    std::vector<std::string> secrets;
+    std::string operatorSecret;
+    {
+      Daemon d(kBinary, data, root, fromEnv ? kOperator : "");
+      operatorSecret = fromEnv ? kOperator : readFile(data + "/operator-secret");
+      while (!operatorSecret.empty() && operatorSecret.back() == '\n') operatorSecret.pop_back();
+      REQUIRE(operatorSecret.size() >= 16);
+      CHECK(d.stdoutText().find(operatorSecret) == std::string::npos);
+      std::vector<std::string> h{"Authorization: Bearer " + operatorSecret};
+      for (int i = 0; i < 5; ++i) {
+        auto r = d.call("POST", "/v1/users/sec/tokens", R"({"description":"secret test"})", h);
+        REQUIRE(r.status == 201);
+        secrets.push_back(r.json()["token"]);
+        std::string key = r.json()["key"];
+        d.call("POST", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + secrets.back())});
+        d.call("POST", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + secrets.back() + "x")});
+        if (i == 3) d.call("POST", "/v1/users/sec/tokens/" + key + "/deactivate", "", h);
+        if (i == 4) {
+          auto rot = d.call("POST", "/v1/users/sec/tokens/" + key + "/rotate", "", h);
+          secrets.push_back(rot.json()["token"]);
+        }
+      }
+      // Bad requests whose error messages could echo input.
+      d.call("GET", "/v1/users/sec/tokens/" + secrets[0], "", h);
+      d.call("POST", "/v1/users/sec/tokens", "{\"description\":\"" + secrets[0] + "\",\"x\":1}", h);
+      REQUIRE(d.terminate() == 0);
+      secrets.push_back(operatorSecret);
+      std::string logs = d.stdoutText() + d.stderrText();
+      for (const auto& s : secrets) CHECK_MESSAGE(logs.find(s) == std::string::npos, "secret in log output");
+    }
+    size_t files = 0;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(data)) {
+      if (!entry.is_regular_file()) continue;
+      files++;
+      std::string content = readFile(entry.path());
+      for (const auto& s : secrets) {
+        bool isOperatorFile = entry.path().filename() == "operator-secret";
+        if (s == operatorSecret && isOperatorFile && !fromEnv) continue;
+        CHECK_MESSAGE(content.find(s) == std::string::npos,
+                      "a secret appears in " << entry.path().string());
+      }
+    }
+    CHECK(files >= 4);  // log and projection data.mdb/lock.mdb at least
+    if (!fromEnv) {
+      auto perms = std::filesystem::status(data + "/operator-secret").permissions();
+      CHECK((perms & std::filesystem::perms::group_all) == std::filesystem::perms::none);
+      CHECK((perms & std::filesystem::perms::others_all) == std::filesystem::perms::none);
+    } else {
+      CHECK(!std::filesystem::exists(data + "/operator-secret"));
+    }
+    std::filesystem::remove_all(root);
+  }
+}
+
+TEST_CASE("start-up errors are clear") {
+  Fixture f;
+  // A second daemon on the same data directory refuses to start.
+  CHECK_THROWS_WITH_AS(Daemon(kBinary, f.data, f.root, kOperator),
+                       doctest::Contains("in use by another tokenledgerd"), std::runtime_error);
+  std::string cmd = kBinary + " --listen nonsense > /dev/null 2>&1";
+  CHECK(WEXITSTATUS(std::system(cmd.c_str())) == 2);
+  cmd = kBinary + " --bogus > /dev/null 2>&1";
+  CHECK(WEXITSTATUS(std::system(cmd.c_str())) == 2);
+  CHECK(f.daemon.call("GET", "/healthz").status == 200);
+}

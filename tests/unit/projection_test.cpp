@@ -1,0 +1,484 @@
+// The LMDB read model and the projector (projections/).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "events/lmdb.h"
+#include "projections/projector.h"
+#include "projections/read_model.h"
+#include "tests/unit/future_event.h"
+#include "tests/unit/test_util.h"
+
+namespace tokenledger {
+namespace {
+
+using namespace std::chrono_literals;
+using test::makeEvent;
+using test::record;
+
+constexpr int64_t kT = 1'764'300'000'000'000;
+constexpr int64_t kSec = 1'000'000;
+constexpr uint64_t kMap = 64ull << 20;
+
+// Collects what a SkipReporter is told.
+struct Skips {
+  std::vector<std::pair<Position, std::string>> seen;
+  SkipReporter reporter() {
+    return [this](const Position& p, const std::string& why) { seen.emplace_back(p, why); };
+  }
+};
+
+// Builds a log of records at consecutive offsets of partition 0.
+struct Script {
+  std::vector<LogRecord> records;
+  int64_t next = 0;
+
+  Event create(const std::string& key, const std::string& owner, int64_t at,
+               const std::string& replaces = "") {
+    Created c = test::makeCreated(generateSecret());
+    c.replaces = replaces;
+    Event e = makeEvent(key, owner, at, c);
+    records.push_back(record(next++, e));
+    return e;
+  }
+  Event deactivate(const std::string& key, const std::string& owner, int64_t at,
+                   int64_t effective, Reason r = Reason::manual) {
+    Event e = makeEvent(key, owner, at, Deactivated{r, effective});
+    records.push_back(record(next++, e));
+    return e;
+  }
+  Event activate(const std::string& key, const std::string& owner, int64_t at) {
+    Event e = makeEvent(key, owner, at, Activated{});
+    records.push_back(record(next++, e));
+    return e;
+  }
+  void raw(const std::string& owner, std::string bytes) {
+    records.push_back(LogRecord{Position{0, next++}, owner, std::move(bytes)});
+  }
+};
+
+struct ModelFixture {
+  ModelFixture() {
+    test::ensureCrypto();
+    model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
+  }
+  test::TempDir dir;
+  std::unique_ptr<ReadModel> model;
+  Skips skips;
+};
+
+std::vector<std::string> keysOf(const std::vector<Token>& tokens) {
+  std::vector<std::string> out;
+  for (const auto& t : tokens) out.push_back(t.key);
+  return out;
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "created, deactivated and activated events are applied") {
+  Script s;
+  std::string key = generateTokenKey();
+  s.create(key, "alice", kT);
+  auto r1 = model->apply(s.records, skips.reporter());
+  CHECK(r1.applied == 1);
+  auto reader = model->reader();
+  auto t = reader->token(key);
+  REQUIRE(t.has_value());
+  CHECK(t->owner == "alice");
+  CHECK(t->active);
+  CHECK(t->eventCount == 1);
+
+  s.records.clear();
+  s.deactivate(key, "alice", kT + kSec, kT + kSec, Reason::compromised);
+  CHECK(model->apply(s.records, skips.reporter()).applied == 1);
+  t = reader->token(key);
+  REQUIRE(t.has_value());
+  CHECK_FALSE(t->active);
+  CHECK(t->deactivationReason == Reason::compromised);
+  CHECK(t->eventCount == 2);
+
+  VerifyView v;
+  REQUIRE(reader->verifyView(key, v));
+  CHECK_FALSE(v.active);
+  CHECK(v.owner == "alice");
+  CHECK(v.statusAt(kT + 2 * kSec) == Status::inactive);
+
+  s.records.clear();
+  s.activate(key, "alice", kT + 2 * kSec);
+  CHECK(model->apply(s.records, skips.reporter()).applied == 1);
+  CHECK(reader->token(key)->active);
+  REQUIRE(reader->verifyView(key, v));
+  CHECK(v.statusAt(kT + 3 * kSec) == Status::active);
+  CHECK(v.secretHash == reader->token(key)->secretHash);
+
+  CHECK_FALSE(reader->token(generateTokenKey()).has_value());
+  CHECK_FALSE(reader->verifyView(generateTokenKey(), v));
+  CHECK(skips.seen.empty());
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "tokensOf lists an owner's tokens in creation order") {
+  Script s;
+  // Keys sort differently from creation time, so byte order alone would be wrong.
+  std::string k1 = "tlk_C" + randomBase62(23), k2 = "tlk_A" + randomBase62(23),
+              k3 = "tlk_B" + randomBase62(23);
+  s.create(k1, "alice", kT + 1);
+  s.create(generateTokenKey(), "bob", kT + 2);
+  s.create(k2, "alice", kT + 3);
+  s.create(generateTokenKey(), "alice2", kT + 4);
+  s.create(generateTokenKey(), "al", kT + 5);
+  s.create(k3, "alice", kT + 6);
+  s.deactivate(k2, "alice", kT + 7, kT + 7);
+  model->apply(s.records, skips.reporter());
+  auto reader = model->reader();
+  auto tokens = reader->tokensOf("alice");
+  CHECK(keysOf(tokens) == std::vector<std::string>{k1, k2, k3});
+  REQUIRE(tokens.size() == 3);
+  CHECK_FALSE(tokens[1].active);  // inactive tokens are listed too
+  CHECK(reader->tokensOf("bob").size() == 1);
+  CHECK(reader->tokensOf("al").size() == 1);
+  CHECK(reader->tokensOf("nobody").empty());
+  CHECK(reader->tokensOf("").empty());
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "history returns a token's events in log order") {
+  Script s;
+  std::string key = "tlk_k1", other = "tlk_k10";
+  Event a = s.create(key, "alice", kT);
+  s.create(other, "alice", kT + 1);
+  Event b = s.deactivate(key, "alice", kT + 2, kT + 2);
+  s.deactivate(other, "alice", kT + 3, kT + 3);
+  Event c = s.activate(key, "alice", kT + 4);
+  Event d = s.deactivate(key, "alice", kT + 5, kT + 60 * kSec, Reason::rotation);
+  model->apply(s.records, skips.reporter());
+  auto h = model->reader()->history(key);
+  REQUIRE(h.size() == 4);
+  CHECK(h[0].eventId == a.eventId);
+  CHECK(h[0].typeName() == "created");
+  CHECK(h[1].eventId == b.eventId);
+  CHECK(h[2].eventId == c.eventId);
+  CHECK(h[2].typeName() == "activated");
+  CHECK(h[3].eventId == d.eventId);
+  CHECK(std::get<Deactivated>(h[3].body).effectiveAtUs == kT + 60 * kSec);
+  CHECK(h[3].requestId == d.requestId);
+  CHECK(model->reader()->history(other).size() == 2);
+  CHECK(model->reader()->history("tlk_k").empty());
+  CHECK(model->reader()->history(generateTokenKey()).empty());
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "rotation links predecessor and successor") {
+  Script s;
+  std::string oldKey = generateTokenKey(), newKey = generateTokenKey();
+  s.create(oldKey, "alice", kT);
+  s.create(newKey, "alice", kT + kSec, oldKey);
+  s.deactivate(oldKey, "alice", kT + kSec, kT + 61 * kSec, Reason::rotation);
+  // Another owner cannot claim alice's token as its predecessor.
+  std::string mallorys = generateTokenKey();
+  s.create(mallorys, "mallory", kT + 2 * kSec, newKey);
+  model->apply(s.records, skips.reporter());
+  auto reader = model->reader();
+  auto oldT = reader->token(oldKey), newT = reader->token(newKey);
+  REQUIRE(oldT.has_value());
+  REQUIRE(newT.has_value());
+  CHECK(newT->replaces == oldKey);
+  CHECK(oldT->replacedBy == newKey);
+  CHECK(newT->replacedBy.empty());
+  CHECK(oldT->active);
+  CHECK(oldT->deactivateAtUs == kT + 61 * kSec);
+  CHECK(oldT->deactivationReason == Reason::rotation);
+  CHECK(statusAt(*oldT, kT + 61 * kSec) == Status::inactive);
+  CHECK(reader->token(mallorys)->replaces == newKey);  // recorded as sent
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "applying the same records twice changes nothing (exactly once)") {
+  Script s;
+  std::string key = generateTokenKey();
+  s.create(key, "alice", kT);
+  s.deactivate(key, "alice", kT + 1, kT + 1);
+  s.create(generateTokenKey(), "bob", kT + 2);
+  auto first = model->apply(s.records, skips.reporter());
+  CHECK(first.applied == 3);
+  std::string before = model->dump();
+  uint64_t gen = model->generation();
+
+  auto again = model->apply(s.records, skips.reporter());
+  CHECK(again.applied == 0);
+  CHECK(again.duplicates == 3);
+  CHECK(again.skipped == 0);
+  CHECK(model->dump() == before);
+  CHECK(model->reader()->token(key)->eventCount == 2);
+  CHECK(model->generation() > gen);
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "an overlapping batch applies only the new part") {
+  Script s;
+  std::string key = generateTokenKey();
+  s.create(key, "alice", kT);
+  s.deactivate(key, "alice", kT + 1, kT + 1);
+  model->apply({s.records[0]}, skips.reporter());
+  auto r = model->apply(s.records, skips.reporter());
+  CHECK(r.duplicates == 1);
+  CHECK(r.applied == 1);
+  CHECK(model->reader()->token(key)->eventCount == 2);
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "the same event id at a new position is applied once") {
+  Script s;
+  std::string key = generateTokenKey();
+  s.create(key, "alice", kT);
+  Event off = s.deactivate(key, "alice", kT + 1, kT + 1);
+  model->apply(s.records, skips.reporter());
+  // A producer retry wrote the deactivation again, at offset 2.
+  auto r = model->apply({record(2, off)}, skips.reporter());
+  CHECK(r.duplicates == 1);
+  CHECK(r.applied == 0);
+  auto t = model->reader()->token(key);
+  CHECK(t->eventCount == 2);
+  CHECK(model->reader()->history(key).size() == 2);
+  CHECK(model->applied(1) == Offsets{{3}});  // the position is consumed all the same
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "malformed and unknown records are reported, skipped, and do not block") {
+  Script s;
+  std::string key = generateTokenKey();
+  s.create(key, "alice", kT);
+  s.raw("alice", "this is not an event");
+  s.raw("alice", test::encodeRevoked(randomBytes(16), key, "alice", kT + 1));
+  s.activate(generateTokenKey(), "alice", kT + 2);  // unknown key: does not apply
+  s.deactivate(key, "alice", kT + 3, kT + 3);
+  auto r = model->apply(s.records, skips.reporter());
+  CHECK(r.applied == 2);
+  CHECK(r.skipped == 3);
+  REQUIRE(skips.seen.size() == 3);
+  CHECK(skips.seen[0].first == Position{0, 1});
+  CHECK(skips.seen[1].first == Position{0, 2});
+  CHECK(skips.seen[1].second.find("unknown event type") != std::string::npos);
+  CHECK(skips.seen[2].first == Position{0, 3});
+  CHECK(skips.seen[2].second.find("does not apply") != std::string::npos);
+  for (const auto& [p, why] : skips.seen) CHECK_FALSE(why.empty());
+  CHECK_FALSE(model->reader()->token(key)->active);
+  CHECK(model->applied(1) == Offsets{{5}});
+  // Skipping works without a reporter too.
+  Script more;
+  more.next = 5;
+  more.raw("alice", "garbage again!!!");
+  CHECK(model->apply(more.records, nullptr).skipped == 1);
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "applied offsets advance per partition") {
+  CHECK(model->applied(1) == Offsets{{0}});
+  CHECK(model->applied(3) == Offsets{{0, 0, 0}});
+  Script s;
+  s.create(generateTokenKey(), "alice", kT);
+  s.create(generateTokenKey(), "alice", kT + 1);
+  model->apply(s.records, skips.reporter());
+  CHECK(model->applied(1) == Offsets{{2}});
+  Event e = makeEvent(generateTokenKey(), "bob", kT + 2, test::makeCreated(generateSecret()));
+  model->apply({record(7, e, 1)}, skips.reporter());
+  CHECK(model->applied(2) == Offsets{{2, 8}});
+  CHECK(model->applied(3) == Offsets{{2, 8, 0}});
+  CHECK(model->reader()->applied() == Offsets{{2, 8}});
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "a reader's snapshot follows later applies") {
+  auto reader = model->reader();
+  std::string key = generateTokenKey();
+  CHECK_FALSE(reader->token(key).has_value());
+  uint64_t gen = model->generation();
+  Script s;
+  s.create(key, "alice", kT);
+  model->apply(s.records, skips.reporter());
+  CHECK(model->generation() > gen);
+  CHECK(reader->token(key).has_value());
+  CHECK(reader->tokensOf("alice").size() == 1);
+  CHECK(reader->applied() == Offsets{{1}});
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "a reader created while batches commit still sees them") {
+  // Regression: a reader must not take its snapshot before reading the generation,
+  // or a commit in between leaves it stale until the next batch.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back(generateTokenKey());
+  for (int i = 0; i < 300; ++i) {
+    Event e = makeEvent(keys[i], "alice", kT + i, test::makeCreated("x"));
+    std::thread writer([&] { model->apply({record(i, e)}, nullptr); });
+    auto reader = model->reader();
+    writer.join();
+    REQUIRE_MESSAGE(reader->token(keys[i]).has_value(), "stale reader after batch " << i);
+  }
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "a batch that does not fit in the map is refused whole") {
+  test::TempDir small;
+  auto tiny = openReadModel(small.sub("model"), ReadModelOptions{48 * 4096});
+  Script s;
+  for (int i = 0; i < 1000; ++i) s.create(generateTokenKey(), "alice", kT + i);
+  CHECK_THROWS_AS(tiny->apply(s.records, skips.reporter()), lmdb::LmdbError);
+  CHECK(tiny->applied(1) == Offsets{{0}});
+  CHECK(tiny->reader()->tokensOf("alice").empty());
+  // A batch that fits still applies afterwards.
+  CHECK(tiny->apply({s.records[0]}, skips.reporter()).applied == 1);
+}
+
+TEST_CASE_FIXTURE(ModelFixture, "reopening the read model keeps its state") {
+  Script s;
+  std::string key = generateTokenKey();
+  s.create(key, "alice", kT);
+  model->apply(s.records, skips.reporter());
+  std::string before = model->dump();
+  model.reset();
+  model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
+  CHECK(model->dump() == before);
+  CHECK(model->applied(1) == Offsets{{1}});
+  CHECK(before.find("meta ") != std::string::npos);
+}
+
+// Appends a realistic history to `log`: several owners, a rotation, a malformed
+// record, repeated deactivation, and an unknown future event.
+std::vector<Position> writeHistory(EventLog& log) {
+  std::vector<Position> out;
+  auto put = [&](const Event& e) {
+    auto p = log.append(e.owner, {encodeEvent(e)});
+    out.insert(out.end(), p.begin(), p.end());
+  };
+  std::string a = generateTokenKey(), b = generateTokenKey(), c = generateTokenKey();
+  put(makeEvent(a, "alice", kT, test::makeCreated(generateSecret())));
+  put(makeEvent(b, "bob", kT + 1,
+                test::makeCreated(generateSecret(), TokenKind::destination, "dest-1")));
+  Created succ = test::makeCreated(generateSecret());
+  succ.replaces = a;
+  Event rotated = makeEvent(c, "alice", kT + 2, succ);
+  Event off = makeEvent(a, "alice", kT + 2, Deactivated{Reason::rotation, kT + 60 * kSec});
+  auto p = log.append("alice", {encodeEvent(rotated), encodeEvent(off)});
+  out.insert(out.end(), p.begin(), p.end());
+  out.push_back(log.append("alice", {"\x01\x02 corrupt record"})[0]);
+  put(makeEvent(b, "bob", kT + 3, Deactivated{Reason::compromised, kT}));
+  put(makeEvent(b, "bob", kT + 4, Activated{}));
+  out.push_back(log.append("bob", {test::encodeRevoked(randomBytes(16), b, "bob", kT + 5)})[0]);
+  put(makeEvent(c, "alice", kT + 6, Deactivated{Reason::manual, kT + 6}));
+  return out;
+}
+
+TEST_CASE("rebuilding from the log gives the same read model as live projection") {
+  test::ensureCrypto();
+  test::TempDir dir;
+  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{kMap});
+  auto live = openReadModel(dir.sub("live"), ReadModelOptions{kMap});
+  std::mutex m;
+  std::vector<std::string> warnings;
+  auto projector = startProjector(*log, *live, [&](const std::string& w) {
+    std::lock_guard lock(m);
+    warnings.push_back(w);
+  });
+  auto positions = writeHistory(*log);
+  REQUIRE(projector->waitFor(positions.back(), 5s));
+  projector->stop();
+  {
+    std::lock_guard lock(m);
+    CHECK(warnings.size() == 2);  // the corrupt record and the unknown event
+  }
+
+  Skips skips;
+  auto report = rebuildReadModel(*log, dir.sub("rebuilt"), skips.reporter(),
+                                 ReadModelOptions{kMap});
+  CHECK(report.skipped == 2);
+  CHECK(report.applied == positions.size() - 2);
+  REQUIRE(skips.seen.size() == 2);
+  CHECK(skips.seen[0].first == positions[4]);
+  auto rebuilt = openReadModel(dir.sub("rebuilt"), ReadModelOptions{kMap});
+  std::string liveDump = live->dump();
+  CHECK(rebuilt->dump() == liveDump);
+  CHECK(liveDump.find("tokens ") != std::string::npos);
+  CHECK(rebuilt->applied(1) == Offsets{{static_cast<int64_t>(positions.size())}});
+}
+
+TEST_CASE("rebuilding refuses a directory that already holds a read model") {
+  test::ensureCrypto();
+  test::TempDir dir;
+  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{kMap});
+  log->append("alice", {encodeEvent(makeEvent(generateTokenKey(), "alice", kT,
+                                              test::makeCreated(generateSecret())))});
+  { openReadModel(dir.sub("existing"), ReadModelOptions{kMap}); }
+  Skips skips;
+  CHECK_THROWS_AS(rebuildReadModel(*log, dir.sub("existing"), skips.reporter(),
+                                   ReadModelOptions{kMap}),
+                  std::runtime_error);
+  // It did not touch the existing model.
+  CHECK(openReadModel(dir.sub("existing"), ReadModelOptions{kMap})->applied(1) == Offsets{{0}});
+  // An empty log rebuilds into an empty model.
+  auto empty = openEmbeddedLog(dir.sub("empty-log"), EmbeddedLogOptions{kMap});
+  auto r = rebuildReadModel(*empty, dir.sub("fresh"), skips.reporter(), ReadModelOptions{kMap});
+  CHECK(r.applied == 0);
+}
+
+TEST_CASE("projector: waitFor, applied and ready") {
+  test::ensureCrypto();
+  test::TempDir dir;
+  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{kMap});
+  auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
+  auto projector = startProjector(*log, *model, [](const std::string&) {});
+
+  auto start = std::chrono::steady_clock::now();
+  CHECK_FALSE(projector->waitFor(Position{0, 0}, 200ms));
+  CHECK(test::msSince(start) >= 150);
+
+  std::string key = generateTokenKey();
+  auto p = log->append("alice", {encodeEvent(makeEvent(key, "alice", kT,
+                                                       test::makeCreated(generateSecret())))});
+  CHECK(projector->waitFor(p[0], 5s));
+  CHECK(projector->applied() == Offsets{{1}});
+  CHECK(projector->waitFor(Offsets{{1}}, 1s));
+  CHECK(model->reader()->token(key).has_value());
+
+  start = std::chrono::steady_clock::now();
+  CHECK_FALSE(projector->waitFor(Position{0, 5}, 300ms));
+  CHECK(test::msSince(start) >= 250);
+  CHECK_FALSE(projector->waitFor(Offsets{{6}}, 50ms));
+  CHECK_FALSE(projector->waitFor(Position{1, 0}, 50ms));  // no such partition
+
+  // ready() once caught up with the log as found at start.
+  for (int i = 0; i < 50 && !projector->ready(); ++i) std::this_thread::sleep_for(20ms);
+  CHECK(projector->ready());
+  projector->stop();
+  projector->stop();  // idempotent
+  // After stop, waitFor does not wait for what will never come.
+  start = std::chrono::steady_clock::now();
+  CHECK_FALSE(projector->waitFor(Position{0, 9}, 2s));
+  CHECK(test::msSince(start) < 1500);
+}
+
+TEST_CASE("projector resumes after the stored positions") {
+  test::ensureCrypto();
+  test::TempDir dir;
+  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{kMap});
+  std::string key = generateTokenKey();
+  {
+    auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
+    auto projector = startProjector(*log, *model, [](const std::string&) {});
+    auto p = log->append("alice", {encodeEvent(makeEvent(key, "alice", kT,
+                                                         test::makeCreated(generateSecret())))});
+    REQUIRE(projector->waitFor(p[0], 5s));
+  }
+  // Written while no projector ran.
+  auto p = log->append("alice", {encodeEvent(makeEvent(key, "alice", kT + 1,
+                                                       Deactivated{Reason::manual, kT + 1}))});
+  auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
+  std::atomic<int> warnings{0};
+  auto projector = startProjector(*log, *model, [&](const std::string&) { warnings++; });
+  REQUIRE(projector->waitFor(p[0], 5s));
+  auto t = model->reader()->token(key);
+  REQUIRE(t.has_value());
+  CHECK(t->eventCount == 2);
+  CHECK_FALSE(t->active);
+  CHECK(warnings.load() == 0);
+  projector->stop();
+
+  Skips skips;
+  rebuildReadModel(*log, dir.sub("rebuilt"), skips.reporter(), ReadModelOptions{kMap});
+  CHECK(openReadModel(dir.sub("rebuilt"), ReadModelOptions{kMap})->dump() == model->dump());
+}
+
+}  // namespace
+}  // namespace tokenledger

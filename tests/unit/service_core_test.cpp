@@ -1,0 +1,520 @@
+// Command handling and verification without HTTP: TokenService
+// (service/token_service.h) and verifyCredentials (service/verifier.h) on a real
+// embedded log, read model and projector, with a clock the test controls.
+#include <doctest/doctest.h>
+
+#include <sodium.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "events/event_log.h"
+#include "projections/projector.h"
+#include "projections/read_model.h"
+#include "service/clock.h"
+#include "service/token_service.h"
+#include "service/verifier.h"
+#include "tests/unit/test_util.h"
+
+namespace tokenledger {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int64_t kT = 1'764'300'000'000'000;
+constexpr int64_t kSec = 1'000'000;
+
+class FakeClock final : public Clock {
+ public:
+  int64_t nowUs() const override { return now_.load(); }
+  void advance(int64_t us) { now_ += us; }
+
+ private:
+  std::atomic<int64_t> now_{kT};
+};
+
+std::string base64(std::string_view s) {
+  std::string out(sodium_base64_encoded_len(s.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(s.data()),
+                    s.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.pop_back();  // the terminating NUL
+  return out;
+}
+
+struct ServiceFixture {
+  ServiceFixture() {
+    test::ensureCrypto();
+    log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
+    model = openReadModel(dir.sub("model"), ReadModelOptions{64ull << 20});
+    projector = startProjector(*log, *model, [](const std::string&) {});
+    service = std::make_unique<TokenService>(*log, *model, *projector, clock, 5s);
+    reader = model->reader();
+  }
+
+  TokenResult ok(const CommandResult& r) {
+    if (const auto* err = std::get_if<CommandError>(&r))
+      FAIL("command failed: " << err->status << " " << err->code << ": " << err->message);
+    return std::get<TokenResult>(r);
+  }
+  CommandError refused(const CommandResult& r) {
+    REQUIRE_MESSAGE(std::holds_alternative<CommandError>(r), "command succeeded unexpectedly");
+    return std::get<CommandError>(r);
+  }
+
+  TokenResult create(const std::string& user = "alice", const std::string& description = "CI",
+                     int64_t expiresAtUs = 0) {
+    CreateCommand c;
+    c.user = user;
+    c.description = description;
+    c.expiresAtUs = expiresAtUs;
+    return ok(service->create(c, ctx));
+  }
+  CommandResult deactivate(const std::string& user, const std::string& key,
+                           std::optional<int64_t> effective = std::nullopt,
+                           Reason reason = Reason::manual) {
+    DeactivateCommand c;
+    c.user = user;
+    c.key = key;
+    c.reason = reason;
+    c.effectiveAtUs = effective;
+    return service->deactivate(c, ctx);
+  }
+  CommandResult rotate(const std::string& user, const std::string& key, int64_t grace = 0) {
+    RotateCommand c;
+    c.user = user;
+    c.key = key;
+    c.graceSeconds = grace;
+    return service->rotate(c, ctx);
+  }
+  VerifyReason verify(const std::string& key, const std::string& secret) {
+    return verifyCredentials(key + ":" + secret, *reader, clock.nowUs()).reason;
+  }
+  int64_t logEnd() { return log->openReader(Offsets{{0}})->endOffsets().next.at(0); }
+
+  test::TempDir dir;
+  std::unique_ptr<EventLog> log;
+  std::unique_ptr<ReadModel> model;
+  std::unique_ptr<Projector> projector;  // destroyed (stopped) before model and log
+  FakeClock clock;
+  std::unique_ptr<TokenService> service;
+  std::unique_ptr<ReadModelReader> reader;
+  CommandContext ctx{"operator", "req-1"};
+};
+
+TEST_CASE_FIXTURE(ServiceFixture, "create returns a secret that verifies") {
+  TokenResult r = create("alice", "  Receive leads from RD Station \t");
+  CHECK(isWellFormedKey(r.token.key));
+  CHECK(isWellFormedSecret(r.secret));
+  CHECK(r.token.owner == "alice");
+  CHECK(r.token.kind == TokenKind::user);
+  CHECK(r.token.description == "Receive leads from RD Station");
+  CHECK(r.token.active);
+  CHECK(r.token.createdAtUs == kT);
+  REQUIRE(r.position.has_value());
+  CHECK(*r.position == Position{0, 0});
+  CHECK(logEnd() == 1);
+
+  VerifyOutcome v = verifyCredentials(r.token.key + ":" + r.secret, *reader, clock.nowUs());
+  CHECK(v.reason == VerifyReason::ok);
+  CHECK(v.valid());
+  CHECK(v.key == r.token.key);
+  CHECK(v.token.owner == "alice");
+  CHECK(v.token.kind == TokenKind::user);
+
+  // The secret is not kept anywhere the service can hand it out again.
+  auto stored = reader->token(r.token.key);
+  REQUIRE(stored.has_value());
+  CHECK(stored->secretHash == hashSecret(r.secret));
+  auto history = reader->history(r.token.key);
+  REQUIRE(history.size() == 1);
+  CHECK(history[0].actor == "operator");
+  CHECK(history[0].requestId == "req-1");
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "each create makes a new key and secret") {
+  TokenResult a = create(), b = create();
+  CHECK(a.token.key != b.token.key);
+  CHECK(a.secret != b.secret);
+  CHECK(verify(a.token.key, b.secret) == VerifyReason::badSecret);
+  CHECK(reader->tokensOf("alice").size() == 2);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "deactivate takes effect when the call returns; activate restores") {
+  TokenResult t = create();
+  REQUIRE(verify(t.token.key, t.secret) == VerifyReason::ok);
+
+  TokenResult off = ok(deactivate("alice", t.token.key));
+  CHECK(off.position.has_value());
+  CHECK_FALSE(off.token.active);
+  CHECK(verify(t.token.key, t.secret) == VerifyReason::inactive);
+  // Also through a reader opened before the command.
+  CHECK(logEnd() == 2);
+
+  TokenResult on = ok(service->activate("alice", t.token.key, ctx));
+  CHECK(on.position.has_value());
+  CHECK(on.token.active);
+  CHECK(verify(t.token.key, t.secret) == VerifyReason::ok);
+  CHECK(logEnd() == 3);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "activate and deactivate are idempotent and append nothing") {
+  TokenResult t = create();
+  int64_t end = logEnd();
+  TokenResult again = ok(service->activate("alice", t.token.key, ctx));
+  CHECK_FALSE(again.position.has_value());
+  CHECK(again.token.active);
+  CHECK(logEnd() == end);
+
+  REQUIRE(ok(deactivate("alice", t.token.key)).position.has_value());
+  end = logEnd();
+  TokenResult twice = ok(deactivate("alice", t.token.key));
+  CHECK_FALSE(twice.position.has_value());
+  CHECK_FALSE(twice.token.active);
+  CHECK(logEnd() == end);
+  CHECK(reader->history(t.token.key).size() == 2);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "deactivation can be scheduled or backdated") {
+  TokenResult t = create();
+  SUBCASE("scheduled") {
+    TokenResult r = ok(deactivate("alice", t.token.key, kT + 30 * kSec, Reason::bulk));
+    CHECK(r.token.active);
+    CHECK(r.token.deactivateAtUs == kT + 30 * kSec);
+    CHECK(verify(t.token.key, t.secret) == VerifyReason::ok);
+    clock.advance(30 * kSec);
+    CHECK(verify(t.token.key, t.secret) == VerifyReason::inactive);
+  }
+  SUBCASE("backdated compromise") {
+    clock.advance(100 * kSec);
+    TokenResult r = ok(deactivate("alice", t.token.key, kT + 10 * kSec, Reason::compromised));
+    CHECK_FALSE(r.token.active);
+    CHECK(r.token.deactivationReason == Reason::compromised);
+    CHECK(verify(t.token.key, t.secret) == VerifyReason::inactive);
+  }
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "rotate without grace swaps tokens at once") {
+  TokenResult old = create("alice", "webhook");
+  TokenResult r = ok(rotate("alice", old.token.key, 0));
+  CHECK(r.token.key != old.token.key);
+  CHECK(r.secret != old.secret);
+  CHECK(isWellFormedSecret(r.secret));
+  CHECK(r.token.replaces == old.token.key);
+  CHECK(r.token.description == "webhook");
+  REQUIRE(r.previous.has_value());
+  CHECK(r.previous->key == old.token.key);
+  CHECK(r.previous->replacedBy == r.token.key);
+  CHECK(r.previous->deactivationReason == Reason::rotation);
+  CHECK(verify(old.token.key, old.secret) == VerifyReason::inactive);
+  CHECK(verify(r.token.key, r.secret) == VerifyReason::ok);
+  CHECK(verify(r.token.key, old.secret) == VerifyReason::badSecret);
+  CHECK(reader->token(old.token.key)->replacedBy == r.token.key);
+  CHECK(logEnd() == 3);  // created, created (successor), deactivated
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "rotate with a grace period keeps the old token valid until it ends") {
+  TokenResult old = create();
+  TokenResult r = ok(rotate("alice", old.token.key, 60));
+  CHECK(verify(old.token.key, old.secret) == VerifyReason::ok);
+  CHECK(verify(r.token.key, r.secret) == VerifyReason::ok);
+  REQUIRE(r.previous.has_value());
+  CHECK(r.previous->deactivateAtUs == kT + 60 * kSec);
+  clock.advance(59 * kSec);
+  CHECK(verify(old.token.key, old.secret) == VerifyReason::ok);
+  clock.advance(1 * kSec);
+  CHECK(verify(old.token.key, old.secret) == VerifyReason::inactive);
+  CHECK(verify(r.token.key, r.secret) == VerifyReason::ok);
+  // Once the grace period is over, deactivating the old token changes nothing.
+  int64_t end = logEnd();
+  CHECK_FALSE(ok(deactivate("alice", old.token.key)).position.has_value());
+  CHECK(logEnd() == end);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "a token is rotated only once") {
+  TokenResult old = create();
+  TokenResult first = ok(rotate("alice", old.token.key));
+  int64_t end = logEnd();
+  CommandError e = refused(rotate("alice", old.token.key));
+  CHECK(e.status == 409);
+  CHECK(e.code == "already_rotated");
+  CHECK(e.message.find(first.token.key) != std::string::npos);
+  CHECK(logEnd() == end);
+  // The successor can be rotated in turn.
+  TokenResult second = ok(rotate("alice", first.token.key));
+  CHECK(second.token.replaces == first.token.key);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "an inactive token rotates without another deactivation") {
+  TokenResult old = create();
+  ok(deactivate("alice", old.token.key));
+  int64_t end = logEnd();
+  TokenResult r = ok(rotate("alice", old.token.key, 60));
+  CHECK(logEnd() == end + 1);
+  CHECK(verify(old.token.key, old.secret) == VerifyReason::inactive);
+  CHECK(verify(r.token.key, r.secret) == VerifyReason::ok);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "grace_seconds must be in range") {
+  TokenResult old = create();
+  CHECK(refused(rotate("alice", old.token.key, -1)).code == "invalid_grace_seconds");
+  CHECK(refused(rotate("alice", old.token.key, kMaxGraceSeconds + 1)).status == 400);
+  CHECK(logEnd() == 1);
+  CHECK(ok(rotate("alice", old.token.key, kMaxGraceSeconds)).previous->active);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "another user's token is not found") {
+  TokenResult t = create("alice");
+  int64_t end = logEnd();
+  CommandError a = refused(service->activate("bob", t.token.key, ctx));
+  CHECK(a.status == 404);
+  CHECK(a.code == "not_found");
+  CHECK(refused(deactivate("bob", t.token.key)).status == 404);
+  CHECK(refused(rotate("bob", t.token.key)).status == 404);
+  CHECK(refused(deactivate("alice", generateTokenKey())).status == 404);
+  CHECK(refused(deactivate("alice", "not-a-key")).status == 404);
+  CHECK(logEnd() == end);
+  CHECK(verify(t.token.key, t.secret) == VerifyReason::ok);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "create validates its input and appends nothing on refusal") {
+  CreateCommand c;
+  c.user = "alice";
+  c.description = "ok";
+  SUBCASE("user") {
+    c.user = "alice smith";
+    CHECK(refused(service->create(c, ctx)).code == "invalid_user");
+  }
+  SUBCASE("description") {
+    c.description = " \t ";
+    CommandError e = refused(service->create(c, ctx));
+    CHECK(e.status == 400);
+    CHECK(e.code == "invalid_description");
+  }
+  SUBCASE("destination kind needs a destination id") {
+    c.kind = TokenKind::destination;
+    CHECK(refused(service->create(c, ctx)).code == "invalid_destination_id");
+    c.destinationId = "bad id";
+    CHECK(refused(service->create(c, ctx)).code == "invalid_destination_id");
+  }
+  SUBCASE("user kind refuses a destination id") {
+    c.destinationId = "dest-1";
+    CHECK(refused(service->create(c, ctx)).code == "invalid_destination_id");
+  }
+  SUBCASE("expiry in the past") {
+    c.expiresAtUs = kT;
+    CHECK(refused(service->create(c, ctx)).code == "invalid_expires_at");
+  }
+  CHECK(logEnd() == 0);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "destination tokens carry their destination") {
+  CreateCommand c;
+  c.user = "alice";
+  c.description = "Push to warehouse";
+  c.kind = TokenKind::destination;
+  c.destinationId = "dest-42";
+  TokenResult r = ok(service->create(c, ctx));
+  CHECK(r.token.kind == TokenKind::destination);
+  CHECK(r.token.destinationId == "dest-42");
+  VerifyOutcome v = verifyCredentials(r.token.key + ":" + r.secret, *reader, clock.nowUs());
+  CHECK(v.reason == VerifyReason::ok);
+  CHECK(v.token.kind == TokenKind::destination);
+  CHECK(v.token.destinationId == "dest-42");
+  // Rotation keeps kind and destination.
+  TokenResult s = ok(rotate("alice", r.token.key));
+  CHECK(s.token.kind == TokenKind::destination);
+  CHECK(s.token.destinationId == "dest-42");
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "expired tokens fail verification and cannot be activated") {
+  TokenResult t = create("alice", "short-lived", kT + 10 * kSec);
+  CHECK(t.token.expiresAtUs == kT + 10 * kSec);
+  CHECK(verify(t.token.key, t.secret) == VerifyReason::ok);
+  clock.advance(10 * kSec);
+  CHECK(verify(t.token.key, t.secret) == VerifyReason::expired);
+  CommandError e = refused(service->activate("alice", t.token.key, ctx));
+  CHECK(e.status == 409);
+  CHECK(e.code == "expired");
+  int64_t end = logEnd();
+  CHECK_FALSE(ok(deactivate("alice", t.token.key)).position.has_value());
+  CHECK(logEnd() == end);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "verifyCredentials reasons") {
+  TokenResult t = create();
+  const std::string& key = t.token.key;
+  std::string badChecksum = t.secret;
+  badChecksum.back() = badChecksum.back() == 'A' ? 'B' : 'A';
+
+  SUBCASE("malformed") {
+    for (const std::string& c :
+         {std::string(""), std::string(":"), key, key + t.secret, "tlk_short:" + t.secret,
+          key + ":" + badChecksum, key + ":" + t.secret + "x", t.secret + ":" + key,
+          " " + key + ":" + t.secret, key + ": " + t.secret}) {
+      CAPTURE(c);
+      VerifyOutcome v = verifyCredentials(c, *reader, clock.nowUs());
+      CHECK(v.reason == VerifyReason::malformed);
+      CHECK_FALSE(v.valid());
+    }
+    CHECK(verifyCredentials("nocolon", *reader, clock.nowUs()).key.empty());
+  }
+  SUBCASE("unknown") {
+    VerifyOutcome v =
+        verifyCredentials(generateTokenKey() + ":" + generateSecret(), *reader, clock.nowUs());
+    CHECK(v.reason == VerifyReason::unknown);
+    CHECK_FALSE(v.key.empty());
+    CHECK(verify(generateTokenKey(), t.secret) == VerifyReason::unknown);
+  }
+  SUBCASE("bad secret") { CHECK(verify(key, generateSecret()) == VerifyReason::badSecret); }
+  SUBCASE("inactive, with the right secret only") {
+    ok(deactivate("alice", key));
+    CHECK(verify(key, t.secret) == VerifyReason::inactive);
+    CHECK(verify(key, generateSecret()) == VerifyReason::badSecret);
+  }
+  CHECK(toString(VerifyReason::badSecret) == "bad_secret");
+  CHECK(toString(VerifyReason::ok) == "ok");
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "secrets reach no event and no file") {
+  TokenResult a = create();
+  TokenResult b = ok(rotate("alice", a.token.key, 30));
+  ok(deactivate("alice", b.token.key));
+  for (const auto& secret : {a.secret, b.secret}) {
+    std::string randomPart = secret.substr(kSecretPrefix.size(), 20);
+    auto r = log->openReader(Offsets{{0}});
+    for (const auto& rec : r->poll(100, 100ms)) {
+      CHECK(rec.value.find(randomPart) == std::string::npos);
+      CHECK(rec.key.find(randomPart) == std::string::npos);
+    }
+    CHECK(model->dump().find(toHex(randomPart)) == std::string::npos);
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.path())) {
+      if (!entry.is_regular_file()) continue;
+      std::ifstream in(entry.path(), std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      CHECK_MESSAGE(bytes.find(randomPart) == std::string::npos, entry.path().string());
+    }
+  }
+}
+
+TEST_CASE("checkDescription") {
+  std::string out;
+  auto accepts = [&](std::string_view raw) {
+    out.clear();
+    return !checkDescription(raw, out).has_value();
+  };
+
+  SUBCASE("plain and trimmed") {
+    CHECK(accepts("Receive leads from RD Station"));
+    CHECK(out == "Receive leads from RD Station");
+    CHECK(accepts("  \t spaced out \r\n"));
+    CHECK(out == "spaced out");
+    CHECK(accepts("inner  spaces kept"));
+    CHECK(out == "inner  spaces kept");
+  }
+  SUBCASE("empty or only white space") {
+    CHECK_FALSE(accepts(""));
+    CHECK_FALSE(accepts("   "));
+    CHECK_FALSE(accepts("\t\r\n "));
+    auto msg = checkDescription(" ", out);
+    REQUIRE(msg.has_value());
+    CHECK(msg->find("empty") != std::string::npos);
+  }
+  SUBCASE("Unicode white space is trimmed too") {
+    CHECK(accepts("\u00a0\u3000Leads\u2003\u00a0"));
+    CHECK(out == "Leads");
+    CHECK_FALSE(accepts("\u3000\u00a0\u2028"));
+  }
+  SUBCASE("200 characters, counted as code points") {
+    CHECK(accepts(std::string(200, 'a')));
+    CHECK(out.size() == 200);
+    CHECK_FALSE(accepts(std::string(201, 'a')));
+    CHECK(accepts("  " + std::string(200, 'a') + "  "));  // counted after trimming
+    std::string e200, e201, k200;
+    for (int i = 0; i < 200; ++i) e200 += "é";  // 2 bytes each
+    for (int i = 0; i < 200; ++i) k200 += "🔑";  // 4 bytes each
+    e201 = e200 + "é";
+    CHECK(accepts(e200));
+    CHECK(out == e200);
+    CHECK(accepts(k200));
+    CHECK_FALSE(accepts(e201));
+    auto msg = checkDescription(e201, out);
+    REQUIRE(msg.has_value());
+    CHECK(msg->find("201") != std::string::npos);
+  }
+  SUBCASE("invalid UTF-8") {
+    for (const char* bad : {"\xff", "abc\xc3", "\xc3\x28", "\xc0\xaf", "\xe0\x80\xaf",
+                            "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x80", "ok\xe2\x82"}) {
+      CAPTURE(bad);
+      CHECK_FALSE(accepts(bad));
+    }
+    auto msg = checkDescription("\xff", out);
+    REQUIRE(msg.has_value());
+    CHECK(msg->find("UTF-8") != std::string::npos);
+  }
+  SUBCASE("control characters") {
+    CHECK_FALSE(accepts("line\nbreak"));
+    CHECK_FALSE(accepts("tab\tinside"));
+    CHECK_FALSE(accepts(std::string("nul\0inside", 10)));
+    CHECK_FALSE(accepts("bell\x07"));
+    CHECK_FALSE(accepts("del\x7f"));
+    CHECK_FALSE(accepts("c1\u0085control"));
+    CHECK_FALSE(accepts("c1\u009bcontrol"));
+  }
+  SUBCASE("the output is untouched on refusal") {
+    out = "previous";
+    CHECK(checkDescription("", out).has_value());
+    CHECK(out == "previous");
+  }
+}
+
+TEST_CASE("checkUserId and checkDestinationId") {
+  for (const char* good : {"alice", "a", "alice@example.com", "user_1-2.3+tag", "tenant:42"}) {
+    CAPTURE(good);
+    CHECK_FALSE(checkUserId(good).has_value());
+    CHECK_FALSE(checkDestinationId(good).has_value());
+  }
+  CHECK_FALSE(checkUserId(std::string(128, 'u')).has_value());
+  CHECK(checkUserId(std::string(129, 'u')).has_value());
+  for (const char* bad : {"", "alice smith", "a/b", "a\\b", "ali\xc3\xa9", "a\nb", "a?b", "a#b",
+                          "a%20b"}) {
+    CAPTURE(bad);
+    CHECK(checkUserId(bad).has_value());
+    CHECK(checkDestinationId(bad).has_value());
+  }
+  CHECK(checkDestinationId(std::string(129, 'd')).has_value());
+}
+
+TEST_CASE("decodeBasicAuth") {
+  test::ensureCrypto();
+  std::string out;
+  CHECK(decodeBasicAuth("Basic YWxpY2U6c2VjcmV0", out));
+  CHECK(out == "alice:secret");
+  CHECK(decodeBasicAuth("basic a2V5OnNlYzE=", out));
+  CHECK(out == "key:sec1");
+  CHECK(decodeBasicAuth("BASIC YWI6Yw==", out));
+  CHECK(out == "ab:c");
+  CHECK(decodeBasicAuth("Basic   YWI6Yw==  ", out));
+  CHECK(out == "ab:c");
+
+  std::string creds = generateTokenKey() + ":" + generateSecret();
+  CHECK(decodeBasicAuth("Basic " + base64(creds), out));
+  CHECK(out == creds);
+
+  out = "unchanged";
+  for (const std::string& bad :
+       {std::string(""), std::string("Basic"), std::string("Basic "), std::string("Basic    "),
+        std::string("Bearer YWxpY2U6c2VjcmV0"), std::string("Digest YWxpY2U6c2VjcmV0"),
+        std::string("BasicYWxpY2U6c2VjcmV0"), std::string("Basic !!!not-base64!!!"),
+        std::string("Basic YWxpY2U6c2VjcmV0$"), std::string("Basic YWI6Yw"),
+        std::string("Basic YWI6 Yw=="), "Basic " + std::string(600, 'A')}) {
+    CAPTURE(bad);
+    CHECK_FALSE(decodeBasicAuth(bad, out));
+  }
+  CHECK(out == "unchanged");
+}
+
+}  // namespace
+}  // namespace tokenledger
