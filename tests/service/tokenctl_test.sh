@@ -26,12 +26,15 @@ for exe in "$TOKENCTL" "$DAEMON"; do
   fi
 done
 
+# The interpreter itself, not a version-manager shim: it runs once per JSON check.
+PYTHON=$(python3 -c 'import sys; print(sys.executable)') || exit 2
+
 rm -rf "$TMP/data" "$TMP/work"
 mkdir -p "$TMP/work"
 # tokenctl runs in an empty folder, so ./data/operator-secret never exists there.
 cd "$TMP/work" || exit 2
 
-SECRET="op-test-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+SECRET="op-test-$("$PYTHON" -c 'import secrets; print(secrets.token_hex(16))')"
 OUTLOG="$TMP/tokenctl-output.log" # everything tokenctl printed, checked for the secret
 : >"$OUTLOG"
 
@@ -116,7 +119,7 @@ expect_match() { # NAME VALUE REGEX
 # jget PATH: a field of the JSON document in $OUT (dotted path, list index as a
 # number); prints "<missing>" when absent. Booleans print as true/false.
 jget() {
-  python3 -c '
+  "$PYTHON" -c '
 import json, sys
 try:
     v = json.loads(sys.argv[1])
@@ -128,7 +131,7 @@ print(json.dumps(v) if isinstance(v, (bool, list, dict)) or v is None else v)
 ' "$OUT" "$1"
 }
 one_line() { # stdout is exactly one line of valid JSON
-  if [[ $OUT != *$'\n'* ]] && python3 -c 'import json,sys; json.loads(sys.argv[1])' "$OUT" \
+  if [[ $OUT != *$'\n'* ]] && "$PYTHON" -c 'import json,sys; json.loads(sys.argv[1])' "$OUT" \
     2>/dev/null; then pass "$1"; else fail "$1: not one line of JSON" "stdout: ${OUT:0:1500}"; fi
 }
 
@@ -338,7 +341,7 @@ expect_rc "list --json" 0
 one_line "list --json prints one line of JSON"
 expect_eq "list --json: user" "$(jget user)" alice
 expect_eq "list --json: token count" \
-  "$(python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])["tokens"]))' "$OUT")" 5
+  "$("$PYTHON" -c 'import json,sys; print(len(json.loads(sys.argv[1])["tokens"]))' "$OUT")" 5
 tc list nobody
 expect_rc "list a user without tokens" 0
 expect_out "list empty: sections still shown" "Destination tokens"
@@ -357,7 +360,7 @@ expect_eq "history --json: key" "$(jget key)" "$KEY1"
 expect_eq "history --json: replaced_by" "$(jget replaced_by)" "$KEY3"
 expect_eq "history --json: first event" "$(jget events.0.type)" created
 expect_eq "history --json: event count" \
-  "$(python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])["events"]))' "$OUT")" 4
+  "$("$PYTHON" -c 'import json,sys; print(len(json.loads(sys.argv[1])["events"]))' "$OUT")" 4
 tc history alice tlk_000000000000000000000000
 expect_rc "history of an unknown key" 1
 
@@ -381,7 +384,7 @@ expect_rc "wrong operator secret" 1
 expect_err "wrong secret: code" "unauthorized"
 expect_err "wrong secret: status" "HTTP 401"
 
-CLOSED_PORT=$(python3 -c '
+CLOSED_PORT=$("$PYTHON" -c '
 import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 tc --url "http://127.0.0.1:$CLOSED_PORT" list alice
