@@ -155,10 +155,10 @@ void check(int rc, const char* what) {
 // The floor: raw LMDB C API, one read transaction opened once and reused.
 class RawTokens {
  public:
-  explicit RawTokens(const std::string& dir) {
+  RawTokens(const std::string& dir, uint64_t mapSize) {
     check(mdb_env_create(&env_), "mdb_env_create");
     check(mdb_env_set_maxdbs(env_, 8), "mdb_env_set_maxdbs");
-    check(mdb_env_set_mapsize(env_, 64ull << 30), "mdb_env_set_mapsize");
+    check(mdb_env_set_mapsize(env_, mapSize), "mdb_env_set_mapsize");
     check(mdb_env_open(env_, dir.c_str(), MDB_NOTLS | MDB_RDONLY, 0600), "mdb_env_open");
     check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn_), "mdb_txn_begin");
     check(mdb_dbi_open(txn_, "tokens", 0, &dbi_), "mdb_dbi_open(tokens)");
@@ -310,8 +310,10 @@ int run(const Options& o) {
   const std::string projectionDir = dir.path() + "/projection";
   const std::string limitDir = dir.path() + "/limit";
 
-  auto log = tl::openEmbeddedLog(logDir);
-  auto model = tl::openReadModel(projectionDir);
+  // Small enough for valgrind (the 64 GiB default reservation is not), ample for N.
+  const uint64_t mapSize = (1ull << 30) + o.tokens * 4096ull;
+  auto log = tl::openEmbeddedLog(logDir, {mapSize});
+  auto model = tl::openReadModel(projectionDir, {mapSize});
   auto projector = tl::startProjector(
       *log, *model, [](const std::string& msg) { std::cerr << "projector: " << msg << "\n"; });
   tl::SystemClock clock;
@@ -333,7 +335,7 @@ int run(const Options& o) {
   // the projection's data file: same pages, same B-tree, same values.
   fs::create_directories(limitDir);
   fs::copy_file(projectionDir + "/data.mdb", limitDir + "/data.mdb");
-  RawTokens raw(limitDir);
+  RawTokens raw(limitDir, mapSize);
 
   auto reader = model->reader();
   const size_t n = creds.size();

@@ -279,10 +279,20 @@ std::optional<Token> applyEvent(const std::optional<Token>& current, const Event
   } else {
     const auto& d = std::get<Deactivated>(event.body);
     t.deactivationReason = d.reason;
-    t.deactivateAtUs = d.effectiveAtUs;
-    // A deactivation effective later (rotation grace period) keeps the token active
-    // until then; one effective now or in the past ends it at once.
-    t.active = d.effectiveAtUs > event.occurredAtUs;
+    bool inService = t.active && (t.deactivateAtUs == 0 || t.deactivateAtUs > event.occurredAtUs);
+    if (!inService) {
+      // Already out of service (deactivated, or its grace period is over): another
+      // deactivation never brings it back, whatever its effective time; it can only
+      // move the recorded end earlier (a compromise discovered late).
+      t.active = false;
+      if (t.deactivateAtUs == 0 || d.effectiveAtUs < t.deactivateAtUs)
+        t.deactivateAtUs = d.effectiveAtUs;
+    } else {
+      // A deactivation effective later (rotation grace period) keeps the token active
+      // until then; one effective now or in the past ends it at once.
+      t.deactivateAtUs = d.effectiveAtUs;
+      t.active = d.effectiveAtUs > event.occurredAtUs;
+    }
   }
   return t;
 }

@@ -30,7 +30,7 @@ Env::Env(const std::string& path, const EnvOptions& options) : path_(path) {
     check(mdb_env_set_mapsize(env_, options.mapSizeBytes), "mdb_env_set_mapsize");
     check(mdb_env_set_maxdbs(env_, options.maxDbs), "mdb_env_set_maxdbs");
     check(mdb_env_set_maxreaders(env_, options.maxReaders), "mdb_env_set_maxreaders");
-    int rc = mdb_env_open(env_, path.c_str(), MDB_NOTLS, 0600);
+    int rc = mdb_env_open(env_, path.c_str(), MDB_NOTLS | options.flags, 0600);
     if (rc != MDB_SUCCESS) throw LmdbError(rc, "cannot open LMDB environment in " + path);
   } catch (...) {
     mdb_env_close(env_);

@@ -34,6 +34,8 @@ struct EnvOptions {
   uint64_t mapSizeBytes = 64ull << 30;  // virtual address space; the file grows as used
   unsigned maxDbs = 16;
   unsigned maxReaders = 1024;
+  // Extra mdb_env_open flags, e.g. MDB_NOMETASYNC for data that can be rebuilt.
+  unsigned flags = 0;
 };
 
 // An open environment in directory `path` (created if missing, mode 0700).

@@ -51,7 +51,10 @@ class Reader;
 class LmdbReadModel final : public ReadModel {
  public:
   LmdbReadModel(const std::string& dir, const ReadModelOptions& options)
-      : env_(dir, lmdb::EnvOptions{options.mapSizeBytes, 8, 1024}) {
+      // MDB_NOMETASYNC: one fsync per batch instead of two. An OS crash may undo the
+      // last batches, never corrupt them; their positions go with them, so the
+      // projector simply re-applies those events from the log.
+      : env_(dir, lmdb::EnvOptions{options.mapSizeBytes, 8, 1024, MDB_NOMETASYNC}) {
     auto txn = lmdb::Txn::write(env_);
     dbs_ = openDbs(txn, true);
     auto version = txn.get(dbs_.meta, "schema_version");
@@ -187,7 +190,7 @@ class LmdbReadModel final : public ReadModel {
 class Reader final : public ReadModelReader {
  public:
   explicit Reader(LmdbReadModel& model)
-      : model_(model), txn_(lmdb::Txn::read(model.env())), seen_(model.generation()) {}
+      : model_(model), seen_(model.generation()), txn_(lmdb::Txn::read(model.env())) {}
 
   std::optional<Token> token(std::string_view key) override {
     refresh();
@@ -266,8 +269,11 @@ class Reader final : public ReadModelReader {
   }
 
   LmdbReadModel& model_;
-  lmdb::Txn txn_;
+  // Read before the snapshot is taken (declaration order = initialisation order):
+  // a batch committed in between then only causes one needless renew, never a
+  // snapshot older than the generation it claims.
   uint64_t seen_;
+  lmdb::Txn txn_;
   std::vector<capnp::word> buffer_;
 };
 

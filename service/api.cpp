@@ -5,6 +5,7 @@
 
 #include "service/json.h"
 #include "service/verifier.h"
+#include "service/web_assets.h"
 
 namespace tokenledger {
 namespace {
@@ -148,6 +149,18 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
   if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "verify") {
     if (!get && !post) return methodNotAllowed("GET, POST");
     return verify(req, reader);
+  }
+  if (parts.size() == 1) {
+    std::string_view path = req.path == "/" ? std::string_view("/index.html") : req.path;
+    for (const auto& asset : webAssets()) {
+      if (asset.path != path) continue;
+      if (!get) return methodNotAllowed("GET");
+      HttpResponse r;
+      r.body = std::string(asset.body);
+      r.contentType = std::string(asset.contentType);
+      r.page = true;
+      return r;
+    }
   }
   if (parts.size() < 4 || parts.size() > 6 || parts[0] != "v1" || parts[1] != "users" ||
       parts[3] != "tokens")

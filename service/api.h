@@ -35,6 +35,7 @@ struct HttpResponse {
   std::string allow;              // for 405
   bool wwwAuthenticate = false;   // for verify 401
   std::string contentType = "application/json";
+  bool page = false;  // the web page: served with browser security headers
 };
 
 // Work that must run on the command executor thread (it appends to the log and

@@ -316,6 +316,18 @@ class Server final : public HttpServer {
     if (resp.wwwAuthenticate)
       h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, nullptr,
                      H2O_STRLIT("Basic realm=\"tokenledger\""));
+    if (resp.page) {
+      // The page talks only to this origin and runs only its own script.
+      static constexpr std::string_view kCsp =
+          "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+          "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+      h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0,
+                            nullptr, kCsp.data(), kCsp.size());
+      h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0,
+                            nullptr, H2O_STRLIT("nosniff"));
+      h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("referrer-policy"), 0,
+                            nullptr, H2O_STRLIT("no-referrer"));
+    }
     req->res.content_length = resp.body.size();
     h2o_send_inline(req, resp.body.data(), resp.body.size());
   }

@@ -14,11 +14,11 @@ CommandError notFound(const std::string& key) {
   return CommandError{404, "not_found", "no token " + key + " for this user"};
 }
 
-// Decodes one UTF-8 sequence at s[i]; returns its length or 0 when invalid.
-size_t utf8Length(std::string_view s, size_t i) {
+// Decodes one UTF-8 sequence at s[i] into `cp`; returns its length or 0 when invalid.
+size_t utf8Decode(std::string_view s, size_t i, uint32_t& cp) {
   auto c = static_cast<unsigned char>(s[i]);
   size_t n;
-  uint32_t cp;
+  cp = c;
   if (c < 0x80) return 1;
   if ((c & 0xE0) == 0xC0) {
     n = 2;
@@ -45,6 +45,13 @@ size_t utf8Length(std::string_view s, size_t i) {
   return n;
 }
 
+// Unicode White_Space (ASCII included).
+bool isUnicodeSpace(uint32_t cp) {
+  return cp == ' ' || (cp >= '\t' && cp <= '\r') || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
+}
+
 }  // namespace
 
 std::optional<std::string> checkUserId(std::string_view user) {
@@ -64,18 +71,21 @@ std::optional<std::string> checkDestinationId(std::string_view id) {
 }
 
 std::optional<std::string> checkDescription(std::string_view raw, std::string& out) {
-  auto isSpace = [](char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-  };
+  uint32_t cp = 0;
   size_t b = 0, e = raw.size();
-  while (b < e && isSpace(raw[b])) ++b;
-  while (e > b && isSpace(raw[e - 1])) --e;
+  for (size_t n; b < e && (n = utf8Decode(raw, b, cp)) != 0 && isUnicodeSpace(cp);) b += n;
+  while (e > b) {
+    size_t k = e - 1;  // start of the last code point
+    while (k > b && e - k < 4 && (static_cast<unsigned char>(raw[k]) & 0xC0) == 0x80) --k;
+    if (utf8Decode(raw, k, cp) != e - k || !isUnicodeSpace(cp)) break;
+    e = k;
+  }
   std::string_view s = raw.substr(b, e - b);
   size_t chars = 0;
   for (size_t i = 0; i < s.size();) {
-    size_t n = utf8Length(s, i);
+    size_t n = utf8Decode(s, i, cp);
     if (n == 0) return "description must be valid UTF-8";
-    if (n == 1 && (static_cast<unsigned char>(s[i]) < 0x20 || s[i] == 0x7f))
+    if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))  // C0, DEL and C1 controls
       return "description must not contain control characters such as line breaks";
     i += n;
     ++chars;

@@ -268,7 +268,9 @@ std::optional<int64_t> parseInt64(const std::string& text) {
 Json timeValue(std::string_view flag, const std::string& text) {
   if (text.empty())
     throw UsageError{std::string(flag) + " needs a time (RFC 3339 or Unix seconds)"};
-  bool numeric = text.find_first_not_of("-0123456789") == std::string::npos;
+  size_t digitsFrom = text[0] == '-' ? 1 : 0;
+  bool numeric = text.size() > digitsFrom &&
+                 text.find_first_not_of("0123456789", digitsFrom) == std::string::npos;
   if (numeric) {
     std::optional<int64_t> seconds = parseInt64(text);
     if (!seconds) {

@@ -377,6 +377,12 @@ tc_nosecret --secret-file "$TMP/secret-file" list alice
 expect_rc "--secret-file (trailing newline trimmed)" 0
 tc_nosecret list alice --secret-file "$TMP/no-such-file"
 expect_rc "unreadable --secret-file" 2
+mkdir -p "$TMP/work/fallback/data"
+cp "$TMP/secret-file" "$TMP/work/fallback/data/operator-secret"
+cd "$TMP/work/fallback" || exit 2
+tc_nosecret list alice
+expect_rc "secret from ./data/operator-secret" 0
+cd "$TMP/work" || exit 2
 
 tc_env env TOKENLEDGER_OPERATOR_SECRET="wrong-$SECRET" TOKENLEDGER_URL="$URL" "$TOKENCTL" \
   list alice

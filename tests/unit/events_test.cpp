@@ -222,7 +222,7 @@ TEST_CASE("events from a newer schema") {
   SUBCASE("an unknown union member is reported as unknownType") {
     DecodeError err = decodeErr(test::encodeRevoked(id, key, "alice", kT));
     CHECK(err.kind == DecodeError::Kind::unknownType);
-    CHECK(err.message.find("12") != std::string::npos);  // names the member it did not know
+    CHECK(err.message.find("newer schema") != std::string::npos);
   }
 }
 
