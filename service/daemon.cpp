@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "events/event_log.h"
+#include "events/kafka_log.h"
 #include "events/secrets.h"
 #include "projections/read_model.h"
 #include "service/api.h"
@@ -52,8 +53,14 @@ void prepareDataDir(const std::string& dir) {
 
 std::unique_ptr<EventLog> openLog(const DaemonOptions& o) {
   if (o.log == "embedded") return openEmbeddedLog(o.dataDir + "/log", {o.mapSizeBytes});
-  throw std::runtime_error("--log " + o.log +
-                           " is not available in this build; use --log embedded");
+  if (o.log == "kafka") {
+    KafkaLogOptions k;
+    k.brokers = o.kafkaBrokers;
+    k.topic = o.topic;
+    k.partitions = o.partitions;
+    return openKafkaLog(k);
+  }
+  throw std::runtime_error("unknown --log " + o.log + "; use embedded or kafka");
 }
 
 class DaemonImpl final : public Daemon {

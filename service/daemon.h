@@ -15,7 +15,10 @@ struct DaemonOptions {
   std::string dataDir = "./data";
   std::string listenHost = "127.0.0.1";
   uint16_t listenPort = 8080;
-  std::string log = "embedded";
+  std::string log = "embedded";  // or "kafka"
+  std::string kafkaBrokers;
+  std::string topic = "token-events";
+  int partitions = 6;
   int httpThreads = 2;
   uint64_t mapSizeBytes = 64ull << 30;
   std::string operatorSecret;  // empty: DATA_DIR/operator-secret, generated if missing

@@ -23,7 +23,11 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
                        operator-secret
   --listen HOST:PORT   address to serve HTTP on (default 127.0.0.1:8080; port 0
                        picks a free port)
-  --log embedded       event log backend (default embedded: LMDB in DIR/log)
+  --log embedded|kafka event log backend (default embedded: LMDB in DIR/log)
+  --kafka-brokers B    with --log kafka: bootstrap brokers HOST:PORT[,HOST:PORT]
+  --topic NAME         with --log kafka: the event topic (default token-events)
+  --partitions N       with --log kafka: partitions when the topic is created
+                       (default 6)
   --threads N          HTTP event-loop threads (default 2)
   --map-size-mb N      LMDB size limit per database file (default 65536)
   --rebuild            rebuild the read model from the log, then exit
@@ -88,8 +92,18 @@ int main(int argc, char** argv) {
       options.listenPort = static_cast<uint16_t>(port);
     } else if (a == "--log") {
       options.log = value();
-      if (options.log != "embedded")
-        usageError("--log " + options.log + " is not available in this build; use embedded");
+      if (options.log != "embedded" && options.log != "kafka")
+        usageError("--log wants embedded or kafka (got \"" + options.log + "\")");
+    } else if (a == "--kafka-brokers") {
+      options.kafkaBrokers = value();
+    } else if (a == "--topic") {
+      options.topic = value();
+      if (options.topic.empty() || options.topic.size() > 249)
+        usageError("--topic wants a Kafka topic name (1-249 characters)");
+    } else if (a == "--partitions") {
+      uint64_t n = 0;
+      if (!parseUint(value(), 10000, n) || n == 0) usageError("--partitions wants 1-10000");
+      options.partitions = static_cast<int>(n);
     } else if (a == "--threads") {
       uint64_t n = 0;
       if (!parseUint(value(), 64, n) || n == 0) usageError("--threads wants 1-64");
@@ -113,6 +127,10 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  if (options.log == "kafka" && options.kafkaBrokers.empty())
+    usageError("--log kafka needs --kafka-brokers HOST:PORT");
+  if (options.log != "kafka" && !options.kafkaBrokers.empty())
+    usageError("--kafka-brokers needs --log kafka");
   try {
     initCrypto();
     if (rebuild) {
@@ -130,7 +148,12 @@ int main(int argc, char** argv) {
     SystemClock clock;
     auto daemon = openDaemon(options, clock, logLine);
     std::cout << "operator secret: " << daemon->operatorSecretSource() << std::endl;
-    std::cout << "event log: " << options.log << " in " << options.dataDir << std::endl;
+    if (options.log == "kafka") {
+      std::cout << "event log: kafka topic " << options.topic << " on " << options.kafkaBrokers
+                << "; read model in " << options.dataDir << std::endl;
+    } else {
+      std::cout << "event log: embedded in " << options.dataDir << std::endl;
+    }
     std::thread signalThread([&] {
       while (true) {
         timespec timeout{0, 200'000'000};

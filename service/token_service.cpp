@@ -201,8 +201,10 @@ CommandResult TokenService::deactivate(const DeactivateCommand& cmd, const Comma
   const Token& t = std::get<Token>(found);
   int64_t now = clock_.nowUs();
   int64_t effective = cmd.effectiveAtUs.value_or(now);
-  // Idempotent: deactivating an inactive token changes nothing.
-  if (statusAt(t, now) != Status::active) return TokenResult{t, "", std::nullopt, std::nullopt};
+  // Idempotent: deactivating a deactivated token changes nothing. An expired token
+  // that was never deactivated still takes the event (e.g. a late "compromised").
+  bool alreadyOff = !t.active || (t.deactivateAtUs != 0 && now >= t.deactivateAtUs);
+  if (alreadyOff) return TokenResult{t, "", std::nullopt, std::nullopt};
   Event e = newEvent(cmd.key, cmd.user, ctx);
   e.body = Deactivated{cmd.reason, effective};
   auto appended = appendAndWait(cmd.user, {e});

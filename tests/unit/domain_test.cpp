@@ -63,7 +63,9 @@ TEST_CASE_FIXTURE(Fixture, "created makes an active token with the event's data"
 
 TEST_CASE_FIXTURE(Fixture, "events that do not apply give nullopt") {
   Token t = apply(std::nullopt, created());
-  SUBCASE("created twice") { CHECK_FALSE(applyEvent(t, created(kT + 1)).has_value()); }
+  SUBCASE("created twice") {
+    CHECK_FALSE(applyEvent(t, created(kT + 1)).has_value());
+  }
   SUBCASE("activation of an unknown key") {
     CHECK_FALSE(applyEvent(std::nullopt, activated(kT)).has_value());
   }
@@ -88,7 +90,8 @@ TEST_CASE_FIXTURE(Fixture, "deactivation effective now ends the token at once") 
   CHECK(statusAt(t, kT + 1000 * kSec) == Status::inactive);
 }
 
-TEST_CASE_FIXTURE(Fixture, "deactivation effective in the future keeps the token active until then") {
+TEST_CASE_FIXTURE(Fixture,
+                  "deactivation effective in the future keeps the token active until then") {
   Token t = apply(std::nullopt, created());
   int64_t effective = kT + 60 * kSec;
   t = apply(t, deactivated(kT, effective, Reason::rotation));

@@ -12,9 +12,8 @@ namespace tokenledger {
 namespace {
 
 TEST_CASE("embedded log satisfies the EventLog contract") {
-  test::runEventLogContract([](const std::string& dir) {
-    return openEmbeddedLog(dir, EmbeddedLogOptions{64ull << 20});
-  });
+  test::runEventLogContract(
+      [](const std::string& dir) { return openEmbeddedLog(dir, EmbeddedLogOptions{64ull << 20}); });
 }
 
 TEST_CASE("embedded log: one partition, numbered from 0, described by its directory") {

@@ -116,7 +116,8 @@ inline void runEventLogContract(const LogFactory& open) {
   SUBCASE("a reader from offset N starts at N") {
     auto log = open(where);
     std::vector<Position> positions;
-    for (int i = 0; i < 6; ++i) positions.push_back(log->append("bob", {"v" + std::to_string(i)})[0]);
+    for (int i = 0; i < 6; ++i)
+      positions.push_back(log->append("bob", {"v" + std::to_string(i)})[0]);
     Offsets from = contract::zeros(*log);
     from.next[static_cast<size_t>(positions[3].partition)] = positions[3].offset;
     auto reader = log->openReader(from);
@@ -189,7 +190,8 @@ inline void runEventLogContract(const LogFactory& open) {
     std::vector<Position> before;
     {
       auto log = open(where);
-      for (int i = 0; i < 3; ++i) before.push_back(log->append("gina", {"old" + std::to_string(i)})[0]);
+      for (int i = 0; i < 3; ++i)
+        before.push_back(log->append("gina", {"old" + std::to_string(i)})[0]);
     }
     auto log = open(where);
     auto reader = log->openReader(contract::zeros(*log));

@@ -97,8 +97,8 @@ TEST_CASE("activated events round trip") {
 }
 
 TEST_CASE("deactivated events round trip with every reason") {
-  for (Reason r : {Reason::manual, Reason::rotation, Reason::compromised, Reason::expired,
-                   Reason::bulk}) {
+  for (Reason r :
+       {Reason::manual, Reason::rotation, Reason::compromised, Reason::expired, Reason::bulk}) {
     CAPTURE(toString(r));
     for (int64_t effective : {kT - 86'400'000'000, kT, kT + 60'000'000}) {
       Event e = makeEvent("tlk_y", "carol", kT, Deactivated{r, effective});
@@ -113,8 +113,8 @@ TEST_CASE("deactivated events round trip with every reason") {
 
 TEST_CASE("names of kinds, reasons and statuses parse back") {
   for (TokenKind k : {TokenKind::user, TokenKind::destination}) CHECK(parseKind(toString(k)) == k);
-  for (Reason r : {Reason::manual, Reason::rotation, Reason::compromised, Reason::expired,
-                   Reason::bulk})
+  for (Reason r :
+       {Reason::manual, Reason::rotation, Reason::compromised, Reason::expired, Reason::bulk})
     CHECK(parseReason(toString(r)) == r);
   CHECK(toString(Reason::compromised) == "compromised");
   CHECK_FALSE(parseKind("User").has_value());
@@ -158,9 +158,15 @@ TEST_CASE("decodeEvent never throws on random bytes") {
 TEST_CASE("decodeEvent refuses envelopes that lack identity") {
   test::ensureCrypto();
   Event e = makeEvent(generateTokenKey(), "alice", kT, Activated{});
-  SUBCASE("no owner") { e.owner.clear(); }
-  SUBCASE("no token key") { e.tokenKey.clear(); }
-  SUBCASE("event id of the wrong size") { e.eventId = e.eventId.substr(0, 15); }
+  SUBCASE("no owner") {
+    e.owner.clear();
+  }
+  SUBCASE("no token key") {
+    e.tokenKey.clear();
+  }
+  SUBCASE("event id of the wrong size") {
+    e.eventId = e.eventId.substr(0, 15);
+  }
   CHECK(decodeErr(encodeEvent(e)).kind == DecodeError::Kind::malformed);
 }
 

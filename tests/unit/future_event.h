@@ -19,8 +19,8 @@ inline std::string flatten(capnp::MessageBuilder& message) {
 }
 inline void fillEnvelope(future::Envelope::Builder env, const std::string& eventId,
                          const std::string& key, const std::string& owner, int64_t atUs) {
-  env.setEventId(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(eventId.data()),
-                              eventId.size()));
+  env.setEventId(
+      kj::arrayPtr(reinterpret_cast<const capnp::byte*>(eventId.data()), eventId.size()));
   env.setTokenKey(key);
   env.setOwner(owner);
   env.setActor("operator");

@@ -211,9 +211,12 @@ TEST_CASE("cursors on an empty database find nothing") {
 }
 
 TEST_CASE("encodeU64 sorts like the numbers") {
-  std::vector<uint64_t> values{0,           1,           255,        256,
-                               65535,       65536,       1ull << 32, (1ull << 32) + 1,
-                               1ull << 56,  UINT64_MAX - 1, UINT64_MAX, 4242};
+  std::vector<uint64_t> values{0,          1,
+                               255,        256,
+                               65535,      65536,
+                               1ull << 32, (1ull << 32) + 1,
+                               1ull << 56, UINT64_MAX - 1,
+                               UINT64_MAX, 4242};
   for (uint64_t v : values) {
     CHECK(encodeU64(v).size() == 8);
     CHECK(decodeU64(encodeU64(v)) == v);

@@ -46,8 +46,8 @@ struct Script {
     records.push_back(record(next++, e));
     return e;
   }
-  Event deactivate(const std::string& key, const std::string& owner, int64_t at,
-                   int64_t effective, Reason r = Reason::manual) {
+  Event deactivate(const std::string& key, const std::string& owner, int64_t at, int64_t effective,
+                   Reason r = Reason::manual) {
     Event e = makeEvent(key, owner, at, Deactivated{r, effective});
     records.push_back(record(next++, e));
     return e;
@@ -240,7 +240,8 @@ TEST_CASE_FIXTURE(ModelFixture, "the same event id at a new position is applied 
   CHECK(model->applied(1) == Offsets{{3}});  // the position is consumed all the same
 }
 
-TEST_CASE_FIXTURE(ModelFixture, "malformed and unknown records are reported, skipped, and do not block") {
+TEST_CASE_FIXTURE(ModelFixture,
+                  "malformed and unknown records are reported, skipped, and do not block") {
   Script s;
   std::string key = generateTokenKey();
   s.create(key, "alice", kT);
@@ -367,8 +368,8 @@ TEST_CASE("rebuilding from the log gives the same read model as live projection"
   }
 
   Skips skips;
-  auto report = rebuildReadModel(*log, dir.sub("rebuilt"), skips.reporter(),
-                                 ReadModelOptions{kMap});
+  auto report =
+      rebuildReadModel(*log, dir.sub("rebuilt"), skips.reporter(), ReadModelOptions{kMap});
   CHECK(report.skipped == 2);
   CHECK(report.applied == positions.size() - 2);
   REQUIRE(skips.seen.size() == 2);
@@ -388,9 +389,9 @@ TEST_CASE("rebuilding refuses a directory that already holds a read model") {
                                               test::makeCreated(generateSecret())))});
   { openReadModel(dir.sub("existing"), ReadModelOptions{kMap}); }
   Skips skips;
-  CHECK_THROWS_AS(rebuildReadModel(*log, dir.sub("existing"), skips.reporter(),
-                                   ReadModelOptions{kMap}),
-                  std::runtime_error);
+  CHECK_THROWS_AS(
+      rebuildReadModel(*log, dir.sub("existing"), skips.reporter(), ReadModelOptions{kMap}),
+      std::runtime_error);
   // It did not touch the existing model.
   CHECK(openReadModel(dir.sub("existing"), ReadModelOptions{kMap})->applied(1) == Offsets{{0}});
   // An empty log rebuilds into an empty model.
@@ -411,8 +412,8 @@ TEST_CASE("projector: waitFor, applied and ready") {
   CHECK(test::msSince(start) >= 150);
 
   std::string key = generateTokenKey();
-  auto p = log->append("alice", {encodeEvent(makeEvent(key, "alice", kT,
-                                                       test::makeCreated(generateSecret())))});
+  auto p = log->append(
+      "alice", {encodeEvent(makeEvent(key, "alice", kT, test::makeCreated(generateSecret())))});
   CHECK(projector->waitFor(p[0], 5s));
   CHECK(projector->applied() == Offsets{{1}});
   CHECK(projector->waitFor(Offsets{{1}}, 1s));
@@ -443,13 +444,13 @@ TEST_CASE("projector resumes after the stored positions") {
   {
     auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
     auto projector = startProjector(*log, *model, [](const std::string&) {});
-    auto p = log->append("alice", {encodeEvent(makeEvent(key, "alice", kT,
-                                                         test::makeCreated(generateSecret())))});
+    auto p = log->append(
+        "alice", {encodeEvent(makeEvent(key, "alice", kT, test::makeCreated(generateSecret())))});
     REQUIRE(projector->waitFor(p[0], 5s));
   }
   // Written while no projector ran.
-  auto p = log->append("alice", {encodeEvent(makeEvent(key, "alice", kT + 1,
-                                                       Deactivated{Reason::manual, kT + 1}))});
+  auto p = log->append(
+      "alice", {encodeEvent(makeEvent(key, "alice", kT + 1, Deactivated{Reason::manual, kT + 1}))});
   auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
   std::atomic<int> warnings{0};
   auto projector = startProjector(*log, *model, [&](const std::string&) { warnings++; });

@@ -142,15 +142,18 @@ TEST_CASE_FIXTURE(ServiceFixture, "each create makes a new key and secret") {
   CHECK(reader->tokensOf("alice").size() == 2);
 }
 
-TEST_CASE_FIXTURE(ServiceFixture, "deactivate takes effect when the call returns; activate restores") {
+TEST_CASE_FIXTURE(ServiceFixture,
+                  "deactivate takes effect when the call returns; activate restores") {
   TokenResult t = create();
   REQUIRE(verify(t.token.key, t.secret) == VerifyReason::ok);
 
   TokenResult off = ok(deactivate("alice", t.token.key));
   CHECK(off.position.has_value());
   CHECK_FALSE(off.token.active);
+  // `reader` was opened before the command and sees it without reopening.
   CHECK(verify(t.token.key, t.secret) == VerifyReason::inactive);
-  // Also through a reader opened before the command.
+  CHECK(verifyCredentials(t.token.key + ":" + t.secret, *model->reader(), clock.nowUs()).reason ==
+        VerifyReason::inactive);
   CHECK(logEnd() == 2);
 
   TokenResult on = ok(service->activate("alice", t.token.key, ctx));
@@ -215,7 +218,8 @@ TEST_CASE_FIXTURE(ServiceFixture, "rotate without grace swaps tokens at once") {
   CHECK(logEnd() == 3);  // created, created (successor), deactivated
 }
 
-TEST_CASE_FIXTURE(ServiceFixture, "rotate with a grace period keeps the old token valid until it ends") {
+TEST_CASE_FIXTURE(ServiceFixture,
+                  "rotate with a grace period keeps the old token valid until it ends") {
   TokenResult old = create();
   TokenResult r = ok(rotate("alice", old.token.key, 60));
   CHECK(verify(old.token.key, old.secret) == VerifyReason::ok);
@@ -368,7 +372,9 @@ TEST_CASE_FIXTURE(ServiceFixture, "verifyCredentials reasons") {
     CHECK_FALSE(v.key.empty());
     CHECK(verify(generateTokenKey(), t.secret) == VerifyReason::unknown);
   }
-  SUBCASE("bad secret") { CHECK(verify(key, generateSecret()) == VerifyReason::badSecret); }
+  SUBCASE("bad secret") {
+    CHECK(verify(key, generateSecret()) == VerifyReason::badSecret);
+  }
   SUBCASE("inactive, with the right secret only") {
     ok(deactivate("alice", key));
     CHECK(verify(key, t.secret) == VerifyReason::inactive);
@@ -478,8 +484,8 @@ TEST_CASE("checkUserId and checkDestinationId") {
   }
   CHECK_FALSE(checkUserId(std::string(128, 'u')).has_value());
   CHECK(checkUserId(std::string(129, 'u')).has_value());
-  for (const char* bad : {"", "alice smith", "a/b", "a\\b", "ali\xc3\xa9", "a\nb", "a?b", "a#b",
-                          "a%20b"}) {
+  for (const char* bad :
+       {"", "alice smith", "a/b", "a\\b", "ali\xc3\xa9", "a\nb", "a?b", "a#b", "a%20b"}) {
     CAPTURE(bad);
     CHECK(checkUserId(bad).has_value());
     CHECK(checkDestinationId(bad).has_value());

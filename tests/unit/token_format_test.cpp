@@ -13,7 +13,9 @@ namespace {
 constexpr std::string_view kBase62 =
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-bool allBase62(std::string_view s) { return s.find_first_not_of(kBase62) == std::string::npos; }
+bool allBase62(std::string_view s) {
+  return s.find_first_not_of(kBase62) == std::string::npos;
+}
 
 // A base62 character other than `c`.
 char otherBase62(char c, size_t salt) {
@@ -179,8 +181,7 @@ TEST_CASE("hashSecret is BLAKE2b-256 and deterministic") {
   CHECK(ha.size() == 32);
   CHECK(hashSecret(a) == ha);
   CHECK(hashSecret(b) != ha);
-  CHECK(toHex(std::string_view(reinterpret_cast<const char*>(ha.data()), ha.size())).size() ==
-        64);
+  CHECK(toHex(std::string_view(reinterpret_cast<const char*>(ha.data()), ha.size())).size() == 64);
   // The hash is not the secret or a prefix of it.
   CHECK(std::string(reinterpret_cast<const char*>(ha.data()), ha.size()) != a.substr(0, 32));
 }

@@ -1,0 +1,350 @@
+#include "events/kafka_log.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace tokenledger {
+namespace {
+
+// RAII for librdkafka handles.
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* p) const { rd_kafka_destroy(p); }
+  void operator()(rd_kafka_conf_t* p) const { rd_kafka_conf_destroy(p); }
+  void operator()(rd_kafka_topic_partition_list_t* p) const {
+    rd_kafka_topic_partition_list_destroy(p);
+  }
+  void operator()(rd_kafka_queue_t* p) const { rd_kafka_queue_destroy(p); }
+  void operator()(rd_kafka_event_t* p) const { rd_kafka_event_destroy(p); }
+  void operator()(rd_kafka_AdminOptions_t* p) const { rd_kafka_AdminOptions_destroy(p); }
+  void operator()(rd_kafka_NewTopic_t* p) const { rd_kafka_NewTopic_destroy(p); }
+  void operator()(rd_kafka_ConfigResource_t* p) const { rd_kafka_ConfigResource_destroy(p); }
+  void operator()(const rd_kafka_metadata_t* p) const { rd_kafka_metadata_destroy(p); }
+  void operator()(rd_kafka_message_t* p) const { rd_kafka_message_destroy(p); }
+};
+template <typename T>
+using KPtr = std::unique_ptr<T, KafkaDeleter>;
+
+KPtr<rd_kafka_conf_t> makeConf(const std::map<std::string, std::string>& settings) {
+  KPtr<rd_kafka_conf_t> conf(rd_kafka_conf_new());
+  char err[512];
+  for (const auto& [k, v] : settings) {
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+      throw std::runtime_error("librdkafka setting " + k + "=" + v + ": " + err);
+  }
+  return conf;
+}
+
+KPtr<rd_kafka_t> makeClient(rd_kafka_type_t type, KPtr<rd_kafka_conf_t> conf) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
+  if (rk == nullptr) throw std::runtime_error(std::string("cannot create Kafka client: ") + err);
+  conf.release();  // owned by rk now
+  return KPtr<rd_kafka_t>(rk);
+}
+
+// Quiet librdkafka's own stderr logging; we report what matters ourselves.
+void silentLog(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+  if (level <= 3) fprintf(stderr, "librdkafka %s: %s\n", fac, buf);
+}
+
+struct PendingAppend {
+  std::mutex mutex;
+  std::condition_variable done;
+  size_t remaining = 0;
+  std::vector<Position> positions;
+  std::string error;
+};
+
+struct Slot {
+  std::shared_ptr<PendingAppend> pending;
+  size_t index;
+};
+
+void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  std::unique_ptr<Slot> slot(static_cast<Slot*>(m->_private));
+  if (!slot) return;
+  auto& p = *slot->pending;
+  {
+    std::lock_guard lock(p.mutex);
+    if (m->err) {
+      if (p.error.empty()) p.error = rd_kafka_err2str(m->err);
+    } else {
+      p.positions[slot->index] = Position{m->partition, m->offset};
+    }
+    p.remaining--;
+  }
+  p.done.notify_all();
+}
+
+class KafkaReader final : public LogReader {
+ public:
+  KafkaReader(const KafkaLogOptions& o, int32_t partitions, const Offsets& from)
+      : topic_(o.topic), partitions_(partitions) {
+    auto conf = makeConf({{"bootstrap.servers", o.brokers},
+                          // Required by librdkafka's consumer; nothing is committed or joined.
+                          {"group.id", "tokenledger-projection"},
+                          {"enable.auto.commit", "false"},
+                          {"enable.auto.offset.store", "false"},
+                          {"enable.partition.eof", "false"},
+                          {"auto.offset.reset", "earliest"},
+                          {"fetch.wait.max.ms", "10"},
+                          {"fetch.error.backoff.ms", "100"},
+                          {"reconnect.backoff.max.ms", "1000"}});
+    rd_kafka_conf_set_log_cb(conf.get(), silentLog);
+    rk_ = makeClient(RD_KAFKA_CONSUMER, std::move(conf));
+    KPtr<rd_kafka_topic_partition_list_t> list(rd_kafka_topic_partition_list_new(partitions));
+    for (int32_t p = 0; p < partitions; ++p) {
+      int64_t off = static_cast<size_t>(p) < from.next.size() ? from.next[p] : 0;
+      rd_kafka_topic_partition_list_add(list.get(), topic_.c_str(), p)->offset = off;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_assign(rk_.get(), list.get());
+    if (err) throw std::runtime_error(std::string("cannot assign partitions: ") + rd_kafka_err2str(err));
+  }
+
+  ~KafkaReader() override { rd_kafka_consumer_close(rk_.get()); }
+
+  std::vector<LogRecord> poll(size_t max, std::chrono::milliseconds wait) override {
+    std::vector<LogRecord> out;
+    std::string error;
+    int timeout = static_cast<int>(wait.count());
+    while (out.size() < max) {
+      KPtr<rd_kafka_message_t> m(rd_kafka_consumer_poll(rk_.get(), out.empty() ? timeout : 0));
+      if (!m) break;
+      if (m->err) {
+        // Transport errors are retried by librdkafka; remember the first for the caller.
+        if (error.empty()) error = rd_kafka_message_errstr(m.get());
+        if (out.empty()) break;
+        continue;
+      }
+      LogRecord r;
+      r.position = Position{m->partition, m->offset};
+      if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
+      if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
+      out.push_back(std::move(r));
+    }
+    if (out.empty() && !error.empty())
+      throw LogUnavailable("reading topic " + topic_ + " failed: " + error);
+    return out;
+  }
+
+  Offsets endOffsets() override {
+    Offsets o;
+    for (int32_t p = 0; p < partitions_; ++p) {
+      int64_t low = 0, high = 0;
+      rd_kafka_resp_err_t err =
+          rd_kafka_query_watermark_offsets(rk_.get(), topic_.c_str(), p, &low, &high, 10000);
+      if (err)
+        throw LogUnavailable("cannot read the end of topic " + topic_ + ": " +
+                             rd_kafka_err2str(err));
+      o.next.push_back(high);
+    }
+    return o;
+  }
+
+ private:
+  std::string topic_;
+  int32_t partitions_;
+  KPtr<rd_kafka_t> rk_;
+};
+
+class KafkaLog final : public EventLog {
+ public:
+  explicit KafkaLog(const KafkaLogOptions& o) : options_(o) {
+    if (o.brokers.empty()) throw std::runtime_error("--kafka-brokers is required with --log kafka");
+    auto conf = makeConf({{"bootstrap.servers", o.brokers},
+                          {"enable.idempotence", "true"},
+                          {"acks", "all"},
+                          {"linger.ms", "1"},
+                          {"partitioner", "murmur2_random"},
+                          {"message.timeout.ms", std::to_string(o.appendTimeoutMs)},
+                          {"reconnect.backoff.max.ms", "1000"}});
+    rd_kafka_conf_set_dr_msg_cb(conf.get(), onDelivery);
+    rd_kafka_conf_set_log_cb(conf.get(), silentLog);
+    producer_ = makeClient(RD_KAFKA_PRODUCER, std::move(conf));
+    partitions_ = ensureTopic();
+    poller_ = std::thread([this] {
+      while (!stopping_) rd_kafka_poll(producer_.get(), 50);
+    });
+  }
+
+  ~KafkaLog() override {
+    rd_kafka_flush(producer_.get(), 5000);
+    stopping_ = true;
+    poller_.join();
+  }
+
+  std::vector<Position> append(std::string_view key,
+                               const std::vector<std::string>& values) override {
+    auto pending = std::make_shared<PendingAppend>();
+    pending->remaining = values.size();
+    pending->positions.resize(values.size());
+    size_t queued = 0;
+    for (size_t i = 0; i < values.size(); ++i) {
+      auto* slot = new Slot{pending, i};
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          producer_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
+          RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(values[i].data()), values[i].size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
+      if (err) {
+        delete slot;
+        std::lock_guard lock(pending->mutex);
+        pending->remaining -= values.size() - i;
+        if (pending->error.empty()) pending->error = rd_kafka_err2str(err);
+        break;
+      }
+      queued++;
+    }
+    std::unique_lock lock(pending->mutex);
+    pending->done.wait(lock, [&] { return pending->remaining == 0; });
+    if (!pending->error.empty())
+      throw LogUnavailable("Kafka did not acknowledge the event (" + pending->error + ") on " +
+                           describe() + (queued < values.size() ? "" : ""));
+    return pending->positions;
+  }
+
+  int32_t partitionCount() const override { return partitions_; }
+
+  std::unique_ptr<LogReader> openReader(const Offsets& from) override {
+    return std::make_unique<KafkaReader>(options_, partitions_, from);
+  }
+
+  std::string describe() const override {
+    return "Kafka topic " + options_.topic + " on " + options_.brokers;
+  }
+
+ private:
+  // Returns the partition count; creates the topic if missing; refuses a topic
+  // that would not keep the ledger forever.
+  int32_t ensureTopic() {
+    int32_t n = topicPartitions();
+    if (n == 0) {
+      createTopic();
+      for (int i = 0; i < 50 && n == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        n = topicPartitions();
+      }
+      if (n == 0) throw std::runtime_error("topic " + options_.topic + " was created but does not show up");
+    }
+    checkTopicConfig();
+    return n;
+  }
+
+  int32_t topicPartitions() {
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t err =
+        rd_kafka_metadata(producer_.get(), 1, nullptr, &md, options_.connectTimeoutMs);
+    if (err)
+      throw std::runtime_error("cannot reach Kafka at " + options_.brokers + ": " +
+                               rd_kafka_err2str(err) +
+                               "; check --kafka-brokers and that the broker runs");
+    KPtr<const rd_kafka_metadata_t> guard(md);
+    for (int i = 0; i < md->topic_cnt; ++i)
+      if (options_.topic == md->topics[i].topic && md->topics[i].err == 0)
+        return md->topics[i].partition_cnt;
+    return 0;
+  }
+
+  KPtr<rd_kafka_event_t> adminCall(const std::function<void(rd_kafka_queue_t*)>& start,
+                                   const std::string& what) {
+    KPtr<rd_kafka_queue_t> q(rd_kafka_queue_new(producer_.get()));
+    start(q.get());
+    KPtr<rd_kafka_event_t> ev(rd_kafka_queue_poll(q.get(), options_.connectTimeoutMs + 5000));
+    if (!ev) throw std::runtime_error(what + ": no answer from Kafka");
+    if (rd_kafka_event_error(ev.get()))
+      throw std::runtime_error(what + ": " + rd_kafka_event_error_string(ev.get()));
+    return ev;
+  }
+
+  void createTopic() {
+    char err[512];
+    KPtr<rd_kafka_NewTopic_t> topic(rd_kafka_NewTopic_new(
+        options_.topic.c_str(), options_.partitions, options_.replicationFactor, err, sizeof err));
+    if (!topic) throw std::runtime_error(std::string("cannot describe the new topic: ") + err);
+    rd_kafka_NewTopic_set_config(topic.get(), "retention.ms", "-1");
+    rd_kafka_NewTopic_set_config(topic.get(), "retention.bytes", "-1");
+    rd_kafka_NewTopic_set_config(topic.get(), "cleanup.policy", "delete");
+    KPtr<rd_kafka_AdminOptions_t> opts(
+        rd_kafka_AdminOptions_new(producer_.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS));
+    rd_kafka_AdminOptions_set_operation_timeout(opts.get(), options_.connectTimeoutMs, err,
+                                                sizeof err);
+    rd_kafka_NewTopic_t* topics[] = {topic.get()};
+    auto ev = adminCall(
+        [&](rd_kafka_queue_t* q) { rd_kafka_CreateTopics(producer_.get(), topics, 1, opts.get(), q); },
+        "cannot create topic " + options_.topic);
+    const auto* res = rd_kafka_event_CreateTopics_result(ev.get());
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(res, &cnt);
+    for (size_t i = 0; i < cnt; ++i) {
+      rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+      // Another replica may have created it meanwhile: fine.
+      if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        const char* msg = rd_kafka_topic_result_error_string(results[i]);
+        throw std::runtime_error("cannot create topic " + options_.topic + ": " +
+                                 (msg ? msg : rd_kafka_err2str(e)));
+      }
+    }
+  }
+
+  void checkTopicConfig() {
+    char err[512];
+    KPtr<rd_kafka_ConfigResource_t> res(
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, options_.topic.c_str()));
+    KPtr<rd_kafka_AdminOptions_t> opts(
+        rd_kafka_AdminOptions_new(producer_.get(), RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS));
+    rd_kafka_AdminOptions_set_request_timeout(opts.get(), options_.connectTimeoutMs, err,
+                                              sizeof err);
+    rd_kafka_ConfigResource_t* list[] = {res.get()};
+    auto ev = adminCall(
+        [&](rd_kafka_queue_t* q) {
+          rd_kafka_DescribeConfigs(producer_.get(), list, 1, opts.get(), q);
+        },
+        "cannot read the configuration of topic " + options_.topic);
+    const auto* result = rd_kafka_event_DescribeConfigs_result(ev.get());
+    size_t cnt = 0;
+    const rd_kafka_ConfigResource_t** resources =
+        rd_kafka_DescribeConfigs_result_resources(result, &cnt);
+    std::map<std::string, std::string> config;
+    for (size_t i = 0; i < cnt; ++i) {
+      size_t n = 0;
+      const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(resources[i], &n);
+      for (size_t k = 0; k < n; ++k) {
+        const char* v = rd_kafka_ConfigEntry_value(entries[k]);
+        config[rd_kafka_ConfigEntry_name(entries[k])] = v ? v : "";
+      }
+    }
+    std::string fix = "; a ledger must keep every event: run `kafka-configs.sh --bootstrap-server " +
+                      options_.brokers + " --alter --entity-type topics --entity-name " +
+                      options_.topic + " --add-config retention.ms=-1,retention.bytes=-1," +
+                      "cleanup.policy=delete`, or use another --topic";
+    if (config["cleanup.policy"].find("compact") != std::string::npos)
+      throw std::runtime_error("topic " + options_.topic + " uses log compaction (cleanup.policy=" +
+                               config["cleanup.policy"] + "), which would drop history" + fix);
+    if (config.count("retention.ms") && config["retention.ms"] != "-1")
+      throw std::runtime_error("topic " + options_.topic + " deletes events after retention.ms=" +
+                               config["retention.ms"] + fix);
+    if (config.count("retention.bytes") && config["retention.bytes"] != "-1")
+      throw std::runtime_error("topic " + options_.topic + " deletes events beyond retention.bytes=" +
+                               config["retention.bytes"] + fix);
+  }
+
+  KafkaLogOptions options_;
+  KPtr<rd_kafka_t> producer_;
+  int32_t partitions_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread poller_;
+};
+
+}  // namespace
+
+std::unique_ptr<EventLog> openKafkaLog(const KafkaLogOptions& options) {
+  return std::make_unique<KafkaLog>(options);
+}
+
+}  // namespace tokenledger

@@ -1,0 +1,35 @@
+// The Kafka backend of EventLog (librdkafka). See docs/kafka.md for the topic
+// contract.
+//
+// - Producer: idempotent (enable.idempotence, acks=all), murmur2 partitioner on
+//   the owner key (the same partition a Java producer would pick), so each user's
+//   history is ordered. append() returns once every record is acknowledged, or
+//   throws LogUnavailable within `appendTimeoutMs`.
+// - Topic: created if missing with `partitions`, retention.ms=-1 and
+//   cleanup.policy=delete; an existing topic with compaction or finite retention
+//   is refused with a message that says how to fix it.
+// - Readers assign themselves every partition at the given offsets (no consumer
+//   group, no commits): the caller stores offsets (in LMDB) and resumes there.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "events/event_log.h"
+
+namespace tokenledger {
+
+struct KafkaLogOptions {
+  std::string brokers;  // "host:port[,host:port…]"
+  std::string topic = "token-events";
+  int partitions = 6;          // only when the topic is created
+  int replicationFactor = -1;  // only when the topic is created; -1: broker default
+  int appendTimeoutMs = 10000;
+  int connectTimeoutMs = 15000;  // for the start-up checks
+};
+
+// Connects, checks or creates the topic. Throws std::runtime_error (unreachable
+// brokers, refused topic configuration) with a message for the operator.
+std::unique_ptr<EventLog> openKafkaLog(const KafkaLogOptions& options);
+
+}  // namespace tokenledger
