@@ -58,26 +58,29 @@ class EmbeddedLog final : public EventLog {
     txn.commit();
   }
 
+  // Group commit: concurrent appenders queue their records; whoever finds no write
+  // in progress writes the whole queue in one transaction (one fsync) for all.
   std::vector<Position> append(std::string_view key,
                                const std::vector<std::string>& values) override {
-    std::lock_guard appendLock(appendMutex_);
-    std::vector<Position> out;
-    try {
-      auto txn = lmdb::Txn::write(env_);
-      int64_t next = end_;
-      for (const auto& v : values) {
-        txn.put(events_, lmdb::encodeU64(static_cast<uint64_t>(next)), packRecord(key, v),
-                MDB_APPEND);
-        out.push_back(Position{0, next++});
+    Request mine{key, &values, {}, {}, false};
+    std::unique_lock lock(queueMutex_);
+    queue_.push_back(&mine);
+    while (!mine.done) {
+      if (writing_) {
+        written_.wait(lock);
+        continue;
       }
-      txn.commit();  // durable: the environment syncs on commit
-      std::lock_guard lock(mutex_);
-      end_ = next;
-    } catch (const lmdb::LmdbError& e) {
-      throw LogUnavailable("cannot append to the " + describe() + ": " + e.what());
+      writing_ = true;
+      std::vector<Request*> batch;
+      batch.swap(queue_);
+      lock.unlock();
+      writeBatch(batch);
+      lock.lock();
+      writing_ = false;
+      written_.notify_all();
     }
-    changed_.notify_all();
-    return out;
+    if (!mine.error.empty()) throw LogUnavailable(mine.error);
+    return mine.positions;
   }
 
   int32_t partitionCount() const override { return 1; }
@@ -112,11 +115,51 @@ class EmbeddedLog final : public EventLog {
   }
 
  private:
+  struct Request {
+    std::string_view key;
+    const std::vector<std::string>* values;
+    std::vector<Position> positions;
+    std::string error;
+    bool done;
+  };
+
+  // Runs on one appender's thread at a time (writing_ is set).
+  void writeBatch(const std::vector<Request*>& batch) {
+    std::string error;
+    int64_t next = end();
+    std::vector<std::vector<Position>> positions(batch.size());
+    try {
+      auto txn = lmdb::Txn::write(env_);
+      for (size_t i = 0; i < batch.size(); ++i) {
+        for (const auto& v : *batch[i]->values) {
+          txn.put(events_, lmdb::encodeU64(static_cast<uint64_t>(next)),
+                  packRecord(batch[i]->key, v), MDB_APPEND);
+          positions[i].push_back(Position{0, next++});
+        }
+      }
+      txn.commit();  // durable: the environment syncs on commit
+      std::lock_guard lock(mutex_);
+      end_ = next;
+    } catch (const lmdb::LmdbError& e) {
+      error = "cannot append to the " + describe() + ": " + e.what();
+    }
+    changed_.notify_all();
+    std::lock_guard lock(queueMutex_);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i]->positions = std::move(positions[i]);
+      batch[i]->error = error;
+      batch[i]->done = true;
+    }
+  }
+
   std::string dir_;
   lmdb::Env env_;
   MDB_dbi events_ = 0;
-  std::mutex appendMutex_;  // one appender at a time; LMDB allows one writer anyway
-  std::mutex mutex_;        // guards end_
+  std::mutex queueMutex_;  // guards queue_, writing_ and the requests' results
+  std::condition_variable written_;
+  std::vector<Request*> queue_;
+  bool writing_ = false;
+  std::mutex mutex_;  // guards end_
   std::condition_variable changed_;
   int64_t end_ = 0;
 };

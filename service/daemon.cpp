@@ -77,11 +77,14 @@ class DaemonImpl final : public Daemon {
     log_ = openLog(o);
     model_ = openReadModel(o.dataDir + "/projection", {o.mapSizeBytes});
     projector_ = startProjector(*log_, *model_, logger_);
-    service_ = std::make_unique<TokenService>(*log_, *model_, *projector_, clock);
     api_ = std::make_unique<Api>(secret, *projector_, clock);
-    executor_ = std::make_unique<CommandExecutor>();
+    auto locks = std::make_shared<KeyLocks>();
+    executor_ = std::make_unique<CommandExecutor>(o.commandThreads, [&, locks] {
+      return std::make_unique<TokenService>(*log_, *model_, *projector_, clock,
+                                            std::chrono::seconds(10), locks);
+    });
     server_ = createHttpServer(HttpServerOptions{o.listenHost, o.listenPort, o.httpThreads}, *api_,
-                               *model_, *executor_, *service_, logger_);
+                               *model_, *executor_, logger_);
   }
 
   ~DaemonImpl() override {
@@ -108,7 +111,6 @@ class DaemonImpl final : public Daemon {
   std::unique_ptr<EventLog> log_;
   std::unique_ptr<ReadModel> model_;
   std::unique_ptr<Projector> projector_;
-  std::unique_ptr<TokenService> service_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<CommandExecutor> executor_;
   std::unique_ptr<HttpServer> server_;

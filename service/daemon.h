@@ -20,6 +20,7 @@ struct DaemonOptions {
   std::string topic = "token-events";
   int partitions = 6;
   int httpThreads = 2;
+  int commandThreads = 16;  // concurrent commands (each waits for the log and the projection)
   uint64_t mapSizeBytes = 64ull << 30;
   std::string operatorSecret;  // empty: DATA_DIR/operator-secret, generated if missing
 };

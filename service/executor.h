@@ -1,23 +1,36 @@
-// The command executor: one thread that runs commands in arrival order. A single
-// thread makes "validate against the read model, then append" race-free.
+// The command executor: a pool of threads, each with its own TokenService (and so
+// its own read-model reader), running commands as they arrive. Commands on the
+// same token serialise on TokenService's key locks; others run concurrently, so a
+// slow log (Kafka's acks=all round trip) is paid in parallel, not in sequence.
 #pragma once
 
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
+
+#include "service/token_service.h"
 
 namespace tokenledger {
 
 class CommandExecutor {
  public:
-  CommandExecutor() : thread_([this] { run(); }) {}
+  using Work = std::function<void(TokenService&)>;
+
+  CommandExecutor(int threads, const std::function<std::unique_ptr<TokenService>()>& makeService) {
+    for (int i = 0; i < (threads < 1 ? 1 : threads); ++i) {
+      std::shared_ptr<TokenService> service = makeService();
+      threads_.emplace_back([this, service] { run(*service); });
+    }
+  }
   ~CommandExecutor() { stop(); }
   CommandExecutor(const CommandExecutor&) = delete;
   CommandExecutor& operator=(const CommandExecutor&) = delete;
 
-  void post(std::function<void()> work) {
+  void post(Work work) {
     {
       std::lock_guard lock(mutex_);
       queue_.push_back(std::move(work));
@@ -25,18 +38,19 @@ class CommandExecutor {
     wake_.notify_one();
   }
 
-  // Runs what is queued, then ends the thread. Idempotent.
+  // Runs what is queued, then ends the threads. Idempotent.
   void stop() {
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
     }
-    wake_.notify_one();
-    if (thread_.joinable()) thread_.join();
+    wake_.notify_all();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
   }
 
  private:
-  void run() {
+  void run(TokenService& service) {
     std::unique_lock lock(mutex_);
     while (true) {
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -44,16 +58,16 @@ class CommandExecutor {
       auto work = std::move(queue_.front());
       queue_.pop_front();
       lock.unlock();
-      work();
+      work(service);
       lock.lock();
     }
   }
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<Work> queue_;
   bool stopping_ = false;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace tokenledger

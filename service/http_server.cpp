@@ -77,11 +77,10 @@ thread_local Loop* tlsLoop = nullptr;
 class Server final : public HttpServer {
  public:
   Server(const HttpServerOptions& options, Api& api, ReadModel& model, CommandExecutor& executor,
-         TokenService& service, Logger logger)
+         Logger logger)
       : api_(api),
         model_(model),
         executor_(executor),
-        service_(service),
         logger_(std::move(logger)),
         runId_(toHex(randomBytes(4))) {
     listenFd_ = bindListener(options.host, options.port);
@@ -265,9 +264,9 @@ class Server final : public HttpServer {
     guard->job = job;
     job->guard = guard;
     l.pending++;
-    s.executor_.post([job, deferred = std::move(std::get<Deferred>(routed)), &s]() {
+    s.executor_.post([job, deferred = std::move(std::get<Deferred>(routed)), &s](TokenService& svc) {
       try {
-        job->response = deferred(s.service_);
+        job->response = deferred(svc);
       } catch (const std::exception& e) {
         s.logger_(std::string("command failed: ") + e.what());
         job->response = errorResponse(503, "unavailable",
@@ -335,7 +334,6 @@ class Server final : public HttpServer {
   Api& api_;
   ReadModel& model_;
   CommandExecutor& executor_;
-  TokenService& service_;
   Logger logger_;
   std::string runId_;
   int listenFd_ = -1;
@@ -349,8 +347,8 @@ class Server final : public HttpServer {
 
 std::unique_ptr<HttpServer> createHttpServer(const HttpServerOptions& options, Api& api,
                                              ReadModel& model, CommandExecutor& executor,
-                                             TokenService& service, Logger logger) {
-  return std::make_unique<Server>(options, api, model, executor, service, std::move(logger));
+                                             Logger logger) {
+  return std::make_unique<Server>(options, api, model, executor, std::move(logger));
 }
 
 }  // namespace tokenledger

@@ -1,6 +1,6 @@
 // The HTTP transport: libh2o event loops (one per thread, sharing one listening
 // socket) that feed requests to Api and carry responses back. Commands run on the
-// CommandExecutor; their responses return to the request's loop through h2o's
+// CommandExecutor's pool; their responses return to the request's loop through h2o's
 // multithread queue. If the client went away meanwhile, the response is dropped
 // (the command itself still completes: nothing acknowledged is lost).
 #pragma once
@@ -34,9 +34,9 @@ class HttpServer {
 };
 
 // Binds the listening socket now (throws std::runtime_error with a clear message if
-// it cannot). `api`, `model`, `executor` and `service` must outlive the server.
+// it cannot). `api`, `model` and `executor` must outlive the server.
 std::unique_ptr<HttpServer> createHttpServer(const HttpServerOptions& options, Api& api,
                                              ReadModel& model, CommandExecutor& executor,
-                                             TokenService& service, Logger logger);
+                                             Logger logger);
 
 }  // namespace tokenledger

@@ -29,6 +29,7 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
   --partitions N       with --log kafka: partitions when the topic is created
                        (default 6)
   --threads N          HTTP event-loop threads (default 2)
+  --command-threads N  commands processed concurrently (default 16)
   --map-size-mb N      LMDB size limit per database file (default 65536)
   --rebuild            rebuild the read model from the log, then exit
   --help               this text
@@ -108,6 +109,10 @@ int main(int argc, char** argv) {
       uint64_t n = 0;
       if (!parseUint(value(), 64, n) || n == 0) usageError("--threads wants 1-64");
       options.httpThreads = static_cast<int>(n);
+    } else if (a == "--command-threads") {
+      uint64_t n = 0;
+      if (!parseUint(value(), 1024, n) || n == 0) usageError("--command-threads wants 1-1024");
+      options.commandThreads = static_cast<int>(n);
     } else if (a == "--map-size-mb") {
       uint64_t n = 0;
       if (!parseUint(value(), 1ull << 24, n) || n < 1) usageError("--map-size-mb wants 1-16777216");

@@ -98,12 +98,14 @@ std::optional<std::string> checkDescription(std::string_view raw, std::string& o
 }
 
 TokenService::TokenService(EventLog& log, ReadModel& model, Projector& projector,
-                           const Clock& clock, std::chrono::milliseconds visibilityTimeout)
+                           const Clock& clock, std::chrono::milliseconds visibilityTimeout,
+                           std::shared_ptr<KeyLocks> locks)
     : log_(log),
       projector_(projector),
       clock_(clock),
       visibilityTimeout_(visibilityTimeout),
-      reader_(model.reader()) {}
+      reader_(model.reader()),
+      locks_(locks ? std::move(locks) : std::make_shared<KeyLocks>()) {}
 
 Event TokenService::newEvent(const std::string& key, const std::string& owner,
                              const CommandContext& ctx) {
@@ -179,6 +181,7 @@ CommandResult TokenService::create(const CreateCommand& cmd, const CommandContex
 
 CommandResult TokenService::activate(const std::string& user, const std::string& key,
                                      const CommandContext& ctx) {
+  std::lock_guard keyLock(locks_->of(key));
   auto found = owned(user, key);
   if (auto* err = std::get_if<CommandError>(&found)) return *err;
   const Token& t = std::get<Token>(found);
@@ -196,6 +199,7 @@ CommandResult TokenService::activate(const std::string& user, const std::string&
 }
 
 CommandResult TokenService::deactivate(const DeactivateCommand& cmd, const CommandContext& ctx) {
+  std::lock_guard keyLock(locks_->of(cmd.key));
   auto found = owned(cmd.user, cmd.key);
   if (auto* err = std::get_if<CommandError>(&found)) return *err;
   const Token& t = std::get<Token>(found);
@@ -213,6 +217,7 @@ CommandResult TokenService::deactivate(const DeactivateCommand& cmd, const Comma
 }
 
 CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContext& ctx) {
+  std::lock_guard keyLock(locks_->of(cmd.key));
   auto found = owned(cmd.user, cmd.key);
   if (auto* err = std::get_if<CommandError>(&found)) return *err;
   const Token& old = std::get<Token>(found);

@@ -1,11 +1,15 @@
 // Command handling: validates a command against the read model, appends its
 // events to the log and returns once the read model shows them (read-your-writes).
 //
-// Not thread-safe: the daemon runs all commands on one executor thread, which
-// makes "validate, then append" race-free.
+// One TokenService per thread (it owns a read-model reader). Threads share a
+// KeyLocks: a command holds its token's lock from validation until its events are
+// visible, so "validate, then append" is race-free per token while commands on
+// different tokens (every create) run concurrently.
 #pragma once
 
+#include <array>
 #include <chrono>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,10 +67,23 @@ struct RotateCommand {
 
 constexpr int64_t kMaxGraceSeconds = 366LL * 24 * 3600;
 
+// Striped locks by token key.
+class KeyLocks {
+ public:
+  std::mutex& of(std::string_view key) {
+    return stripes_[std::hash<std::string_view>{}(key) % stripes_.size()];
+  }
+
+ private:
+  std::array<std::mutex, 512> stripes_;
+};
+
 class TokenService {
  public:
+  // `locks` is shared by every TokenService of one daemon; null: a private one.
   TokenService(EventLog& log, ReadModel& model, Projector& projector, const Clock& clock,
-               std::chrono::milliseconds visibilityTimeout = std::chrono::seconds(10));
+               std::chrono::milliseconds visibilityTimeout = std::chrono::seconds(10),
+               std::shared_ptr<KeyLocks> locks = nullptr);
 
   CommandResult create(const CreateCommand& cmd, const CommandContext& ctx);
   CommandResult activate(const std::string& user, const std::string& key,
@@ -85,6 +102,7 @@ class TokenService {
   const Clock& clock_;
   std::chrono::milliseconds visibilityTimeout_;
   std::unique_ptr<ReadModelReader> reader_;
+  std::shared_ptr<KeyLocks> locks_;
 };
 
 // Input rules shared by the HTTP layer, the CLI and the web page.

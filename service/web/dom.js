@@ -1,0 +1,160 @@
+// Small DOM helpers for the Tokens page: element building (text only, never
+// HTML strings), modal dialogs that keep and return focus, locale formatting,
+// and copying to the clipboard.
+
+/**
+ * Builds an element. props: class, text, dataset, on<event> handlers, and
+ * attributes (true → present, false/null/undefined → absent). Children are
+ * nodes or strings (inserted as text).
+ */
+export function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+
+// ---------------------------------------------------------------- formatting
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
+const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+
+/** A <time> element for an RFC 3339 string, in the user's locale; style 'date' or 'datetime'. */
+export function timeEl(iso, style = 'datetime') {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return h('span', { text: iso });
+  const text = (style === 'date' ? dateFormat : dateTimeFormat).format(d);
+  return h('time', { datetime: iso, title: fullFormat.format(d) }, text);
+}
+
+/** "in 3 hours", "5 minutes ago", in the user's locale. */
+export function relativeTime(iso, now = Date.now()) {
+  const seconds = Math.round((new Date(iso).getTime() - now) / 1000);
+  const units = [['year', 31536000], ['month', 2592000], ['day', 86400], ['hour', 3600], ['minute', 60]];
+  for (const [unit, size] of units) {
+    if (Math.abs(seconds) >= size) return relativeFormat.format(Math.round(seconds / size), unit);
+  }
+  return relativeFormat.format(seconds, 'second');
+}
+
+// ---------------------------------------------------------------- dialogs
+
+const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), ' +
+                  'select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
+
+function focusables(root) {
+  return [...root.querySelectorAll(FOCUSABLE)].filter((el) => !el.closest('[hidden]') && el.getClientRects().length > 0);
+}
+
+// Tab and Shift+Tab wrap around inside an open modal dialog, so focus never
+// leaves it for the (inert) page or the browser's own controls.
+function trapFocus(event) {
+  if (event.key !== 'Tab') return;
+  const dialog = event.currentTarget;
+  const items = focusables(dialog);
+  if (items.length === 0) {
+    event.preventDefault();
+    return;
+  }
+  const first = items[0];
+  const last = items[items.length - 1];
+  const active = document.activeElement;
+  if (event.shiftKey && (active === first || !dialog.contains(active))) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && (active === last || !dialog.contains(active))) {
+    event.preventDefault();
+    first.focus();
+  }
+}
+
+/** Where focus should go back to: the element itself or, if re-rendered meanwhile, its successor. */
+export function focusTarget(el) {
+  if (!el || el === document.body) return null;
+  return { el, id: el.dataset?.focusId ?? null };
+}
+
+export function restoreFocus(target, fallback) {
+  let el = target?.el;
+  if (!el?.isConnected && target?.id) el = document.querySelector(`[data-focus-id="${CSS.escape(target.id)}"]`);
+  if (!el?.isConnected || el.disabled || el.closest('[hidden]')) el = fallback;
+  el?.focus?.();
+}
+
+/**
+ * Opens a <dialog> as a modal. opts.focus: the element to focus first;
+ * opts.returnTo: where focus goes when it closes (default: the element that had
+ * it); opts.onClose: called once when it closes, however it closes.
+ */
+export function openDialog(dialog, opts = {}) {
+  if (!dialog.dataset.trapped) {
+    dialog.addEventListener('keydown', trapFocus);
+    dialog.dataset.trapped = 'yes';
+  }
+  const returnTo = opts.returnTo ?? focusTarget(document.activeElement);
+  const onClose = () => {
+    dialog.removeEventListener('close', onClose);
+    opts.onClose?.();
+    restoreFocus(returnTo, [...document.querySelectorAll('main h1')].find((x) => !x.closest('[hidden]')));
+  };
+  dialog.addEventListener('close', onClose);
+  dialog.showModal();
+  (opts.focus ?? focusables(dialog)[0])?.focus();
+  return returnTo;
+}
+
+// ---------------------------------------------------------------- clipboard
+
+/**
+ * Copies text; resolves to true on success. Uses the Clipboard API where the
+ * page may, else a selected off-screen textarea and execCommand('copy'),
+ * placed inside `container` (an open modal dialog: the rest of the page is inert).
+ */
+export async function copyText(text, container) {
+  if (navigator.clipboard?.writeText && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // fall through to the older way
+    }
+  }
+  const previous = document.activeElement;
+  const area = h('textarea', { class: 'offscreen', readonly: true, 'aria-hidden': 'true', tabindex: '-1' });
+  area.value = text;
+  container.append(area);
+  area.select();
+  let ok = false;
+  try {
+    ok = document.execCommand('copy');
+  } catch {
+    ok = false;
+  }
+  area.value = '';
+  area.remove();
+  previous?.focus?.();
+  return ok;
+}
+
+/** Selects the text of an element, so the user can copy it by hand. */
+export function selectContents(el) {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
+}
