@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace tokenledger {
@@ -73,6 +74,15 @@ class EventLog {
   // Thread-safe.
   virtual std::vector<Position> append(std::string_view key,
                                        const std::vector<std::string>& values) = 0;
+  // Appends many records with their own keys, in order per key, and returns their
+  // positions once all are durable. For bulk copies (migration); the default
+  // appends one by one. Throws LogUnavailable.
+  virtual std::vector<Position> appendBatch(
+      const std::vector<std::pair<std::string, std::string>>& records) {
+    std::vector<Position> out;
+    for (const auto& [key, value] : records) out.push_back(append(key, {value}).front());
+    return out;
+  }
   virtual int32_t partitionCount() const = 0;
   virtual std::unique_ptr<LogReader> openReader(const Offsets& from) = 0;
   // For messages: "embedded log in DIR" / "kafka topic T on B".

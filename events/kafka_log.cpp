@@ -181,32 +181,16 @@ class KafkaLog final : public EventLog {
 
   std::vector<Position> append(std::string_view key,
                                const std::vector<std::string>& values) override {
-    auto pending = std::make_shared<PendingAppend>();
-    pending->remaining = values.size();
-    pending->positions.resize(values.size());
-    size_t queued = 0;
-    for (size_t i = 0; i < values.size(); ++i) {
-      auto* slot = new Slot{pending, i};
-      rd_kafka_resp_err_t err = rd_kafka_producev(
-          producer_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
-          RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(values[i].data()), values[i].size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
-      if (err) {
-        delete slot;
-        std::lock_guard lock(pending->mutex);
-        pending->remaining -= values.size() - i;
-        if (pending->error.empty()) pending->error = rd_kafka_err2str(err);
-        break;
-      }
-      queued++;
-    }
-    std::unique_lock lock(pending->mutex);
-    pending->done.wait(lock, [&] { return pending->remaining == 0; });
-    if (!pending->error.empty())
-      throw LogUnavailable("Kafka did not acknowledge the event (" + pending->error + ") on " +
-                           describe() + (queued < values.size() ? "" : ""));
-    return pending->positions;
+    std::vector<std::pair<std::string_view, std::string_view>> records;
+    for (const auto& v : values) records.emplace_back(key, v);
+    return produceAll(records);
+  }
+
+  std::vector<Position> appendBatch(
+      const std::vector<std::pair<std::string, std::string>>& batch) override {
+    std::vector<std::pair<std::string_view, std::string_view>> records;
+    for (const auto& [k, v] : batch) records.emplace_back(k, v);
+    return produceAll(records);
   }
 
   int32_t partitionCount() const override { return partitions_; }
@@ -332,6 +316,44 @@ class KafkaLog final : public EventLog {
     if (config.count("retention.bytes") && config["retention.bytes"] != "-1")
       throw std::runtime_error("topic " + options_.topic + " deletes events beyond retention.bytes=" +
                                config["retention.bytes"] + fix);
+  }
+
+  // Produces every record (the idempotent producer keeps per-partition order) and
+  // waits for all delivery reports.
+  std::vector<Position> produceAll(
+      const std::vector<std::pair<std::string_view, std::string_view>>& records) {
+    auto pending = std::make_shared<PendingAppend>();
+    pending->remaining = records.size();
+    pending->positions.resize(records.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      const auto& [key, value] = records[i];
+      auto* slot = new Slot{pending, i};
+      rd_kafka_resp_err_t err;
+      while (true) {
+        err = rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
+                                RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(slot),
+                                RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+        // Bulk copies outrun the local queue: wait for deliveries to free it.
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      if (err) {
+        delete slot;
+        std::lock_guard lock(pending->mutex);
+        pending->remaining -= records.size() - i;
+        if (pending->error.empty()) pending->error = rd_kafka_err2str(err);
+        break;
+      }
+    }
+    std::unique_lock lock(pending->mutex);
+    pending->done.wait(lock, [&] { return pending->remaining == 0; });
+    if (!pending->error.empty())
+      throw LogUnavailable("Kafka did not acknowledge the event (" + pending->error + ") on " +
+                           describe() +
+                           "; the outcome is unknown: check the token's state before retrying");
+    return pending->positions;
   }
 
   KafkaLogOptions options_;

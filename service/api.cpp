@@ -88,6 +88,19 @@ json withPosition(json j, const TokenResult& r) {
   return j;
 }
 
+// The value of `name` in a query string (no percent-decoding: our values need none).
+std::string_view queryValue(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto item = query.substr(0, amp);
+    if (item.size() > name.size() && item.starts_with(name) && item[name.size()] == '=')
+      return item.substr(name.size() + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
 }  // namespace
 
 HttpResponse errorResponse(int status, std::string_view code, std::string_view message) {
@@ -107,10 +120,10 @@ bool Api::operatorAuthorized(std::string_view authorization) const {
   return hashesEqual(hashSecret(authorization.substr(kBearer.size())), operatorHash_);
 }
 
-HttpResponse Api::verify(const HttpRequest& req, ReadModelReader& reader) {
+HttpResponse Api::verify(std::string_view authorization, ReadModelReader& reader) {
   std::string credentials;
   VerifyOutcome out;
-  if (decodeBasicAuth(req.authorization, credentials))
+  if (decodeBasicAuth(authorization, credentials))
     out = verifyCredentials(credentials, reader, clock_.nowUs());
   HttpResponse r;
   if (out.valid()) {
@@ -148,7 +161,38 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
   }
   if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "verify") {
     if (!get && !post) return methodNotAllowed("GET, POST");
-    return verify(req, reader);
+    std::string_view minPosition = req.minPosition;
+    if (minPosition.empty()) minPosition = queryValue(req.query, "min_position");
+    if (minPosition.empty()) return verify(req.authorization, reader);
+    // A consistency token: the positions of events the caller needs to see.
+    std::vector<Position> wanted;
+    for (std::string_view rest = minPosition; !rest.empty();) {
+      auto comma = rest.find(',');
+      auto p = parsePosition(rest.substr(0, comma));
+      if (!p)
+        return errorResponse(400, "invalid_min_position",
+                             "min_position must be positions p:o[,p:o…] as returned by commands");
+      wanted.push_back(*p);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    Offsets applied = reader.applied();
+    bool covered = true;
+    for (const auto& p : wanted) covered = covered && applied.covers(p);
+    if (covered) return verify(req.authorization, reader);
+    // Not applied here yet: wait briefly off the event loop.
+    return Deferred([this, wanted, auth = std::string(req.authorization)](TokenService& svc) {
+      auto deadline = std::chrono::steady_clock::now() + kMinPositionWait;
+      for (const auto& p : wanted) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() < 0 || !projector_.waitFor(p, left))
+          return errorResponse(503, "position_not_reached",
+                               "this replica has applied the log up to " +
+                                   projector_.applied().toString() + ", not yet position " +
+                                   toString(p) + "; retry, or ask another replica");
+      }
+      return verify(auth, svc.reader());
+    });
   }
   if (parts.size() == 1) {
     std::string_view path = req.path == "/" ? std::string_view("/index.html") : req.path;

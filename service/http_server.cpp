@@ -238,6 +238,10 @@ class Server final : public HttpServer {
     }
     r.authorization = header(req, H2O_TOKEN_AUTHORIZATION);
     r.contentType = header(req, H2O_TOKEN_CONTENT_TYPE);
+    if (ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("tokenledger-min-position"), -1);
+        i >= 0)
+      r.minPosition = std::string_view(req->headers.entries[i].value.base,
+                                       req->headers.entries[i].value.len);
     r.hasBody = req->entity.base != nullptr;
     if (r.hasBody) r.body = std::string_view(req->entity.base, req->entity.len);
     if (r.method == "POST")

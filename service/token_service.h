@@ -91,6 +91,9 @@ class TokenService {
   CommandResult deactivate(const DeactivateCommand& cmd, const CommandContext& ctx);
   CommandResult rotate(const RotateCommand& cmd, const CommandContext& ctx);
 
+  // This thread's read-model reader.
+  ReadModelReader& reader() { return *reader_; }
+
  private:
   std::variant<Token, CommandError> owned(const std::string& user, const std::string& key);
   std::variant<std::vector<Position>, CommandError> appendAndWait(

@@ -261,7 +261,7 @@ function statusParts(t) {
     return { text: 'Expired', detail: t.expires_at ? ['Since ', timeEl(t.expires_at)] : null };
   }
   if (t.status === 'active') {
-    if (t.deactivates_at) return { text: 'Active', detail: ['Until ', timeEl(t.deactivates_at)], warn: true };
+    if (t.deactivates_at) return { text: 'Active', detail: ['Until ', timeEl(t.deactivates_at, 'short')], warn: true };
     return { text: 'Active', detail: null };
   }
   const reason = t.deactivation_reason && t.deactivation_reason !== 'manual'
@@ -506,7 +506,11 @@ async function onRotate(event) {
   } catch (error) {
     if (handleUnauthorized(error)) return;
     el.rotateGrace.setAttribute('aria-invalid', 'true');
-    showFieldError(el.rotateError, error.message);
+    // The API counts seconds; say what the amount came to in them.
+    const unit = el.rotateUnit.selectedOptions[0]?.textContent ?? 'seconds';
+    const inSeconds = error.status === 400 && unit !== 'seconds'
+      ? ` (${amount.toLocaleString()} ${unit} is ${seconds.toLocaleString()} seconds; at most 366 days)` : '';
+    showFieldError(el.rotateError, `${error.message}${inSeconds}`);
     el.rotateGrace.focus();
   } finally {
     el.rotateOk.disabled = false;
@@ -527,11 +531,12 @@ function historyItem(e) {
     if (e.expires_at) details.push(['Expires', timeEl(e.expires_at)]);
   }
   if (e.type === 'deactivated') {
-    if (e.reason) details.push(['Reason', REASON_LABEL[e.reason] ?? e.reason]);
+    // The effective time only when it is not the event's own: a grace period
+    // (scheduled) or a compromise found late (backdated).
     if (e.effective_at) {
       const delta = new Date(e.effective_at).getTime() - new Date(e.at).getTime();
       const when = delta > 1000 ? 'scheduled' : delta < -1000 ? 'backdated' : null;
-      details.push(['Effective', [timeEl(e.effective_at), when ? ` (${when})` : '']]);
+      if (when) details.push(['Effective', [timeEl(e.effective_at), ` (${when})`]]);
     }
   }
   details.push(['Actor', e.actor ?? 'unknown']);
@@ -540,7 +545,9 @@ function historyItem(e) {
     h('span', { class: 'timeline-dot', 'aria-hidden': 'true' }),
     h('div', { class: 'timeline-head' },
       h('strong', { class: 'timeline-title' }, EVENT_TITLE[e.type] ?? e.type),
-      e.type === 'deactivated' && e.reason ? h('span', { class: `badge badge-${e.reason}` }, REASON_LABEL[e.reason] ?? e.reason) : null,
+      e.type === 'deactivated' && e.reason
+        ? h('span', { class: `badge badge-${e.reason}` }, h('span', { class: 'visually-hidden' }, 'reason: '), REASON_LABEL[e.reason] ?? e.reason)
+        : null,
       h('span', { class: 'timeline-time' }, timeEl(e.at))),
     h('dl', { class: 'timeline-details' }, details.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))));
 }

@@ -30,14 +30,15 @@ export const $ = (selector, root = document) => root.querySelector(selector);
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const shortFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
 const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 
-/** A <time> element for an RFC 3339 string, in the user's locale; style 'date' or 'datetime'. */
+/** A <time> element for an RFC 3339 string, in the user's locale; style 'date', 'short' (no seconds) or 'datetime'. */
 export function timeEl(iso, style = 'datetime') {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return h('span', { text: iso });
-  const text = (style === 'date' ? dateFormat : dateTimeFormat).format(d);
+  const text = (style === 'date' ? dateFormat : style === 'short' ? shortFormat : dateTimeFormat).format(d);
   return h('time', { datetime: iso, title: fullFormat.format(d) }, text);
 }
 

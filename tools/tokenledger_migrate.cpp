@@ -1,0 +1,161 @@
+// tokenledger-migrate: copies an embedded event log into a Kafka topic, so a user
+// who outgrows one machine keeps the whole history.
+//
+// Records are copied byte for byte (same key, same Cap'n Proto envelope, same event
+// id), in log order; per-owner order survives because an owner's events share a
+// partition. Safe to re-run: events whose id is already on the topic are skipped.
+// The service must be stopped (the data directory is locked) so nothing is appended
+// to the embedded log during the copy.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+#include <set>
+#include <string>
+
+#include "events/event.h"
+#include "events/event_log.h"
+#include "events/kafka_log.h"
+
+using namespace tokenledger;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: tokenledger-migrate --data-dir DIR --kafka-brokers HOST:PORT [--topic NAME] [--partitions N]
+
+Copies the embedded event log in DIR/log into the Kafka topic (default
+token-events; created with N partitions, default 6, if missing). Stop tokenledgerd
+first. Safe to re-run: events already on the topic are skipped. Then start
+tokenledgerd --log kafka with a fresh --data-dir; it builds its read model from
+the topic.
+
+Exit status: 0 copied and verified, 1 failed (message says why), 2 usage error.
+)";
+
+[[noreturn]] void usage(const std::string& msg) {
+  std::cerr << "tokenledger-migrate: " << msg << "\nrun tokenledger-migrate --help\n";
+  std::exit(2);
+}
+
+// Every event id on the topic, read from the beginning up to its current end.
+std::set<std::string> eventIdsOn(EventLog& log, size_t& records) {
+  std::set<std::string> ids;
+  auto reader = log.openReader(Offsets{std::vector<int64_t>(log.partitionCount(), 0)});
+  Offsets end = reader->endOffsets();
+  std::vector<int64_t> seen(end.next.size(), 0);
+  auto done = [&] {
+    for (size_t p = 0; p < end.next.size(); ++p)
+      if (seen[p] < end.next[p]) return false;
+    return true;
+  };
+  while (!done()) {
+    for (auto& r : reader->poll(10000, std::chrono::milliseconds(1000))) {
+      seen[r.position.partition] = r.position.offset + 1;
+      records++;
+      auto decoded = decodeEvent(r.value);
+      if (auto* e = std::get_if<Event>(&decoded)) ids.insert(e->eventId);
+    }
+  }
+  return ids;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dataDir;
+  KafkaLogOptions kafka;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else if (a == "--data-dir") {
+      dataDir = value();
+    } else if (a == "--kafka-brokers") {
+      kafka.brokers = value();
+    } else if (a == "--topic") {
+      kafka.topic = value();
+    } else if (a == "--partitions") {
+      std::string v = value();
+      if (v.empty() || v.size() > 5 || v.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoi(v) < 1)
+        usage("--partitions wants a positive number");
+      kafka.partitions = std::stoi(v);
+    } else {
+      usage("unknown option " + a);
+    }
+  }
+  if (dataDir.empty()) usage("--data-dir is required");
+  if (kafka.brokers.empty()) usage("--kafka-brokers is required");
+  if (access((dataDir + "/log/data.mdb").c_str(), R_OK) != 0) {
+    std::cerr << "tokenledger-migrate: no embedded log in " << dataDir << "/log\n";
+    return 1;
+  }
+  try {
+    initCrypto();
+    std::string lockPath = dataDir + "/LOCK";
+    int lockFd = ::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lockFd < 0 || ::flock(lockFd, LOCK_EX | LOCK_NB) != 0) {
+      std::cerr << "tokenledger-migrate: " << dataDir
+                << " is in use by a running tokenledgerd; stop it first so no event is missed\n";
+      return 1;
+    }
+    auto source = openEmbeddedLog(dataDir + "/log");
+    auto target = openKafkaLog(kafka);
+    size_t before = 0;
+    std::set<std::string> present = eventIdsOn(*target, before);
+
+    auto reader = source->openReader(Offsets{{0}});
+    int64_t end = reader->endOffsets().next[0];
+    size_t copied = 0, skipped = 0, total = 0;
+    std::set<std::string> sourceIds;
+    while (true) {
+      auto batch = reader->poll(5000, std::chrono::milliseconds(0));
+      if (batch.empty()) break;
+      std::vector<std::pair<std::string, std::string>> out;
+      for (auto& r : batch) {
+        total++;
+        auto decoded = decodeEvent(r.value);
+        if (auto* e = std::get_if<Event>(&decoded)) {
+          sourceIds.insert(e->eventId);
+          if (present.count(e->eventId)) {
+            skipped++;
+            continue;
+          }
+        } else {
+          std::cerr << "warning: record at " << toString(r.position)
+                    << " is not a valid event; copied unchanged\n";
+        }
+        out.emplace_back(std::move(r.key), std::move(r.value));
+      }
+      if (!out.empty()) target->appendBatch(out);
+      copied += out.size();
+      if (batch.back().position.offset + 1 >= end) break;
+    }
+    // Verify: every event of the embedded log is now on the topic.
+    size_t after = 0;
+    std::set<std::string> now = eventIdsOn(*target, after);
+    size_t missing = 0;
+    for (const auto& id : sourceIds)
+      if (!now.count(id)) missing++;
+    std::cout << "read " << total << " events from " << source->describe() << "; copied "
+              << copied << ", skipped " << skipped << " already on the topic; "
+              << target->describe() << " now holds " << after << " records" << std::endl;
+    if (missing) {
+      std::cerr << "tokenledger-migrate: " << missing
+                << " events are not on the topic after the copy; re-run to retry\n";
+      return 1;
+    }
+    std::cout << "verified: all " << sourceIds.size() << " events are on the topic" << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "tokenledger-migrate: " << e.what() << std::endl;
+    return 1;
+  }
+}
