@@ -137,8 +137,17 @@ class KafkaReader final : public LogReader {
     Offsets o;
     for (int32_t p = 0; p < partitions_; ++p) {
       int64_t low = 0, high = 0;
-      rd_kafka_resp_err_t err =
-          rd_kafka_query_watermark_offsets(rk_.get(), topic_.c_str(), p, &low, &high, 10000);
+      rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+      // Right after a topic is created or a broker restarted, leadership may still be
+      // moving: retry those answers for a while.
+      for (int attempt = 0; attempt < 50; ++attempt) {
+        err = rd_kafka_query_watermark_offsets(rk_.get(), topic_.c_str(), p, &low, &high, 10000);
+        if (err != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
+            err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+            err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+          break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
       if (err)
         throw LogUnavailable("cannot read the end of topic " + topic_ + ": " +
                              rd_kafka_err2str(err));
@@ -208,8 +217,8 @@ class KafkaLog final : public EventLog {
   // that would not keep the ledger forever.
   int32_t ensureTopic() {
     int32_t n = topicPartitions();
+    if (n == 0 && !topicExists()) createTopic();
     if (n == 0) {
-      createTopic();
       for (int i = 0; i < 50 && n == 0; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         n = topicPartitions();
@@ -229,10 +238,24 @@ class KafkaLog final : public EventLog {
                                rd_kafka_err2str(err) +
                                "; check --kafka-brokers and that the broker runs");
     KPtr<const rd_kafka_metadata_t> guard(md);
-    for (int i = 0; i < md->topic_cnt; ++i)
-      if (options_.topic == md->topics[i].topic && md->topics[i].err == 0)
-        return md->topics[i].partition_cnt;
+    for (int i = 0; i < md->topic_cnt; ++i) {
+      const auto& t = md->topics[i];
+      if (options_.topic != t.topic || t.err != 0) continue;
+      // Not usable until every partition has a leader (just after creation).
+      for (int p = 0; p < t.partition_cnt; ++p)
+        if (t.partitions[p].leader < 0) return 0;
+      return t.partition_cnt;
+    }
     return 0;
+  }
+
+  bool topicExists() {
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(producer_.get(), 1, nullptr, &md, options_.connectTimeoutMs)) return false;
+    KPtr<const rd_kafka_metadata_t> guard(md);
+    for (int i = 0; i < md->topic_cnt; ++i)
+      if (options_.topic == md->topics[i].topic && md->topics[i].err == 0) return true;
+    return false;
   }
 
   KPtr<rd_kafka_event_t> adminCall(const std::function<void(rd_kafka_queue_t*)>& start,
@@ -325,6 +348,9 @@ class KafkaLog final : public EventLog {
     auto pending = std::make_shared<PendingAppend>();
     pending->remaining = records.size();
     pending->positions.resize(records.size());
+    // Enqueued together, one append's records are contiguous in their partition (the
+    // idempotent producer keeps queue order); waiting happens outside the lock.
+    std::unique_lock enqueueLock(enqueueMutex_);
     for (size_t i = 0; i < records.size(); ++i) {
       const auto& [key, value] = records[i];
       auto* slot = new Slot{pending, i};
@@ -347,6 +373,7 @@ class KafkaLog final : public EventLog {
         break;
       }
     }
+    enqueueLock.unlock();
     std::unique_lock lock(pending->mutex);
     pending->done.wait(lock, [&] { return pending->remaining == 0; });
     if (!pending->error.empty())
@@ -356,6 +383,7 @@ class KafkaLog final : public EventLog {
     return pending->positions;
   }
 
+  std::mutex enqueueMutex_;
   KafkaLogOptions options_;
   KPtr<rd_kafka_t> producer_;
   int32_t partitions_ = 0;

@@ -41,6 +41,8 @@ class ProjectorImpl final : public Projector {
     return applied_;
   }
 
+  uint64_t appliedVersion() const override { return version_.load(std::memory_order_acquire); }
+
   bool ready() const override { return ready_.load() && healthy_.load(); }
 
   void stop() override {
@@ -102,6 +104,7 @@ class ProjectorImpl final : public Projector {
       {
         std::lock_guard lock(mutex_);
         applied_ = model_.applied(log_.partitionCount());
+        version_.fetch_add(1, std::memory_order_release);
       }
       changed_.notify_all();
       if (!ready_) markReadyIfCaughtUp();
@@ -124,6 +127,7 @@ class ProjectorImpl final : public Projector {
   bool stopping_ = false;
   std::atomic<bool> ready_{false};
   std::atomic<bool> healthy_{true};
+  std::atomic<uint64_t> version_{1};
   std::thread thread_;
 };
 

@@ -22,8 +22,11 @@ class Projector {
   // Blocks until the read model covers `p` or `timeout` passes; true when covered.
   virtual bool waitFor(const Position& p, std::chrono::milliseconds timeout) = 0;
   virtual bool waitFor(const Offsets& o, std::chrono::milliseconds timeout) = 0;
-  // The applied offsets (next offset per partition), as of the last batch.
+  // The applied offsets (next offset per partition, every partition of the log),
+  // as of the last batch.
   virtual Offsets applied() const = 0;
+  // Changes whenever applied() does; cheap, for caching what is derived from it.
+  virtual uint64_t appliedVersion() const = 0;
   // True once the projection has caught up with the log end seen at start, and
   // while the last apply succeeded.
   virtual bool ready() const = 0;

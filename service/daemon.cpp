@@ -84,7 +84,7 @@ class DaemonImpl final : public Daemon {
                                             std::chrono::seconds(10), locks);
     });
     server_ = createHttpServer(HttpServerOptions{o.listenHost, o.listenPort, o.httpThreads}, *api_,
-                               *model_, *executor_, logger_);
+                               *model_, *projector_, *executor_, logger_);
   }
 
   ~DaemonImpl() override {

@@ -76,10 +76,11 @@ thread_local Loop* tlsLoop = nullptr;
 
 class Server final : public HttpServer {
  public:
-  Server(const HttpServerOptions& options, Api& api, ReadModel& model, CommandExecutor& executor,
-         Logger logger)
+  Server(const HttpServerOptions& options, Api& api, ReadModel& model, Projector& projector,
+         CommandExecutor& executor, Logger logger)
       : api_(api),
         model_(model),
+        projector_(projector),
         executor_(executor),
         logger_(std::move(logger)),
         runId_(toHex(randomBytes(4))) {
@@ -303,11 +304,10 @@ class Server final : public HttpServer {
                    resp.contentType.data(), resp.contentType.size());
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, nullptr,
                    H2O_STRLIT("no-store"));
-    uint64_t g = model_.generation();
-    if (g != l.headerGeneration || l.appliedHeader.empty()) {
-      l.appliedHeader = l.reader->applied().toString();
-      if (l.appliedHeader.empty()) l.appliedHeader = "0:0";
-      l.headerGeneration = g;
+    uint64_t v = projector_.appliedVersion();
+    if (v != l.headerGeneration || l.appliedHeader.empty()) {
+      l.appliedHeader = projector_.applied().toString();
+      l.headerGeneration = v;
     }
     h2o_iovec_t applied = h2o_strdup(&req->pool, l.appliedHeader.data(), l.appliedHeader.size());
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("tokenledger-applied-position"),
@@ -337,6 +337,7 @@ class Server final : public HttpServer {
 
   Api& api_;
   ReadModel& model_;
+  Projector& projector_;
   CommandExecutor& executor_;
   Logger logger_;
   std::string runId_;
@@ -350,9 +351,9 @@ class Server final : public HttpServer {
 }  // namespace
 
 std::unique_ptr<HttpServer> createHttpServer(const HttpServerOptions& options, Api& api,
-                                             ReadModel& model, CommandExecutor& executor,
-                                             Logger logger) {
-  return std::make_unique<Server>(options, api, model, executor, std::move(logger));
+                                             ReadModel& model, Projector& projector,
+                                             CommandExecutor& executor, Logger logger) {
+  return std::make_unique<Server>(options, api, model, projector, executor, std::move(logger));
 }
 
 }  // namespace tokenledger

@@ -34,9 +34,9 @@ class HttpServer {
 };
 
 // Binds the listening socket now (throws std::runtime_error with a clear message if
-// it cannot). `api`, `model` and `executor` must outlive the server.
+// it cannot). `api`, `model`, `projector` and `executor` must outlive the server.
 std::unique_ptr<HttpServer> createHttpServer(const HttpServerOptions& options, Api& api,
-                                             ReadModel& model, CommandExecutor& executor,
-                                             Logger logger);
+                                             ReadModel& model, Projector& projector,
+                                             CommandExecutor& executor, Logger logger);
 
 }  // namespace tokenledger

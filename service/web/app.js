@@ -442,7 +442,7 @@ function clearSecret() {
   el.copyStatus.textContent = '';
   el.secretPrevious.replaceChildren();
   el.secretPrevious.hidden = true;
-  for (const b of el.secretDialog.querySelectorAll('[data-copy]')) b.textContent = 'Copy';
+  for (const label of el.secretDialog.querySelectorAll('.copy-label')) label.textContent = 'Copy';
   window.getSelection()?.removeAllRanges();
 }
 
@@ -452,9 +452,10 @@ async function onCopy(event) {
   const source = document.getElementById(button.dataset.copy);
   const what = button.dataset.copy === 'secret-token' ? 'token' : 'token key';
   const ok = await copyText(source.textContent, el.secretDialog);
-  for (const b of el.secretDialog.querySelectorAll('[data-copy]')) b.textContent = 'Copy';
+  for (const label of el.secretDialog.querySelectorAll('.copy-label')) label.textContent = 'Copy';
+  el.copyStatus.classList.toggle('copy-status-manual', !ok);
   if (ok) {
-    button.textContent = 'Copied';
+    button.querySelector('.copy-label').textContent = 'Copied';
     el.copyStatus.textContent = `The ${what} is on the clipboard.`;
   } else {
     selectContents(source);

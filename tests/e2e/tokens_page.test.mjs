@@ -1,0 +1,629 @@
+// End-to-end test of the Tokens page: Debian's chromium, driven by playwright-core,
+// against a real tokenledgerd started by run.sh. Each step saves a screenshot into
+// the artifacts folder; a step runs only if every step before it passed.
+//
+// Environment (set by run.sh): TL_BASE_URL, TL_OPERATOR_SECRET, TL_ARTIFACTS,
+// TL_DAEMON_LOG (the daemon's output, checked for leaked secrets at the end),
+// TL_CHROMIUM (default /usr/bin/chromium).
+//
+//   node --test tests/e2e/tokens_page.test.mjs
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+// axe-core, the accessibility rules engine, run inside the page at each main state.
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+const BASE = process.env.TL_BASE_URL;
+const OPERATOR_SECRET = process.env.TL_OPERATOR_SECRET;
+const ARTIFACTS = process.env.TL_ARTIFACTS ?? 'artifacts';
+const DAEMON_LOG = process.env.TL_DAEMON_LOG;
+const CHROMIUM = process.env.TL_CHROMIUM ?? '/usr/bin/chromium';
+const USER = 'alice.e2e@example.com';
+
+assert.ok(BASE, 'TL_BASE_URL is not set (run tests/e2e/run.sh)');
+assert.ok(OPERATOR_SECRET, 'TL_OPERATOR_SECRET is not set (run tests/e2e/run.sh)');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+let browser;
+let context;
+let page;
+let failed = false; // a failed step skips the rest: they build on each other
+let shot = 0;
+
+const secretsSeen = []; // every token secret the run saw, to look for leaks
+const consoleProblems = []; // console errors, page errors, failed page assets
+const consoleTexts = []; // every console message, to look for leaked secrets
+let allowedApiStatuses = new Set(); // API error statuses that the current step provokes on purpose
+const expectedApiErrors = [];
+
+// ------------------------------------------------------------------ helpers
+
+/** A test step: skipped after a failure; on failure saves a screenshot of the page. */
+function step(name, fn) {
+  test(name, { timeout: 60_000 }, async (t) => {
+    if (failed) {
+      t.skip('an earlier step failed');
+      return;
+    }
+    try {
+      await fn(t);
+    } catch (error) {
+      failed = true;
+      if (page) await screenshot(`FAILED-${name}`).catch(() => {});
+      throw error;
+    }
+  });
+}
+
+async function screenshot(name, options = {}) {
+  shot += 1;
+  const file = join(ARTIFACTS, `${String(shot).padStart(2, '0')}-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.png`);
+  await page.screenshot({ path: file, fullPage: true, animations: 'disabled', caret: 'hide', ...options });
+  return file;
+}
+
+/**
+ * Runs axe-core's WCAG 2.1 A/AA and best-practice rules on the page as it is now
+ * (an open modal dialog included) and fails on any violation. The engine is
+ * evaluated through the DevTools protocol, which the page's CSP does not govern,
+ * so the page keeps its real CSP.
+ */
+async function checkAccessibility(where) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+    });
+    return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  assert.deepEqual(violations, [], `accessibility violations ${where}`);
+}
+
+/** Runs fn while the API may answer the given error statuses (Chromium logs each as a console error). */
+async function expectingApiErrors(statuses, fn) {
+  allowedApiStatuses = new Set(statuses);
+  try {
+    return await fn();
+  } finally {
+    allowedApiStatuses = new Set();
+  }
+}
+
+/** Polls fn until it returns a truthy value; fails with `what` after `timeout` ms. */
+async function until(what, fn, timeout = 10_000) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function apiCall(method, path, body, secret = OPERATOR_SECRET) {
+  const headers = { Authorization: `Bearer ${secret}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const response = await fetch(`${BASE}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  return { status: response.status, body: await response.json() };
+}
+
+/** POST /v1/verify with HTTP Basic key:token, as a gateway would. */
+async function verify(key, token) {
+  const response = await fetch(`${BASE}/v1/verify`, {
+    method: 'POST',
+    headers: { Authorization: `Basic ${Buffer.from(`${key}:${token}`).toString('base64')}` },
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+const row = (key) => page.locator(`li.token-row[data-key="${key}"]`);
+const switchOf = (key) => row(key).getByRole('switch');
+
+async function activeElementId() {
+  return page.evaluate(() => document.activeElement?.id || document.activeElement?.dataset?.focusId || document.activeElement?.tagName);
+}
+
+async function focusIsInside(selector) {
+  return page.evaluate((s) => document.querySelector(s).contains(document.activeElement), selector);
+}
+
+/** Everything of the page that could hold a secret: its HTML, its text, form values, storage, URL. */
+async function pageState() {
+  return page.evaluate(() => {
+    const storage = (s) => Object.fromEntries(Array.from({ length: s.length }, (_, i) => [s.key(i), s.getItem(s.key(i))]));
+    return {
+      html: document.documentElement.outerHTML,
+      text: document.body.innerText,
+      values: [...document.querySelectorAll('input, textarea')].map((e) => e.value).join('\n'),
+      local: storage(localStorage),
+      session: storage(sessionStorage),
+      url: location.href,
+    };
+  });
+}
+
+function assertNoSecret(state, secret, where) {
+  assert.ok(!state.html.includes(secret), `the secret is in the page HTML ${where}`);
+  assert.ok(!state.text.includes(secret), `the secret is in the page text ${where}`);
+  assert.ok(!state.values.includes(secret), `the secret is in a form field ${where}`);
+  assert.ok(!JSON.stringify(state.local).includes(secret), `the secret is in localStorage ${where}`);
+  assert.ok(!JSON.stringify(state.session).includes(secret), `the secret is in sessionStorage ${where}`);
+  assert.ok(!state.url.includes(secret), `the secret is in the URL ${where}`);
+  assert.ok(!/tls_[A-Za-z0-9]{20,}/.test(state.html), `some token secret is in the page HTML ${where}`);
+}
+
+/** Reads the secret dialog: {key, token}; checks its warning. */
+async function readSecretDialog(title) {
+  const dialog = page.locator('#secret-dialog');
+  await dialog.waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#secret-title').textContent(), title);
+  const warning = await page.locator('#secret-warning').textContent();
+  assert.match(warning, /only time it is shown/);
+  const key = (await page.locator('#secret-key').textContent()).trim();
+  const token = (await page.locator('#secret-token').textContent()).trim();
+  assert.match(key, /^tlk_[A-Za-z0-9]{24}$/);
+  assert.match(token, /^tls_[A-Za-z0-9]{49}$/);
+  secretsSeen.push(token);
+  return { key, token };
+}
+
+async function closeSecretDialog() {
+  await page.locator('#secret-ok').click();
+  await page.locator('#secret-dialog').waitFor({ state: 'hidden' });
+  assert.equal(await page.locator('#secret-token').textContent(), '', 'the secret is still in the dialog');
+  assert.equal(await page.locator('#secret-key').textContent(), '');
+}
+
+// ------------------------------------------------------------------ setup
+
+const state = {}; // what the steps hand on: keys, secrets
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // launch() runs the browser with a fresh, temporary user-data-dir of its own.
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', timezoneId: 'UTC' });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
+  page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+  page.on('console', (message) => {
+    consoleTexts.push(message.text());
+    if (message.type() !== 'error') return;
+    const m = /^Failed to load resource: the server responded with a status of (\d+)/.exec(message.text());
+    const url = message.location()?.url ?? '';
+    if (m && url.startsWith(`${BASE}/v1/`) && allowedApiStatuses.has(Number(m[1]))) {
+      expectedApiErrors.push(`${m[1]} ${url}`);
+      return;
+    }
+    consoleProblems.push(`console error: ${message.text()} (${url})`);
+  });
+  page.on('pageerror', (error) => consoleProblems.push(`page error: ${error.message}`));
+  page.on('requestfailed', (request) => {
+    if (!request.url().includes('/v1/')) consoleProblems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`);
+  });
+  page.on('response', (response) => {
+    if (response.status() >= 400 && !response.url().includes('/v1/')) consoleProblems.push(`asset ${response.url()} answered ${response.status()}`);
+  });
+
+  // A destination token, created by "the platform" through the API.
+  const created = await apiCall('POST', `/v1/users/${USER}/tokens`,
+                                { description: 'Push conversions to the CRM webhook', kind: 'destination', destination_id: 'crm-webhook-1' });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  secretsSeen.push(created.body.token);
+  state.destinationKey = created.body.key;
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+// ------------------------------------------------------------------ steps
+
+step('the page is served with its security headers', async () => {
+  const response = await fetch(`${BASE}/`);
+  assert.equal(response.status, 200);
+  const csp = response.headers.get('content-security-policy') ?? '';
+  assert.match(csp, /script-src 'self'/);
+  assert.match(csp, /style-src 'self'/);
+  for (const asset of ['/app.js', '/api.js', '/dom.js', '/app.css', '/favicon.svg']) {
+    assert.equal((await fetch(`${BASE}${asset}`)).status, 200, asset);
+  }
+});
+
+step('sign-in asks for the operator secret and shows the API refusal of a wrong one', async () => {
+  await page.goto(`${BASE}/`);
+  await page.locator('#signin-view').waitFor({ state: 'visible' });
+  assert.equal(await activeElementId(), 'signin-secret');
+  await checkAccessibility('on the sign-in page');
+  await screenshot('sign-in');
+
+  const refusal = await apiCall('GET', `/v1/users/${USER}/tokens`, undefined, 'not-the-operator-secret');
+  assert.equal(refusal.status, 401);
+  await page.getByLabel('Operator secret').fill('not-the-operator-secret');
+  await page.getByLabel('User id').fill(USER);
+  await expectingApiErrors([401], async () => {
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await until('the sign-in error', async () => (await page.locator('#signin-alert').textContent()).includes(refusal.body.error.message));
+  });
+  assert.equal(await page.locator('#signin-alert').getAttribute('role'), 'alert');
+  assert.equal(await page.locator('#tokens-view').isVisible(), false);
+  await screenshot('sign-in-wrong-secret');
+});
+
+step('signs in and shows the two sections', async () => {
+  await page.getByLabel('Operator secret').fill(OPERATOR_SECRET);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#tokens-view').waitFor({ state: 'visible' });
+  assert.equal(await page.getByRole('heading', { level: 1 }).filter({ visible: true }).textContent(), 'Tokens');
+  assert.equal(await page.locator('#session-user').textContent(), USER);
+  await page.getByRole('heading', { name: 'Destination tokens' }).waitFor();
+  await page.getByRole('heading', { name: 'Your tokens' }).waitFor();
+  await page.getByRole('button', { name: 'CREATE +' }).waitFor();
+  // The destination token is in its section, with its destination id.
+  const destination = page.locator('#destination-list').locator(`li.token-row[data-key="${state.destinationKey}"]`);
+  await destination.waitFor();
+  assert.match(await destination.textContent(), /crm-webhook-1/);
+  assert.match(await destination.textContent(), /Destination/);
+  assert.match(await page.locator('#user-list').textContent(), /No tokens yet/);
+  // The operator secret is in sessionStorage only.
+  const s = await pageState();
+  assert.ok(JSON.stringify(s.session).includes(OPERATOR_SECRET));
+  assert.deepEqual(s.local, {});
+  assert.ok(!s.url.includes(OPERATOR_SECRET));
+  await checkAccessibility('on the Tokens page');
+  await screenshot('tokens-signed-in');
+});
+
+step('CREATE + opens a dialog that shows the API message for invalid descriptions', async () => {
+  await page.getByRole('button', { name: 'CREATE +' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Create a token' });
+  await dialog.waitFor();
+  assert.equal(await activeElementId(), 'create-description');
+  // Focus stays in the dialog.
+  for (let i = 0; i < 6; i++) {
+    await page.keyboard.press('Tab');
+    assert.ok(await focusIsInside('#create-dialog'), 'Tab left the dialog');
+  }
+  for (let i = 0; i < 3; i++) {
+    await page.keyboard.press('Shift+Tab');
+    assert.ok(await focusIsInside('#create-dialog'), 'Shift+Tab left the dialog');
+  }
+
+  const description = dialog.getByLabel('Description');
+  for (const [name, text] of [['empty', ''], ['blank', '   '], ['201-characters', 'x'.repeat(201)]]) {
+    const expected = await apiCall('POST', `/v1/users/${USER}/tokens`, { description: text });
+    assert.equal(expected.status, 400);
+    const message = expected.body.error.message;
+    await description.fill(text);
+    await expectingApiErrors([400], async () => {
+      await dialog.getByRole('button', { name: 'OK' }).click();
+      await until(`the API message for a ${name} description`,
+                  async () => (await page.locator('#create-error').textContent()) === message);
+    });
+    assert.equal(await page.locator('#create-error').getAttribute('role'), 'alert');
+    assert.equal(await description.getAttribute('aria-invalid'), 'true');
+    assert.equal(await activeElementId(), 'create-description');
+    if (name !== 'blank') await screenshot(`create-invalid-${name}`);
+  }
+  await checkAccessibility('in the create dialog with an error');
+  assert.equal(await page.locator('#create-count').textContent(), '201 / 200');
+  // Nothing was created.
+  assert.equal((await apiCall('GET', `/v1/users/${USER}/tokens`)).body.tokens.length, 1);
+});
+
+step('creating a token shows its key and secret once, and the secret verifies', async () => {
+  const dialog = page.getByRole('dialog', { name: 'Create a token' });
+  await dialog.getByLabel('Description').fill('  Receive leads from RD Station  ');
+  await dialog.getByRole('button', { name: 'OK' }).click();
+  const { key, token } = await readSecretDialog('Token created');
+  state.first = { key, token };
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.copy), 'secret-token');
+  await checkAccessibility('in the secret dialog');
+  await screenshot('create-secret-shown-once');
+
+  // The secret works at once, through the HTTP API, as a gateway presents it.
+  const v = await verify(key, token);
+  assert.equal(v.status, 200, JSON.stringify(v.body));
+  assert.equal(v.body.valid, true);
+  assert.equal(v.body.owner, USER);
+  assert.equal(v.body.kind, 'user');
+
+  // Copy puts it on the clipboard.
+  await page.getByRole('button', { name: 'Copy the token', exact: true }).click();
+  await until('the copy confirmation', async () => /on the clipboard/.test(await page.locator('#copy-status').textContent()));
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), token);
+  await screenshot('create-secret-copied', { fullPage: false });
+  await page.getByRole('button', { name: 'Copy the token key' }).click();
+  await until('the key on the clipboard', async () => (await page.evaluate(() => navigator.clipboard.readText())) === key);
+
+  // Focus stays in this dialog too.
+  for (let i = 0; i < 5; i++) {
+    await page.keyboard.press('Tab');
+    assert.ok(await focusIsInside('#secret-dialog'), 'Tab left the secret dialog');
+  }
+
+  await closeSecretDialog();
+  assert.equal(await activeElementId(), 'create-button', 'focus did not return to CREATE +');
+  const r = row(key);
+  await r.waitFor();
+  assert.equal(await r.locator('.token-desc').textContent(), 'Receive leads from RD Station');
+  assert.match(await r.textContent(), new RegExp(key));
+  assert.equal(await switchOf(key).getAttribute('aria-checked'), 'true');
+  assert.equal(await r.locator('.status-label').textContent(), 'Active');
+  assertNoSecret(await pageState(), token, 'after the dialog closed');
+  await screenshot('create-token-in-list');
+});
+
+step('after a reload the secret is nowhere: page, storage, URL', async () => {
+  await page.reload();
+  await row(state.first.key).waitFor();
+  const s = await pageState();
+  assertNoSecret(s, state.first.token, 'after a reload');
+  assert.deepEqual(s.local, {});
+  assert.deepEqual(Object.keys(s.session), ['tokenledger.session']);
+  // Signed in still (sessionStorage), without asking again.
+  assert.equal(await page.locator('#signin-view').isVisible(), false);
+  await screenshot('reloaded');
+});
+
+step('switch off: deactivated at once, verify fails; switch on (keyboard): verify passes', async () => {
+  const { key, token } = state.first;
+  const sw = switchOf(key);
+  assert.equal(await sw.getAttribute('aria-checked'), 'true');
+  await sw.click();
+  await until('the switch to be off and settled', async () =>
+    (await switchOf(key).getAttribute('aria-checked')) === 'false' &&
+    (await row(key).locator('.status-label').textContent()) === 'Inactive');
+  const off = await verify(key, token);
+  assert.equal(off.status, 401);
+  assert.equal(off.body.reason, 'inactive');
+  assert.equal((await apiCall('GET', `/v1/users/${USER}/tokens/${key}`)).body.status, 'inactive');
+  assert.equal(await activeElementId(), `toggle:${key}`, 'focus left the switch');
+  await screenshot('switch-off');
+
+  await page.keyboard.press('Space');
+  await until('the switch to be on and settled', async () =>
+    (await switchOf(key).getAttribute('aria-checked')) === 'true' &&
+    (await row(key).locator('.status-label').textContent()) === 'Active');
+  const on = await verify(key, token);
+  assert.equal(on.status, 200);
+  await screenshot('switch-on');
+});
+
+step('a switch whose call fails goes back and shows the error', async () => {
+  const { key, token } = state.first;
+  const message = 'the event log is unavailable; try again';
+  await page.route('**/deactivate', (route) => route.fulfill({
+    status: 503, contentType: 'application/json',
+    body: JSON.stringify({ error: { code: 'log_unavailable', message } }),
+  }), { times: 1 });
+  await expectingApiErrors([503], async () => {
+    await switchOf(key).click();
+    await until('the error', async () => (await page.locator('#page-alert-text').textContent()).includes(message));
+  });
+  await until('the switch to go back', async () => (await switchOf(key).getAttribute('aria-checked')) === 'true');
+  assert.equal(await page.locator('#page-alert-text').getAttribute('role'), 'alert');
+  assert.equal(await row(key).locator('.status-label').textContent(), 'Active');
+  assert.equal((await verify(key, token)).status, 200);
+  await screenshot('switch-failed');
+  await page.getByRole('button', { name: 'Dismiss message' }).click();
+  assert.equal(await page.locator('#page-alert').isVisible(), false);
+});
+
+step('rotate with no grace period: the old token fails at once, the new one verifies', async () => {
+  const { key, token } = state.first;
+  await row(key).getByRole('button', { name: 'Rotate', exact: true }).click();
+  const dialog = page.getByRole('dialog', { name: 'Rotate token' });
+  await dialog.waitFor();
+  assert.equal(await activeElementId(), 'rotate-grace');
+  await dialog.getByLabel('Grace period amount').fill('0');
+  await checkAccessibility('in the rotate dialog');
+  await screenshot('rotate-confirm');
+  await dialog.getByRole('button', { name: 'Rotate', exact: true }).click();
+  const next = await readSecretDialog('Token rotated');
+  assert.notEqual(next.key, key);
+  assert.match(await page.locator('#secret-previous').textContent(), /is deactivated now/);
+  await screenshot('rotate-secret-shown-once');
+
+  assert.equal((await verify(key, token)).status, 401);
+  assert.equal((await verify(key, token)).body.reason, 'inactive');
+  assert.equal((await verify(next.key, next.token)).status, 200);
+  await closeSecretDialog();
+  await row(next.key).waitFor();
+  const old = row(key);
+  await until('the old row to show the rotation', async () =>
+    (await old.locator('.status-label').textContent()) === 'Inactive (rotation)');
+  assert.equal(await switchOf(key).getAttribute('aria-checked'), 'false');
+  assert.equal(await old.getByRole('button', { name: 'Rotate', exact: true }).isDisabled(), true);
+  assert.match(await old.locator('.token-lineage').textContent(), new RegExp(`Replaced by ${next.key}`));
+  assert.match(await row(next.key).locator('.token-lineage').textContent(), new RegExp(`Replaces ${key}`));
+  assertNoSecret(await pageState(), next.token, 'after the rotate dialog closed');
+  state.second = next;
+  await screenshot('rotated');
+});
+
+step('rotate with a grace period shows when the old token stops working', async () => {
+  const { key, token } = state.second;
+  await row(key).getByRole('button', { name: 'Rotate', exact: true }).click();
+  const dialog = page.getByRole('dialog', { name: 'Rotate token' });
+  await dialog.waitFor();
+  // Beyond the limit: the API's own message.
+  const expected = await apiCall('POST', `/v1/users/${USER}/tokens/${key}/rotate`, { grace_seconds: 400 * 86400 });
+  assert.equal(expected.status, 400);
+  await dialog.getByLabel('Grace period amount').fill('400');
+  await dialog.getByLabel('Grace period unit').selectOption({ label: 'days' });
+  await expectingApiErrors([400], async () => {
+    await dialog.getByRole('button', { name: 'Rotate', exact: true }).click();
+    await until('the API message for too long a grace period',
+                async () => (await page.locator('#rotate-error').textContent()).startsWith(expected.body.error.message));
+  });
+  await screenshot('rotate-invalid-grace');
+
+  await dialog.getByLabel('Grace period amount').fill('2');
+  await dialog.getByLabel('Grace period unit').selectOption({ label: 'hours' });
+  const answer = page.waitForResponse((r) => r.url().endsWith(`/${key}/rotate`) && r.status() === 200);
+  await dialog.getByRole('button', { name: 'Rotate', exact: true }).click();
+  const body = await (await answer).json();
+  const next = await readSecretDialog('Token rotated');
+  assert.equal(next.key, body.key);
+  const endsAt = body.previous.deactivates_at;
+  assert.ok(endsAt, 'the API gave no previous.deactivates_at');
+  assert.ok(Math.abs(Date.parse(endsAt) - Date.now() - 7200_000) < 60_000);
+  assert.equal(await page.locator('#secret-previous time').getAttribute('datetime'), endsAt);
+  assert.match(await page.locator('#secret-previous').textContent(), /keeps working until .* \(in 2 hours\)/);
+  await screenshot('rotate-grace-secret');
+  // Both work during the grace period.
+  assert.equal((await verify(key, token)).status, 200);
+  assert.equal((await verify(next.key, next.token)).status, 200);
+  await closeSecretDialog();
+  const old = row(key);
+  await until('the old row to show the end of its grace period', async () =>
+    (await old.locator('time').last().getAttribute('datetime')) === endsAt);
+  assert.equal(await old.locator('.status-label').textContent(), 'Active');
+  assert.match(await old.locator('.status-detail').textContent(), /^Until /);
+  state.third = next;
+  await checkAccessibility('on the Tokens page with rotated tokens');
+  await screenshot('rotated-with-grace');
+});
+
+step('history shows the timeline and the rotation lineage', async () => {
+  const { key } = state.first;
+  await row(key).getByRole('button', { name: 'History', exact: true }).click();
+  const dialog = page.getByRole('dialog', { name: 'History' });
+  await dialog.waitFor();
+  const items = dialog.locator('.timeline-item');
+  // Switched off, switched on (the refused call left no event), rotated.
+  await until('four events', async () => (await items.count()) === 4);
+  const titles = await dialog.locator('.timeline-title').allTextContents();
+  assert.deepEqual(titles, ['Created', 'Deactivated', 'Activated', 'Deactivated']);
+  assert.match(await items.nth(0).textContent(), /Receive leads from RD Station/);
+  assert.equal(await items.nth(1).locator('.badge').textContent(), 'reason: manual');
+  assert.equal(await items.nth(3).locator('.badge').textContent(), 'reason: rotation');
+  for (let i = 0; i < 4; i++) {
+    assert.match(await items.nth(i).textContent(), /Actor\s*operator/);
+    assert.ok(await items.nth(i).locator('time').count() >= 1);
+  }
+  assert.match(await dialog.locator('#history-lineage').textContent(), new RegExp(`Replaced by ${state.second.key}`));
+  await checkAccessibility('in the history dialog');
+  await screenshot('history');
+
+  // Lineage: open the successor's history, then back to this one.
+  await dialog.getByRole('button', { name: `History of ${state.second.key}` }).first().click();
+  await until('the successor history', async () =>
+    (await dialog.locator('#history-subject').textContent()).includes(state.second.key) &&
+    (await dialog.locator('#history-lineage').textContent()).includes(`Replaces ${key}`));
+  const lineage = await dialog.locator('#history-lineage').textContent();
+  assert.match(lineage, new RegExp(`Replaced by ${state.third.key}`));
+  const created = dialog.locator('.timeline-item').first();
+  assert.match(await created.textContent(), new RegExp(`Replaces\\s*${key}`));
+  assert.match(await dialog.locator('.timeline-item.event-deactivated').last().textContent(), /scheduled/);
+  await screenshot('history-successor');
+
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+  assert.equal(await activeElementId(), `history:${key}`, 'focus did not return to the History button');
+});
+
+step('a narrow screen (375 px) stacks the rows and does not scroll sideways', async () => {
+  await page.setViewportSize({ width: 375, height: 812 });
+  const { key } = state.first;
+  await row(key).waitFor();
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 375, `the page is ${width}px wide`);
+  // Rows stack: the controls sit below the description, not beside it.
+  const info = await row(key).locator('.token-info').boundingBox();
+  const actions = await row(key).locator('.token-actions').boundingBox();
+  assert.ok(actions.y >= info.y + info.height - 1, 'the row controls are not below the description');
+  await checkAccessibility('on a narrow screen');
+  await screenshot('narrow');
+
+  // The create dialog fits too.
+  await page.getByRole('button', { name: 'CREATE +' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Create a token' });
+  await dialog.waitFor();
+  const box = await dialog.boundingBox();
+  assert.ok(box.x >= 0 && box.x + box.width <= 375, 'the dialog is wider than the screen');
+  await screenshot('narrow-create-dialog', { fullPage: false });
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  assert.equal(await activeElementId(), 'create-button');
+
+  await row(state.second.key).getByRole('button', { name: 'History', exact: true }).click();
+  await page.getByRole('dialog', { name: 'History' }).locator('.timeline-item').first().waitFor();
+  await screenshot('narrow-history', { fullPage: false });
+  await page.keyboard.press('Escape');
+
+  // Rotating a destination token keeps its kind and destination id.
+  await row(state.destinationKey).getByRole('button', { name: 'Rotate', exact: true }).click();
+  const rotate = page.getByRole('dialog', { name: 'Rotate token' });
+  await rotate.waitFor();
+  await rotate.getByLabel('Grace period amount').fill('0');
+  await rotate.getByRole('button', { name: 'Rotate', exact: true }).click();
+  const next = await readSecretDialog('Token rotated');
+  const secretBox = await page.getByRole('dialog', { name: 'Token rotated' }).boundingBox();
+  assert.ok(secretBox.x >= 0 && secretBox.x + secretBox.width <= 375, 'the secret dialog is wider than the screen');
+  await screenshot('narrow-secret-dialog', { fullPage: false });
+  const v = await verify(next.key, next.token);
+  assert.equal(v.status, 200);
+  assert.equal(v.body.kind, 'destination');
+  assert.equal(v.body.destination_id, 'crm-webhook-1');
+  await closeSecretDialog();
+  await page.locator('#destination-list').locator(`li.token-row[data-key="${next.key}"]`).waitFor();
+  await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+step('a refused operator secret sends the page back to sign-in with the message', async () => {
+  await page.evaluate((user) => sessionStorage.setItem('tokenledger.session',
+    JSON.stringify({ secret: 'a-secret-that-was-changed', user })), USER);
+  const refusal = await apiCall('GET', `/v1/users/${USER}/tokens`, undefined, 'a-secret-that-was-changed');
+  await expectingApiErrors([401], async () => {
+    await page.reload();
+    await page.locator('#signin-view').waitFor({ state: 'visible' });
+    await until('the sign-in message', async () => (await page.locator('#signin-alert').textContent()).includes(refusal.body.error.message));
+  });
+  const s = await pageState();
+  assert.deepEqual(s.session, {}, 'the refused secret is still in sessionStorage');
+  assert.equal(await page.getByLabel('User id').inputValue(), USER);
+  await screenshot('signed-out-by-401');
+});
+
+step('sign in again, then sign out clears the session', async () => {
+  await page.getByLabel('Operator secret').fill(OPERATOR_SECRET);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await row(state.first.key).waitFor();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.locator('#signin-view').waitFor({ state: 'visible' });
+  const s = await pageState();
+  assert.deepEqual(s.session, {});
+  assert.deepEqual(s.local, {});
+  assert.ok(!s.html.includes(OPERATOR_SECRET));
+  assert.equal(await page.locator('#user-list li').count(), 0, 'the token list is still in the page');
+  await screenshot('signed-out');
+});
+
+step('no console errors, no page errors, no secret in the console or the daemon log', async () => {
+  assert.deepEqual(consoleProblems, []);
+  // Every expected API error was one that a step provoked on purpose.
+  assert.ok(expectedApiErrors.length >= 5, `expected API errors: ${expectedApiErrors.join(', ')}`);
+  for (const secret of secretsSeen) {
+    assert.ok(!consoleTexts.some((t) => t.includes(secret)), 'a token secret was written to the console');
+  }
+  assert.ok(!consoleTexts.some((t) => t.includes(OPERATOR_SECRET)), 'the operator secret was written to the console');
+  if (DAEMON_LOG && existsSync(DAEMON_LOG)) {
+    const log = readFileSync(DAEMON_LOG, 'utf8');
+    for (const secret of secretsSeen) assert.ok(!log.includes(secret), 'a token secret is in the daemon log');
+  }
+});
