@@ -61,7 +61,11 @@ if [ -n "${TOKENLEDGERD:-}" ]; then
 else
   [ -f "$build_dir/CMakeCache.txt" ] ||
     die "$build_dir is not a configured build dir; configure one (cmake -G Ninja -S $here/.. -B $build_dir) or pass BUILD_DIR / TOKENLEDGERD"
-  cmake --build "$build_dir" --target tokenledgerd >/dev/null || die "building tokenledgerd failed"
+  cmake --build "$build_dir" --target tokenledgerd >"${TMPDIR:-/tmp}/http_verify-build.$$.log" 2>&1 || {
+    cat "${TMPDIR:-/tmp}/http_verify-build.$$.log" >&2
+    die "building tokenledgerd failed"
+  }
+  rm -f "${TMPDIR:-/tmp}/http_verify-build.$$.log"
   daemon="$build_dir/bin/tokenledgerd"
 fi
 [ -x "$daemon" ] || die "no tokenledgerd at $daemon"

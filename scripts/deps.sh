@@ -8,6 +8,10 @@ PACKAGES=(
   capnproto libcapnp-dev liblmdb-dev lmdb-utils libsodium-dev librdkafka-dev
   libh2o-evloop-dev libcurl4-openssl-dev nlohmann-json3-dev zlib1g-dev doctest-dev
   python3 curl
+  # integration tests: a real Kafka broker (scripts/kafka.sh) and kcat as a foreign client
+  kcat maven openjdk-17-jre-headless
+  # end-to-end tests: the web page in a real browser
+  chromium fonts-liberation2
 )
 
 missing=()

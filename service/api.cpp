@@ -12,13 +12,35 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<std::string_view> splitPath(std::string_view path) {
-  std::vector<std::string_view> parts;
+// Splits "/a/b%40c" into {"a", "b@c"}, percent-decoding each segment (so clients
+// may encode "@" in user ids). nullopt on a broken escape.
+std::optional<std::vector<std::string>> splitPath(std::string_view path) {
+  std::vector<std::string> parts;
   if (path.empty() || path[0] != '/') return parts;
   path.remove_prefix(1);
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
   while (true) {
     auto slash = path.find('/');
-    parts.push_back(path.substr(0, slash));
+    std::string_view raw = path.substr(0, slash);
+    std::string seg;
+    seg.reserve(raw.size());
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] != '%') {
+        seg.push_back(raw[i]);
+        continue;
+      }
+      if (i + 2 >= raw.size()) return std::nullopt;
+      int hi = hex(raw[i + 1]), lo = hex(raw[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      seg.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    }
+    parts.push_back(std::move(seg));
     if (slash == std::string_view::npos) break;
     path.remove_prefix(slash + 1);
   }
@@ -143,7 +165,9 @@ HttpResponse Api::verify(std::string_view authorization, ReadModelReader& reader
 }
 
 Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
-  auto parts = splitPath(req.path);
+  auto split = splitPath(req.path);
+  if (!split) return errorResponse(400, "invalid_path", "the path has a broken %-escape");
+  const std::vector<std::string>& parts = *split;
   const auto& m = req.method;
   bool get = m == "GET", post = m == "POST";
 
@@ -230,7 +254,7 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
   if (!operatorAuthorized(req.authorization))
     return errorResponse(401, "unauthorized", "the operator secret is wrong");
 
-  std::string user(parts[2]);
+  const std::string& user = parts[2];
   if (auto err = checkUserId(user)) return errorResponse(400, "invalid_user", *err);
   int64_t now = clock_.nowUs();
   CommandContext ctx{"operator", req.requestId};
@@ -273,7 +297,7 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     });
   }
 
-  std::string key(parts[4]);
+  const std::string& key = parts[4];
   if (parts.size() == 5 || parts[5] == "history") {
     auto token = isWellFormedKey(key) ? reader.token(key) : std::nullopt;
     if (!token || token->owner != user)

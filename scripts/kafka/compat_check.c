@@ -17,8 +17,9 @@
  *   idempotence  the producer obtained a producer id (InitProducerId) and has no
  *                fatal error
  *   consume      rd_kafka_assign() of all partitions from the beginning, no
- *                consumer-group subscription or commits; count, partition,
- *                offset and per-key order of every message checked
+ *                subscribe and no commits (librdkafka 2.0.2 still wants a
+ *                group.id for assign: reported as INFO assign-no-group);
+ *                count, partition, offset and per-key order of every message
  *   watermarks   rd_kafka_query_watermark_offsets(): low 0, high = count
  *   offsets-for-times  ListOffsets by timestamp: offset 0 for timestamp 0
  *   group        (extra) subscribe + commit + committed: the consumer-group APIs

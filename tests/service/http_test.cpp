@@ -259,7 +259,12 @@ TEST_CASE("bad input gets a 4xx with one JSON error shape") {
                            {"Authorization: Bearer " + kOperator + "x"});
     checkError(r, 401, "unauthorized");
   }
-  SUBCASE("invalid user id") { checkError(f.get("/v1/users/al%20ice/tokens"), 400, "invalid_user"); }
+  SUBCASE("invalid user id; percent-encoded ids are decoded") {
+    checkError(f.get("/v1/users/al%20ice/tokens"), 400, "invalid_user");
+    checkError(f.get("/v1/users/al%2Fice/tokens"), 400, "invalid_user");
+    checkError(f.get("/v1/users/al%zzice/tokens"), 400, "invalid_path");
+    CHECK(f.get("/v1/users/al%69ce/tokens").json()["tokens"].size() == 1);  // "alice"
+  }
   SUBCASE("another user's token is not found") {
     checkError(f.get("/v1/users/bob/tokens/" + key), 404, "not_found");
     checkError(f.post("/v1/users/bob/tokens/" + key + "/deactivate"), 404, "not_found");
