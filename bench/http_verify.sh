@@ -191,10 +191,12 @@ to_us() {
 
 # Runs wrk; sets rps and p99_us. Dies on non-2xx answers or socket errors.
 run_wrk() { # name url [header]
-  local name="$1" url="$2" out
+  local name="$1" url="$2" out before
   local args=(-t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency)
   [ $# -ge 3 ] && args+=(-H "$3")
+  before="$(cpu_ticks "$name")"
   out="$(wrk "${args[@]}" "$url")" || die "wrk failed against $name"
+  split="$(cpu_split "$before" "$(cpu_ticks "$name")")"
   echo "$out" >>"$tmp/wrk.log"
   if grep -q "Non-2xx or 3xx responses" <<<"$out"; then
     echo "$out" >&2
@@ -207,6 +209,25 @@ run_wrk() { # name url [header]
   rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
   p99_us="$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
   [ -n "$rps" ] && [ -n "$p99_us" ] || { echo "$out" >&2; die "cannot parse wrk output"; }
+}
+
+# CPU ticks (user+system) of each server thread: tokenledgerd's threads, nginx's
+# worker processes. Shows how evenly the connections landed on the threads.
+cpu_ticks() { # name
+  local f
+  if [ "$1" = nginx ]; then
+    for f in $(cat "/proc/$nginx_pid/task/$nginx_pid/children" 2>/dev/null); do
+      awk '{print $14 + $15}' "/proc/$f/stat" 2>/dev/null
+    done
+  else
+    for f in /proc/"$daemon_pid"/task/*/stat; do awk '{print $14 + $15}' "$f" 2>/dev/null; done
+  fi
+}
+# Per-thread CPU seconds between two cpu_ticks snapshots, busiest first, idle ones left out.
+cpu_split() { # before after
+  paste -d' ' <(echo "$1") <(echo "$2") |
+    awk -v hz="$(getconf CLK_TCK)" '{ d = ($2 - $1) / hz; if (d >= 0.05) printf "%.1f\n", d }' |
+    sort -rn | tr '\n' ' '
 }
 
 fmt_us() { awk -v u="$1" 'BEGIN { if (u >= 1000) printf "%.2f ms", u / 1000; else printf "%.0f us", u }'; }
@@ -242,13 +263,15 @@ for threads in $THREADS; do
 
   best_n_rps=0 best_n_p99=0 best_t_rps=0 best_t_p99=0
   for round in $(seq 1 "$ROUNDS"); do
-    run_wrk nginx "$nginx_url/"
-    printf '  run %d nginx        %10.0f req/s  p99 %s\n' "$round" "$rps" "$(fmt_us "$p99_us")"
+    run_wrk nginx "$nginx_url/" "$auth"
+    printf '  run %d nginx        %10.0f req/s  p99 %-9s CPU s per busy thread: %s\n' \
+      "$round" "$rps" "$(fmt_us "$p99_us")" "$split"
     if awk -v a="$rps" -v b="$best_n_rps" 'BEGIN { exit !(a > b) }'; then
       best_n_rps=$rps best_n_p99=$p99_us
     fi
     run_wrk tokenledgerd "$verify_url" "$auth"
-    printf '  run %d tokenledgerd %10.0f req/s  p99 %s\n' "$round" "$rps" "$(fmt_us "$p99_us")"
+    printf '  run %d tokenledgerd %10.0f req/s  p99 %-9s CPU s per busy thread: %s\n' \
+      "$round" "$rps" "$(fmt_us "$p99_us")" "$split"
     if awk -v a="$rps" -v b="$best_t_rps" 'BEGIN { exit !(a > b) }'; then
       best_t_rps=$rps best_t_p99=$p99_us
     fi
