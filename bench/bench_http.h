@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,6 +29,14 @@ using Clock = std::chrono::steady_clock;
 inline int64_t nowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
+}
+
+// User + system CPU seconds this process used so far.
+inline double selfCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 struct HttpResponse {
@@ -121,7 +130,8 @@ class Connection {
     HttpResponse r;
     while (!takeResponse(buf_, r)) {
       pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, timeoutMs) <= 0) throw std::runtime_error("timed out waiting for a response");
+      if (::poll(&p, 1, timeoutMs) <= 0)
+        throw std::runtime_error("timed out waiting for a response");
       char tmp[16384];
       ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
       if (n <= 0) throw std::runtime_error("connection closed before a full response");

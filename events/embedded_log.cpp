@@ -83,6 +83,44 @@ class EmbeddedLog final : public EventLog {
     return mine.positions;
   }
 
+  // Many keys in one group commit (one transaction, one fsync), in order.
+  std::vector<Position> appendBatch(
+      const std::vector<std::pair<std::string, std::string>>& records) override {
+    std::vector<std::vector<std::string>> runs;
+    std::vector<Request> requests;
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (i == 0 || records[i].first != records[i - 1].first) runs.emplace_back();
+      runs.back().push_back(records[i].second);
+    }
+    size_t at = 0;
+    for (auto& run : runs) {
+      requests.push_back(Request{records[at].first, &run, {}, {}, false});
+      at += run.size();
+    }
+    std::unique_lock lock(queueMutex_);
+    for (auto& r : requests) queue_.push_back(&r);  // together: one writer takes them all
+    while (!requests.empty() && !requests.back().done) {
+      if (writing_) {
+        written_.wait(lock);
+        continue;
+      }
+      writing_ = true;
+      std::vector<Request*> batch;
+      batch.swap(queue_);
+      lock.unlock();
+      writeBatch(batch);
+      lock.lock();
+      writing_ = false;
+      written_.notify_all();
+    }
+    std::vector<Position> out;
+    for (auto& r : requests) {
+      if (!r.error.empty()) throw LogUnavailable(r.error);
+      out.insert(out.end(), r.positions.begin(), r.positions.end());
+    }
+    return out;
+  }
+
   int32_t partitionCount() const override { return 1; }
 
   std::unique_ptr<LogReader> openReader(const Offsets& from) override {

@@ -116,6 +116,8 @@ std::string encodeEvent(const Event& event) {
   env.setSchemaVersion(event.schemaVersion);
   if (!event.signature.empty()) env.setSignature(bytesOf(event.signature));
   if (!event.signingKeyId.empty()) env.setSigningKeyId(textOf(event.signingKeyId));
+  env.setWriterSeq(event.writerSeq);
+  if (!event.prevDigest.empty()) env.setPrevDigest(bytesOf(event.prevDigest));
   if (auto* c = std::get_if<Created>(&event.body)) {
     auto b = env.initEvent().initCreated();
     b.setKind(toSchema(c->kind));
@@ -154,6 +156,8 @@ Decoded decodeEvent(std::string_view bytes) {
     e.schemaVersion = env.getSchemaVersion();
     e.signature = std::string(viewOf(env.getSignature()));
     e.signingKeyId = std::string(viewOf(env.getSigningKeyId()));
+    e.writerSeq = env.getWriterSeq();
+    e.prevDigest = std::string(viewOf(env.getPrevDigest()));
     if (e.eventId.size() != 16 || e.tokenKey.empty() || e.owner.empty())
       return DecodeError{DecodeError::Kind::malformed, "envelope lacks event id, key or owner"};
     auto ev = env.getEvent();

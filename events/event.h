@@ -47,8 +47,10 @@ struct Event {
   std::string requestId;
   int64_t occurredAtUs = 0;
   uint16_t schemaVersion = kSchemaVersion;
-  std::string signature;
-  std::string signingKeyId;
+  std::string signature;     // Ed25519, 64 bytes; empty = unsigned (events/signing.h)
+  std::string signingKeyId;  // 16 hex characters naming the writer's public key
+  uint64_t writerSeq = 0;    // 1, 2, 3, … per signing key; 0 = unsigned
+  std::string prevDigest;    // 32 bytes: digest of the writer's event writerSeq - 1
   EventBody body;
 
   std::string_view typeName() const;

@@ -48,9 +48,10 @@ KPtr<rd_kafka_t> makeClient(rd_kafka_type_t type, KPtr<rd_kafka_conf_t> conf) {
   return KPtr<rd_kafka_t>(rk);
 }
 
-// Quiet librdkafka's own stderr logging; we report what matters ourselves.
+// librdkafka logs every failed reconnect at level 3 (once a second per broker
+// during an outage); the service reports outages itself, so pass on only worse.
 void silentLog(const rd_kafka_t*, int level, const char* fac, const char* buf) {
-  if (level <= 3) fprintf(stderr, "librdkafka %s: %s\n", fac, buf);
+  if (level <= 2) fprintf(stderr, "librdkafka %s: %s\n", fac, buf);
 }
 
 struct PendingAppend {
@@ -169,7 +170,9 @@ class KafkaLog final : public EventLog {
     auto conf = makeConf({{"bootstrap.servers", o.brokers},
                           {"enable.idempotence", "true"},
                           {"acks", "all"},
-                          {"linger.ms", "1"},
+                          // A command waits for its own event: send at once (batches
+                          // still form while a request is in flight).
+                          {"linger.ms", "0"},
                           {"partitioner", "murmur2_random"},
                           {"message.timeout.ms", std::to_string(o.appendTimeoutMs)},
                           {"reconnect.backoff.max.ms", "1000"}});

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <list>
 #include <mutex>
 #include <thread>
 
@@ -24,16 +26,11 @@ class ProjectorImpl final : public Projector {
   ~ProjectorImpl() override { stop(); }
 
   bool waitFor(const Position& p, std::chrono::milliseconds timeout) override {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, timeout, [&] { return applied_.covers(p) || stopping_; }) &&
-           applied_.covers(p);
+    return waitUntil([&p](const Offsets& a) { return a.covers(p); }, timeout);
   }
 
   bool waitFor(const Offsets& o, std::chrono::milliseconds timeout) override {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, timeout,
-                             [&] { return covers(applied_, o) || stopping_; }) &&
-           covers(applied_, o);
+    return waitUntil([&o](const Offsets& a) { return covers(a, o); }, timeout);
   }
 
   Offsets applied() const override {
@@ -53,12 +50,43 @@ class ProjectorImpl final : public Projector {
         return;
       }
       stopping_ = true;
+      wakeSatisfied(true);
     }
-    changed_.notify_all();
     if (thread_.joinable()) thread_.join();
   }
 
  private:
+  // One waiting thread. The projector wakes only the waiters a batch satisfies:
+  // with dozens of commands in flight, waking all of them per batch would cost more
+  // than the batch.
+  struct Waiter {
+    std::function<bool(const Offsets&)> satisfied;
+    std::condition_variable cv;
+    bool done = false;
+  };
+
+  bool waitUntil(std::function<bool(const Offsets&)> satisfied, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    if (satisfied(applied_)) return true;
+    if (stopping_) return false;
+    Waiter w;
+    w.satisfied = std::move(satisfied);
+    waiters_.push_back(&w);
+    w.cv.wait_for(lock, timeout, [&] { return w.done; });
+    waiters_.remove(&w);
+    return w.satisfied(applied_);
+  }
+
+  // Called with mutex_ held, after applied_ changed (or on stop).
+  void wakeSatisfied(bool all) {
+    for (Waiter* w : waiters_) {
+      if (!w->done && (all || w->satisfied(applied_))) {
+        w->done = true;
+        w->cv.notify_one();
+      }
+    }
+  }
+
   static bool covers(const Offsets& have, const Offsets& want) {
     for (size_t p = 0; p < want.next.size(); ++p) {
       int64_t h = p < have.next.size() ? have.next[p] : 0;
@@ -78,8 +106,16 @@ class ProjectorImpl final : public Projector {
       if (pending.empty()) {
         try {
           pending = reader_->poll(1024, std::chrono::milliseconds(100));
+          if (readFailing_) {
+            readFailing_ = false;
+            logger_("projector: reading the log works again");
+          }
         } catch (const std::exception& e) {
-          logger_(std::string("projector: reading the log failed, retrying: ") + e.what());
+          // Report the first failure of a streak, not every retry.
+          if (!readFailing_)
+            logger_(std::string("projector: reading the log failed, retrying until it works: ") +
+                    e.what());
+          readFailing_ = true;
           std::this_thread::sleep_for(std::chrono::milliseconds(200));
           continue;
         }
@@ -101,12 +137,23 @@ class ProjectorImpl final : public Projector {
         continue;
       }
       pending.clear();
+      // With lazy commits, bound what an OS crash could take to a fraction of a
+      // second (a process crash takes nothing).
+      auto now = std::chrono::steady_clock::now();
+      if (now - lastSync_ > std::chrono::milliseconds(250)) {
+        try {
+          model_.sync();
+        } catch (const std::exception& e) {
+          logger_(std::string("projector: syncing the read model failed: ") + e.what());
+        }
+        lastSync_ = now;
+      }
       {
         std::lock_guard lock(mutex_);
         applied_ = model_.applied(log_.partitionCount());
         version_.fetch_add(1, std::memory_order_release);
+        wakeSatisfied(false);
       }
-      changed_.notify_all();
       if (!ready_) markReadyIfCaughtUp();
     }
   }
@@ -122,12 +169,14 @@ class ProjectorImpl final : public Projector {
   std::unique_ptr<LogReader> reader_;
   Offsets startEnd_;
   mutable std::mutex mutex_;
-  std::condition_variable changed_;
+  std::list<Waiter*> waiters_;
   Offsets applied_;
   bool stopping_ = false;
   std::atomic<bool> ready_{false};
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> version_{1};
+  bool readFailing_ = false;  // projector thread only
+  std::chrono::steady_clock::time_point lastSync_{};  // projector thread only
   std::thread thread_;
 };
 

@@ -7,6 +7,8 @@
 //   event_ids  event id (16 bytes)      -> position "p:o" (de-duplication)
 //   positions  partition (4 bytes BE)   -> next offset (8 bytes BE)
 //   meta       "schema_version"         -> "1"
+//   verify     key                      -> what verification reads, fixed layout
+//                                          (derived from tokens, same transaction)
 // One write transaction per batch stores the state changes together with the
 // positions they came from, so a crash never double-applies or skips: replaying
 // from the stored positions is exactly-once.
@@ -29,6 +31,12 @@ namespace tokenledger {
 
 struct ReadModelOptions {
   uint64_t mapSizeBytes = 64ull << 30;
+  // false: commits are not fsynced one by one (MDB_NOSYNC); the owner calls sync()
+  // now and then and at close. A process crash loses nothing (the page cache
+  // survives); an OS crash may lose or damage unsynced pages, which
+  // readModelNeedsRebuild() detects on the next start. The read model is derived
+  // data: the log, always synced, is the truth.
+  bool syncEachCommit = true;
 };
 
 // What verification needs of a token, without copying the rest.
@@ -82,7 +90,14 @@ class ReadModel {
   // Every entry of every database, one line each, in key order: equal dumps mean
   // equal read models.
   virtual std::string dump() = 0;
+  // Flushes unsynced commits to disk (no-op when every commit syncs).
+  virtual void sync() = 0;
 };
+
+// True when the read model in `dir` was last used without syncing and the machine
+// restarted since (a different boot id) before it was closed cleanly: its file may
+// lack pages, so rebuild it from the log.
+bool readModelNeedsRebuild(const std::string& dir);
 
 std::unique_ptr<ReadModel> openReadModel(const std::string& dir,
                                          const ReadModelOptions& options = {});

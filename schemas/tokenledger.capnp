@@ -54,14 +54,21 @@ struct Envelope {
   requestId @4 :Text;
   occurredAtUs @5 :Int64;       # when the service recorded the event
   schemaVersion @6 :UInt16;     # 1
-  signature @7 :Data;           # reserved for log signing (Ed25519); empty for now
-  signingKeyId @8 :Text;        # reserved for log signing
+  signature @7 :Data;           # Ed25519 by the writing service over the canonical
+                                # encoding of this envelope with `signature` cleared
+                                # (docs/audit.md); empty = unsigned
+  signingKeyId @8 :Text;        # hex of the first 8 bytes of BLAKE2b-256(public key)
 
   event :union {
     created @9 :Created;
     activated @10 :Activated;
     deactivated @11 :Deactivated;
   }
+
+  writerSeq @12 :UInt64;        # per signing key: 1, 2, 3, … for every event that writer
+                                # appends (gaps, repeats and inversions are evidence)
+  prevDigest @13 :Data;         # BLAKE2b-256 of the signed bytes of the same writer's
+                                # event writerSeq - 1; empty for writerSeq 1
 }
 
 # The read model's stored value per token (LMDB database "tokens").

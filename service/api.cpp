@@ -135,6 +135,16 @@ HttpResponse errorResponse(int status, std::string_view code, std::string_view m
 Api::Api(std::string_view operatorSecret, Projector& projector, const Clock& clock)
     : operatorHash_(hashSecret(operatorSecret)), projector_(projector), clock_(clock) {}
 
+void Api::setSigningKeys(const KeyRing& keys, const std::string& currentKeyId) {
+  json list = json::array();
+  for (const auto& k : keys.keys())
+    list.push_back(json{{"key_id", k.keyId},
+                        {"public_key", base64Encode(k.key)},
+                        {"algorithm", "ed25519"},
+                        {"current", k.keyId == currentKeyId}});
+  keysBody_ = dumpJson(json{{"keys", std::move(list)}});
+}
+
 bool Api::operatorAuthorized(std::string_view authorization) const {
   constexpr std::string_view kBearer = "Bearer ";
   if (authorization.size() <= kBearer.size() || !authorization.starts_with(kBearer)) return false;
@@ -182,6 +192,13 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
                            "the read model is still catching up with the log, or the projector "
                            "is failing (see the service log)");
     return okJson(200, json{{"status", "ready"}, {"applied", projector_.applied().toString()}});
+  }
+  if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "keys") {
+    // Public keys that sign this service's events (docs/audit.md); no secret here.
+    if (!get) return methodNotAllowed("GET");
+    HttpResponse r;
+    r.body = keysBody_;
+    return r;
   }
   if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "verify") {
     if (!get && !post) return methodNotAllowed("GET, POST");

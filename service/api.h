@@ -10,6 +10,7 @@
 #include <string_view>
 #include <variant>
 
+#include "events/signing.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/clock.h"
@@ -59,6 +60,9 @@ class Api {
   // Set while draining for shutdown: new commands get 503.
   void setShuttingDown() { shuttingDown_ = true; }
 
+  // The event-signing public keys served at GET /v1/keys (call before serving).
+  void setSigningKeys(const KeyRing& keys, const std::string& currentKeyId);
+
  private:
   HttpResponse verify(std::string_view authorization, ReadModelReader& reader);
   bool operatorAuthorized(std::string_view authorization) const;
@@ -67,6 +71,7 @@ class Api {
   Projector& projector_;
   const Clock& clock_;
   std::atomic<bool> shuttingDown_{false};
+  std::string keysBody_ = R"({"keys":[]})";
 };
 
 HttpResponse errorResponse(int status, std::string_view code, std::string_view message);

@@ -8,10 +8,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "events/event_log.h"
 #include "events/kafka_log.h"
 #include "events/secrets.h"
+#include "events/signing.h"
+
+#include <sodium.h>
 #include "projections/read_model.h"
 #include "service/api.h"
 #include "service/executor.h"
@@ -63,6 +67,25 @@ std::unique_ptr<EventLog> openLog(const DaemonOptions& o) {
   throw std::runtime_error("unknown --log " + o.log + "; use embedded or kafka");
 }
 
+std::string readText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Replaces `path` atomically (write a temporary file, rename). No fsync: the state is
+// a hint that may lag behind the log, never run ahead of it (see openSigner).
+void writeState(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot write " + tmp + ": " + strerror(errno));
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
+    throw std::runtime_error("cannot write " + path + ": " + strerror(errno));
+}
+
 class DaemonImpl final : public Daemon {
  public:
   DaemonImpl(const DaemonOptions& o, const Clock& clock, Logger logger)
@@ -74,14 +97,28 @@ class DaemonImpl final : public Daemon {
     } else {
       secretSource_ = "the TOKENLEDGER_OPERATOR_SECRET environment variable";
     }
+    bool keyCreated = false;
+    SigningKey key = loadOrCreateSigningKey(o.dataDir, keyCreated);
     log_ = openLog(o);
-    model_ = openReadModel(o.dataDir + "/projection", {o.mapSizeBytes});
+    signer_ = openSigner(o.dataDir, std::move(key), keyCreated);
+    if (readModelNeedsRebuild(o.dataDir + "/projection")) {
+      logger_("the machine restarted while the read model had unsynced commits; rebuilding it "
+              "from the log");
+      logger_(replaceProjection(*log_, o, logger_));
+    }
+    // Lazy commits: the projector syncs a few times a second (see ReadModelOptions).
+    model_ = openReadModel(o.dataDir + "/projection", {o.mapSizeBytes, false});
     projector_ = startProjector(*log_, *model_, logger_);
     api_ = std::make_unique<Api>(secret, *projector_, clock);
+    KeyRing published;
+    published.addLines(readText(o.dataDir + "/signing-keys.pub"), "signing-keys.pub");
+    api_->setSigningKeys(published, signer_->key().keyId());
+    logger_("events are signed with key " + signer_->key().keyId() + " (public keys in " +
+            o.dataDir + "/signing-keys.pub and at GET /v1/keys)");
     auto locks = std::make_shared<KeyLocks>();
     executor_ = std::make_unique<CommandExecutor>(o.commandThreads, [&, locks] {
       return std::make_unique<TokenService>(*log_, *model_, *projector_, clock,
-                                            std::chrono::seconds(10), locks);
+                                            std::chrono::seconds(10), locks, signer_);
     });
     server_ = createHttpServer(HttpServerOptions{o.listenHost, o.listenPort, o.httpThreads}, *api_,
                                *model_, *projector_, *executor_, logger_);
@@ -108,7 +145,35 @@ class DaemonImpl final : public Daemon {
   DirLock lock_;
   Logger logger_;
   std::string secretSource_;
+  // Where this writer's sequence stands (DATA_DIR/signing-state): recovered from the
+  // log after the last recorded batch, so a restart continues the sequence.
+  std::shared_ptr<SignedAppender> openSigner(const std::string& dir, SigningKey key, bool fresh) {
+    std::string statePath = dir + "/signing-state";
+    std::optional<WriterState> state;
+    if (fresh) {
+      // A new key has signed nothing yet: only events appended from now on matter.
+      state = WriterState{0, "", log_->openReader(Offsets{})->endOffsets()};
+    } else {
+      state = parseWriterState(readText(statePath), key.keyId());
+      if (!state) {
+        logger_("signing state for key " + key.keyId() + " not found in " + statePath +
+                "; scanning the whole " + log_->describe() + " for its last event");
+        state = WriterState{};
+      }
+      state = recoverWriterState(*log_, key.keyId(), *state);
+    }
+    std::string keyId = key.keyId();
+    writeState(statePath, formatWriterState(keyId, *state));
+    return std::make_shared<SignedAppender>(
+        *log_, std::move(key), *state,
+        [statePath, keyId](const WriterState& st) {
+          writeState(statePath, formatWriterState(keyId, st));
+        },
+        logger_);
+  }
+
   std::unique_ptr<EventLog> log_;
+  std::shared_ptr<SignedAppender> signer_;
   std::unique_ptr<ReadModel> model_;
   std::unique_ptr<Projector> projector_;
   std::unique_ptr<Api> api_;
@@ -144,33 +209,91 @@ std::string loadOrCreateOperatorSecret(const std::string& dataDir) {
   return secret;
 }
 
+SigningKey loadOrCreateSigningKey(const std::string& dataDir, bool& created) {
+  std::string path = dataDir + "/signing-key";
+  std::string pubPath = dataDir + "/signing-keys.pub";
+  created = false;
+  std::optional<SigningKey> key;
+  if (::access(path.c_str(), F_OK) != 0) {
+    // Written under a temporary name and linked into place, so a crash never leaves
+    // a half-written key and two starts never make two keys.
+    SigningKey fresh = SigningKey::generate();
+    std::string tmp = path + ".tmp";
+    ::unlink(tmp.c_str());
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot create " + tmp + ": " + strerror(errno));
+    std::string text = fresh.toFileText();
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+              ::fsync(fd) == 0;
+    ::close(fd);
+    sodium_memzero(text.data(), text.size());
+    if (!ok) throw std::runtime_error("cannot write " + tmp + ": " + strerror(errno));
+    if (::link(tmp.c_str(), path.c_str()) == 0) {
+      created = true;
+      key = std::move(fresh);
+    } else if (errno != EEXIST) {
+      ::unlink(tmp.c_str());
+      throw std::runtime_error("cannot create " + path + ": " + strerror(errno));
+    }
+    ::unlink(tmp.c_str());
+  }
+  if (!key) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+      throw std::runtime_error(path + " is readable by other users; run `chmod 600 " + path + "`");
+    std::string text = readText(path);
+    key = parseSigningKeyFile(text);
+    sodium_memzero(text.data(), text.size());
+    if (!key)
+      throw std::runtime_error(path +
+                               " holds no usable signing key; restore it from a backup, "
+                               "or move it away to have a new key generated (docs/audit.md)");
+  }
+  // Publish the public key (append: keys used before stay listed).
+  KeyRing listed;
+  if (auto err = listed.addLines(readText(pubPath), pubPath)) throw std::runtime_error(*err);
+  if (!listed.find(key->keyId())) {
+    int fd = ::open(pubPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::runtime_error("cannot write " + pubPath + ": " + strerror(errno));
+    std::string line = key->publicKeyLine() + "\n";
+    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+              ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) throw std::runtime_error("cannot write " + pubPath + ": " + strerror(errno));
+  }
+  return std::move(*key);
+}
+
 std::unique_ptr<Daemon> openDaemon(const DaemonOptions& options, const Clock& clock,
                                    Logger logger) {
   return std::make_unique<DaemonImpl>(options, clock, std::move(logger));
+}
+
+std::string replaceProjection(EventLog& log, const DaemonOptions& o, const Logger& logger) {
+  std::string target = o.dataDir + "/projection";
+  std::string fresh = o.dataDir + "/projection.rebuilding";
+  fs::remove_all(fresh);
+  auto report = rebuildReadModel(
+      log, fresh,
+      [&](const Position& p, const std::string& why) {
+        logger("rebuild: skipped event at " + toString(p) + ": " + why);
+      },
+      {o.mapSizeBytes});
+  std::string old = o.dataDir + "/projection.old";
+  fs::remove_all(old);
+  if (fs::exists(target)) fs::rename(target, old);
+  fs::rename(fresh, target);
+  fs::remove_all(old);
+  return "rebuilt the read model from the " + log.describe() + ": " +
+         std::to_string(report.applied) + " events applied, " + std::to_string(report.skipped) +
+         " skipped, " + std::to_string(report.duplicates) + " duplicates";
 }
 
 std::string rebuildProjection(const DaemonOptions& o, Logger logger) {
   prepareDataDir(o.dataDir);
   DirLock lock(o.dataDir);
   auto log = openLog(o);
-  std::string target = o.dataDir + "/projection";
-  std::string fresh = o.dataDir + "/projection.rebuilding";
-  fs::remove_all(fresh);
-  size_t skipped = 0;
-  auto report = rebuildReadModel(*log, fresh,
-                                 [&](const Position& p, const std::string& why) {
-                                   skipped++;
-                                   logger("rebuild: skipped event at " + toString(p) + ": " + why);
-                                 },
-                                 {o.mapSizeBytes});
-  std::string old = o.dataDir + "/projection.old";
-  fs::remove_all(old);
-  if (fs::exists(target)) fs::rename(target, old);
-  fs::rename(fresh, target);
-  fs::remove_all(old);
-  return "rebuilt the read model from the " + log->describe() + ": " +
-         std::to_string(report.applied) + " events applied, " + std::to_string(report.skipped) +
-         " skipped, " + std::to_string(report.duplicates) + " duplicates";
+  return replaceProjection(*log, o, logger);
 }
 
 }  // namespace tokenledger

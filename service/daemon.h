@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "events/signing.h"
+#include "events/event_log.h"
 #include "projections/projector.h"
 #include "service/clock.h"
 
@@ -43,7 +45,16 @@ std::unique_ptr<Daemon> openDaemon(const DaemonOptions& options, const Clock& cl
 // one-line summary.
 std::string rebuildProjection(const DaemonOptions& options, Logger logger);
 
+// The same with an open log, for callers that hold the data directory's lock.
+std::string replaceProjection(EventLog& log, const DaemonOptions& options, const Logger& logger);
+
 // Reads or creates DATA_DIR/operator-secret (mode 0600).
 std::string loadOrCreateOperatorSecret(const std::string& dataDir);
+
+// Reads or creates DATA_DIR/signing-key (the writer's Ed25519 key, mode 0600) and
+// appends its public key to DATA_DIR/signing-keys.pub unless listed there already
+// (old keys stay listed, so logs signed before a key change still verify).
+// `created` tells whether the key was made now.
+SigningKey loadOrCreateSigningKey(const std::string& dataDir, bool& created);
 
 }  // namespace tokenledger

@@ -99,13 +99,14 @@ std::optional<std::string> checkDescription(std::string_view raw, std::string& o
 
 TokenService::TokenService(EventLog& log, ReadModel& model, Projector& projector,
                            const Clock& clock, std::chrono::milliseconds visibilityTimeout,
-                           std::shared_ptr<KeyLocks> locks)
+                           std::shared_ptr<KeyLocks> locks, std::shared_ptr<SignedAppender> signer)
     : log_(log),
       projector_(projector),
       clock_(clock),
       visibilityTimeout_(visibilityTimeout),
       reader_(model.reader()),
-      locks_(locks ? std::move(locks) : std::make_shared<KeyLocks>()) {}
+      locks_(locks ? std::move(locks) : std::make_shared<KeyLocks>()),
+      signer_(std::move(signer)) {}
 
 Event TokenService::newEvent(const std::string& key, const std::string& owner,
                              const CommandContext& ctx) {
@@ -129,12 +130,17 @@ std::variant<Token, CommandError> TokenService::owned(const std::string& user,
 }
 
 std::variant<std::vector<Position>, CommandError> TokenService::appendAndWait(
-    const std::string& owner, const std::vector<Event>& events) {
-  std::vector<std::string> values;
-  for (const auto& e : events) values.push_back(encodeEvent(e));
+    const std::string& owner, std::vector<Event> events) {
   std::vector<Position> positions;
   try {
-    positions = log_.append(owner, values);
+    if (signer_) {
+      // Sequenced, signed and appended in one group commit with concurrent commands.
+      positions = signer_->append(owner, events);
+    } else {
+      std::vector<std::string> values;
+      for (const auto& e : events) values.push_back(encodeEvent(e));
+      positions = log_.append(owner, values);
+    }
   } catch (const LogUnavailable& e) {
     return CommandError{503, "log_unavailable",
                         std::string(e.what()) + "; nothing was recorded, retry later"};

@@ -17,6 +17,7 @@
 
 #include "events/event.h"
 #include "events/event_log.h"
+#include "events/signing.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/clock.h"
@@ -81,9 +82,12 @@ class KeyLocks {
 class TokenService {
  public:
   // `locks` is shared by every TokenService of one daemon; null: a private one.
+  // `signer` (shared by every TokenService of one daemon) signs and sequences every
+  // event before it is appended; null: events are appended unsigned (unit tests).
   TokenService(EventLog& log, ReadModel& model, Projector& projector, const Clock& clock,
                std::chrono::milliseconds visibilityTimeout = std::chrono::seconds(10),
-               std::shared_ptr<KeyLocks> locks = nullptr);
+               std::shared_ptr<KeyLocks> locks = nullptr,
+               std::shared_ptr<SignedAppender> signer = nullptr);
 
   CommandResult create(const CreateCommand& cmd, const CommandContext& ctx);
   CommandResult activate(const std::string& user, const std::string& key,
@@ -96,8 +100,8 @@ class TokenService {
 
  private:
   std::variant<Token, CommandError> owned(const std::string& user, const std::string& key);
-  std::variant<std::vector<Position>, CommandError> appendAndWait(
-      const std::string& owner, const std::vector<Event>& events);
+  std::variant<std::vector<Position>, CommandError> appendAndWait(const std::string& owner,
+                                                                  std::vector<Event> events);
   Event newEvent(const std::string& key, const std::string& owner, const CommandContext& ctx);
 
   EventLog& log_;
@@ -106,6 +110,7 @@ class TokenService {
   std::chrono::milliseconds visibilityTimeout_;
   std::unique_ptr<ReadModelReader> reader_;
   std::shared_ptr<KeyLocks> locks_;
+  std::shared_ptr<SignedAppender> signer_;
 };
 
 // Input rules shared by the HTTP layer, the CLI and the web page.

@@ -1,0 +1,198 @@
+// audit_replay: how fast ledger-audit replays a big log, next to the raw read.
+//
+// Generates N signed events (one writer, chained like the service writes them),
+// appends them with EventLog::appendBatch to an embedded log and, with
+// --kafka-brokers, to a fresh Kafka topic; then times the ledger-audit binary:
+//   policy     replay + decode + state machine for every event
+//   verify-log + every Ed25519 signature, order and completeness
+// and, for Kafka, kcat's raw read of the same topic (goal: policy >= 0.5x kcat).
+//
+//   audit_replay [--events N] [--kafka-brokers B] [--partitions P] [--keep DIR]
+//   audit_replay --quick      (20,000 events, embedded only: the CTest smoke run)
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "events/event.h"
+#include "events/event_log.h"
+#include "events/kafka_log.h"
+#include "events/secrets.h"
+#include "events/signing.h"
+
+using namespace tokenledger;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kAudit = LEDGER_AUDIT_PATH;
+
+double secondsOf(const std::string& cmd, int* status = nullptr) {
+  auto start = std::chrono::steady_clock::now();
+  int rc = std::system(cmd.c_str());
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (status) *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return s;
+}
+
+// N events of one writer: mostly creations, every fourth a deactivation of the
+// token created just before it. Calls `sink` with batches of (owner, envelope).
+template <typename Sink>
+void generate(size_t n, const SigningKey& key, Sink&& sink) {
+  const size_t chunk = 20000;
+  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  std::string prev;
+  std::string lastKey;
+  SecretHash hash = hashSecret(generateSecret());
+  for (size_t base = 0; base < n; base += chunk) {
+    size_t m = std::min(chunk, n - base);
+    std::vector<Event> events(m);
+    std::vector<std::string> toSign(m);
+    for (size_t i = 0; i < m; ++i) {
+      size_t k = base + i;
+      Event& e = events[i];
+      e.eventId = randomBytes(16);
+      e.owner = "user" + std::to_string(k % 1000);
+      e.actor = "operator";
+      e.requestId = "bench-" + std::to_string(k);
+      e.occurredAtUs = 1'700'000'000'000'000 + static_cast<int64_t>(k) * 1000;
+      if (k % 4 == 3) {
+        e.tokenKey = lastKey;
+        e.owner = "user" + std::to_string((k - 1) % 1000);
+        e.body = Deactivated{Reason::manual, e.occurredAtUs};
+      } else {
+        e.tokenKey = "tlk_bench" + std::to_string(k);
+        Created c;
+        c.description = "Receive leads from RD Station";
+        c.secretHash = hash;
+        e.body = c;
+        lastKey = e.tokenKey;
+      }
+      e.signingKeyId = key.keyId();
+      e.writerSeq = k + 1;
+      e.prevDigest = prev;
+      toSign[i] = *signedBytes(encodeEvent(e));  // the chain is sequential...
+      Digest d = digestOf(toSign[i]);
+      prev.assign(reinterpret_cast<const char*>(d.data()), d.size());
+    }
+    std::vector<std::thread> pool;  // ...the signatures are not
+    for (unsigned t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        for (size_t i = t; i < m; i += threads) events[i].signature = key.sign(toSign[i]);
+      });
+    for (auto& th : pool) th.join();
+    std::vector<std::pair<std::string, std::string>> batch;
+    batch.reserve(m);
+    for (auto& e : events) batch.emplace_back(e.owner, encodeEvent(e));
+    sink(batch);
+  }
+}
+
+void report(const std::string& what, size_t n, double secs) {
+  printf("  %-44s %8.2f s  %10.0f events/s\n", what.c_str(), secs, static_cast<double>(n) / secs);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t n = 1'000'000;
+  std::string brokers, keep;
+  int partitions = 6;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << a << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--quick") {
+      n = 20000;
+    } else if (a == "--events") {
+      n = std::stoul(value());
+    } else if (a == "--kafka-brokers") {
+      brokers = value();
+    } else if (a == "--partitions") {
+      partitions = std::stoi(value());
+    } else if (a == "--keep") {
+      keep = value();
+    } else {
+      std::cerr << "usage: audit_replay [--quick] [--events N] [--kafka-brokers B] "
+                   "[--partitions P] [--keep DIR]\n";
+      return 2;
+    }
+  }
+  initCrypto();
+  std::string dir = keep;
+  if (dir.empty()) {
+    std::string pattern = (fs::temp_directory_path() / "audit-replay-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) return 2;
+    dir = pattern;
+  }
+  fs::create_directories(dir);
+  SigningKey key = SigningKey::generate();
+  std::ofstream(dir + "/signing-keys.pub") << key.publicKeyLine() << "\n";
+
+  printf("audit_replay: %zu signed events, %u cores\n", n, std::thread::hardware_concurrency());
+  std::unique_ptr<EventLog> kafka;
+  std::string topic = "audit-replay-" + randomBase62(6);
+  if (!brokers.empty()) {
+    KafkaLogOptions o;
+    o.brokers = brokers;
+    o.topic = topic;
+    o.partitions = partitions;
+    o.appendTimeoutMs = 120000;
+    kafka = openKafkaLog(o);
+  }
+  {
+    auto log = openEmbeddedLog(dir + "/log", EmbeddedLogOptions{64ull << 30});
+    auto start = std::chrono::steady_clock::now();
+    generate(n, key, [&](const std::vector<std::pair<std::string, std::string>>& batch) {
+      log->appendBatch(batch);
+      if (kafka) kafka->appendBatch(batch);
+    });
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    printf("generated and appended in %.1f s%s\n", s, kafka ? " (embedded and Kafka)" : "");
+  }
+  int failures = 0;
+  auto time = [&](const std::string& label, const std::string& cmd, int wantStatus) {
+    int status = -1;
+    double s = secondsOf(cmd + " > /dev/null", &status);
+    if (status != wantStatus) {
+      printf("  %s: exit status %d, expected %d (%s)\n", label.c_str(), status, wantStatus,
+             cmd.c_str());
+      failures++;
+    }
+    report(label, n, s);
+    return s;
+  };
+  std::string embedded = kAudit + " --quiet --data-dir " + dir;
+  printf("embedded log (%s):\n", (dir + "/log").c_str());
+  time("ledger-audit policy (replay, decode, apply)", embedded + " policy --max-age 36500", 0);
+  time("ledger-audit history --user user8", embedded + " history --user user8 --format json", 0);
+  time("ledger-audit verify-log (+ Ed25519)", embedded + " verify-log", 0);
+  if (kafka) {
+    kafka.reset();
+    printf("Kafka topic %s on %s (%d partitions):\n", topic.c_str(), brokers.c_str(), partitions);
+    std::string k =
+        kAudit + " --quiet --log kafka --kafka-brokers " + brokers + " --topic " + topic;
+    double raw =
+        time("kcat raw read (-C -e -q -f '%o')",
+             "kcat -C -b " + brokers + " -t " + topic + " -o beginning -e -q -f '%o\\n'", 0);
+    double replay =
+        time("ledger-audit policy (replay, decode, apply)", k + " policy --max-age 36500", 0);
+    time("ledger-audit verify-log (+ Ed25519)",
+         k + " verify-log --keys " + dir + "/signing-keys.pub", 0);
+    printf("  ledger-audit policy / kcat = %.2fx (goal >= 0.5x)\n", raw / replay);
+  }
+  if (keep.empty()) fs::remove_all(dir);
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,55 @@
+// ledger-audit internals shared by its source files: where records come from.
+// The tool reads the event log directly (events/ and projections/ libraries),
+// never through the service.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "events/event_log.h"
+
+namespace tokenledger::audit {
+
+// Usage, connection and "nothing to read there" errors: exit status 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A snapshot of a log, read once from the beginning to the end it had when opened
+// (records appended later are not read), or up to `limit` per partition.
+class LogSource {
+ public:
+  virtual ~LogSource() = default;
+  virtual std::string describe() const = 0;
+  virtual int32_t partitions() const = 0;
+  // First offset per partition (Kafka: records below it were deleted).
+  virtual Offsets start() const = 0;
+  // Where the replay stops, per partition.
+  virtual Offsets end() const = 0;
+  // Whether offsets are dense (the embedded log numbers records 0, 1, 2, …).
+  virtual bool denseOffsets() const = 0;
+  // Appends the next records (in order per partition) to `out`; false when every
+  // partition reached its end. Throws std::runtime_error when the log fails.
+  virtual bool next(std::vector<LogRecord>& out, size_t max) = 0;
+};
+
+// DIR/log of a data directory, read-only (works while tokenledgerd runs).
+std::unique_ptr<LogSource> openEmbeddedSource(const std::string& dataDir,
+                                              const std::optional<Offsets>& limit);
+
+struct KafkaSourceOptions {
+  std::string brokers;
+  std::string topic = "token-events";
+  int timeoutMs = 10000;
+};
+// Assigns every partition of the topic from its beginning; never creates the topic,
+// joins no group and commits nothing.
+std::unique_ptr<LogSource> openKafkaSource(const KafkaSourceOptions& options,
+                                           const std::optional<Offsets>& limit);
+
+}  // namespace tokenledger::audit

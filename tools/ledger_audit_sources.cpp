@@ -1,0 +1,245 @@
+// ledger-audit's log readers: the embedded LMDB log (read-only) and a Kafka topic
+// (a plain consumer that assigns every partition; no group, no commits, no topic
+// creation).
+#include <librdkafka/rdkafka.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "events/lmdb.h"
+#include "tools/ledger_audit.h"
+
+namespace tokenledger::audit {
+namespace {
+
+class EmbeddedSource final : public LogSource {
+ public:
+  EmbeddedSource(const std::string& dataDir, const std::optional<Offsets>& limit)
+      : dir_(dataDir + "/log") {
+    if (::access((dir_ + "/data.mdb").c_str(), R_OK) != 0)
+      throw UsageError("no embedded event log in " + dir_ +
+                       " (is --data-dir the daemon's data directory?)");
+    env_ = std::make_unique<lmdb::Env>(dir_, lmdb::EnvOptions{64ull << 30, 4, 126, MDB_RDONLY});
+    txn_ = std::make_unique<lmdb::Txn>(lmdb::Txn::read(*env_));
+    try {
+      dbi_ = txn_->openDb("events");
+    } catch (const lmdb::LmdbError& e) {
+      if (e.code() != MDB_NOTFOUND) throw;
+      empty_ = true;
+    }
+    int64_t first = 0, last = -1;
+    if (!empty_) {
+      cursor_ = std::make_unique<lmdb::Cursor>(*txn_, dbi_);
+      if (cursor_->last()) last = static_cast<int64_t>(lmdb::decodeU64(cursor_->key()));
+      if (cursor_->first()) first = static_cast<int64_t>(lmdb::decodeU64(cursor_->key()));
+      positioned_ = last >= 0;
+    }
+    start_ = Offsets{{first}};
+    end_ = Offsets{{last + 1}};
+    if (limit && !limit->next.empty() && limit->next[0] < end_.next[0])
+      end_.next[0] = limit->next[0];
+  }
+
+  std::string describe() const override { return "embedded log in " + dir_; }
+  int32_t partitions() const override { return 1; }
+  Offsets start() const override { return start_; }
+  Offsets end() const override { return end_; }
+  bool denseOffsets() const override { return true; }
+
+  bool next(std::vector<LogRecord>& out, size_t max) override {
+    if (empty_ || !positioned_) return false;
+    size_t n = 0;
+    while (positioned_ && n < max) {
+      auto offset = static_cast<int64_t>(lmdb::decodeU64(cursor_->key()));
+      if (offset >= end_.next[0]) {
+        positioned_ = false;
+        break;
+      }
+      out.push_back(unpack(offset, cursor_->value()));
+      ++n;
+      positioned_ = cursor_->next();
+    }
+    return n > 0 || positioned_;
+  }
+
+ private:
+  // value = 4-byte big-endian key length, key, envelope. A record too short for its
+  // header yields an empty value (reported as malformed by the caller).
+  static LogRecord unpack(int64_t offset, std::string_view raw) {
+    LogRecord r;
+    r.position = Position{0, offset};
+    if (raw.size() < 4) return r;
+    uint32_t n = 0;
+    for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(raw[i]);
+    if (raw.size() < 4 + static_cast<size_t>(n)) return r;
+    r.key.assign(raw.substr(4, n));
+    r.value.assign(raw.substr(4 + n));
+    return r;
+  }
+
+  std::string dir_;
+  std::unique_ptr<lmdb::Env> env_;
+  std::unique_ptr<lmdb::Txn> txn_;
+  MDB_dbi dbi_ = 0;
+  std::unique_ptr<lmdb::Cursor> cursor_;
+  bool empty_ = false;
+  bool positioned_ = false;
+  Offsets start_, end_;
+};
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* p) const {
+    rd_kafka_consumer_close(p);
+    rd_kafka_destroy(p);
+  }
+  void operator()(const rd_kafka_metadata_t* p) const { rd_kafka_metadata_destroy(p); }
+  void operator()(rd_kafka_topic_partition_list_t* p) const {
+    rd_kafka_topic_partition_list_destroy(p);
+  }
+  void operator()(rd_kafka_message_t* p) const { rd_kafka_message_destroy(p); }
+};
+
+void quietLog(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+  if (level <= 2) fprintf(stderr, "librdkafka %s: %s\n", fac, buf);
+}
+
+class KafkaSource final : public LogSource {
+ public:
+  KafkaSource(const KafkaSourceOptions& o, const std::optional<Offsets>& limit) : options_(o) {
+    if (o.brokers.empty()) throw UsageError("--log kafka needs --kafka-brokers HOST:PORT");
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    char err[512];
+    auto set = [&](const char* k, const std::string& v) {
+      if (rd_kafka_conf_set(conf, k, v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        throw UsageError(std::string("librdkafka setting ") + k + ": " + err);
+      }
+    };
+    set("bootstrap.servers", o.brokers);
+    set("group.id", "ledger-audit");  // required by the consumer API; never joined
+    set("enable.auto.commit", "false");
+    set("enable.auto.offset.store", "false");
+    set("enable.partition.eof", "false");
+    set("auto.offset.reset", "earliest");
+    set("fetch.wait.max.ms", "10");
+    set("queued.min.messages", "1000000");
+    set("fetch.message.max.bytes", "4194304");
+    set("reconnect.backoff.max.ms", "1000");
+    set("socket.timeout.ms", std::to_string(std::max(o.timeoutMs, 1000)));
+    rd_kafka_conf_set_log_cb(conf, quietLog);
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (rk == nullptr) {
+      rd_kafka_conf_destroy(conf);
+      throw UsageError(std::string("cannot create a Kafka consumer: ") + err);
+    }
+    rk_.reset(rk);
+
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk_.get(), 1, nullptr, &md, o.timeoutMs);
+    if (e)
+      throw UsageError("cannot reach Kafka at " + o.brokers + " within " +
+                       std::to_string(o.timeoutMs / 1000) + " s: " + rd_kafka_err2str(e) +
+                       "; check --kafka-brokers and that the broker runs");
+    std::unique_ptr<const rd_kafka_metadata_t, KafkaDeleter> guard(md);
+    int32_t count = -1;
+    for (int i = 0; i < md->topic_cnt; ++i)
+      if (o.topic == md->topics[i].topic && md->topics[i].err == 0)
+        count = md->topics[i].partition_cnt;
+    if (count <= 0)
+      throw UsageError("topic " + o.topic + " does not exist on " + o.brokers + " (check --topic)");
+    partitions_ = count;
+    for (int32_t p = 0; p < count; ++p) {
+      int64_t low = 0, high = 0;
+      e = rd_kafka_query_watermark_offsets(rk_.get(), o.topic.c_str(), p, &low, &high, o.timeoutMs);
+      if (e)
+        throw UsageError("cannot read the offsets of " + o.topic + " partition " +
+                         std::to_string(p) + ": " + rd_kafka_err2str(e));
+      start_.next.push_back(low);
+      int64_t stop = high;
+      if (limit && static_cast<size_t>(p) < limit->next.size())
+        stop = std::min(stop, limit->next[p]);
+      end_.next.push_back(stop);
+    }
+    seen_ = start_.next;
+    std::unique_ptr<rd_kafka_topic_partition_list_t, KafkaDeleter> list(
+        rd_kafka_topic_partition_list_new(count));
+    for (int32_t p = 0; p < count; ++p)
+      rd_kafka_topic_partition_list_add(list.get(), o.topic.c_str(), p)->offset = start_.next[p];
+    e = rd_kafka_assign(rk_.get(), list.get());
+    if (e) throw UsageError(std::string("cannot assign partitions: ") + rd_kafka_err2str(e));
+  }
+
+  std::string describe() const override {
+    return "Kafka topic " + options_.topic + " on " + options_.brokers;
+  }
+  int32_t partitions() const override { return partitions_; }
+  Offsets start() const override { return start_; }
+  Offsets end() const override { return end_; }
+  bool denseOffsets() const override { return false; }
+
+  bool next(std::vector<LogRecord>& out, size_t max) override {
+    size_t n = 0;
+    auto lastProgress = std::chrono::steady_clock::now();
+    while (n < max && !done()) {
+      std::unique_ptr<rd_kafka_message_t, KafkaDeleter> m(
+          rd_kafka_consumer_poll(rk_.get(), n == 0 ? 200 : 0));
+      if (!m) {
+        if (n > 0) break;
+        if (std::chrono::steady_clock::now() - lastProgress >
+            std::chrono::milliseconds(options_.timeoutMs * 3))
+          throw std::runtime_error("no records from " + describe() + " for " +
+                                   std::to_string(options_.timeoutMs * 3 / 1000) +
+                                   " s although the end is not reached");
+        continue;
+      }
+      if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+        // Transport errors are retried by librdkafka; give up only when nothing moves.
+        if (std::chrono::steady_clock::now() - lastProgress >
+            std::chrono::milliseconds(options_.timeoutMs * 3))
+          throw std::runtime_error("reading " + describe() +
+                                   " failed: " + rd_kafka_message_errstr(m.get()));
+        continue;
+      }
+      auto p = static_cast<size_t>(m->partition);
+      if (p >= end_.next.size() || m->offset >= end_.next[p]) continue;  // beyond the snapshot
+      seen_[p] = m->offset + 1;
+      LogRecord r;
+      r.position = Position{m->partition, m->offset};
+      if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
+      if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
+      out.push_back(std::move(r));
+      ++n;
+      lastProgress = std::chrono::steady_clock::now();
+    }
+    return n > 0 || !done();
+  }
+
+ private:
+  bool done() const {
+    for (size_t p = 0; p < end_.next.size(); ++p)
+      if (seen_[p] < end_.next[p]) return false;
+    return true;
+  }
+
+  KafkaSourceOptions options_;
+  std::unique_ptr<rd_kafka_t, KafkaDeleter> rk_;
+  int32_t partitions_ = 0;
+  Offsets start_, end_;
+  std::vector<int64_t> seen_;
+};
+
+}  // namespace
+
+std::unique_ptr<LogSource> openEmbeddedSource(const std::string& dataDir,
+                                              const std::optional<Offsets>& limit) {
+  return std::make_unique<EmbeddedSource>(dataDir, limit);
+}
+
+std::unique_ptr<LogSource> openKafkaSource(const KafkaSourceOptions& options,
+                                           const std::optional<Offsets>& limit) {
+  return std::make_unique<KafkaSource>(options, limit);
+}
+
+}  // namespace tokenledger::audit
