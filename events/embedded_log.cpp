@@ -210,7 +210,9 @@ std::vector<LogRecord> EmbeddedReader::poll(size_t max, std::chrono::millisecond
   return records;
 }
 
-Offsets EmbeddedReader::endOffsets() { return Offsets{{log_.end()}}; }
+Offsets EmbeddedReader::endOffsets() {
+  return Offsets{{log_.end()}};
+}
 
 }  // namespace
 

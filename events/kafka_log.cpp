@@ -105,7 +105,8 @@ class KafkaReader final : public LogReader {
       rd_kafka_topic_partition_list_add(list.get(), topic_.c_str(), p)->offset = off;
     }
     rd_kafka_resp_err_t err = rd_kafka_assign(rk_.get(), list.get());
-    if (err) throw std::runtime_error(std::string("cannot assign partitions: ") + rd_kafka_err2str(err));
+    if (err)
+      throw std::runtime_error(std::string("cannot assign partitions: ") + rd_kafka_err2str(err));
   }
 
   ~KafkaReader() override { rd_kafka_consumer_close(rk_.get()); }
@@ -226,7 +227,8 @@ class KafkaLog final : public EventLog {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         n = topicPartitions();
       }
-      if (n == 0) throw std::runtime_error("topic " + options_.topic + " was created but does not show up");
+      if (n == 0)
+        throw std::runtime_error("topic " + options_.topic + " was created but does not show up");
     }
     checkTopicConfig();
     return n;
@@ -254,7 +256,8 @@ class KafkaLog final : public EventLog {
 
   bool topicExists() {
     const rd_kafka_metadata_t* md = nullptr;
-    if (rd_kafka_metadata(producer_.get(), 1, nullptr, &md, options_.connectTimeoutMs)) return false;
+    if (rd_kafka_metadata(producer_.get(), 1, nullptr, &md, options_.connectTimeoutMs))
+      return false;
     KPtr<const rd_kafka_metadata_t> guard(md);
     for (int i = 0; i < md->topic_cnt; ++i)
       if (options_.topic == md->topics[i].topic && md->topics[i].err == 0) return true;
@@ -286,7 +289,9 @@ class KafkaLog final : public EventLog {
                                                 sizeof err);
     rd_kafka_NewTopic_t* topics[] = {topic.get()};
     auto ev = adminCall(
-        [&](rd_kafka_queue_t* q) { rd_kafka_CreateTopics(producer_.get(), topics, 1, opts.get(), q); },
+        [&](rd_kafka_queue_t* q) {
+          rd_kafka_CreateTopics(producer_.get(), topics, 1, opts.get(), q);
+        },
         "cannot create topic " + options_.topic);
     const auto* res = rd_kafka_event_CreateTopics_result(ev.get());
     size_t cnt = 0;
@@ -329,10 +334,11 @@ class KafkaLog final : public EventLog {
         config[rd_kafka_ConfigEntry_name(entries[k])] = v ? v : "";
       }
     }
-    std::string fix = "; a ledger must keep every event: run `kafka-configs.sh --bootstrap-server " +
-                      options_.brokers + " --alter --entity-type topics --entity-name " +
-                      options_.topic + " --add-config retention.ms=-1,retention.bytes=-1," +
-                      "cleanup.policy=delete`, or use another --topic";
+    std::string fix =
+        "; a ledger must keep every event: run `kafka-configs.sh --bootstrap-server " +
+        options_.brokers + " --alter --entity-type topics --entity-name " + options_.topic +
+        " --add-config retention.ms=-1,retention.bytes=-1," +
+        "cleanup.policy=delete`, or use another --topic";
     if (config["cleanup.policy"].find("compact") != std::string::npos)
       throw std::runtime_error("topic " + options_.topic + " uses log compaction (cleanup.policy=" +
                                config["cleanup.policy"] + "), which would drop history" + fix);
@@ -340,8 +346,9 @@ class KafkaLog final : public EventLog {
       throw std::runtime_error("topic " + options_.topic + " deletes events after retention.ms=" +
                                config["retention.ms"] + fix);
     if (config.count("retention.bytes") && config["retention.bytes"] != "-1")
-      throw std::runtime_error("topic " + options_.topic + " deletes events beyond retention.bytes=" +
-                               config["retention.bytes"] + fix);
+      throw std::runtime_error(
+          "topic " + options_.topic +
+          " deletes events beyond retention.bytes=" + config["retention.bytes"] + fix);
   }
 
   // Produces every record (the idempotent producer keeps per-partition order) and

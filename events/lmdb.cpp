@@ -55,9 +55,13 @@ Txn Txn::read(Env& env) {
   return Txn(txn);
 }
 
-Txn::~Txn() { abort(); }
+Txn::~Txn() {
+  abort();
+}
 
-Txn::Txn(Txn&& other) noexcept : txn_(other.txn_) { other.txn_ = nullptr; }
+Txn::Txn(Txn&& other) noexcept : txn_(other.txn_) {
+  other.txn_ = nullptr;
+}
 
 Txn& Txn::operator=(Txn&& other) noexcept {
   if (this != &other) {
@@ -98,7 +102,9 @@ bool Txn::del(MDB_dbi dbi, std::string_view key) {
   return true;
 }
 
-void Txn::drop(MDB_dbi dbi) { check(mdb_drop(txn_, dbi, 0), "mdb_drop"); }
+void Txn::drop(MDB_dbi dbi) {
+  check(mdb_drop(txn_, dbi, 0), "mdb_drop");
+}
 
 void Txn::commit() {
   MDB_txn* txn = txn_;
@@ -113,15 +119,21 @@ void Txn::abort() {
   }
 }
 
-void Txn::reset() { mdb_txn_reset(txn_); }
+void Txn::reset() {
+  mdb_txn_reset(txn_);
+}
 
-void Txn::renew() { check(mdb_txn_renew(txn_), "mdb_txn_renew"); }
+void Txn::renew() {
+  check(mdb_txn_renew(txn_), "mdb_txn_renew");
+}
 
 Cursor::Cursor(const Txn& txn, MDB_dbi dbi) {
   check(mdb_cursor_open(txn.get(), dbi, &cursor_), "mdb_cursor_open");
 }
 
-Cursor::~Cursor() { mdb_cursor_close(cursor_); }
+Cursor::~Cursor() {
+  mdb_cursor_close(cursor_);
+}
 
 bool Cursor::op(MDB_cursor_op operation) {
   int rc = mdb_cursor_get(cursor_, &key_, &value_, operation);
@@ -130,9 +142,15 @@ bool Cursor::op(MDB_cursor_op operation) {
   return true;
 }
 
-bool Cursor::first() { return op(MDB_FIRST); }
-bool Cursor::last() { return op(MDB_LAST); }
-bool Cursor::next() { return op(MDB_NEXT); }
+bool Cursor::first() {
+  return op(MDB_FIRST);
+}
+bool Cursor::last() {
+  return op(MDB_LAST);
+}
+bool Cursor::next() {
+  return op(MDB_NEXT);
+}
 bool Cursor::seek(std::string_view key) {
   key_ = toVal(key);
   return op(MDB_SET_RANGE);

@@ -49,12 +49,25 @@ std::string randomBytes(size_t n) {
 }
 
 std::string randomBase62(size_t n) {
-  std::string out(n, '0');
-  for (auto& c : out) c = kAlphabet[randombytes_uniform(62)];
+  // One CSPRNG call for the lot (each call may be a getrandom() system call), then
+  // rejection sampling: bytes of 248 and above would bias the modulo, so skip them.
+  std::string out;
+  out.reserve(n);
+  unsigned char buf[128];
+  while (out.size() < n) {
+    randombytes_buf(buf, sizeof buf);
+    for (unsigned char b : buf) {
+      if (b >= 248) continue;
+      out.push_back(kAlphabet[b % 62]);
+      if (out.size() == n) break;
+    }
+  }
   return out;
 }
 
-std::string generateTokenKey() { return std::string(kKeyPrefix) + randomBase62(kKeyRandomChars); }
+std::string generateTokenKey() {
+  return std::string(kKeyPrefix) + randomBase62(kKeyRandomChars);
+}
 
 std::string generateSecret() {
   std::string body = std::string(kSecretPrefix) + randomBase62(kSecretRandomChars);

@@ -175,7 +175,7 @@ class ProjectorImpl final : public Projector {
   std::atomic<bool> ready_{false};
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> version_{1};
-  bool readFailing_ = false;  // projector thread only
+  bool readFailing_ = false;                          // projector thread only
   std::chrono::steady_clock::time_point lastSync_{};  // projector thread only
   std::thread thread_;
 };

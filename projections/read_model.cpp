@@ -54,7 +54,9 @@ Dbs openDbs(lmdb::Txn& txn, bool create) {
 // | deactivateAtUs (8 BE) | owner length (1) | owner | destination id.
 constexpr size_t kVerifyFixed = 32 + 1 + 1 + 8 + 8 + 1;
 
-void putI64(std::string& out, int64_t v) { out += lmdb::encodeU64(static_cast<uint64_t>(v)); }
+void putI64(std::string& out, int64_t v) {
+  out += lmdb::encodeU64(static_cast<uint64_t>(v));
+}
 int64_t getI64(const char* p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
@@ -153,9 +155,8 @@ class LmdbReadModel final : public ReadModel {
     std::string out;
     auto txn = lmdb::Txn::read(env_);
     const std::pair<const char*, MDB_dbi> all[] = {
-        {"tokens", dbs_.tokens},       {"by_owner", dbs_.byOwner},
-        {"history", dbs_.history},     {"event_ids", dbs_.eventIds},
-        {"positions", dbs_.positions}, {"meta", dbs_.meta},
+        {"tokens", dbs_.tokens},      {"by_owner", dbs_.byOwner},    {"history", dbs_.history},
+        {"event_ids", dbs_.eventIds}, {"positions", dbs_.positions}, {"meta", dbs_.meta},
         {"verify", dbs_.verify}};
     for (const auto& [name, dbi] : all) {
       lmdb::Cursor c(txn, dbi);
@@ -295,9 +296,8 @@ class Reader final : public ReadModelReader {
       auto key = c.key().substr(prefix.size());
       if (auto raw = txn_.get(model_.dbs().tokens, key)) out.push_back(decodeToken(*raw));
     }
-    std::stable_sort(out.begin(), out.end(), [](const Token& a, const Token& b) {
-      return a.createdAtUs < b.createdAtUs;
-    });
+    std::stable_sort(out.begin(), out.end(),
+                     [](const Token& a, const Token& b) { return a.createdAtUs < b.createdAtUs; });
     return out;
   }
 
@@ -339,7 +339,9 @@ class Reader final : public ReadModelReader {
   lmdb::Txn txn_;
 };
 
-std::unique_ptr<ReadModelReader> LmdbReadModel::reader() { return std::make_unique<Reader>(*this); }
+std::unique_ptr<ReadModelReader> LmdbReadModel::reader() {
+  return std::make_unique<Reader>(*this);
+}
 
 }  // namespace
 

@@ -80,8 +80,7 @@ class ReadModel {
   // Applies records in one write transaction. Records at positions already
   // applied and events with known ids are skipped. Throws lmdb::LmdbError (e.g.
   // map full) with nothing applied.
-  virtual ApplyReport apply(const std::vector<LogRecord>& records,
-                            const SkipReporter& report) = 0;
+  virtual ApplyReport apply(const std::vector<LogRecord>& records, const SkipReporter& report) = 0;
   // Next offsets per partition; partitions never applied read 0.
   virtual Offsets applied(int32_t partitions) = 0;
   // Increments after every committed apply(); readers renew their snapshot on change.

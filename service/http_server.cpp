@@ -24,17 +24,28 @@ constexpr size_t kH2oEntityLimit = 1024 * 1024;  // beyond our 64 KiB limit, h2o
 
 const char* reasonPhrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
@@ -239,14 +250,16 @@ class Server final : public HttpServer {
     }
     r.authorization = header(req, H2O_TOKEN_AUTHORIZATION);
     r.contentType = header(req, H2O_TOKEN_CONTENT_TYPE);
-    if (ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("tokenledger-min-position"), -1);
+    if (ssize_t i =
+            h2o_find_header_by_str(&req->headers, H2O_STRLIT("tokenledger-min-position"), -1);
         i >= 0)
-      r.minPosition = std::string_view(req->headers.entries[i].value.base,
-                                       req->headers.entries[i].value.len);
+      r.minPosition =
+          std::string_view(req->headers.entries[i].value.base, req->headers.entries[i].value.len);
     r.hasBody = req->entity.base != nullptr;
     if (r.hasBody) r.body = std::string_view(req->entity.base, req->entity.len);
     if (r.method == "POST")
-      r.requestId = s.runId_ + "-" + std::to_string(l.index) + "-" + std::to_string(++l.requestCounter);
+      r.requestId =
+          s.runId_ + "-" + std::to_string(l.index) + "-" + std::to_string(++l.requestCounter);
 
     Routed routed = [&]() -> Routed {
       try {
@@ -265,21 +278,23 @@ class Server final : public HttpServer {
     auto* job = new PendingJob();
     job->loop = &l;
     job->req = req;
-    auto* guard = static_cast<Guard*>(h2o_mem_alloc_shared(&req->pool, sizeof(Guard), &onGuardDisposed));
+    auto* guard =
+        static_cast<Guard*>(h2o_mem_alloc_shared(&req->pool, sizeof(Guard), &onGuardDisposed));
     guard->job = job;
     job->guard = guard;
     l.pending++;
-    s.executor_.post([job, deferred = std::move(std::get<Deferred>(routed)), &s](TokenService& svc) {
-      try {
-        job->response = deferred(svc);
-      } catch (const std::exception& e) {
-        s.logger_(std::string("command failed: ") + e.what());
-        job->response = errorResponse(503, "unavailable",
-                                       "the command could not complete; check the token's state "
-                                       "before retrying, and see the service log");
-      }
-      h2o_multithread_send_message(&job->loop->receiver, &job->message);
-    });
+    s.executor_.post(
+        [job, deferred = std::move(std::get<Deferred>(routed)), &s](TokenService& svc) {
+          try {
+            job->response = deferred(svc);
+          } catch (const std::exception& e) {
+            s.logger_(std::string("command failed: ") + e.what());
+            job->response = errorResponse(503, "unavailable",
+                                          "the command could not complete; check the token's state "
+                                          "before retrying, and see the service log");
+          }
+          h2o_multithread_send_message(&job->loop->receiver, &job->message);
+        });
     return 0;
   }
 
@@ -314,7 +329,8 @@ class Server final : public HttpServer {
                           0, nullptr, applied.base, applied.len);
     if (!resp.allow.empty()) {
       h2o_iovec_t allow = h2o_strdup(&req->pool, resp.allow.data(), resp.allow.size());
-      h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, nullptr, allow.base, allow.len);
+      h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, nullptr, allow.base,
+                     allow.len);
     }
     if (resp.wwwAuthenticate)
       h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, nullptr,

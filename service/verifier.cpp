@@ -15,12 +15,18 @@ const SecretHash kNoSuchHash{};
 
 std::string_view toString(VerifyReason reason) {
   switch (reason) {
-    case VerifyReason::ok: return "ok";
-    case VerifyReason::malformed: return "malformed";
-    case VerifyReason::unknown: return "unknown";
-    case VerifyReason::inactive: return "inactive";
-    case VerifyReason::expired: return "expired";
-    case VerifyReason::badSecret: return "bad_secret";
+    case VerifyReason::ok:
+      return "ok";
+    case VerifyReason::malformed:
+      return "malformed";
+    case VerifyReason::unknown:
+      return "unknown";
+    case VerifyReason::inactive:
+      return "inactive";
+    case VerifyReason::expired:
+      return "expired";
+    case VerifyReason::badSecret:
+      return "bad_secret";
   }
   return "malformed";
 }
@@ -65,9 +71,15 @@ VerifyOutcome verifyCredentials(std::string_view credentials, ReadModelReader& r
     out.reason = VerifyReason::badSecret;
   } else {
     switch (out.token.statusAt(nowUs)) {
-      case Status::active: out.reason = VerifyReason::ok; break;
-      case Status::inactive: out.reason = VerifyReason::inactive; break;
-      case Status::expired: out.reason = VerifyReason::expired; break;
+      case Status::active:
+        out.reason = VerifyReason::ok;
+        break;
+      case Status::inactive:
+        out.reason = VerifyReason::inactive;
+        break;
+      case Status::expired:
+        out.reason = VerifyReason::expired;
+        break;
     }
   }
   return out;

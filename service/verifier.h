@@ -13,7 +13,7 @@ std::string_view toString(VerifyReason reason);  // "malformed", "unknown", "bad
 
 struct VerifyOutcome {
   VerifyReason reason = VerifyReason::malformed;
-  std::string key;  // set when the key was well formed
+  std::string key;   // set when the key was well formed
   VerifyView token;  // set when reason is ok (owner, kind, destination)
   bool valid() const { return reason == VerifyReason::ok; }
 };

@@ -22,6 +22,7 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "events/event.h"
 #include "events/lmdb.h"
@@ -717,18 +718,24 @@ int cmdPolicy(const Options& o, int64_t maxAgeDays, int64_t now, const std::stri
   Decoder decoder;
   // Only what the policy needs per token: the projection's state.
   std::unordered_map<std::string, Token> tokens;
-  std::set<std::string> seenIds;
+  std::unordered_set<std::string> seenIds;
   std::unordered_map<std::string, std::string> replacedBy;
   replay(*source, o.quiet, [&](const LogRecord& r) {
     const Event* e = decoder.decode(r);
     if (!e || !seenIds.insert(e->eventId).second) return;
     auto it = tokens.find(e->tokenKey);
     std::optional<Token> current;
-    if (it != tokens.end()) current = it->second;
+    if (it != tokens.end()) current = std::move(it->second);  // put back below
     auto next = applyEvent(current, *e);
-    if (!next) return;
+    if (!next) {
+      if (current) it->second = std::move(*current);
+      return;
+    }
     if (!current && !next->replaces.empty()) replacedBy[next->replaces] = next->key;
-    tokens[e->tokenKey] = std::move(*next);
+    if (it != tokens.end())
+      it->second = std::move(*next);
+    else
+      tokens.emplace(e->tokenKey, std::move(*next));
   });
   decoder.summary();
   int64_t maxAgeUs = maxAgeDays * 86400LL * 1'000'000;

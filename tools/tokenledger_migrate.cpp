@@ -23,7 +23,8 @@ using namespace tokenledger;
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: tokenledger-migrate --data-dir DIR --kafka-brokers HOST:PORT [--topic NAME] [--partitions N]
+constexpr const char* kUsage =
+    R"(usage: tokenledger-migrate --data-dir DIR --kafka-brokers HOST:PORT [--topic NAME] [--partitions N]
 
 Copies the embedded event log in DIR/log into the Kafka topic (default
 token-events; created with N partitions, default 6, if missing). Stop tokenledgerd
@@ -144,9 +145,9 @@ int main(int argc, char** argv) {
     size_t missing = 0;
     for (const auto& id : sourceIds)
       if (!now.count(id)) missing++;
-    std::cout << "read " << total << " events from " << source->describe() << "; copied "
-              << copied << ", skipped " << skipped << " already on the topic; "
-              << target->describe() << " now holds " << after << " records" << std::endl;
+    std::cout << "read " << total << " events from " << source->describe() << "; copied " << copied
+              << ", skipped " << skipped << " already on the topic; " << target->describe()
+              << " now holds " << after << " records" << std::endl;
     if (missing) {
       std::cerr << "tokenledger-migrate: " << missing
                 << " events are not on the topic after the copy; re-run to retry\n";

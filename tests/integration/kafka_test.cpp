@@ -32,7 +32,9 @@ std::string env(const char* name) {
   return v;
 }
 
-std::string brokers() { return env("KAFKA_BROKERS"); }
+std::string brokers() {
+  return env("KAFKA_BROKERS");
+}
 
 std::string uniqueTopic(const std::string& prefix) {
   initCrypto();
@@ -58,8 +60,8 @@ struct Client {
   Daemon& d;
   std::vector<std::string> auth() const { return {"Authorization: Bearer " + kOperator}; }
   json create(const std::string& user, const std::string& description = "via kafka") {
-    auto r = d.call("POST", "/v1/users/" + user + "/tokens", json{{"description", description}}.dump(),
-                    auth());
+    auto r = d.call("POST", "/v1/users/" + user + "/tokens",
+                    json{{"description", description}}.dump(), auth());
     REQUIRE_MESSAGE(r.status == 201, r.body);
     return r.json();
   }
@@ -192,9 +194,9 @@ TEST_CASE("the daemon on Kafka: commands, read-your-writes, restart, and the top
       REQUIRE(c.post("/v1/users/alice/tokens/" + key + "/activate").status == 200);
       CHECK(c.verify(key, t["token"]).status == 200);
     }
-    auto dest = d.call("POST", "/v1/users/bob/tokens",
-                       R"({"description":"hook","kind":"destination","destination_id":"d-1"})",
-                       c.auth());
+    auto dest =
+        d.call("POST", "/v1/users/bob/tokens",
+               R"({"description":"hook","kind":"destination","destination_id":"d-1"})", c.auth());
     REQUIRE(dest.status == 201);
     secrets.push_back(dest.json()["token"]);
     auto rot = c.post("/v1/users/alice/tokens/" + key + "/rotate", R"({"grace_seconds":0})");
@@ -225,9 +227,8 @@ TEST_CASE("the daemon on Kafka: commands, read-your-writes, restart, and the top
     std::string file = root + "/msg" + std::to_string(i) + ".bin";
     std::ofstream(file, std::ios::binary) << m.value;
     int status = 0;
-    std::string text = run("capnp decode " + kSource + "/schemas/tokenledger.capnp Envelope < " +
-                               file,
-                           &status);
+    std::string text =
+        run("capnp decode " + kSource + "/schemas/tokenledger.capnp Envelope < " + file, &status);
     CHECK_MESSAGE(status == 0, text);
     CHECK(text.find("tokenKey = \"tlk_") != std::string::npos);
     CHECK(text.find("owner = \"" + m.key + "\"") != std::string::npos);
@@ -283,9 +284,9 @@ TEST_CASE("malformed and future events on the topic are reported, skipped, not f
   // build does not know.
   Offsets end = topicEnd(topic);
   int status = 0;
-  std::string out = run("printf 'not an event' | kcat -P -b " + brokers() + " -t " + topic +
-                            " -p 0 -k dave",
-                        &status);
+  std::string out =
+      run("printf 'not an event' | kcat -P -b " + brokers() + " -t " + topic + " -p 0 -k dave",
+          &status);
   REQUIRE_MESSAGE(status == 0, out);
   {
     KafkaLogOptions o;
@@ -299,7 +300,8 @@ TEST_CASE("malformed and future events on the topic are reported, skipped, not f
   CHECK(c.verify(after["key"], after["token"]).status == 200);
   std::string expected = "skipped event at 0:" + std::to_string(end.next[0]);
   CHECK(eventually([&] { return d.stderrText().find(expected) != std::string::npos; }, 5000));
-  CHECK(eventually([&] { return d.stderrText().find("unknown event type") != std::string::npos; }, 5000));
+  CHECK(eventually([&] { return d.stderrText().find("unknown event type") != std::string::npos; },
+                   5000));
   CHECK(d.call("GET", "/readyz").status == 200);
   CHECK(d.terminate() == 0);
   std::filesystem::remove_all(root);
@@ -312,7 +314,8 @@ TEST_CASE("a replica killed with -9 mid-stream catches up and equals a fresh reb
   std::mutex mutex;
   Daemon writer(kBinary, root + "/w", root, kOperator, kafkaArgs(topic));
   {
-    auto replica = std::make_unique<Daemon>(kBinary, root + "/r", root, kOperator, kafkaArgs(topic));
+    auto replica =
+        std::make_unique<Daemon>(kBinary, root + "/r", root, kOperator, kafkaArgs(topic));
     std::atomic<bool> stop{false};
     std::thread client([&] {
       Connection conn(writer.port());
@@ -347,8 +350,8 @@ TEST_CASE("a replica killed with -9 mid-stream catches up and equals a fresh reb
     CHECK(replica.terminate() == 0);
   }
   int status = 0;
-  std::string out = run(kBinary + " --rebuild --data-dir " + root + "/fresh --log kafka --kafka-brokers " +
-                            brokers() + " --topic " + topic,
+  std::string out = run(kBinary + " --rebuild --data-dir " + root +
+                            "/fresh --log kafka --kafka-brokers " + brokers() + " --topic " + topic,
                         &status);
   REQUIRE_MESSAGE(status == 0, out);
   CHECK(openReadModel(root + "/r/projection")->dump() ==
@@ -356,7 +359,9 @@ TEST_CASE("a replica killed with -9 mid-stream catches up and equals a fresh reb
   std::filesystem::remove_all(root);
 }
 
-TEST_CASE("broker stopped: verify keeps answering, commands fail fast with 503; broker back: commands work") {
+TEST_CASE(
+    "broker stopped: verify keeps answering, commands fail fast with 503; broker back: commands "
+    "work") {
   std::string root = tempDir("outage");
   std::string topic = uniqueTopic("outage");
   std::string script = kSource + "/scripts/kafka.sh";
@@ -383,8 +388,8 @@ TEST_CASE("broker stopped: verify keeps answering, commands fail fast with 503; 
   Response again;
   CHECK(eventually(
       [&] {
-        again = d.call("POST", "/v1/users/frank/tokens", R"({"description":"after outage"})",
-                       c.auth());
+        again =
+            d.call("POST", "/v1/users/frank/tokens", R"({"description":"after outage"})", c.auth());
         return again.status == 201;
       },
       60000));
@@ -431,8 +436,9 @@ TEST_CASE("migration: an embedded log copied into Kafka verifies the same") {
     CHECK_MESSAGE(v.status == expected, i);
   }
   // Same events, same ids: the history matches the embedded one.
-  auto hist = k.call("GET", "/v1/users/user1/tokens/" + tokens[1]["key"].get<std::string>() + "/history",
-                     "", c.auth());
+  auto hist =
+      k.call("GET", "/v1/users/user1/tokens/" + tokens[1]["key"].get<std::string>() + "/history",
+             "", c.auth());
   CHECK(hist.json()["replaced_by"] == tokens.back()["key"]);
   CHECK(k.terminate() == 0);
   std::filesystem::remove_all(root);

@@ -90,8 +90,9 @@ TEST_CASE("create, list, get, verify, deactivate, activate, rotate, history") {
   auto vd = f.verify(dest.json()["key"], dest.json()["token"]);
   CHECK(vd.json()["kind"] == "destination");
   CHECK(vd.json()["destination_id"] == "dest-7");
-  CHECK(f.daemon.call("GET", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + token)})
-            .status == 200);
+  CHECK(
+      f.daemon.call("GET", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + token)})
+          .status == 200);
 
   auto list = f.get("/v1/users/alice/tokens");
   REQUIRE(list.status == 200);
@@ -180,9 +181,15 @@ TEST_CASE("bad input gets a 4xx with one JSON error shape") {
   std::string key = t["key"], token = t["token"];
   const std::string tokens = "/v1/users/alice/tokens";
 
-  SUBCASE("malformed JSON") { checkError(f.post(tokens, "{\"description\":"), 400, "invalid_json"); }
-  SUBCASE("not an object") { checkError(f.post(tokens, "[1,2]"), 400, "invalid_json"); }
-  SUBCASE("missing body") { checkError(f.post(tokens, ""), 400, "invalid_json"); }
+  SUBCASE("malformed JSON") {
+    checkError(f.post(tokens, "{\"description\":"), 400, "invalid_json");
+  }
+  SUBCASE("not an object") {
+    checkError(f.post(tokens, "[1,2]"), 400, "invalid_json");
+  }
+  SUBCASE("missing body") {
+    checkError(f.post(tokens, ""), 400, "invalid_json");
+  }
   SUBCASE("wrong types") {
     checkError(f.post(tokens, R"({"description":42})"), 400, "invalid_field");
     checkError(f.post(tokens, R"({"description":"x","kind":7})"), 400, "invalid_field");
@@ -253,8 +260,9 @@ TEST_CASE("bad input gets a 4xx with one JSON error shape") {
     checkError(f.daemon.call("GET", tokens), 401, "unauthorized");
     checkError(f.daemon.call("GET", tokens, "", {"Authorization: Bearer wrong"}), 401,
                "unauthorized");
-    checkError(f.daemon.call("GET", tokens, "", {"Authorization: Basic " + base64(key + ":" + token)}),
-               401, "unauthorized");
+    checkError(
+        f.daemon.call("GET", tokens, "", {"Authorization: Basic " + base64(key + ":" + token)}),
+        401, "unauthorized");
     auto r = f.daemon.call("POST", tokens, R"({"description":"x"})",
                            {"Authorization: Bearer " + kOperator + "x"});
     checkError(r, 401, "unauthorized");
@@ -288,8 +296,8 @@ TEST_CASE("bad input gets a 4xx with one JSON error shape") {
     flipped[10] = flipped[10] == 'a' ? 'b' : 'a';  // breaks the checksum
     CHECK(reason({"Authorization: Basic " + base64(key + ":" + flipped)}) == "malformed");
     auto other = f.create("alice");
-    CHECK(reason({"Authorization: Basic " + base64(key + ":" + other["token"].get<std::string>())}) ==
-          "bad_secret");
+    CHECK(reason({"Authorization: Basic " +
+                  base64(key + ":" + other["token"].get<std::string>())}) == "bad_secret");
     CHECK(reason({"Authorization: Basic " + base64("tlk_AAAAAAAAAAAAAAAAAAAAAAAA:" + token)}) ==
           "unknown");
   }
@@ -307,9 +315,12 @@ TEST_CASE("1,000 connections opened and dropped mid-request lose nothing") {
   for (int i = 0; i < 1000; ++i) {
     Connection c(f.daemon.port());
     switch (i % 4) {
-      case 0: break;  // connect and leave
-      case 1: c.sendRaw("GET /v1/users/drop/tok"); break;  // half a request line
-      case 2:  // headers promise a body that never comes
+      case 0:
+        break;  // connect and leave
+      case 1:
+        c.sendRaw("GET /v1/users/drop/tok");
+        break;  // half a request line
+      case 2:   // headers promise a body that never comes
         c.sendRaw("POST /v1/users/drop/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
                   kOperator + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
                   body.substr(0, 5));
@@ -340,9 +351,9 @@ TEST_CASE("SIGTERM finishes in-flight commands and exits 0") {
   const std::string body = json{{"description", "in flight"}}.dump();
   for (int i = 0; i < 20; ++i) {
     conns.push_back(std::make_unique<Connection>(f.daemon.port()));
-    conns.back()->sendRaw("POST /v1/users/term/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                          kOperator + "\r\nContent-Length: " + std::to_string(body.size()) +
-                          "\r\n\r\n" + body);
+    conns.back()->sendRaw(
+        "POST /v1/users/term/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kOperator +
+        "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ::kill(f.daemon.pid(), SIGTERM);
@@ -360,7 +371,9 @@ TEST_CASE("SIGTERM finishes in-flight commands and exits 0") {
   CHECK(again.terminate() == 0);
 }
 
-TEST_CASE("kill -9 during a stream of creates: acknowledged tokens survive; read model equals a rebuild") {
+TEST_CASE(
+    "kill -9 during a stream of creates: acknowledged tokens survive; read model equals a "
+    "rebuild") {
   std::string root = tempDir("kill9");
   std::string data = root + "/data";
   std::vector<std::pair<std::string, std::string>> acked;
@@ -395,7 +408,8 @@ TEST_CASE("kill -9 during a stream of creates: acknowledged tokens survive; read
   {
     Daemon d(kBinary, data, root, kOperator);
     for (const auto& [key, token] : acked) {
-      auto r = d.call("POST", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + token)});
+      auto r =
+          d.call("POST", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + token)});
       CHECK_MESSAGE(r.status == 200, key);
     }
     CHECK(d.terminate() == 0);
@@ -461,8 +475,10 @@ TEST_CASE("no secret in the data directory, the log output or the events") {
         REQUIRE(r.status == 201);
         secrets.push_back(r.json()["token"]);
         std::string key = r.json()["key"];
-        d.call("POST", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + secrets.back())});
-        d.call("POST", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + secrets.back() + "x")});
+        d.call("POST", "/v1/verify", "",
+               {"Authorization: Basic " + base64(key + ":" + secrets.back())});
+        d.call("POST", "/v1/verify", "",
+               {"Authorization: Basic " + base64(key + ":" + secrets.back() + "x")});
         if (i == 3) d.call("POST", "/v1/users/sec/tokens/" + key + "/deactivate", "", h);
         if (i == 4) {
           auto rot = d.call("POST", "/v1/users/sec/tokens/" + key + "/rotate", "", h);
@@ -475,7 +491,8 @@ TEST_CASE("no secret in the data directory, the log output or the events") {
       REQUIRE(d.terminate() == 0);
       secrets.push_back(operatorSecret);
       std::string logs = d.stdoutText() + d.stderrText();
-      for (const auto& s : secrets) CHECK_MESSAGE(logs.find(s) == std::string::npos, "secret in log output");
+      for (const auto& s : secrets)
+        CHECK_MESSAGE(logs.find(s) == std::string::npos, "secret in log output");
     }
     size_t files = 0;
     for (const auto& entry : std::filesystem::recursive_directory_iterator(data)) {
@@ -537,8 +554,8 @@ TEST_CASE("after an OS restart with unsynced read-model commits, the daemon rebu
   Daemon d(kBinary, data, root, kOperator);
   CHECK(d.stderrText().find("rebuilding it from the log") != std::string::npos);
   auto v = d.call("POST", "/v1/verify", "",
-                  {"Authorization: Basic " + base64(t["key"].get<std::string>() + ":" +
-                                                    t["token"].get<std::string>())});
+                  {"Authorization: Basic " +
+                   base64(t["key"].get<std::string>() + ":" + t["token"].get<std::string>())});
   CHECK(v.status == 200);
   CHECK(d.terminate() == 0);
   CHECK(!std::filesystem::exists(data + "/projection/unsynced-boot"));  // clean close
