@@ -35,7 +35,9 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
   --help               this text
 
 The operator secret comes from TOKENLEDGER_OPERATOR_SECRET, else from
-DIR/operator-secret (generated on first start, mode 0600).
+DIR/operator-secret (generated on first start, mode 0600). Events are signed
+with DIR/signing-key (Ed25519, generated on first start, mode 0600); the public
+keys are in DIR/signing-keys.pub and at GET /v1/keys (see ledger-audit).
 Prints "listening on HOST:PORT" once it accepts connections. SIGTERM or SIGINT
 finish in-flight requests and exit 0.
 )";

@@ -840,7 +840,8 @@ struct Db {
 };
 
 std::vector<Db> readModelDbs(const std::string& dir) {
-  const char* names[] = {"meta", "positions", "tokens", "by_owner", "history", "event_ids"};
+  const char* names[] = {"meta",    "positions", "tokens", "by_owner",
+                         "history", "event_ids", "verify"};
   lmdb::Env env(dir, lmdb::EnvOptions{64ull << 30, 8, 126, MDB_RDONLY});
   auto txn = lmdb::Txn::read(env);
   std::vector<Db> out;
@@ -870,7 +871,7 @@ Offsets positionsOf(const Db& positions) {
 }
 
 std::string describeKey(const std::string& db, const std::string& k) {
-  if (db == "tokens" || db == "meta") return printable(k);
+  if (db == "tokens" || db == "meta" || db == "verify") return printable(k);
   if (db == "by_owner") {
     auto z = k.find('\0');
     return z == std::string::npos ? toHex(k) : printable(k.substr(0, z)) + "/" + k.substr(z + 1);

@@ -60,6 +60,9 @@ struct Envelope {
     created @9 :Created;
     activated @10 :Activated;
     deactivated @11 :Deactivated;
-    revoked @12 :Revoked;
+    revoked @14 :Revoked;  # the newer member; @12 and @13 are taken by the fields below
   }
+
+  writerSeq @12 :UInt64;
+  prevDigest @13 :Data;
 }
