@@ -36,10 +36,10 @@ struct HttpRequest {
 
 struct HttpResponse {
   int status = 200;
-  std::string body;               // JSON
-  std::string allow;              // for 405
-  bool wwwAuthenticate = false;   // for verify 401
-  std::string contentType = "application/json";
+  std::string body;                                   // JSON
+  std::string allow;                                  // for 405
+  bool wwwAuthenticate = false;                       // for verify 401
+  std::string_view contentType = "application/json";  // static strings only
   bool page = false;  // the web page: served with browser security headers
 };
 

@@ -141,6 +141,9 @@ class Server final : public HttpServer {
     int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // Every event loop gets its own socket on this port (SO_REUSEPORT), so the
+    // kernel spreads connections evenly instead of one loop taking most of them.
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (fd < 0 || ::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 4096) != 0) {
       int err = errno;
       freeaddrinfo(res);
@@ -157,6 +160,8 @@ class Server final : public HttpServer {
     getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
     char buf[INET6_ADDRSTRLEN] = {0};
     uint16_t bound = 0;
+    boundAddr_ = addr;
+    boundLen_ = len;
     if (addr.ss_family == AF_INET6) {
       auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
       inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
@@ -171,6 +176,20 @@ class Server final : public HttpServer {
     return fd;
   }
 
+  int reuseportListener() {
+    int fd = ::socket(boundAddr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&boundAddr_), boundLen_) != 0 ||
+        ::listen(fd, 4096) != 0) {
+      // Fall back to sharing the first socket: slower spreading, same service.
+      if (fd >= 0) ::close(fd);
+      return ::dup(listenFd_);
+    }
+    return fd;
+  }
+
   void runLoop(Loop& l) {
     tlsLoop = &l;
     l.reader = model_.reader();
@@ -180,7 +199,8 @@ class Server final : public HttpServer {
     l.accept.hosts = config_.hosts;
     l.queue = h2o_multithread_create_queue(l.evloop);
     h2o_multithread_register_receiver(l.queue, &l.receiver, &Server::onMessages);
-    int fd = ::dup(listenFd_);
+    // Loop 0 uses the socket bound at construction; the others bind their own.
+    int fd = l.index == 0 ? ::dup(listenFd_) : reuseportListener();
     fcntl(fd, F_SETFL, O_NONBLOCK);
     l.listener = h2o_evloop_socket_create(l.evloop, fd, H2O_SOCKET_FLAG_DONT_READ);
     l.listener->data = &l;
@@ -358,6 +378,8 @@ class Server final : public HttpServer {
   Logger logger_;
   std::string runId_;
   int listenFd_ = -1;
+  sockaddr_storage boundAddr_{};
+  socklen_t boundLen_ = 0;
   std::string address_;
   h2o_globalconf_t config_{};
   std::vector<std::unique_ptr<Loop>> loops_;

@@ -1,9 +1,12 @@
 // Verification of "key:token" credentials against the read model.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <string>
 #include <string_view>
 
+#include "events/secrets.h"
 #include "projections/read_model.h"
 
 namespace tokenledger {
@@ -13,9 +16,18 @@ std::string_view toString(VerifyReason reason);  // "malformed", "unknown", "bad
 
 struct VerifyOutcome {
   VerifyReason reason = VerifyReason::malformed;
-  std::string key;   // set when the key was well formed
+  // The key when it was well formed (kept inline: no allocation per verify).
+  std::string_view key() const { return std::string_view(keyBuf_.data(), keyLen_); }
+  void setKey(std::string_view k) {
+    keyLen_ = std::min(k.size(), keyBuf_.size());
+    std::copy_n(k.data(), keyLen_, keyBuf_.data());
+  }
   VerifyView token;  // set when reason is ok (owner, kind, destination)
   bool valid() const { return reason == VerifyReason::ok; }
+
+ private:
+  std::array<char, kKeyLength> keyBuf_{};
+  size_t keyLen_ = 0;
 };
 
 // `credentials` is "key:token". The format of both parts is checked before any

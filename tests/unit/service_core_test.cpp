@@ -120,7 +120,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "create returns a secret that verifies") {
   VerifyOutcome v = verifyCredentials(r.token.key + ":" + r.secret, *reader, clock.nowUs());
   CHECK(v.reason == VerifyReason::ok);
   CHECK(v.valid());
-  CHECK(v.key == r.token.key);
+  CHECK(v.key() == r.token.key);
   CHECK(v.token.owner == "alice");
   CHECK(v.token.kind == TokenKind::user);
 
@@ -371,13 +371,13 @@ TEST_CASE_FIXTURE(ServiceFixture, "verifyCredentials reasons") {
       CHECK(v.reason == VerifyReason::malformed);
       CHECK_FALSE(v.valid());
     }
-    CHECK(verifyCredentials("nocolon", *reader, clock.nowUs()).key.empty());
+    CHECK(verifyCredentials("nocolon", *reader, clock.nowUs()).key().empty());
   }
   SUBCASE("unknown") {
     VerifyOutcome v =
         verifyCredentials(generateTokenKey() + ":" + generateSecret(), *reader, clock.nowUs());
     CHECK(v.reason == VerifyReason::unknown);
-    CHECK_FALSE(v.key.empty());
+    CHECK_FALSE(v.key().empty());
     CHECK(verify(generateTokenKey(), t.secret) == VerifyReason::unknown);
   }
   SUBCASE("bad secret") {
