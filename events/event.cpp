@@ -23,6 +23,13 @@ std::string_view viewOf(capnp::Data::Reader d) {
 std::string_view viewOf(capnp::Text::Reader t) { return std::string_view(t.begin(), t.size()); }
 capnp::Text::Reader textOf(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
 
+// Sizes the builder's first segment for the message at hand: the default (8 KiB,
+// zeroed) costs more than encoding a few hundred bytes. Estimates that fall short
+// just add a segment.
+unsigned firstSegmentWords(size_t payloadBytes) {
+  return static_cast<unsigned>(32 + (payloadBytes + 7) / 8 * 2);
+}
+
 std::string toBytes(capnp::MessageBuilder& message) {
   kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
   auto bytes = words.asBytes();
@@ -105,7 +112,9 @@ std::string_view Event::typeName() const {
 }
 
 std::string encodeEvent(const Event& event) {
-  capnp::MallocMessageBuilder message;
+  capnp::MallocMessageBuilder message(firstSegmentWords(
+      event.eventId.size() + event.tokenKey.size() + event.owner.size() + event.actor.size() +
+      event.requestId.size() + event.signature.size() + event.signingKeyId.size() + 256));
   auto env = message.initRoot<s::Envelope>();
   env.setEventId(bytesOf(event.eventId));
   env.setTokenKey(textOf(event.tokenKey));
@@ -199,7 +208,9 @@ Decoded decodeEvent(std::string_view bytes) {
 }
 
 std::string encodeToken(const Token& t) {
-  capnp::MallocMessageBuilder message;
+  capnp::MallocMessageBuilder message(firstSegmentWords(
+      t.key.size() + t.owner.size() + t.destinationId.size() + t.description.size() +
+      t.replaces.size() + t.replacedBy.size() + 256));
   auto b = message.initRoot<s::TokenState>();
   b.setKey(textOf(t.key));
   b.setOwner(textOf(t.owner));

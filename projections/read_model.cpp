@@ -98,8 +98,9 @@ class LmdbReadModel final : public ReadModel {
       // last batches, never corrupt them; their positions go with them, so the
       // projector simply re-applies those events from the log.
       : env_(dir, lmdb::EnvOptions{options.mapSizeBytes, 8, 1024,
-                                   options.syncEachCommit ? unsigned{MDB_NOMETASYNC}
-                                                          : unsigned{MDB_NOSYNC}}),
+                                   (options.syncEachCommit ? unsigned{MDB_NOMETASYNC}
+                                                           : unsigned{MDB_NOSYNC}) |
+                                       (options.bulkLoad ? unsigned{MDB_WRITEMAP} : 0u)}),
         dir_(dir),
         lazy_(!options.syncEachCommit) {
     // Marks "unsynced commits may exist in this boot"; removed after the final sync.
@@ -373,6 +374,7 @@ ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipRe
   // is not yet in use and is rebuilt again.
   ReadModelOptions lazy = options;
   lazy.syncEachCommit = false;
+  lazy.bulkLoad = true;
   auto model = openReadModel(dir, lazy);
   auto reader = log.openReader(Offsets{std::vector<int64_t>(log.partitionCount(), 0)});
   Offsets end = reader->endOffsets();

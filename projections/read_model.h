@@ -37,6 +37,10 @@ struct ReadModelOptions {
   // readModelNeedsRebuild() detects on the next start. The read model is derived
   // data: the log, always synced, is the truth.
   bool syncEachCommit = true;
+  // Writes go straight into the memory map (MDB_WRITEMAP): faster bulk loads, but a
+  // stray write through a bad pointer could corrupt the file, so only for rebuilds
+  // into a fresh directory that is not in use until complete.
+  bool bulkLoad = false;
 };
 
 // What verification needs of a token, without copying the rest.
