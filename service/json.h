@@ -8,14 +8,10 @@
 #include <string_view>
 
 #include "events/event.h"
+#include "events/times.h"
 
 namespace tokenledger {
 
-// "2026-11-28T03:58:35.123Z"
-std::string formatTime(int64_t us);
-// RFC 3339 ("2026-11-28T10:00:00Z", fractions and ±hh:mm offsets allowed) or a
-// decimal count of Unix seconds. nullopt on anything else.
-std::optional<int64_t> parseTime(std::string_view s);
 // A JSON string (RFC 3339) or integer (Unix seconds).
 std::optional<int64_t> parseTime(const nlohmann::json& v);
 
