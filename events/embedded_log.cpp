@@ -65,20 +65,7 @@ class EmbeddedLog final : public EventLog {
     Request mine{key, &values, {}, {}, false};
     std::unique_lock lock(queueMutex_);
     queue_.push_back(&mine);
-    while (!mine.done) {
-      if (writing_) {
-        written_.wait(lock);
-        continue;
-      }
-      writing_ = true;
-      std::vector<Request*> batch;
-      batch.swap(queue_);
-      lock.unlock();
-      writeBatch(batch);
-      lock.lock();
-      writing_ = false;
-      written_.notify_all();
-    }
+    waitUntilWritten(lock, mine);
     if (!mine.error.empty()) throw LogUnavailable(mine.error);
     return mine.positions;
   }
@@ -99,20 +86,7 @@ class EmbeddedLog final : public EventLog {
     }
     std::unique_lock lock(queueMutex_);
     for (auto& r : requests) queue_.push_back(&r);  // together: one writer takes them all
-    while (!requests.empty() && !requests.back().done) {
-      if (writing_) {
-        written_.wait(lock);
-        continue;
-      }
-      writing_ = true;
-      std::vector<Request*> batch;
-      batch.swap(queue_);
-      lock.unlock();
-      writeBatch(batch);
-      lock.lock();
-      writing_ = false;
-      written_.notify_all();
-    }
+    if (!requests.empty()) waitUntilWritten(lock, requests.back());
     std::vector<Position> out;
     for (auto& r : requests) {
       if (!r.error.empty()) throw LogUnavailable(r.error);
@@ -160,6 +134,25 @@ class EmbeddedLog final : public EventLog {
     std::string error;
     bool done;
   };
+
+  // Waits (lock held on entry and exit) until `last` is written, writing the queue
+  // itself whenever no other thread is writing: the group-commit leader.
+  void waitUntilWritten(std::unique_lock<std::mutex>& lock, const Request& last) {
+    while (!last.done) {
+      if (writing_) {
+        written_.wait(lock);
+        continue;
+      }
+      writing_ = true;
+      std::vector<Request*> batch;
+      batch.swap(queue_);
+      lock.unlock();
+      writeBatch(batch);
+      lock.lock();
+      writing_ = false;
+      written_.notify_all();
+    }
+  }
 
   // Runs on one appender's thread at a time (writing_ is set).
   void writeBatch(const std::vector<Request*>& batch) {

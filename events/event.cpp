@@ -20,8 +20,12 @@ kj::ArrayPtr<const capnp::byte> bytesOf(std::string_view s) {
 std::string_view viewOf(capnp::Data::Reader d) {
   return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
 }
-std::string_view viewOf(capnp::Text::Reader t) { return std::string_view(t.begin(), t.size()); }
-capnp::Text::Reader textOf(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
+std::string_view viewOf(capnp::Text::Reader t) {
+  return std::string_view(t.begin(), t.size());
+}
+capnp::Text::Reader textOf(const std::string& s) {
+  return capnp::Text::Reader(s.data(), s.size());
+}
 
 // Sizes the builder's first segment for the message at hand: the default (8 KiB,
 // zeroed) costs more than encoding a few hundred bytes. Estimates that fall short
@@ -59,7 +63,9 @@ TokenKind fromSchema(s::TokenKind k) {
   if (k == s::TokenKind::DESTINATION) return TokenKind::destination;
   throw std::runtime_error("unknown token kind");
 }
-s::DeactivationReason toSchema(Reason r) { return static_cast<s::DeactivationReason>(r); }
+s::DeactivationReason toSchema(Reason r) {
+  return static_cast<s::DeactivationReason>(r);
+}
 Reason fromSchema(s::DeactivationReason r) {
   auto v = static_cast<uint16_t>(r);
   if (v > static_cast<uint16_t>(Reason::bulk)) throw std::runtime_error("unknown reason");
@@ -74,11 +80,16 @@ std::string_view toString(TokenKind kind) {
 
 std::string_view toString(Reason reason) {
   switch (reason) {
-    case Reason::manual: return "manual";
-    case Reason::rotation: return "rotation";
-    case Reason::compromised: return "compromised";
-    case Reason::expired: return "expired";
-    case Reason::bulk: return "bulk";
+    case Reason::manual:
+      return "manual";
+    case Reason::rotation:
+      return "rotation";
+    case Reason::compromised:
+      return "compromised";
+    case Reason::expired:
+      return "expired";
+    case Reason::bulk:
+      return "bulk";
   }
   return "manual";
 }
@@ -90,17 +101,20 @@ std::optional<TokenKind> parseKind(std::string_view s) {
 }
 
 std::optional<Reason> parseReason(std::string_view s) {
-  for (auto r : {Reason::manual, Reason::rotation, Reason::compromised, Reason::expired,
-                 Reason::bulk})
+  for (auto r :
+       {Reason::manual, Reason::rotation, Reason::compromised, Reason::expired, Reason::bulk})
     if (toString(r) == s) return r;
   return std::nullopt;
 }
 
 std::string_view toString(Status status) {
   switch (status) {
-    case Status::active: return "active";
-    case Status::inactive: return "inactive";
-    case Status::expired: return "expired";
+    case Status::active:
+      return "active";
+    case Status::inactive:
+      return "inactive";
+    case Status::expired:
+      return "expired";
   }
   return "inactive";
 }
@@ -208,9 +222,9 @@ Decoded decodeEvent(std::string_view bytes) {
 }
 
 std::string encodeToken(const Token& t) {
-  capnp::MallocMessageBuilder message(firstSegmentWords(
-      t.key.size() + t.owner.size() + t.destinationId.size() + t.description.size() +
-      t.replaces.size() + t.replacedBy.size() + 256));
+  capnp::MallocMessageBuilder message(
+      firstSegmentWords(t.key.size() + t.owner.size() + t.destinationId.size() +
+                        t.description.size() + t.replaces.size() + t.replacedBy.size() + 256));
   auto b = message.initRoot<s::TokenState>();
   b.setKey(textOf(t.key));
   b.setOwner(textOf(t.owner));
