@@ -29,7 +29,8 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
   --partitions N       with --log kafka: partitions when the topic is created
                        (default 6)
   --threads N          HTTP event-loop threads (default 2)
-  --command-threads N  commands processed concurrently (default 16)
+  --command-threads N  commands processed concurrently (default 16; 64 with
+                       --log kafka, where each waits for a broker round trip)
   --map-size-mb N      LMDB size limit per database file (default 65536)
   --rebuild            rebuild the read model from the log, then exit
   --help               this text
@@ -71,6 +72,7 @@ bool parseUint(const std::string& s, uint64_t max, uint64_t& out) {
 int main(int argc, char** argv) {
   DaemonOptions options;
   bool rebuild = false;
+  bool commandThreadsSet = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -115,6 +117,7 @@ int main(int argc, char** argv) {
       uint64_t n = 0;
       if (!parseUint(value(), 1024, n) || n == 0) usageError("--command-threads wants 1-1024");
       options.commandThreads = static_cast<int>(n);
+      commandThreadsSet = true;
     } else if (a == "--map-size-mb") {
       uint64_t n = 0;
       if (!parseUint(value(), 1ull << 24, n) || n < 1) usageError("--map-size-mb wants 1-16777216");
@@ -134,6 +137,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  if (options.log == "kafka" && !commandThreadsSet) options.commandThreads = 64;
   if (options.log == "kafka" && options.kafkaBrokers.empty())
     usageError("--log kafka needs --kafka-brokers HOST:PORT");
   if (options.log != "kafka" && !options.kafkaBrokers.empty())
