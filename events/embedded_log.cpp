@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "events/event_log.h"
+#include "events/group_commit.h"
 #include "events/lmdb.h"
 
 namespace tokenledger {
@@ -58,14 +59,11 @@ class EmbeddedLog final : public EventLog {
     txn.commit();
   }
 
-  // Group commit: concurrent appenders queue their records; whoever finds no write
-  // in progress writes the whole queue in one transaction (one fsync) for all.
+  // Concurrent appends share one transaction (one fsync): see GroupCommit.
   std::vector<Position> append(std::string_view key,
                                const std::vector<std::string>& values) override {
-    Request mine{key, &values, {}, {}, false};
-    std::unique_lock lock(queueMutex_);
-    queue_.push_back(&mine);
-    waitUntilWritten(lock, mine);
+    Request mine{key, &values, {}, {}};
+    commits_.submit({&mine}, [this](const std::vector<Request*>& batch) { writeBatch(batch); });
     if (!mine.error.empty()) throw LogUnavailable(mine.error);
     return mine.positions;
   }
@@ -75,18 +73,18 @@ class EmbeddedLog final : public EventLog {
       const std::vector<std::pair<std::string, std::string>>& records) override {
     std::vector<std::vector<std::string>> runs;
     std::vector<Request> requests;
+    std::vector<Request*> queued;
     for (size_t i = 0; i < records.size(); ++i) {
       if (i == 0 || records[i].first != records[i - 1].first) runs.emplace_back();
       runs.back().push_back(records[i].second);
     }
     size_t at = 0;
     for (auto& run : runs) {
-      requests.push_back(Request{records[at].first, &run, {}, {}, false});
+      requests.push_back(Request{records[at].first, &run, {}, {}});
       at += run.size();
     }
-    std::unique_lock lock(queueMutex_);
-    for (auto& r : requests) queue_.push_back(&r);  // together: one writer takes them all
-    if (!requests.empty()) waitUntilWritten(lock, requests.back());
+    for (auto& r : requests) queued.push_back(&r);
+    commits_.submit(queued, [this](const std::vector<Request*>& batch) { writeBatch(batch); });
     std::vector<Position> out;
     for (auto& r : requests) {
       if (!r.error.empty()) throw LogUnavailable(r.error);
@@ -132,29 +130,9 @@ class EmbeddedLog final : public EventLog {
     const std::vector<std::string>* values;
     std::vector<Position> positions;
     std::string error;
-    bool done;
   };
 
-  // Waits (lock held on entry and exit) until `last` is written, writing the queue
-  // itself whenever no other thread is writing: the group-commit leader.
-  void waitUntilWritten(std::unique_lock<std::mutex>& lock, const Request& last) {
-    while (!last.done) {
-      if (writing_) {
-        written_.wait(lock);
-        continue;
-      }
-      writing_ = true;
-      std::vector<Request*> batch;
-      batch.swap(queue_);
-      lock.unlock();
-      writeBatch(batch);
-      lock.lock();
-      writing_ = false;
-      written_.notify_all();
-    }
-  }
-
-  // Runs on one appender's thread at a time (writing_ is set).
+  // Runs on one appender's thread at a time (the group commit's leader).
   void writeBatch(const std::vector<Request*>& batch) {
     std::string error;
     int64_t next = end();
@@ -175,21 +153,16 @@ class EmbeddedLog final : public EventLog {
       error = "cannot append to the " + describe() + ": " + e.what();
     }
     changed_.notify_all();
-    std::lock_guard lock(queueMutex_);
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i]->positions = std::move(positions[i]);
       batch[i]->error = error;
-      batch[i]->done = true;
     }
   }
 
   std::string dir_;
   lmdb::Env env_;
   MDB_dbi events_ = 0;
-  std::mutex queueMutex_;  // guards queue_, writing_ and the requests' results
-  std::condition_variable written_;
-  std::vector<Request*> queue_;
-  bool writing_ = false;
+  GroupCommit<Request> commits_;
   std::mutex mutex_;  // guards end_
   std::condition_variable changed_;
   int64_t end_ = 0;

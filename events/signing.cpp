@@ -364,7 +364,6 @@ struct SignedAppender::Request {
   std::vector<Event>* events;
   std::vector<Position> positions;
   std::exception_ptr error;
-  bool done = false;
 };
 
 SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist,
@@ -378,28 +377,13 @@ SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state,
 }
 
 std::vector<Position> SignedAppender::append(const std::string& owner, std::vector<Event>& events) {
-  Request mine{&owner, &events, {}, nullptr, false};
-  std::unique_lock lock(mutex_);
-  queue_.push_back(&mine);
-  while (!mine.done) {
-    if (writing_) {
-      written_.wait(lock);
-      continue;
-    }
-    writing_ = true;
-    std::vector<Request*> batch;
-    batch.swap(queue_);
-    lock.unlock();
-    writeBatch(batch);
-    lock.lock();
-    writing_ = false;
-    written_.notify_all();
-  }
+  Request mine{&owner, &events, {}, nullptr};
+  commits_.submit({&mine}, [this](const std::vector<Request*>& batch) { writeBatch(batch); });
   if (mine.error) std::rethrow_exception(mine.error);
   return mine.positions;
 }
 
-// Runs on one caller's thread at a time (writing_ is set): state_ is ours.
+// Runs on one caller's thread at a time (the group commit's leader): state_ is ours.
 void SignedAppender::writeBatch(const std::vector<Request*>& batch) {
   uint64_t seq = state_.lastSeq;
   std::string digest = state_.lastDigest;
@@ -453,7 +437,6 @@ void SignedAppender::writeBatch(const std::vector<Request*>& batch) {
       if (warn_) warn_(std::string("cannot persist the signing state: ") + e.what());
     }
   }
-  std::lock_guard lock(mutex_);
   size_t i = 0;
   for (auto* r : batch) {
     if (error) {
@@ -461,7 +444,6 @@ void SignedAppender::writeBatch(const std::vector<Request*>& batch) {
     } else {
       for (size_t k = 0; k < r->events->size(); ++k) r->positions.push_back(positions[i++]);
     }
-    r->done = true;
   }
 }
 

@@ -30,6 +30,7 @@
 
 #include "events/event.h"
 #include "events/event_log.h"
+#include "events/group_commit.h"
 
 namespace tokenledger {
 
@@ -164,11 +165,8 @@ class SignedAppender {
   SigningKey key_;
   Persist persist_;
   Warn warn_;
-  std::mutex mutex_;  // guards queue_, writing_, state_ reads and request results
-  std::condition_variable written_;
-  std::vector<Request*> queue_;
-  bool writing_ = false;
-  WriterState state_;  // written only by the batch writer
+  GroupCommit<Request> commits_;
+  WriterState state_;  // written only by the group commit's leader
 };
 
 }  // namespace tokenledger
