@@ -5,7 +5,6 @@
 #pragma once
 
 #include <condition_variable>
-#include <cstdint>
 #include <mutex>
 #include <vector>
 
@@ -19,36 +18,48 @@ class GroupCommit {
   // request's results and reports failures through them: it must not throw.
   template <typename Write>
   void submit(const std::vector<Request*>& requests, Write&& write) {
+    Waiter me;
     std::unique_lock lock(mutex_);
     queue_.insert(queue_.end(), requests.begin(), requests.end());
-    queued_ += requests.size();
-    const uint64_t mine = queued_;
-    while (written_ < mine) {
-      if (writing_) {
-        done_.wait(lock);
-        continue;
-      }
-      writing_ = true;
-      std::vector<Request*> batch;
-      batch.swap(queue_);
-      const uint64_t upTo = queued_;
-      lock.unlock();
-      // Results are read by their callers only after they see written_ advance
-      // under the mutex, which orders them after these writes.
-      [&]() noexcept { write(batch); }();
-      lock.lock();
+    waiters_.push_back(&me);
+    if (writing_) {
+      me.wake.wait(lock, [&] { return me.written || me.leads; });
+      if (me.written) return;
+    }
+    // Leader: write what is queued (ours included), wake exactly the callers it
+    // wrote for, and hand the lead to the first caller that queued meanwhile.
+    writing_ = true;
+    std::vector<Request*> batch;
+    std::vector<Waiter*> batchWaiters;
+    batch.swap(queue_);
+    batchWaiters.swap(waiters_);
+    lock.unlock();
+    // Results are read by their callers only after they see `written` set under
+    // the mutex, which orders them after these writes.
+    [&]() noexcept { write(batch); }();
+    lock.lock();
+    for (Waiter* w : batchWaiters) {
+      w->written = true;
+      if (w != &me) w->wake.notify_one();
+    }
+    if (waiters_.empty()) {
       writing_ = false;
-      written_ = upTo;
-      done_.notify_all();
+    } else {
+      waiters_.front()->leads = true;
+      waiters_.front()->wake.notify_one();
     }
   }
 
  private:
+  struct Waiter {
+    std::condition_variable wake;
+    bool written = false;
+    bool leads = false;
+  };
+
   std::mutex mutex_;
-  std::condition_variable done_;
   std::vector<Request*> queue_;
-  uint64_t queued_ = 0;   // requests ever queued
-  uint64_t written_ = 0;  // requests ever written (a prefix of the queued ones)
+  std::vector<Waiter*> waiters_;  // one per submit() whose requests are in queue_
   bool writing_ = false;
 };
 

@@ -376,6 +376,21 @@ SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state,
   state_.scanFrom.next.resize(static_cast<size_t>(log_.partitionCount()), 0);
 }
 
+SignedAppender::~SignedAppender() {
+  if (unpersisted_) persist();
+}
+
+void SignedAppender::persist() {
+  unpersisted_ = false;
+  persistedAt_ = std::chrono::steady_clock::now();
+  if (!persist_) return;
+  try {
+    persist_(state_);
+  } catch (const std::exception& e) {
+    if (warn_) warn_(std::string("cannot persist the signing state: ") + e.what());
+  }
+}
+
 std::vector<Position> SignedAppender::append(const std::string& owner, std::vector<Event>& events) {
   Request mine{&owner, &events, {}, nullptr};
   commits_.submit({&mine}, [this](const std::vector<Request*>& batch) { writeBatch(batch); });
@@ -430,13 +445,8 @@ void SignedAppender::writeBatch(const std::vector<Request*>& batch) {
       state_.scanFrom.next[part] = std::max(state_.scanFrom.next[part], p.offset + 1);
     }
   }
-  if (persist_) {
-    try {
-      persist_(state_);
-    } catch (const std::exception& e) {
-      if (warn_) warn_(std::string("cannot persist the signing state: ") + e.what());
-    }
-  }
+  unpersisted_ = true;
+  if (error || std::chrono::steady_clock::now() - persistedAt_ >= kPersistEvery) persist();
   size_t i = 0;
   for (auto* r : batch) {
     if (error) {

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -150,6 +151,10 @@ class SignedAppender {
   using Persist = std::function<void(const WriterState&)>;
   using Warn = std::function<void(const std::string&)>;
   SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist, Warn warn);
+  // Persists the last state (appends persist it at most every kPersistEvery).
+  ~SignedAppender();
+  SignedAppender(const SignedAppender&) = delete;
+  SignedAppender& operator=(const SignedAppender&) = delete;
 
   // Appends `events` (all of `owner`) in order; fills in their signing fields.
   // Throws LogUnavailable like EventLog::append. Thread-safe.
@@ -166,7 +171,15 @@ class SignedAppender {
   Persist persist_;
   Warn warn_;
   GroupCommit<Request> commits_;
-  WriterState state_;  // written only by the group commit's leader
+  // A stale state file costs a restart a longer scan, never a wrong sequence
+  // (recoverWriterState reads on from scanFrom), so a busy writer does not pay a
+  // file write per batch.
+  static constexpr std::chrono::milliseconds kPersistEvery{200};
+  void persist();
+
+  WriterState state_;  // these three: written only by the group commit's leader
+  std::chrono::steady_clock::time_point persistedAt_{};
+  bool unpersisted_ = false;
 };
 
 }  // namespace tokenledger

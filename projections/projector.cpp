@@ -137,17 +137,6 @@ class ProjectorImpl final : public Projector {
         continue;
       }
       pending.clear();
-      // With lazy commits, bound what an OS crash could take to a fraction of a
-      // second (a process crash takes nothing).
-      auto now = std::chrono::steady_clock::now();
-      if (now - lastSync_ > std::chrono::milliseconds(250)) {
-        try {
-          model_.sync();
-        } catch (const std::exception& e) {
-          logger_(std::string("projector: syncing the read model failed: ") + e.what());
-        }
-        lastSync_ = now;
-      }
       {
         std::lock_guard lock(mutex_);
         applied_ = model_.applied(log_.partitionCount());
@@ -175,8 +164,7 @@ class ProjectorImpl final : public Projector {
   std::atomic<bool> ready_{false};
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> version_{1};
-  bool readFailing_ = false;                          // projector thread only
-  std::chrono::steady_clock::time_point lastSync_{};  // projector thread only
+  bool readFailing_ = false;  // projector thread only
   std::thread thread_;
 };
 

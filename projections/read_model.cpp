@@ -1,5 +1,7 @@
 #include "projections/read_model.h"
 
+#include <fcntl.h>
+
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
@@ -7,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "events/lmdb.h"
 #include "schemas/tokenledger.capnp.h"
@@ -98,11 +102,11 @@ class LmdbReadModel final : public ReadModel {
       // last batches, never corrupt them; their positions go with them, so the
       // projector simply re-applies those events from the log.
       : env_(dir, lmdb::EnvOptions{options.mapSizeBytes, 8, 1024,
-                                   (options.syncEachCommit ? unsigned{MDB_NOMETASYNC}
-                                                           : unsigned{MDB_NOSYNC}) |
-                                       (options.bulkLoad ? unsigned{MDB_WRITEMAP} : 0u)}),
+                                   options.syncEachCommit ? unsigned{MDB_NOMETASYNC}
+                                                          : unsigned{MDB_NOSYNC | MDB_WRITEMAP}}),
         dir_(dir),
-        lazy_(!options.syncEachCommit) {
+        lazy_(!options.syncEachCommit),
+        mapSize_(options.mapSizeBytes) {
     // Marks "unsynced commits may exist in this boot"; removed after the final sync.
     if (lazy_) writeFile(dir_ + "/unsynced-boot", bootId());
     auto txn = lmdb::Txn::write(env_);
@@ -119,10 +123,19 @@ class LmdbReadModel final : public ReadModel {
     txn.commit();
   }
 
+  // Three passes: look up everything the batch touches in key order, apply the
+  // events in log order in memory, then write every change in key order. Sorted
+  // access walks each B-tree once instead of jumping around it per event, which is
+  // what bounds rebuilds (tokens are random keys).
   ApplyReport apply(const std::vector<LogRecord>& records, const SkipReporter& report) override {
     ApplyReport out;
+    if (lazy_) reserveFor(records.size());
     auto txn = lmdb::Txn::write(env_);
     std::vector<int64_t> next = readPositions(txn);
+
+    // Which records are new (by position), decoded.
+    std::vector<std::pair<const LogRecord*, Decoded>> fresh;
+    fresh.reserve(records.size());
     for (const auto& rec : records) {
       auto part = static_cast<size_t>(rec.position.partition);
       if (next.size() <= part) next.resize(part + 1, 0);
@@ -131,8 +144,95 @@ class LmdbReadModel final : public ReadModel {
         continue;
       }
       next[part] = rec.position.offset + 1;
-      applyOne(txn, rec, out, report);
+      fresh.emplace_back(&rec, decodeEvent(rec.value));
     }
+
+    // Pass 1: the stored state of every token and event id the batch mentions.
+    std::vector<std::string_view> keys, ids;
+    for (const auto& [rec, decoded] : fresh) {
+      const Event* e = std::get_if<Event>(&decoded);
+      if (!e) continue;
+      keys.push_back(e->tokenKey);
+      ids.push_back(e->eventId);
+      if (const auto* c = std::get_if<Created>(&e->body); c && !c->replaces.empty())
+        keys.push_back(c->replaces);
+    }
+    sortUnique(keys);
+    sortUnique(ids);
+    std::unordered_map<std::string_view, Slot> tokens;
+    tokens.reserve(keys.size());
+    for (auto k : keys) {
+      Slot& slot = tokens[k];
+      if (auto raw = txn.get(dbs_.tokens, k)) slot.state = decodeToken(*raw);
+    }
+    std::unordered_set<std::string_view> seenIds;
+    seenIds.reserve(ids.size());
+    for (auto id : ids)
+      if (txn.get(dbs_.eventIds, id)) seenIds.insert(id);
+
+    // Pass 2: the events in log order, against the in-memory state.
+    std::vector<std::pair<std::string, std::string_view>> history, owners;
+    std::vector<std::pair<std::string_view, std::string>> newIds;
+    for (const auto& [rec, decoded] : fresh) {
+      if (auto* err = std::get_if<DecodeError>(&decoded)) {
+        out.skipped++;
+        if (report) report(rec->position, err->message);
+        continue;
+      }
+      const Event& event = std::get<Event>(decoded);
+      if (!seenIds.insert(event.eventId).second) {
+        out.duplicates++;
+        continue;
+      }
+      newIds.emplace_back(event.eventId, toString(rec->position));
+      Slot& slot = tokens[event.tokenKey];
+      const std::optional<Token>& current = slot.state;
+      auto applied = applyEvent(current, event);
+      if (!applied) {
+        out.skipped++;
+        if (report)
+          report(rec->position, std::string(event.typeName()) + " event for " +
+                                    (current ? "an existing" : "an unknown") + " token " +
+                                    event.tokenKey + " of owner " + event.owner +
+                                    " does not apply");
+        continue;
+      }
+      if (!current) owners.emplace_back(ownerKey(event.owner, event.tokenKey), std::string_view{});
+      history.emplace_back(historyKey(event.tokenKey, applied->eventCount - 1), rec->value);
+      bool created = !current;
+      slot.state = std::move(applied);
+      slot.dirty = true;
+      // A successor records its predecessor; the predecessor learns its successor.
+      const Token& t = *slot.state;
+      if (created && !t.replaces.empty()) {
+        auto pred = tokens.find(t.replaces);  // looked up in pass 1
+        if (pred != tokens.end() && pred->second.state && pred->second.state->owner == t.owner) {
+          pred->second.state->replacedBy = t.key;
+          pred->second.dirty = true;
+        }
+      }
+      out.applied++;
+    }
+
+    // Pass 3: every change, in key order per database.
+    auto first = [](const auto& pair) { return std::string_view(pair.first); };
+    sortByKey(newIds, first);
+    SortedWriter idsOut(txn, dbs_.eventIds);
+    for (const auto& [id, pos] : newIds) idsOut.put(id, pos);
+    std::vector<const Token*> changed;
+    for (const auto& [k, slot] : tokens)
+      if (slot.dirty) changed.push_back(&*slot.state);
+    sortByKey(changed, [](const Token* t) { return std::string_view(t->key); });
+    SortedWriter tokensOut(txn, dbs_.tokens), verifyOut(txn, dbs_.verify);
+    for (const Token* t : changed) tokensOut.put(t->key, encodeToken(*t));
+    for (const Token* t : changed) verifyOut.put(t->key, encodeVerifyRecord(*t));
+    sortByKey(owners, first);
+    SortedWriter ownersOut(txn, dbs_.byOwner);
+    for (const auto& [k, v] : owners) ownersOut.put(k, v);
+    sortByKey(history, first);
+    SortedWriter historyOut(txn, dbs_.history);
+    for (const auto& [k, v] : history) historyOut.put(k, v);
+
     for (size_t p = 0; p < next.size(); ++p)
       txn.put(dbs_.positions, u32be(static_cast<uint32_t>(p)),
               lmdb::encodeU64(static_cast<uint64_t>(next[p])));
@@ -182,6 +282,12 @@ class LmdbReadModel final : public ReadModel {
         // leave the marker: the next start decides
       }
     }
+    if (lazy_) {
+      // MDB_WRITEMAP sized the file to the whole map; cut it to the pages in use,
+      // as a file written without it would be, so copies stay small.
+      std::error_code ignored;  // a file left at full size still works
+      std::filesystem::resize_file(dir_ + "/data.mdb", usedBytes(), ignored);
+    }
   }
 
   void sync() override {
@@ -205,56 +311,113 @@ class LmdbReadModel final : public ReadModel {
   }
 
  private:
-  void applyOne(lmdb::Txn& txn, const LogRecord& rec, ApplyReport& out,
-                const SkipReporter& report) {
-    auto decoded = decodeEvent(rec.value);
-    if (auto* err = std::get_if<DecodeError>(&decoded)) {
-      out.skipped++;
-      if (report) report(rec.position, err->message);
-      return;
-    }
-    const Event& event = std::get<Event>(decoded);
-    if (txn.get(dbs_.eventIds, event.eventId)) {
-      out.duplicates++;
-      return;
-    }
-    txn.put(dbs_.eventIds, event.eventId, toString(rec.position));
-
-    std::optional<Token> current;
-    if (auto raw = txn.get(dbs_.tokens, event.tokenKey)) current = decodeToken(*raw);
-    auto next = applyEvent(current, event);
-    if (!next) {
-      out.skipped++;
-      if (report)
-        report(rec.position, std::string(event.typeName()) + " event for " +
-                                 (current ? "an existing" : "an unknown") + " token " +
-                                 event.tokenKey + " of owner " + event.owner + " does not apply");
-      return;
-    }
-    putToken(txn, *next);
-    if (!current) txn.put(dbs_.byOwner, ownerKey(event.owner, event.tokenKey), "");
-    txn.put(dbs_.history, historyKey(event.tokenKey, next->eventCount - 1), rec.value);
-    // A successor records its predecessor; the predecessor learns its successor.
-    if (!current && !next->replaces.empty()) {
-      if (auto raw = txn.get(dbs_.tokens, next->replaces)) {
-        Token pred = decodeToken(*raw);
-        if (pred.owner == next->owner) {
-          pred.replacedBy = next->key;
-          putToken(txn, pred);
-        }
-      }
-    }
-    out.applied++;
+  uint64_t usedBytes() {
+    MDB_envinfo info{};
+    MDB_stat st{};
+    lmdb::check(mdb_env_info(env_.get(), &info), "mdb_env_info");
+    lmdb::check(mdb_env_stat(env_.get(), &st), "mdb_env_stat");
+    return (info.me_last_pgno + 1) * uint64_t{st.ms_psize};
   }
 
-  void putToken(lmdb::Txn& txn, const Token& t) {
-    txn.put(dbs_.tokens, t.key, encodeToken(t));
-    txn.put(dbs_.verify, t.key, encodeVerifyRecord(t));
+  // Gives the pages one apply() of `records` may add real disk blocks first, so a
+  // full disk is an error here rather than SIGBUS on a write into the map. The
+  // bound: a random insert dirties at most a few pages per tree, and a batch
+  // never copies more than the whole file.
+  void reserveFor(size_t records) {
+    constexpr uint64_t kSlack = 64ull << 20;
+    uint64_t used = usedBytes();
+    uint64_t need =
+        used + kSlack + std::min<uint64_t>(records * (24u << 10), used + records * 2048);
+    need = std::min(need, mapSize_);
+    if (need <= reserved_) return;
+    int fd = -1;
+    lmdb::check(mdb_env_get_fd(env_.get(), &fd), "mdb_env_get_fd");
+    // Allocates only the holes; blocks already in use are left as they are.
+    int rc = posix_fallocate(fd, 0, static_cast<off_t>(need));
+    if (rc != 0)
+      throw std::runtime_error("cannot reserve " + std::to_string((need - used) >> 20) +
+                               " MB of disk for the read model in " + dir_ + ": " +
+                               std::strerror(rc) + "; free disk space (nothing was applied)");
+    reserved_ = need;
+  }
+
+  // A token's state during one apply(): as stored, then as the batch changes it.
+  struct Slot {
+    std::optional<Token> state;
+    bool dirty = false;
+  };
+
+  // Puts keys in ascending order; those past the database's last key go in with
+  // MDB_APPEND (no search, and pages fill up instead of splitting in half), which
+  // is every key when a rebuild starts from empty.
+  class SortedWriter {
+   public:
+    SortedWriter(lmdb::Txn& txn, MDB_dbi dbi) : txn_(txn), dbi_(dbi) {
+      lmdb::Cursor c(txn, dbi);
+      if (c.last())
+        last_ = std::string(c.key());
+      else
+        appending_ = true;
+    }
+    void put(std::string_view key, std::string_view value) {
+      if (!appending_ && key > last_) appending_ = true;
+      txn_.put(dbi_, key, value, appending_ ? MDB_APPEND : 0);
+    }
+
+   private:
+    lmdb::Txn& txn_;
+    MDB_dbi dbi_;
+    std::string last_;
+    bool appending_ = false;
+  };
+
+  // Sorts `v` by key(element) without chasing every key on every comparison: the
+  // sort moves 16-byte entries holding the 8 bytes that follow what all keys share
+  // (random token keys and ids differ there), and reads whole keys only on ties.
+  // Sorting the keys themselves cost more than the writes they order.
+  template <typename T, typename KeyOf>
+  static void sortByKey(std::vector<T>& v, KeyOf keyOf) {
+    if (v.size() < 2) return;
+    std::string_view first = keyOf(v[0]);
+    size_t common = first.size();
+    for (const auto& e : v) {
+      std::string_view k = keyOf(e);
+      size_t n = 0, m = std::min(common, k.size());
+      while (n < m && k[n] == first[n]) ++n;
+      common = n;
+    }
+    struct Entry {
+      uint64_t prefix;
+      size_t index;
+    };
+    std::vector<Entry> entries(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string_view k = keyOf(v[i]);
+      uint64_t p = 0;
+      for (size_t b = common; b < common + 8; ++b)
+        p = (p << 8) | (b < k.size() ? static_cast<unsigned char>(k[b]) : 0u);
+      entries[i] = Entry{p, i};
+    }
+    std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
+      if (a.prefix != b.prefix) return a.prefix < b.prefix;
+      return keyOf(v[a.index]) < keyOf(v[b.index]);
+    });
+    std::vector<T> sorted;
+    sorted.reserve(v.size());
+    for (const auto& e : entries) sorted.push_back(std::move(v[e.index]));
+    v.swap(sorted);
+  }
+
+  static void sortUnique(std::vector<std::string_view>& v) {
+    sortByKey(v, [](std::string_view k) { return k; });
+    v.erase(std::unique(v.begin(), v.end()), v.end());
   }
 
   lmdb::Env env_;
   std::string dir_;
   bool lazy_;
+  uint64_t mapSize_;
+  uint64_t reserved_ = 0;  // bytes of data.mdb known to have disk blocks
   Dbs dbs_{};
   std::atomic<uint64_t> generation_{1};
 };
@@ -320,16 +483,27 @@ class Reader final : public ReadModelReader {
     return Offsets{model_.readPositions(txn_)};
   }
 
+  void release() override {
+    if (!held_) return;
+    txn_.reset();
+    held_ = false;
+  }
+
+  void releaseIfStale() override {
+    if (held_ && model_.generation() != seen_) release();
+  }
+
  private:
-  // Renews the snapshot only when the projector committed since the last call, so a
-  // burst of verifications shares one snapshot and still sees every committed change.
+  // Renews the snapshot only when the projector committed since the last call (or
+  // it was released), so a burst of verifications shares one snapshot and still
+  // sees every committed change.
   void refresh() {
     uint64_t g = model_.generation();
-    if (g != seen_) {
-      txn_.reset();
-      txn_.renew();
-      seen_ = g;
-    }
+    if (held_ && g == seen_) return;
+    if (held_) txn_.reset();
+    txn_.renew();
+    held_ = true;
+    seen_ = g;
   }
 
   LmdbReadModel& model_;
@@ -338,6 +512,7 @@ class Reader final : public ReadModelReader {
   // snapshot older than the generation it claims.
   uint64_t seen_;
   lmdb::Txn txn_;
+  bool held_ = true;
 };
 
 std::unique_ptr<ReadModelReader> LmdbReadModel::reader() {
@@ -374,25 +549,34 @@ ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipRe
   // is not yet in use and is rebuilt again.
   ReadModelOptions lazy = options;
   lazy.syncEachCommit = false;
-  lazy.bulkLoad = true;
   auto model = openReadModel(dir, lazy);
   auto reader = log.openReader(Offsets{std::vector<int64_t>(log.partitionCount(), 0)});
   Offsets end = reader->endOffsets();
   ApplyReport total;
-  Offsets done = model->applied(log.partitionCount());
+  std::vector<int64_t> polled(end.next.size(), 0);
   auto reached = [&] {
     for (size_t p = 0; p < end.next.size(); ++p)
-      if (done.next[p] < end.next[p]) return false;
+      if (polled[p] < end.next[p]) return false;
     return true;
   };
+  // Big transactions: apply() sorts each one's writes, and an empty read model
+  // takes them all with MDB_APPEND. The chunk bounds memory (records and their
+  // decoded state, a few hundred MB).
+  constexpr size_t kChunk = 1 << 18;
+  std::vector<LogRecord> chunk;
   while (!reached()) {
     auto batch = reader->poll(65536, std::chrono::milliseconds(1000));
-    if (batch.empty()) continue;
-    auto r = model->apply(batch, report);
+    for (auto& r : batch) {
+      auto p = static_cast<size_t>(r.position.partition);
+      if (p < polled.size()) polled[p] = std::max(polled[p], r.position.offset + 1);
+      chunk.push_back(std::move(r));
+    }
+    if (chunk.empty() || (chunk.size() < kChunk && !reached())) continue;
+    auto r = model->apply(chunk, report);
     total.applied += r.applied;
     total.duplicates += r.duplicates;
     total.skipped += r.skipped;
-    done = model->applied(log.partitionCount());
+    chunk.clear();
   }
   return total;
 }

@@ -31,16 +31,20 @@ namespace tokenledger {
 
 struct ReadModelOptions {
   uint64_t mapSizeBytes = 64ull << 30;
-  // false: commits are not fsynced one by one (MDB_NOSYNC); the owner calls sync()
-  // now and then and at close. A process crash loses nothing (the page cache
-  // survives); an OS crash may lose or damage unsynced pages, which
-  // readModelNeedsRebuild() detects on the next start. The read model is derived
-  // data: the log, always synced, is the truth.
+  // false (what the daemon and rebuilds use): commits are not fsynced
+  // (MDB_NOSYNC) and go straight into the memory map (MDB_WRITEMAP: no write()
+  // per dirty page, which is most of a commit's cost). The file is synced when
+  // the read model closes. A process crash loses nothing (the page cache survives
+  // and LMDB's copy-on-write keeps the last commit intact); an OS crash may lose
+  // or damage unsynced pages, which readModelNeedsRebuild() detects on the next
+  // start, so the daemon rebuilds from the log, which is the truth and always
+  // synced.
+  //
+  // MDB_WRITEMAP sizes the file to the map while open (sparse: `du` shows the real
+  // use) and a write into a hole of a full disk would kill the process (SIGBUS),
+  // so each apply() first reserves disk blocks for what it may add (a clear error
+  // when the disk is full), and closing cuts the file back to the pages in use.
   bool syncEachCommit = true;
-  // Writes go straight into the memory map (MDB_WRITEMAP): faster bulk loads, but a
-  // stray write through a bad pointer could corrupt the file, so only for rebuilds
-  // into a fresh directory that is not in use until complete.
-  bool bulkLoad = false;
 };
 
 // What verification needs of a token, without copying the rest.
@@ -75,6 +79,12 @@ class ReadModelReader {
   // The token's events in log order (empty when unknown).
   virtual std::vector<Event> history(std::string_view key) = 0;
   virtual Offsets applied() = 0;
+  // A reader holds an LMDB snapshot between calls, and LMDB cannot reuse any page
+  // freed after the oldest snapshot: one idle reader makes the file grow with every
+  // commit. Owners release it when they go idle; the next call takes a fresh one.
+  virtual void release() = 0;
+  // Releases only a snapshot older than the newest commit (cheap when current).
+  virtual void releaseIfStale() = 0;
 };
 
 class ReadModel {

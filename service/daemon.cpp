@@ -102,11 +102,12 @@ class DaemonImpl final : public Daemon {
     log_ = openLog(o);
     signer_ = openSigner(o.dataDir, std::move(key), keyCreated);
     if (readModelNeedsRebuild(o.dataDir + "/projection")) {
-      logger_("the machine restarted while the read model had unsynced commits; rebuilding it "
-              "from the log");
+      logger_(
+          "the machine restarted while the read model had unsynced commits; rebuilding it "
+          "from the log");
       logger_(replaceProjection(*log_, o, logger_));
     }
-    // Lazy commits: the projector syncs a few times a second (see ReadModelOptions).
+    // Lazy commits, synced at close (see ReadModelOptions).
     model_ = openReadModel(o.dataDir + "/projection", {o.mapSizeBytes, false});
     projector_ = startProjector(*log_, *model_, logger_);
     api_ = std::make_unique<Api>(secret, *projector_, clock);
@@ -204,7 +205,8 @@ std::string loadOrCreateOperatorSecret(const std::string& dataDir) {
   std::getline(in, secret);
   while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ')) secret.pop_back();
   if (secret.size() < 16)
-    throw std::runtime_error(path + " holds no usable secret (under 16 characters); delete it to "
+    throw std::runtime_error(path +
+                             " holds no usable secret (under 16 characters); delete it to "
                              "have a new one generated");
   return secret;
 }
@@ -273,12 +275,11 @@ std::string replaceProjection(EventLog& log, const DaemonOptions& o, const Logge
   std::string target = o.dataDir + "/projection";
   std::string fresh = o.dataDir + "/projection.rebuilding";
   fs::remove_all(fresh);
-  auto report = rebuildReadModel(
-      log, fresh,
-      [&](const Position& p, const std::string& why) {
-        logger("rebuild: skipped event at " + toString(p) + ": " + why);
-      },
-      {o.mapSizeBytes});
+  auto report = rebuildReadModel(log, fresh,
+                                 [&](const Position& p, const std::string& why) {
+                                   logger("rebuild: skipped event at " + toString(p) + ": " + why);
+                                 },
+                                 {o.mapSizeBytes});
   std::string old = o.dataDir + "/projection.old";
   fs::remove_all(old);
   if (fs::exists(target)) fs::rename(target, old);

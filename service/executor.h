@@ -59,6 +59,8 @@ class CommandExecutor {
       queue_.pop_front();
       lock.unlock();
       work(service);
+      // Idle threads must not pin an old read-model snapshot (see release()).
+      service.reader().release();
       lock.lock();
     }
   }

@@ -211,6 +211,9 @@ class Server final : public HttpServer {
     bool draining = false;
     while (true) {
       h2o_evloop_run(l.evloop, 50);
+      // At most 50 ms idle with a snapshot older than the newest commit: an idle loop
+      // must not stop LMDB from reusing freed pages (see ReadModelReader::release).
+      l.reader->releaseIfStale();
       if (!draining && stopping_) {
         draining = true;
         api_.setShuttingDown();

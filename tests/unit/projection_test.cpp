@@ -3,10 +3,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/mount.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "events/lmdb.h"
 #include "projections/projector.h"
@@ -295,6 +301,72 @@ TEST_CASE_FIXTURE(ModelFixture, "a reader's snapshot follows later applies") {
   CHECK(reader->token(key).has_value());
   CHECK(reader->tokensOf("alice").size() == 1);
   CHECK(reader->applied() == Offsets{{1}});
+}
+
+// LMDB reuses a freed page only once no snapshot older than the free is open: a
+// reader that keeps its snapshot while idle makes every later commit take new pages.
+TEST_CASE_FIXTURE(ModelFixture, "a released reader does not make the file grow") {
+  namespace fs = std::filesystem;
+  std::string key = generateTokenKey();
+  Script s;
+  s.create(key, "alice", kT);
+  model->apply(s.records, skips.reporter());
+  auto churn = [&](int commits) {
+    for (int i = 0; i < commits; ++i) {
+      Script one;
+      one.next = s.next++;
+      if (i % 2 == 0)
+        one.deactivate(key, "alice", kT + i, kT + i);
+      else
+        one.activate(key, "alice", kT + i);
+      model->apply(one.records, skips.reporter());
+    }
+  };
+  const auto file = fs::path(dir.sub("model")) / "data.mdb";
+  auto idle = model->reader();
+  REQUIRE(idle->token(key).has_value());
+
+  idle->release();
+  churn(2000);
+  auto released = fs::file_size(file);
+  CHECK(released < 2u << 20);
+  CHECK(idle->token(key).has_value());  // a released reader still answers, fresh
+
+  // The control: the same churn while the snapshot is held grows the file.
+  churn(500);
+  CHECK(fs::file_size(file) > released + (4u << 20));
+}
+
+// The daemon's read model writes through a writable memory map; on a full disk a
+// write into the map would be SIGBUS, so apply() reserves blocks first and fails
+// with a clear error instead. Needs a small file system: a 4 MiB tmpfs (root only).
+TEST_CASE("a full disk is a clear error, not a crash") {
+  test::TempDir dir;
+  std::string mnt = dir.sub("small");
+  std::filesystem::create_directories(mnt);
+  if (::mount("tokenledger-test", mnt.c_str(), "tmpfs", 0, "size=4m") != 0) {
+    MESSAGE("SKIPPED: mounting a small tmpfs needs root (" << std::strerror(errno) << ")");
+    return;
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  {
+    auto model = openReadModel(mnt + "/model", ReadModelOptions{kMap, false});
+    Script s;
+    s.create(generateTokenKey(), "alice", kT);
+    Skips skips;
+    try {
+      model->apply(s.records, skips.reporter());
+      FAIL("apply on a full disk did not throw");
+    } catch (const std::runtime_error& e) {
+      std::string what = e.what();
+      CHECK(what.find("free disk space") != std::string::npos);
+      CHECK(what.find("nothing was applied") != std::string::npos);
+    }
+    CHECK(model->applied(1) == Offsets{{0}});
+  }
 }
 
 TEST_CASE_FIXTURE(ModelFixture, "a batch that does not fit in the map is refused whole") {
