@@ -9,8 +9,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <unordered_map>
-#include <unordered_set>
 
 #include "events/lmdb.h"
 #include "schemas/tokenledger.capnp.h"
@@ -134,8 +132,10 @@ class LmdbReadModel final : public ReadModel {
     std::vector<int64_t> next = readPositions(txn);
 
     // Which records are new (by position), decoded.
-    std::vector<std::pair<const LogRecord*, Decoded>> fresh;
-    fresh.reserve(records.size());
+    std::vector<const LogRecord*> recs;
+    std::vector<Decoded> events;
+    recs.reserve(records.size());
+    events.reserve(records.size());
     for (const auto& rec : records) {
       auto part = static_cast<size_t>(rec.position.partition);
       if (next.size() <= part) next.resize(part + 1, 0);
@@ -144,94 +144,118 @@ class LmdbReadModel final : public ReadModel {
         continue;
       }
       next[part] = rec.position.offset + 1;
-      fresh.emplace_back(&rec, decodeEvent(rec.value));
+      recs.push_back(&rec);
+      events.push_back(decodeEvent(rec.value));
     }
+    const size_t n = recs.size();
+    constexpr uint32_t kNone = UINT32_MAX;
 
-    // Pass 1: the stored state of every token and event id the batch mentions.
-    std::vector<std::string_view> keys, ids;
-    for (const auto& [rec, decoded] : fresh) {
-      const Event* e = std::get_if<Event>(&decoded);
+    // Pass 1: one slot per token the batch mentions (its own key, or a successor's
+    // predecessor), in key order, with its stored state; which events are
+    // duplicates (an id stored before, or seen earlier in the batch).
+    struct Ref {
+      std::string_view key;
+      uint32_t event;
+      bool predecessor;
+    };
+    std::vector<Ref> refs;
+    std::vector<std::pair<std::string_view, uint32_t>> idRefs;
+    refs.reserve(n);
+    idRefs.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      const Event* e = std::get_if<Event>(&events[i]);
       if (!e) continue;
-      keys.push_back(e->tokenKey);
-      ids.push_back(e->eventId);
+      refs.push_back(Ref{e->tokenKey, i, false});
+      idRefs.emplace_back(e->eventId, i);
       if (const auto* c = std::get_if<Created>(&e->body); c && !c->replaces.empty())
-        keys.push_back(c->replaces);
+        refs.push_back(Ref{c->replaces, i, true});
     }
-    sortUnique(keys);
-    sortUnique(ids);
-    std::unordered_map<std::string_view, Slot> tokens;
-    tokens.reserve(keys.size());
-    for (auto k : keys) {
-      Slot& slot = tokens[k];
-      if (auto raw = txn.get(dbs_.tokens, k)) slot.state = decodeToken(*raw);
+    sortByKey(refs, [](const Ref& r) { return r.key; });
+    std::vector<Slot> slots;
+    std::vector<uint32_t> slotOf(n, kNone), predecessorOf(n, kNone);
+    for (const Ref& r : refs) {
+      if (slots.empty() || slots.back().key != r.key) {
+        slots.push_back(Slot{r.key, std::nullopt, false});
+        if (auto raw = txn.get(dbs_.tokens, r.key)) slots.back().state = decodeToken(*raw);
+      }
+      (r.predecessor ? predecessorOf : slotOf)[r.event] = static_cast<uint32_t>(slots.size() - 1);
     }
-    std::unordered_set<std::string_view> seenIds;
-    seenIds.reserve(ids.size());
-    for (auto id : ids)
-      if (txn.get(dbs_.eventIds, id)) seenIds.insert(id);
+    auto firstOf = [](const auto& pair) { return std::string_view(pair.first); };
+    sortByKey(idRefs, firstOf);
+    std::vector<bool> duplicate(n, true);
+    std::vector<std::pair<std::string_view, uint32_t>> newIds;  // key order
+    for (size_t a = 0, b = 0; a < idRefs.size(); a = b) {
+      uint32_t earliest = idRefs[a].second;
+      for (b = a + 1; b < idRefs.size() && idRefs[b].first == idRefs[a].first; ++b)
+        earliest = std::min(earliest, idRefs[b].second);
+      if (txn.get(dbs_.eventIds, idRefs[a].first)) continue;
+      duplicate[earliest] = false;
+      newIds.emplace_back(idRefs[a].first, earliest);
+    }
 
-    // Pass 2: the events in log order, against the in-memory state.
-    std::vector<std::pair<std::string, std::string_view>> history, owners;
-    std::vector<std::pair<std::string_view, std::string>> newIds;
-    for (const auto& [rec, decoded] : fresh) {
-      if (auto* err = std::get_if<DecodeError>(&decoded)) {
+    // Pass 2: the events in log order, against the slots.
+    struct HistoryRef {
+      uint32_t slot, seq, event;
+    };
+    std::vector<HistoryRef> history;
+    std::vector<std::string> owners;
+    history.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      const LogRecord& rec = *recs[i];
+      if (auto* err = std::get_if<DecodeError>(&events[i])) {
         out.skipped++;
-        if (report) report(rec->position, err->message);
+        if (report) report(rec.position, err->message);
         continue;
       }
-      const Event& event = std::get<Event>(decoded);
-      if (!seenIds.insert(event.eventId).second) {
+      if (duplicate[i]) {
         out.duplicates++;
         continue;
       }
-      newIds.emplace_back(event.eventId, toString(rec->position));
-      Slot& slot = tokens[event.tokenKey];
+      const Event& event = std::get<Event>(events[i]);
+      Slot& slot = slots[slotOf[i]];
       const std::optional<Token>& current = slot.state;
       auto applied = applyEvent(current, event);
       if (!applied) {
         out.skipped++;
         if (report)
-          report(rec->position, std::string(event.typeName()) + " event for " +
-                                    (current ? "an existing" : "an unknown") + " token " +
-                                    event.tokenKey + " of owner " + event.owner +
-                                    " does not apply");
+          report(rec.position, std::string(event.typeName()) + " event for " +
+                                   (current ? "an existing" : "an unknown") + " token " +
+                                   event.tokenKey + " of owner " + event.owner + " does not apply");
         continue;
       }
-      if (!current) owners.emplace_back(ownerKey(event.owner, event.tokenKey), std::string_view{});
-      history.emplace_back(historyKey(event.tokenKey, applied->eventCount - 1), rec->value);
       bool created = !current;
+      if (created) owners.push_back(ownerKey(event.owner, event.tokenKey));
+      history.push_back(HistoryRef{slotOf[i], applied->eventCount - 1, i});
       slot.state = std::move(applied);
       slot.dirty = true;
       // A successor records its predecessor; the predecessor learns its successor.
-      const Token& t = *slot.state;
-      if (created && !t.replaces.empty()) {
-        auto pred = tokens.find(t.replaces);  // looked up in pass 1
-        if (pred != tokens.end() && pred->second.state && pred->second.state->owner == t.owner) {
-          pred->second.state->replacedBy = t.key;
-          pred->second.dirty = true;
+      if (created && predecessorOf[i] != kNone) {
+        Slot& pred = slots[predecessorOf[i]];
+        if (pred.state && pred.state->owner == slot.state->owner) {
+          pred.state->replacedBy = slot.state->key;
+          pred.dirty = true;
         }
       }
       out.applied++;
     }
 
     // Pass 3: every change, in key order per database.
-    auto first = [](const auto& pair) { return std::string_view(pair.first); };
-    sortByKey(newIds, first);
     SortedWriter idsOut(txn, dbs_.eventIds);
-    for (const auto& [id, pos] : newIds) idsOut.put(id, pos);
-    std::vector<const Token*> changed;
-    for (const auto& [k, slot] : tokens)
-      if (slot.dirty) changed.push_back(&*slot.state);
-    sortByKey(changed, [](const Token* t) { return std::string_view(t->key); });
+    for (const auto& [id, event] : newIds) idsOut.put(id, toString(recs[event]->position));
     SortedWriter tokensOut(txn, dbs_.tokens), verifyOut(txn, dbs_.verify);
-    for (const Token* t : changed) tokensOut.put(t->key, encodeToken(*t));
-    for (const Token* t : changed) verifyOut.put(t->key, encodeVerifyRecord(*t));
-    sortByKey(owners, first);
+    for (const Slot& slot : slots)
+      if (slot.dirty) tokensOut.put(slot.key, encodeToken(*slot.state));
+    for (const Slot& slot : slots)
+      if (slot.dirty) verifyOut.put(slot.key, encodeVerifyRecord(*slot.state));
+    sortByKey(owners, [](const std::string& k) { return std::string_view(k); });
     SortedWriter ownersOut(txn, dbs_.byOwner);
-    for (const auto& [k, v] : owners) ownersOut.put(k, v);
-    sortByKey(history, first);
+    for (const auto& k : owners) ownersOut.put(k, "");
+    std::sort(history.begin(), history.end(), [](const HistoryRef& a, const HistoryRef& b) {
+      return a.slot != b.slot ? a.slot < b.slot : a.seq < b.seq;
+    });
     SortedWriter historyOut(txn, dbs_.history);
-    for (const auto& [k, v] : history) historyOut.put(k, v);
+    for (const HistoryRef& h : history)
+      historyOut.put(historyKey(slots[h.slot].key, h.seq), recs[h.event]->value);
 
     for (size_t p = 0; p < next.size(); ++p)
       txn.put(dbs_.positions, u32be(static_cast<uint32_t>(p)),
@@ -343,6 +367,7 @@ class LmdbReadModel final : public ReadModel {
 
   // A token's state during one apply(): as stored, then as the batch changes it.
   struct Slot {
+    std::string_view key;
     std::optional<Token> state;
     bool dirty = false;
   };
@@ -354,21 +379,24 @@ class LmdbReadModel final : public ReadModel {
    public:
     SortedWriter(lmdb::Txn& txn, MDB_dbi dbi) : txn_(txn), dbi_(dbi) {
       lmdb::Cursor c(txn, dbi);
-      if (c.last())
-        last_ = std::string(c.key());
-      else
-        appending_ = true;
+      empty_ = !c.last();
+      if (!empty_) last_ = std::string(c.key());
     }
+    // Any order is correct; ascending keys are what makes it fast.
     void put(std::string_view key, std::string_view value) {
-      if (!appending_ && key > last_) appending_ = true;
-      txn_.put(dbi_, key, value, appending_ ? MDB_APPEND : 0);
+      bool append = empty_ || key > last_;
+      txn_.put(dbi_, key, value, append ? MDB_APPEND : 0);
+      if (append) {
+        empty_ = false;
+        last_.assign(key);
+      }
     }
 
    private:
     lmdb::Txn& txn_;
     MDB_dbi dbi_;
-    std::string last_;
-    bool appending_ = false;
+    std::string last_;  // the database's largest key
+    bool empty_ = true;
   };
 
   // Sorts `v` by key(element) without chasing every key on every comparison: the
@@ -406,11 +434,6 @@ class LmdbReadModel final : public ReadModel {
     sorted.reserve(v.size());
     for (const auto& e : entries) sorted.push_back(std::move(v[e.index]));
     v.swap(sorted);
-  }
-
-  static void sortUnique(std::vector<std::string_view>& v) {
-    sortByKey(v, [](std::string_view k) { return k; });
-    v.erase(std::unique(v.begin(), v.end()), v.end());
   }
 
   lmdb::Env env_;
