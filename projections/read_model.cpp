@@ -32,13 +32,6 @@ std::string ownerKey(std::string_view owner, std::string_view key) {
   return k;
 }
 
-std::string historyKey(std::string_view key, uint32_t seq) {
-  std::string k(key);
-  k.push_back('\0');
-  k.append(u32be(seq));
-  return k;
-}
-
 struct Dbs {
   MDB_dbi tokens, byOwner, history, eventIds, positions, meta, verify;
 };
@@ -104,6 +97,7 @@ class LmdbReadModel final : public ReadModel {
                                                           : unsigned{MDB_NOSYNC | MDB_WRITEMAP}}),
         dir_(dir),
         lazy_(!options.syncEachCommit),
+        syncAtClose_(options.syncAtClose),
         mapSize_(options.mapSizeBytes) {
     // Marks "unsynced commits may exist in this boot"; removed after the final sync.
     if (lazy_) writeFile(dir_ + "/unsynced-boot", bootId());
@@ -133,9 +127,7 @@ class LmdbReadModel final : public ReadModel {
 
     // Which records are new (by position), decoded.
     std::vector<const LogRecord*> recs;
-    std::vector<Decoded> events;
     recs.reserve(records.size());
-    events.reserve(records.size());
     for (const auto& rec : records) {
       auto part = static_cast<size_t>(rec.position.partition);
       if (next.size() <= part) next.resize(part + 1, 0);
@@ -145,9 +137,11 @@ class LmdbReadModel final : public ReadModel {
       }
       next[part] = rec.position.offset + 1;
       recs.push_back(&rec);
-      events.push_back(decodeEvent(rec.value));
     }
     const size_t n = recs.size();
+    std::vector<Decoded> events;
+    events.reserve(n);
+    for (const LogRecord* rec : recs) events.push_back(decodeEvent(rec->value));
     constexpr uint32_t kNone = UINT32_MAX;
 
     // Pass 1: one slot per token the batch mentions (its own key, or a successor's
@@ -171,12 +165,16 @@ class LmdbReadModel final : public ReadModel {
         refs.push_back(Ref{c->replaces, i, true});
     }
     sortByKey(refs, [](const Ref& r) { return r.key; });
+    // A rebuild starts from empty databases: nothing to look up there.
+    const bool noTokens = entries(txn, dbs_.tokens) == 0;
+    const bool noIds = entries(txn, dbs_.eventIds) == 0;
     std::vector<Slot> slots;
     std::vector<uint32_t> slotOf(n, kNone), predecessorOf(n, kNone);
     for (const Ref& r : refs) {
       if (slots.empty() || slots.back().key != r.key) {
         slots.push_back(Slot{r.key, std::nullopt, false});
-        if (auto raw = txn.get(dbs_.tokens, r.key)) slots.back().state = decodeToken(*raw);
+        if (auto raw = noTokens ? std::nullopt : txn.get(dbs_.tokens, r.key))
+          slots.back().state = decodeToken(*raw);
       }
       (r.predecessor ? predecessorOf : slotOf)[r.event] = static_cast<uint32_t>(slots.size() - 1);
     }
@@ -188,7 +186,7 @@ class LmdbReadModel final : public ReadModel {
       uint32_t earliest = idRefs[a].second;
       for (b = a + 1; b < idRefs.size() && idRefs[b].first == idRefs[a].first; ++b)
         earliest = std::min(earliest, idRefs[b].second);
-      if (txn.get(dbs_.eventIds, idRefs[a].first)) continue;
+      if (!noIds && txn.get(dbs_.eventIds, idRefs[a].first)) continue;
       duplicate[earliest] = false;
       newIds.emplace_back(idRefs[a].first, earliest);
     }
@@ -198,7 +196,7 @@ class LmdbReadModel final : public ReadModel {
       uint32_t slot, seq, event;
     };
     std::vector<HistoryRef> history;
-    std::vector<std::string> owners;
+    std::vector<std::pair<std::string_view, uint32_t>> owners;  // (owner, slot)
     history.reserve(n);
     for (uint32_t i = 0; i < n; ++i) {
       const LogRecord& rec = *recs[i];
@@ -224,7 +222,7 @@ class LmdbReadModel final : public ReadModel {
         continue;
       }
       bool created = !current;
-      if (created) owners.push_back(ownerKey(event.owner, event.tokenKey));
+      if (created) owners.emplace_back(event.owner, slotOf[i]);
       history.push_back(HistoryRef{slotOf[i], applied->eventCount - 1, i});
       slot.state = std::move(applied);
       slot.dirty = true;
@@ -247,15 +245,24 @@ class LmdbReadModel final : public ReadModel {
       if (slot.dirty) tokensOut.put(slot.key, encodeToken(*slot.state));
     for (const Slot& slot : slots)
       if (slot.dirty) verifyOut.put(slot.key, encodeVerifyRecord(*slot.state));
-    sortByKey(owners, [](const std::string& k) { return std::string_view(k); });
+    // By owner, then by token key (slots are in key order): ownerKey order.
+    sortByKey(owners, firstOf, [](const auto& a, const auto& b) { return a.second < b.second; });
     SortedWriter ownersOut(txn, dbs_.byOwner);
-    for (const auto& k : owners) ownersOut.put(k, "");
+    std::string key;  // reused: no allocation per entry
+    for (const auto& [owner, slot] : owners) {
+      key.assign(owner).push_back('\0');
+      key.append(slots[slot].key);
+      ownersOut.put(key, "");
+    }
     std::sort(history.begin(), history.end(), [](const HistoryRef& a, const HistoryRef& b) {
       return a.slot != b.slot ? a.slot < b.slot : a.seq < b.seq;
     });
     SortedWriter historyOut(txn, dbs_.history);
-    for (const HistoryRef& h : history)
-      historyOut.put(historyKey(slots[h.slot].key, h.seq), recs[h.event]->value);
+    for (const HistoryRef& h : history) {
+      key.assign(slots[h.slot].key).push_back('\0');
+      key.append(u32be(h.seq));
+      historyOut.put(key, recs[h.event]->value);
+    }
 
     for (size_t p = 0; p < next.size(); ++p)
       txn.put(dbs_.positions, u32be(static_cast<uint32_t>(p)),
@@ -298,7 +305,7 @@ class LmdbReadModel final : public ReadModel {
   }
 
   ~LmdbReadModel() override {
-    if (lazy_) {
+    if (lazy_ && syncAtClose_) {
       try {
         sync();
         std::filesystem::remove(dir_ + "/unsynced-boot");
@@ -335,6 +342,12 @@ class LmdbReadModel final : public ReadModel {
   }
 
  private:
+  static size_t entries(const lmdb::Txn& txn, MDB_dbi dbi) {
+    MDB_stat st{};
+    lmdb::check(mdb_stat(txn.get(), dbi, &st), "mdb_stat");
+    return st.ms_entries;
+  }
+
   uint64_t usedBytes() {
     MDB_envinfo info{};
     MDB_stat st{};
@@ -403,8 +416,8 @@ class LmdbReadModel final : public ReadModel {
   // sort moves 16-byte entries holding the 8 bytes that follow what all keys share
   // (random token keys and ids differ there), and reads whole keys only on ties.
   // Sorting the keys themselves cost more than the writes they order.
-  template <typename T, typename KeyOf>
-  static void sortByKey(std::vector<T>& v, KeyOf keyOf) {
+  template <typename T, typename KeyOf, typename TieLess = std::nullptr_t>
+  static void sortByKey(std::vector<T>& v, KeyOf keyOf, TieLess tieLess = nullptr) {
     if (v.size() < 2) return;
     std::string_view first = keyOf(v[0]);
     size_t common = first.size();
@@ -416,7 +429,8 @@ class LmdbReadModel final : public ReadModel {
     }
     struct Entry {
       uint64_t prefix;
-      size_t index;
+      uint32_t size;
+      uint32_t index;
     };
     std::vector<Entry> entries(v.size());
     for (size_t i = 0; i < v.size(); ++i) {
@@ -424,11 +438,20 @@ class LmdbReadModel final : public ReadModel {
       uint64_t p = 0;
       for (size_t b = common; b < common + 8; ++b)
         p = (p << 8) | (b < k.size() ? static_cast<unsigned char>(k[b]) : 0u);
-      entries[i] = Entry{p, i};
+      entries[i] = Entry{p, static_cast<uint32_t>(k.size()), static_cast<uint32_t>(i)};
     }
     std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
       if (a.prefix != b.prefix) return a.prefix < b.prefix;
-      return keyOf(v[a.index]) < keyOf(v[b.index]);
+      // Equal prefixes of keys that end within them: equal keys, unless lengths differ.
+      if (a.size <= common + 8 && b.size <= common + 8) {
+        if (a.size != b.size) return a.size < b.size;
+      } else if (int c = keyOf(v[a.index]).compare(keyOf(v[b.index])); c != 0) {
+        return c < 0;
+      }
+      if constexpr (std::is_same_v<TieLess, std::nullptr_t>)
+        return false;
+      else
+        return tieLess(v[a.index], v[b.index]);
     });
     std::vector<T> sorted;
     sorted.reserve(v.size());
@@ -439,6 +462,7 @@ class LmdbReadModel final : public ReadModel {
   lmdb::Env env_;
   std::string dir_;
   bool lazy_;
+  bool syncAtClose_;
   uint64_t mapSize_;
   uint64_t reserved_ = 0;  // bytes of data.mdb known to have disk blocks
   Dbs dbs_{};
@@ -572,6 +596,7 @@ ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipRe
   // is not yet in use and is rebuilt again.
   ReadModelOptions lazy = options;
   lazy.syncEachCommit = false;
+  lazy.syncAtClose = false;
   auto model = openReadModel(dir, lazy);
   auto reader = log.openReader(Offsets{std::vector<int64_t>(log.partitionCount(), 0)});
   Offsets end = reader->endOffsets();

@@ -45,6 +45,10 @@ struct ReadModelOptions {
   // so each apply() first reserves disk blocks for what it may add (a clear error
   // when the disk is full), and closing cuts the file back to the pages in use.
   bool syncEachCommit = true;
+  // Lazy models only: false leaves the unsynced-boot marker at close instead of
+  // syncing (rebuilds: the OS writes the pages back soon anyway, and the marker
+  // still catches an OS crash before it did).
+  bool syncAtClose = true;
 };
 
 // What verification needs of a token, without copying the rest.
