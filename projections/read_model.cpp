@@ -315,9 +315,13 @@ class LmdbReadModel final : public ReadModel {
     }
     if (lazy_) {
       // MDB_WRITEMAP sized the file to the whole map; cut it to the pages in use,
-      // as a file written without it would be, so copies stay small.
-      std::error_code ignored;  // a file left at full size still works
-      std::filesystem::resize_file(dir_ + "/data.mdb", usedBytes(), ignored);
+      // as a file written without it would be, so copies stay small. A file left
+      // at full size still works.
+      try {
+        std::error_code ignored;
+        std::filesystem::resize_file(dir_ + "/data.mdb", usedBytes(), ignored);
+      } catch (const std::exception&) {
+      }
     }
   }
 
