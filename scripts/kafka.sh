@@ -213,9 +213,13 @@ alive() { # alive pid: exists and is not a zombie (an init that does not reap mu
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 free_port_pair() { # two free consecutive ports: prints the first
-  local p
+  # Below the ephemeral range: the broker's own connection to its controller gets an
+  # ephemeral local port, which must not be the listener port it is about to bind.
+  local p low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+  ((low > 12000)) || die "ip_local_port_range starts at $low: no room for --port 0; pass a --port"
   for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10000 + RANDOM % (low - 10002)))
     port_open "$p" || port_open "$((p + 1))" || { echo "$p"; return; }
   done
   die "no free port pair found"
@@ -324,13 +328,18 @@ cmd_start() {
   jvm_opts
 
   if [[ $fresh == 1 ]]; then
-    local cid=${D_CLUSTER_ID:-$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')}
+    # A base64url UUID like kafka-storage random-uuid makes, and like it never one
+    # that starts with '-': the format tool would read that as an option (1 in 64).
+    local cid=${D_CLUSTER_ID:-}
+    while [[ -z $cid || $cid == -* ]]; do
+      cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nKAFKA_VERSION=%s\nKAFKA_CLUSTER_ID=%s\n' \
       "$PORT" "$CPORT" "$VERSION" "$cid" >"$DIR/kafka.env"
     write_properties
     cds_opts format "$DIR/format.jsa"
     if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 "${CDS_OPTS[@]}" "${JVM_OPTS[@]:2}" -cp "$cp" \
-         kafka.tools.StorageTool format -t "$cid" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1; then
+         kafka.tools.StorageTool format --cluster-id="$cid" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1; then
       tail -n 20 "$DIR/format.log" >&2
       rm -f "$DIR/format.jsa" "$DIR/format.jsa.target"
       die "formatting the KRaft store in $DIR/data failed (log: $DIR/format.log)"
