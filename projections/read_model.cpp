@@ -25,11 +25,18 @@ std::string u32be(uint32_t v) {
   return s;
 }
 
-std::string ownerKey(std::string_view owner, std::string_view key) {
-  std::string k(owner);
-  k.push_back('\0');
-  k.append(key);
-  return k;
+// The by_owner and history key layouts (read_model.h), built into `out` so that a
+// loop can reuse one buffer.
+const std::string& ownerKey(std::string& out, std::string_view owner, std::string_view key) {
+  out.assign(owner).push_back('\0');
+  out.append(key);
+  return out;
+}
+
+const std::string& historyKey(std::string& out, std::string_view key, uint32_t seq) {
+  out.assign(key).push_back('\0');
+  out.append(u32be(seq));
+  return out;
 }
 
 struct Dbs {
@@ -249,20 +256,14 @@ class LmdbReadModel final : public ReadModel {
     sortByKey(owners, firstOf, [](const auto& a, const auto& b) { return a.second < b.second; });
     SortedWriter ownersOut(txn, dbs_.byOwner);
     std::string key;  // reused: no allocation per entry
-    for (const auto& [owner, slot] : owners) {
-      key.assign(owner).push_back('\0');
-      key.append(slots[slot].key);
-      ownersOut.put(key, "");
-    }
+    for (const auto& [owner, slot] : owners)
+      ownersOut.put(ownerKey(key, owner, slots[slot].key), "");
     std::sort(history.begin(), history.end(), [](const HistoryRef& a, const HistoryRef& b) {
       return a.slot != b.slot ? a.slot < b.slot : a.seq < b.seq;
     });
     SortedWriter historyOut(txn, dbs_.history);
-    for (const HistoryRef& h : history) {
-      key.assign(slots[h.slot].key).push_back('\0');
-      key.append(u32be(h.seq));
-      historyOut.put(key, recs[h.event]->value);
-    }
+    for (const HistoryRef& h : history)
+      historyOut.put(historyKey(key, slots[h.slot].key, h.seq), recs[h.event]->value);
 
     for (size_t p = 0; p < next.size(); ++p)
       txn.put(dbs_.positions, u32be(static_cast<uint32_t>(p)),
@@ -505,7 +506,8 @@ class Reader final : public ReadModelReader {
   std::vector<Token> tokensOf(std::string_view owner) override {
     refresh();
     std::vector<Token> out;
-    std::string prefix = ownerKey(owner, "");
+    std::string prefix;
+    ownerKey(prefix, owner, "");
     lmdb::Cursor c(txn_, model_.dbs().byOwner);
     for (bool ok = c.seek(prefix); ok && c.key().starts_with(prefix); ok = c.next()) {
       auto key = c.key().substr(prefix.size());
