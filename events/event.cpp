@@ -48,6 +48,10 @@ kj::Array<capnp::word> aligned(std::string_view bytes) {
   return words;
 }
 
+std::string_view typeNameOf(bool created, bool activated) {
+  return created ? "created" : activated ? "activated" : "deactivated";
+}
+
 SecretHash hashFrom(capnp::Data::Reader d) {
   SecretHash h{};
   if (d.size() != h.size()) throw std::runtime_error("secret hash has wrong length");
@@ -120,9 +124,7 @@ std::string_view toString(Status status) {
 }
 
 std::string_view Event::typeName() const {
-  if (std::holds_alternative<Created>(body)) return "created";
-  if (std::holds_alternative<Activated>(body)) return "activated";
-  return "deactivated";
+  return typeNameOf(std::holds_alternative<Created>(body), std::holds_alternative<Activated>(body));
 }
 
 std::string encodeEvent(const Event& event) {
@@ -161,64 +163,131 @@ std::string encodeEvent(const Event& event) {
   return toBytes(message);
 }
 
-Decoded decodeEvent(std::string_view bytes) {
+namespace {
+
+// Reads and checks the fields every decoder needs; views point into the message.
+std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
+  e.eventId = viewOf(env.getEventId());
+  e.tokenKey = viewOf(env.getTokenKey());
+  e.owner = viewOf(env.getOwner());
+  e.occurredAtUs = env.getOccurredAtUs();
+  if (e.eventId.size() != 16 || e.tokenKey.empty() || e.owner.empty())
+    return DecodeError{DecodeError::Kind::malformed, "envelope lacks event id, key or owner"};
+  auto ev = env.getEvent();
+  switch (ev.which()) {
+    case s::Envelope::Event::CREATED: {
+      auto c = ev.getCreated();
+      CreatedView out;
+      out.kind = fromSchema(c.getKind());
+      out.destinationId = viewOf(c.getDestinationId());
+      out.description = viewOf(c.getDescription());
+      if (c.getHashAlgorithm() != s::HashAlgorithm::BLAKE2B256)
+        return DecodeError{DecodeError::Kind::unknownType, "unknown secret hash algorithm"};
+      out.secretHash = hashFrom(c.getSecretHash());
+      out.expiresAtUs = c.getExpiresAtUs();
+      out.replaces = viewOf(c.getReplaces());
+      e.body = out;
+      return std::nullopt;
+    }
+    case s::Envelope::Event::ACTIVATED:
+      e.body = Activated{};
+      return std::nullopt;
+    case s::Envelope::Event::DEACTIVATED: {
+      auto d = ev.getDeactivated();
+      e.body = Deactivated{fromSchema(d.getReason()), d.getEffectiveAtUs()};
+      return std::nullopt;
+    }
+    default:
+      return DecodeError{DecodeError::Kind::unknownType,
+                         "unknown event type " + std::to_string(static_cast<int>(ev.which())) +
+                             " (written by a newer schema version?)"};
+  }
+}
+
+// Parses `bytes` as an envelope and hands it to `read`, turning every way a
+// message can be broken into DecodeError::malformed.
+template <typename Result, typename Read>
+Result withEnvelope(std::string_view bytes, std::vector<uint64_t>& copy, Read read) {
   if (bytes.empty() || bytes.size() % 8 != 0)
     return DecodeError{DecodeError::Kind::malformed,
                        "not a Cap'n Proto message (size " + std::to_string(bytes.size()) + ")"};
   try {
-    auto words = aligned(bytes);
-    capnp::FlatArrayMessageReader reader(words);
-    auto env = reader.getRoot<s::Envelope>();
-    Event e;
-    e.eventId = std::string(viewOf(env.getEventId()));
-    e.tokenKey = std::string(viewOf(env.getTokenKey()));
-    e.owner = std::string(viewOf(env.getOwner()));
-    e.actor = std::string(viewOf(env.getActor()));
-    e.requestId = std::string(viewOf(env.getRequestId()));
-    e.occurredAtUs = env.getOccurredAtUs();
-    e.schemaVersion = env.getSchemaVersion();
-    e.signature = std::string(viewOf(env.getSignature()));
-    e.signingKeyId = std::string(viewOf(env.getSigningKeyId()));
-    e.writerSeq = env.getWriterSeq();
-    e.prevDigest = std::string(viewOf(env.getPrevDigest()));
-    if (e.eventId.size() != 16 || e.tokenKey.empty() || e.owner.empty())
-      return DecodeError{DecodeError::Kind::malformed, "envelope lacks event id, key or owner"};
-    auto ev = env.getEvent();
-    switch (ev.which()) {
-      case s::Envelope::Event::CREATED: {
-        auto c = ev.getCreated();
-        Created out;
-        out.kind = fromSchema(c.getKind());
-        out.destinationId = std::string(viewOf(c.getDestinationId()));
-        out.description = std::string(viewOf(c.getDescription()));
-        if (c.getHashAlgorithm() != s::HashAlgorithm::BLAKE2B256)
-          return DecodeError{DecodeError::Kind::unknownType, "unknown secret hash algorithm"};
-        out.secretHash = hashFrom(c.getSecretHash());
-        out.expiresAtUs = c.getExpiresAtUs();
-        out.replaces = std::string(viewOf(c.getReplaces()));
-        e.body = std::move(out);
-        break;
-      }
-      case s::Envelope::Event::ACTIVATED:
-        e.body = Activated{};
-        break;
-      case s::Envelope::Event::DEACTIVATED: {
-        auto d = ev.getDeactivated();
-        e.body = Deactivated{fromSchema(d.getReason()), d.getEffectiveAtUs()};
-        break;
-      }
-      default:
-        return DecodeError{DecodeError::Kind::unknownType,
-                           "unknown event type " + std::to_string(static_cast<int>(ev.which())) +
-                               " (written by a newer schema version?)"};
+    kj::ArrayPtr<const capnp::word> words;
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) {
+      words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
+    } else {  // LMDB and Kafka buffers need not be aligned
+      copy.resize(bytes.size() / 8);
+      memcpy(copy.data(), bytes.data(), bytes.size());
+      words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(copy.data()), copy.size());
     }
-    return e;
+    capnp::FlatArrayMessageReader reader(words);
+    return read(reader.getRoot<s::Envelope>());
   } catch (const kj::Exception& ex) {
     return DecodeError{DecodeError::Kind::malformed,
                        std::string("invalid Cap'n Proto message: ") + ex.getDescription().cStr()};
   } catch (const std::exception& ex) {
     return DecodeError{DecodeError::Kind::malformed, ex.what()};
   }
+}
+
+}  // namespace
+
+std::string_view EventView::typeName() const {
+  return typeNameOf(std::holds_alternative<CreatedView>(body),
+                    std::holds_alternative<Activated>(body));
+}
+
+EventView view(const Event& event) {
+  EventView v;
+  v.eventId = event.eventId;
+  v.tokenKey = event.tokenKey;
+  v.owner = event.owner;
+  v.occurredAtUs = event.occurredAtUs;
+  if (const auto* c = std::get_if<Created>(&event.body))
+    v.body = CreatedView{c->kind,       c->destinationId, c->description,
+                         c->secretHash, c->expiresAtUs,   c->replaces};
+  else if (std::holds_alternative<Activated>(event.body))
+    v.body = Activated{};
+  else
+    v.body = std::get<Deactivated>(event.body);
+  return v;
+}
+
+DecodedView decodeEventView(std::string_view bytes) {
+  EventView v;
+  return withEnvelope<DecodedView>(bytes, v.copy, [&](s::Envelope::Reader env) -> DecodedView {
+    if (auto err = readCore(env, v)) return std::move(*err);
+    return std::move(v);
+  });
+}
+
+Decoded decodeEvent(std::string_view bytes) {
+  std::vector<uint64_t> copy;
+  return withEnvelope<Decoded>(bytes, copy, [&](s::Envelope::Reader env) -> Decoded {
+    EventView v;
+    if (auto err = readCore(env, v)) return std::move(*err);
+    Event e;
+    e.eventId = v.eventId;
+    e.tokenKey = v.tokenKey;
+    e.owner = v.owner;
+    e.actor = viewOf(env.getActor());
+    e.requestId = viewOf(env.getRequestId());
+    e.occurredAtUs = v.occurredAtUs;
+    e.schemaVersion = env.getSchemaVersion();
+    e.signature = viewOf(env.getSignature());
+    e.signingKeyId = viewOf(env.getSigningKeyId());
+    e.writerSeq = env.getWriterSeq();
+    e.prevDigest = viewOf(env.getPrevDigest());
+    if (const auto* c = std::get_if<CreatedView>(&v.body))
+      e.body = Created{
+          c->kind,        std::string(c->destinationId), std::string(c->description), c->secretHash,
+          c->expiresAtUs, std::string(c->replaces)};
+    else if (std::holds_alternative<Activated>(v.body))
+      e.body = Activated{};
+    else
+      e.body = std::get<Deactivated>(v.body);
+    return e;
+  });
 }
 
 std::string encodeToken(const Token& t) {
@@ -281,7 +350,11 @@ Status statusAt(const Token& t, int64_t nowUs) {
 }
 
 std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event) {
-  if (const auto* c = std::get_if<Created>(&event.body)) {
+  return applyEvent(current, view(event));
+}
+
+std::optional<Token> applyEvent(const std::optional<Token>& current, const EventView& event) {
+  if (const auto* c = std::get_if<CreatedView>(&event.body)) {
     if (current) return std::nullopt;
     Token t;
     t.key = event.tokenKey;

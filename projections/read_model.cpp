@@ -146,9 +146,9 @@ class LmdbReadModel final : public ReadModel {
       recs.push_back(&rec);
     }
     const size_t n = recs.size();
-    std::vector<Decoded> events;
+    std::vector<DecodedView> events;  // views into `records`
     events.reserve(n);
-    for (const LogRecord* rec : recs) events.push_back(decodeEvent(rec->value));
+    for (const LogRecord* rec : recs) events.push_back(decodeEventView(rec->value));
     constexpr uint32_t kNone = UINT32_MAX;
 
     // Pass 1: one slot per token the batch mentions (its own key, or a successor's
@@ -164,11 +164,11 @@ class LmdbReadModel final : public ReadModel {
     refs.reserve(n);
     idRefs.reserve(n);
     for (uint32_t i = 0; i < n; ++i) {
-      const Event* e = std::get_if<Event>(&events[i]);
+      const EventView* e = std::get_if<EventView>(&events[i]);
       if (!e) continue;
       refs.push_back(Ref{e->tokenKey, i, false});
       idRefs.emplace_back(e->eventId, i);
-      if (const auto* c = std::get_if<Created>(&e->body); c && !c->replaces.empty())
+      if (const auto* c = std::get_if<CreatedView>(&e->body); c && !c->replaces.empty())
         refs.push_back(Ref{c->replaces, i, true});
     }
     sortByKey(refs, [](const Ref& r) { return r.key; });
@@ -176,6 +176,7 @@ class LmdbReadModel final : public ReadModel {
     const bool noTokens = entries(txn, dbs_.tokens) == 0;
     const bool noIds = entries(txn, dbs_.eventIds) == 0;
     std::vector<Slot> slots;
+    slots.reserve(refs.size());  // moving slots would copy their tokens
     std::vector<uint32_t> slotOf(n, kNone), predecessorOf(n, kNone);
     for (const Ref& r : refs) {
       if (slots.empty() || slots.back().key != r.key) {
@@ -216,7 +217,7 @@ class LmdbReadModel final : public ReadModel {
         out.duplicates++;
         continue;
       }
-      const Event& event = std::get<Event>(events[i]);
+      const EventView& event = std::get<EventView>(events[i]);
       Slot& slot = slots[slotOf[i]];
       const std::optional<Token>& current = slot.state;
       auto applied = applyEvent(current, event);
@@ -225,7 +226,8 @@ class LmdbReadModel final : public ReadModel {
         if (report)
           report(rec.position, std::string(event.typeName()) + " event for " +
                                    (current ? "an existing" : "an unknown") + " token " +
-                                   event.tokenKey + " of owner " + event.owner + " does not apply");
+                                   std::string(event.tokenKey) + " of owner " +
+                                   std::string(event.owner) + " does not apply");
         continue;
       }
       bool created = !current;

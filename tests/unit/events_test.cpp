@@ -25,10 +25,17 @@ Event decodeOk(const std::string& bytes) {
   return std::get<Event>(d);
 }
 
+// Also checks that decodeEventView, which the projection uses, refuses the bytes
+// alike: the projection and the audit tools must skip the same records.
 DecodeError decodeErr(std::string_view bytes) {
   Decoded d;
   REQUIRE_NOTHROW(d = decodeEvent(bytes));
   REQUIRE_MESSAGE(std::holds_alternative<DecodeError>(d), "decoded garbage as an event");
+  DecodedView v;
+  REQUIRE_NOTHROW(v = decodeEventView(bytes));
+  REQUIRE_MESSAGE(std::holds_alternative<DecodeError>(v), "view decoded garbage as an event");
+  CHECK(std::get<DecodeError>(v).kind == std::get<DecodeError>(d).kind);
+  CHECK(std::get<DecodeError>(v).message == std::get<DecodeError>(d).message);
   return std::get<DecodeError>(d);
 }
 
@@ -151,7 +158,11 @@ TEST_CASE("decodeEvent never throws on random bytes") {
   for (int i = 0; i < 2000; ++i) {
     std::string junk = randomBytes(8 * (1 + i % 40));
     // A random segment table that happens to fit is fine; the call must not throw.
-    CHECK_NOTHROW((void)decodeEvent(junk));
+    Decoded d;
+    DecodedView v;
+    CHECK_NOTHROW(d = decodeEvent(junk));
+    CHECK_NOTHROW(v = decodeEventView(junk));
+    CHECK(std::holds_alternative<Event>(d) == std::holds_alternative<EventView>(v));
   }
 }
 
@@ -229,6 +240,48 @@ TEST_CASE("events from a newer schema") {
     DecodeError err = decodeErr(test::encodeRevoked(id, key, "alice", kT));
     CHECK(err.kind == DecodeError::Kind::unknownType);
     CHECK(err.message.find("newer schema") != std::string::npos);
+  }
+}
+
+TEST_CASE("decodeEventView reads what decodeEvent reads, aligned or not") {
+  test::ensureCrypto();
+  Created c = test::makeCreated(generateSecret(), TokenKind::destination, "dest-1");
+  c.expiresAtUs = kT + 5;
+  c.replaces = generateTokenKey();
+  const Event events[] = {
+      makeEvent(generateTokenKey(), "alice", kT, c),
+      makeEvent(generateTokenKey(), "bob", kT + 1, Activated{}),
+      makeEvent(generateTokenKey(), "carol", kT + 2, Deactivated{Reason::compromised, kT + 3})};
+  for (const Event& e : events) {
+    CAPTURE(e.typeName());
+    std::string bytes = encodeEvent(e);
+    // The same bytes one byte off an 8-byte boundary: the view copies them.
+    std::string shifted = "x" + bytes;
+    for (std::string_view in : {std::string_view(bytes), std::string_view(shifted).substr(1)}) {
+      DecodedView d = decodeEventView(in);
+      REQUIRE(std::holds_alternative<EventView>(d));
+      const EventView& v = std::get<EventView>(d);
+      CHECK(v.copy.empty() == (reinterpret_cast<uintptr_t>(in.data()) % 8 == 0));
+      const EventView want = view(e);
+      CHECK(v.eventId == want.eventId);
+      CHECK(v.tokenKey == want.tokenKey);
+      CHECK(v.owner == want.owner);
+      CHECK(v.occurredAtUs == want.occurredAtUs);
+      CHECK(v.typeName() == e.typeName());
+      // The state machine gives the same token from either.
+      CHECK(applyEvent(std::nullopt, v) == applyEvent(std::nullopt, e));
+      if (const auto* got = std::get_if<CreatedView>(&v.body)) {
+        CHECK(got->kind == c.kind);
+        CHECK(got->destinationId == c.destinationId);
+        CHECK(got->description == c.description);
+        CHECK(got->secretHash == c.secretHash);
+        CHECK(got->expiresAtUs == c.expiresAtUs);
+        CHECK(got->replaces == c.replaces);
+      } else if (const auto* got = std::get_if<Deactivated>(&v.body)) {
+        CHECK(got->reason == Reason::compromised);
+        CHECK(got->effectiveAtUs == kT + 3);
+      }
+    }
   }
 }
 
