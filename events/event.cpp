@@ -290,6 +290,16 @@ Decoded decodeEvent(std::string_view bytes) {
   });
 }
 
+size_t encodedTokenBound(const Token& t) {
+  // Segment table, root pointer, data and pointer sections, then each blob padded
+  // to words (text has a terminating NUL).
+  auto blob = [](size_t n) { return (n + 1 + 7) / 8 * 8; };
+  return 8 + 8 + 8 * s::TokenState::_capnpPrivate::dataWordSize +
+         8 * s::TokenState::_capnpPrivate::pointerCount + blob(t.key.size()) +
+         blob(t.owner.size()) + blob(t.destinationId.size()) + blob(t.description.size()) +
+         blob(t.secretHash.size()) + blob(t.replaces.size()) + blob(t.replacedBy.size());
+}
+
 std::string encodeToken(const Token& t) {
   capnp::MallocMessageBuilder message(
       firstSegmentWords(t.key.size() + t.owner.size() + t.destinationId.size() +

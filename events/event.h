@@ -120,6 +120,8 @@ struct Token {
 };
 
 std::string encodeToken(const Token& token);
+// At least encodeToken(token).size(), and not much more.
+size_t encodedTokenBound(const Token& token);
 // Throws std::runtime_error on corrupt bytes.
 Token decodeToken(std::string_view bytes);
 

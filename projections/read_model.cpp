@@ -1,14 +1,17 @@
 #include "projections/read_model.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 
 #include "events/lmdb.h"
 #include "schemas/tokenledger.capnp.h"
@@ -65,9 +68,9 @@ int64_t getI64(const char* p) {
   return static_cast<int64_t>(v);
 }
 
-std::string encodeVerifyRecord(const Token& t) {
-  std::string out;
-  out.reserve(kVerifyFixed + t.owner.size() + t.destinationId.size());
+// Into `out`, so that a loop can reuse one buffer.
+const std::string& encodeVerifyRecord(std::string& out, const Token& t) {
+  out.clear();
   out.append(reinterpret_cast<const char*>(t.secretHash.data()), t.secretHash.size());
   out.push_back(t.active ? 1 : 0);
   out.push_back(static_cast<char>(t.kind));
@@ -80,6 +83,20 @@ std::string encodeVerifyRecord(const Token& t) {
 }
 
 class Reader;
+
+inline void prefetch(const void* p) {
+  __builtin_prefetch(p);
+}
+
+// toString(Position) into a reused buffer.
+const std::string& positionText(std::string& out, const Position& p) {
+  char buf[48];
+  auto [end, ec] = std::to_chars(buf, buf + 20, p.partition);
+  *end++ = ':';
+  end = std::to_chars(end, buf + sizeof buf, p.offset).ptr;
+  out.assign(buf, end);
+  return out;
+}
 
 std::string bootId() {
   std::ifstream in("/proc/sys/kernel/random/boot_id");
@@ -129,6 +146,9 @@ class LmdbReadModel final : public ReadModel {
   ApplyReport apply(const std::vector<LogRecord>& records, const SkipReporter& report) override {
     ApplyReport out;
     if (lazy_) reserveFor(records.size());
+    // Big batches: fault in the pages they will add on the second thread.
+    auto prefaulted = besides(lazy_ && records.size() >= kParallelBatch,
+                              [&] { prefault(records.size() * kBytesPerRecord); });
     auto txn = lmdb::Txn::write(env_);
     std::vector<int64_t> next = readPositions(txn);
 
@@ -146,9 +166,18 @@ class LmdbReadModel final : public ReadModel {
       recs.push_back(&rec);
     }
     const size_t n = recs.size();
-    std::vector<DecodedView> events;  // views into `records`
-    events.reserve(n);
-    for (const LogRecord* rec : recs) events.push_back(decodeEventView(rec->value));
+    // Big batches (rebuilds, catching up) share the memory work with a second
+    // thread; the write transaction stays on this one, as LMDB requires.
+    const bool parallel = n >= kParallelBatch;
+    std::vector<DecodedView> events(n);  // views into `records`
+    {
+      auto decode = [&](size_t from, size_t to) {
+        for (size_t i = from; i < to; ++i) events[i] = decodeEventView(recs[i]->value);
+      };
+      auto upper = besides(parallel, [&] { decode(n / 2, n); });
+      decode(0, n / 2);
+      upper.get();
+    }
     constexpr uint32_t kNone = UINT32_MAX;
 
     // Pass 1: one slot per token the batch mentions (its own key, or a successor's
@@ -159,15 +188,21 @@ class LmdbReadModel final : public ReadModel {
       uint32_t event;
       bool predecessor;
     };
-    std::vector<Ref> refs;
+    auto firstOf = [](const auto& pair) { return std::string_view(pair.first); };
     std::vector<std::pair<std::string_view, uint32_t>> idRefs;
+    auto sortedIds = besides(parallel, [&] {
+      idRefs.reserve(n);
+      for (uint32_t i = 0; i < n; ++i)
+        if (const EventView* e = std::get_if<EventView>(&events[i]))
+          idRefs.emplace_back(e->eventId, i);
+      sortByKey(idRefs, firstOf);
+    });
+    std::vector<Ref> refs;
     refs.reserve(n);
-    idRefs.reserve(n);
     for (uint32_t i = 0; i < n; ++i) {
       const EventView* e = std::get_if<EventView>(&events[i]);
       if (!e) continue;
       refs.push_back(Ref{e->tokenKey, i, false});
-      idRefs.emplace_back(e->eventId, i);
       if (const auto* c = std::get_if<CreatedView>(&e->body); c && !c->replaces.empty())
         refs.push_back(Ref{c->replaces, i, true});
     }
@@ -186,8 +221,7 @@ class LmdbReadModel final : public ReadModel {
       }
       (r.predecessor ? predecessorOf : slotOf)[r.event] = static_cast<uint32_t>(slots.size() - 1);
     }
-    auto firstOf = [](const auto& pair) { return std::string_view(pair.first); };
-    sortByKey(idRefs, firstOf);
+    sortedIds.get();
     std::vector<bool> duplicate(n, true);
     std::vector<std::pair<std::string_view, uint32_t>> newIds;  // key order
     for (size_t a = 0, b = 0; a < idRefs.size(); a = b) {
@@ -247,30 +281,76 @@ class LmdbReadModel final : public ReadModel {
     }
 
     // Pass 3: every change, in key order per database.
+    // The loops read keys and values scattered over the batch (records in log
+    // order, tokens in slot order); asking for them kAhead entries early overlaps
+    // the cache misses they wait on. Encoding and sorting go to the second thread
+    // meanwhile.
+    constexpr size_t kAhead = 8;
+    Packed tokenValues;
+    auto encoded = besides(parallel, [&] {
+      size_t bytes = 0;  // a close upper bound: no reallocation, each page touched once
+      for (const Slot& slot : slots)
+        if (slot.dirty) bytes += encodedTokenBound(*slot.state);
+      tokenValues.reserve(bytes, slots.size());
+      for (size_t i = 0; i < slots.size(); ++i) {
+        if (i + kAhead < slots.size() && slots[i + kAhead].dirty) {
+          const Token& t = *slots[i + kAhead].state;
+          prefetch(t.key.data());
+          prefetch(t.description.data());
+        }
+        if (slots[i].dirty) tokenValues.add(encodeToken(*slots[i].state));
+      }
+      // By owner, then by token key (slots are in key order): ownerKey order.
+      sortByKey(owners, firstOf, [](const auto& a, const auto& b) { return a.second < b.second; });
+      std::sort(history.begin(), history.end(), [](const HistoryRef& a, const HistoryRef& b) {
+        return a.slot != b.slot ? a.slot < b.slot : a.seq < b.seq;
+      });
+    });
     SortedWriter idsOut(txn, dbs_.eventIds);
-    for (const auto& [id, event] : newIds) idsOut.put(id, toString(recs[event]->position));
-    SortedWriter tokensOut(txn, dbs_.tokens), verifyOut(txn, dbs_.verify);
-    for (const Slot& slot : slots)
-      if (slot.dirty) tokensOut.put(slot.key, encodeToken(*slot.state));
-    for (const Slot& slot : slots)
-      if (slot.dirty) verifyOut.put(slot.key, encodeVerifyRecord(*slot.state));
-    // By owner, then by token key (slots are in key order): ownerKey order.
-    sortByKey(owners, firstOf, [](const auto& a, const auto& b) { return a.second < b.second; });
+    std::string value;  // reused: no allocation per entry
+    for (size_t i = 0; i < newIds.size(); ++i) {
+      if (i + kAhead < newIds.size()) {
+        prefetch(newIds[i + kAhead].first.data());
+        prefetch(recs[newIds[i + kAhead].second]);
+      }
+      idsOut.put(newIds[i].first, positionText(value, recs[newIds[i].second]->position));
+    }
+    SortedWriter verifyOut(txn, dbs_.verify);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (i + kAhead < slots.size() && slots[i + kAhead].dirty)
+        prefetch(slots[i + kAhead].state->destinationId.data());
+      if (slots[i].dirty) verifyOut.put(slots[i].key, encodeVerifyRecord(value, *slots[i].state));
+    }
+    encoded.get();
+    SortedWriter tokensOut(txn, dbs_.tokens);
+    for (size_t i = 0, v = 0; i < slots.size(); ++i)
+      if (slots[i].dirty) tokensOut.put(slots[i].key, tokenValues[v++]);
     SortedWriter ownersOut(txn, dbs_.byOwner);
     std::string key;  // reused: no allocation per entry
-    for (const auto& [owner, slot] : owners)
-      ownersOut.put(ownerKey(key, owner, slots[slot].key), "");
-    std::sort(history.begin(), history.end(), [](const HistoryRef& a, const HistoryRef& b) {
-      return a.slot != b.slot ? a.slot < b.slot : a.seq < b.seq;
-    });
+    for (size_t i = 0; i < owners.size(); ++i) {
+      if (i + kAhead < owners.size()) {
+        prefetch(owners[i + kAhead].first.data());
+        prefetch(slots[owners[i + kAhead].second].key.data());
+      }
+      ownersOut.put(ownerKey(key, owners[i].first, slots[owners[i].second].key), "");
+    }
     SortedWriter historyOut(txn, dbs_.history);
-    for (const HistoryRef& h : history)
+    for (size_t i = 0; i < history.size(); ++i) {
+      if (i + 2 * kAhead < history.size()) prefetch(recs[history[i + 2 * kAhead].event]);
+      if (i + kAhead < history.size()) {
+        const HistoryRef& h = history[i + kAhead];
+        prefetch(slots[h.slot].key.data());
+        prefetch(recs[h.event]->value.data());
+      }
+      const HistoryRef& h = history[i];
       historyOut.put(historyKey(key, slots[h.slot].key, h.seq), recs[h.event]->value);
+    }
 
     for (size_t p = 0; p < next.size(); ++p)
       txn.put(dbs_.positions, u32be(static_cast<uint32_t>(p)),
               lmdb::encodeU64(static_cast<uint64_t>(next[p])));
     txn.commit();
+    prefaulted.get();
     generation_.fetch_add(1, std::memory_order_release);
     return out;
   }
@@ -363,6 +443,24 @@ class LmdbReadModel final : public ReadModel {
     return (info.me_last_pgno + 1) * uint64_t{st.ms_psize};
   }
 
+  // About what a rebuild adds to the file per record (all databases).
+  static constexpr uint64_t kBytesPerRecord = 900;
+
+  // Writes through the map (MDB_WRITEMAP) fault in every new page, which costs
+  // about as much as writing it; doing it ahead, off the writer's thread, takes
+  // that out of a big batch's critical path. Only faults pages in: their content
+  // is left alone, and a kernel without MADV_POPULATE_WRITE (< 5.14) just skips it.
+  void prefault(uint64_t bytes) {
+    MDB_envinfo info{};
+    if (mdb_env_info(env_.get(), &info) != 0 || !info.me_mapaddr) return;
+    uint64_t from = usedBytes();
+    uint64_t to = std::min({from + bytes, reserved_, mapSize_});
+    constexpr uint64_t kPage = 4096;
+    from = from / kPage * kPage;
+    if (to <= from) return;
+    madvise(static_cast<char*>(info.me_mapaddr) + from, to - from, MADV_POPULATE_WRITE);
+  }
+
   // Gives the pages one apply() of `records` may add real disk blocks first, so a
   // full disk is an error here rather than SIGBUS on a write into the map. The
   // bound: a random insert dirties at most a few pages per tree, and a batch
@@ -384,6 +482,42 @@ class LmdbReadModel final : public ReadModel {
                                std::strerror(rc) + "; free disk space (nothing was applied)");
     reserved_ = need;
   }
+
+  // Batches from this size on use a second thread for decoding, sorting and
+  // encoding: below it, starting the thread costs more than it saves.
+  static constexpr size_t kParallelBatch = 4096;
+
+  // Runs `work` on another thread when `parallel`, else at once; get() on the
+  // result waits for it and rethrows what it threw.
+  template <typename Work>
+  static std::future<void> besides(bool parallel, Work work) {
+    if (parallel) return std::async(std::launch::async, std::move(work));
+    std::promise<void> done;
+    work();
+    done.set_value();
+    return done.get_future();
+  }
+
+  // Byte strings packed one after another: one allocation for a batch's values.
+  class Packed {
+   public:
+    void reserve(size_t bytes, size_t count) {
+      bytes_.reserve(bytes);
+      ends_.reserve(count);
+    }
+    void add(std::string_view s) {
+      bytes_.append(s);
+      ends_.push_back(bytes_.size());
+    }
+    std::string_view operator[](size_t i) const {
+      size_t from = i == 0 ? 0 : ends_[i - 1];
+      return std::string_view(bytes_).substr(from, ends_[i] - from);
+    }
+
+   private:
+    std::string bytes_;
+    std::vector<size_t> ends_;
+  };
 
   // A token's state during one apply(): as stored, then as the batch changes it.
   struct Slot {
@@ -620,6 +754,7 @@ ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipRe
   // decoded state, a few hundred MB).
   constexpr size_t kChunk = 1 << 18;
   std::vector<LogRecord> chunk;
+  chunk.reserve(kChunk);
   while (!reached()) {
     auto batch = reader->poll(65536, std::chrono::milliseconds(1000));
     for (auto& r : batch) {

@@ -314,6 +314,22 @@ TEST_CASE("token state round trips") {
   CHECK_FALSE(decodeToken(encodeToken(fresh)) == t);
 }
 
+TEST_CASE("encodedTokenBound bounds the encoding closely") {
+  test::ensureCrypto();
+  Token t;
+  t.secretHash = hashSecret(generateSecret());
+  for (int i = 0; i < 40; ++i) {
+    CAPTURE(i);
+    std::string bytes = encodeToken(t);
+    CHECK(encodedTokenBound(t) >= bytes.size());
+    CHECK(encodedTokenBound(t) <= bytes.size() + 64);
+    // Grow a different field each round, through every length modulo 8.
+    std::string* fields[] = {&t.key,         &t.owner,    &t.destinationId,
+                             &t.description, &t.replaces, &t.replacedBy};
+    fields[i % 6]->append(std::string(1 + i % 9, 'x'));
+  }
+}
+
 TEST_CASE("decodeToken throws on corrupt bytes") {
   CHECK_THROWS_AS((void)decodeToken(""), std::runtime_error);
   CHECK_THROWS_AS((void)decodeToken(std::string(16, '\xff')), std::runtime_error);
