@@ -212,10 +212,19 @@ class LmdbReadModel final : public ReadModel {
     const bool noIds = entries(txn, dbs_.eventIds) == 0;
     std::vector<Slot> slots;
     slots.reserve(refs.size());  // moving slots would copy their tokens
+    // The slots' keys, copied next to each other in key order: every later pass
+    // walks them in that order, and reading them where they lie in the records
+    // (log order) would miss the cache on each one.
+    std::string keys;
+    size_t keyBytes = 0;
+    for (const Ref& r : refs) keyBytes += r.key.size();
+    keys.reserve(keyBytes);  // never reallocates: the views below stay valid
     std::vector<uint32_t> slotOf(n, kNone), predecessorOf(n, kNone);
     for (const Ref& r : refs) {
       if (slots.empty() || slots.back().key != r.key) {
-        slots.push_back(Slot{r.key, std::nullopt, false});
+        keys.append(r.key);
+        slots.push_back(
+            Slot{std::string_view(keys).substr(keys.size() - r.key.size()), std::nullopt, false});
         if (auto raw = noTokens ? std::nullopt : txn.get(dbs_.tokens, r.key))
           slots.back().state = decodeToken(*raw);
       }
