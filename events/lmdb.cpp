@@ -156,6 +156,12 @@ bool Cursor::seek(std::string_view key) {
   return op(MDB_SET_RANGE);
 }
 
+void Cursor::put(std::string_view key, std::string_view value, unsigned flags) {
+  MDB_val k = toVal(key);
+  MDB_val v = toVal(value);
+  check(mdb_cursor_put(cursor_, &k, &v, flags), "mdb_cursor_put");
+}
+
 std::string encodeU64(uint64_t v) {
   std::string s(8, '\0');
   for (int i = 7; i >= 0; --i) {

@@ -110,6 +110,9 @@ class Cursor {
   bool last();
   bool next();
   bool seek(std::string_view key);  // first entry with key >= `key`
+  // Write transactions only. Puts through one cursor with MDB_APPEND skip the
+  // search from the root that each Txn::put starts with (bulk loading).
+  void put(std::string_view key, std::string_view value, unsigned flags = 0);
   std::string_view key() const { return fromVal(key_); }
   std::string_view value() const { return fromVal(value_); }
 

@@ -540,15 +540,14 @@ class LmdbReadModel final : public ReadModel {
   // is every key when a rebuild starts from empty.
   class SortedWriter {
    public:
-    SortedWriter(lmdb::Txn& txn, MDB_dbi dbi) : txn_(txn), dbi_(dbi) {
-      lmdb::Cursor c(txn, dbi);
-      empty_ = !c.last();
-      if (!empty_) last_ = std::string(c.key());
+    SortedWriter(lmdb::Txn& txn, MDB_dbi dbi) : cursor_(txn, dbi) {
+      empty_ = !cursor_.last();
+      if (!empty_) last_ = std::string(cursor_.key());
     }
     // Any order is correct; ascending keys are what makes it fast.
     void put(std::string_view key, std::string_view value) {
       bool append = empty_ || key > last_;
-      txn_.put(dbi_, key, value, append ? MDB_APPEND : 0);
+      cursor_.put(key, value, append ? MDB_APPEND : 0);
       if (append) {
         empty_ = false;
         last_.assign(key);
@@ -556,9 +555,8 @@ class LmdbReadModel final : public ReadModel {
     }
 
    private:
-    lmdb::Txn& txn_;
-    MDB_dbi dbi_;
-    std::string last_;  // the database's largest key
+    lmdb::Cursor cursor_;  // one cursor: appends continue where the last one ended
+    std::string last_;     // the database's largest key
     bool empty_ = true;
   };
 
