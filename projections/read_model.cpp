@@ -88,6 +88,12 @@ inline void prefetch(const void* p) {
   __builtin_prefetch(p);
 }
 
+// Every cache line of p[0, size).
+inline void prefetch(const void* p, size_t size) {
+  auto* b = static_cast<const char*>(p);
+  for (size_t at = 0; at < size; at += 64) __builtin_prefetch(b + at);
+}
+
 // toString(Position) into a reused buffer.
 const std::string& positionText(std::string& out, const Position& p) {
   char buf[48];
@@ -242,6 +248,10 @@ class LmdbReadModel final : public ReadModel {
       newIds.emplace_back(idRefs[a].first, earliest);
     }
 
+    // Loops that read memory scattered over the batch ask for it kAhead entries
+    // early, which overlaps the cache misses they would wait on one by one.
+    constexpr size_t kAhead = 8;
+
     // Pass 2: the events in log order, against the slots.
     struct HistoryRef {
       uint32_t slot, seq, event;
@@ -250,6 +260,9 @@ class LmdbReadModel final : public ReadModel {
     std::vector<std::pair<std::string_view, uint32_t>> owners;  // (owner, slot)
     history.reserve(n);
     for (uint32_t i = 0; i < n; ++i) {
+      // Slots are in key order, events in log order: each event's slot is a miss.
+      if (i + kAhead < n && slotOf[i + kAhead] != kNone)
+        prefetch(&slots[slotOf[i + kAhead]], sizeof(Slot));
       const LogRecord& rec = *recs[i];
       if (auto* err = std::get_if<DecodeError>(&events[i])) {
         out.skipped++;
@@ -289,28 +302,29 @@ class LmdbReadModel final : public ReadModel {
       out.applied++;
     }
 
-    // Pass 3: every change, in key order per database.
-    // The loops read keys and values scattered over the batch (records in log
-    // order, tokens in slot order); asking for them kAhead entries early overlaps
-    // the cache misses they wait on. Encoding and sorting go to the second thread
-    // meanwhile.
-    constexpr size_t kAhead = 8;
+    // Pass 3: every change, in key order per database. Encoding tokens and sorting
+    // the history go to the second thread meanwhile.
     Packed tokenValues;
+    std::promise<void> tokensEncoded;  // set (or failed) before the history sort
     auto encoded = besides(parallel, [&] {
-      size_t bytes = 0;  // a close upper bound: no reallocation, each page touched once
-      for (const Slot& slot : slots)
-        if (slot.dirty) bytes += encodedTokenBound(*slot.state);
-      tokenValues.reserve(bytes, slots.size());
-      for (size_t i = 0; i < slots.size(); ++i) {
-        if (i + kAhead < slots.size() && slots[i + kAhead].dirty) {
-          const Token& t = *slots[i + kAhead].state;
-          prefetch(t.key.data());
-          prefetch(t.description.data());
+      try {
+        size_t bytes = 0;  // a close upper bound: no reallocation, each page touched once
+        for (const Slot& slot : slots)
+          if (slot.dirty) bytes += encodedTokenBound(*slot.state);
+        tokenValues.reserve(bytes, slots.size());
+        for (size_t i = 0; i < slots.size(); ++i) {
+          if (i + kAhead < slots.size() && slots[i + kAhead].dirty) {
+            const Token& t = *slots[i + kAhead].state;
+            prefetch(t.key.data());
+            prefetch(t.description.data());
+          }
+          if (slots[i].dirty) tokenValues.add(encodeToken(*slots[i].state));
         }
-        if (slots[i].dirty) tokenValues.add(encodeToken(*slots[i].state));
+        tokensEncoded.set_value();
+      } catch (...) {
+        tokensEncoded.set_exception(std::current_exception());
+        return;
       }
-      // By owner, then by token key (slots are in key order): ownerKey order.
-      sortByKey(owners, firstOf, [](const auto& a, const auto& b) { return a.second < b.second; });
       std::sort(history.begin(), history.end(), [](const HistoryRef& a, const HistoryRef& b) {
         return a.slot != b.slot ? a.slot < b.slot : a.seq < b.seq;
       });
@@ -330,10 +344,8 @@ class LmdbReadModel final : public ReadModel {
         prefetch(slots[i + kAhead].state->destinationId.data());
       if (slots[i].dirty) verifyOut.put(slots[i].key, encodeVerifyRecord(value, *slots[i].state));
     }
-    encoded.get();
-    SortedWriter tokensOut(txn, dbs_.tokens);
-    for (size_t i = 0, v = 0; i < slots.size(); ++i)
-      if (slots[i].dirty) tokensOut.put(slots[i].key, tokenValues[v++]);
+    // By owner, then by token key (slots are in key order): ownerKey order.
+    sortByKey(owners, firstOf, [](const auto& a, const auto& b) { return a.second < b.second; });
     SortedWriter ownersOut(txn, dbs_.byOwner);
     std::string key;  // reused: no allocation per entry
     for (size_t i = 0; i < owners.size(); ++i) {
@@ -343,13 +355,18 @@ class LmdbReadModel final : public ReadModel {
       }
       ownersOut.put(ownerKey(key, owners[i].first, slots[owners[i].second].key), "");
     }
+    tokensEncoded.get_future().get();
+    SortedWriter tokensOut(txn, dbs_.tokens);
+    for (size_t i = 0, v = 0; i < slots.size(); ++i)
+      if (slots[i].dirty) tokensOut.put(slots[i].key, tokenValues[v++]);
+    encoded.get();  // the history sorted too
     SortedWriter historyOut(txn, dbs_.history);
     for (size_t i = 0; i < history.size(); ++i) {
       if (i + 2 * kAhead < history.size()) prefetch(recs[history[i + 2 * kAhead].event]);
       if (i + kAhead < history.size()) {
         const HistoryRef& h = history[i + kAhead];
         prefetch(slots[h.slot].key.data());
-        prefetch(recs[h.event]->value.data());
+        prefetch(recs[h.event]->value.data(), recs[h.event]->value.size());
       }
       const HistoryRef& h = history[i];
       historyOut.put(historyKey(key, slots[h.slot].key, h.seq), recs[h.event]->value);
