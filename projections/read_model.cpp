@@ -770,6 +770,19 @@ Status VerifyView::statusAt(int64_t nowUs) const {
   return Status::active;
 }
 
+size_t rebuildChunkRecords() {
+  // About what a record costs while its batch is applied (the record, its decoded
+  // view, its slot and token, sort entries and encoded values).
+  constexpr uint64_t kBytesPerRecord = 1536;
+  constexpr size_t kMin = size_t{1} << 16, kMax = size_t{1} << 20;
+  std::ifstream in("/proc/meminfo");
+  std::string name;
+  uint64_t kb = 0;
+  while (in >> name >> kb && name != "MemAvailable:") in.ignore(256, '\n');
+  if (name != "MemAvailable:") return size_t{1} << 18;  // not Linux: a few hundred MB
+  return std::clamp<size_t>(kb * 1024 / 4 / kBytesPerRecord, kMin, kMax);
+}
+
 bool readModelNeedsRebuild(const std::string& dir) {
   std::ifstream in(dir + "/unsynced-boot");
   if (!in) return false;
@@ -803,11 +816,13 @@ ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipRe
     return true;
   };
   // Big transactions: apply() sorts each one's writes, and an empty read model
-  // takes them all with MDB_APPEND. The chunk bounds memory (records and their
-  // decoded state, a few hundred MB).
-  constexpr size_t kChunk = 1 << 18;
+  // takes them all with MDB_APPEND; a later transaction inserts among what the
+  // earlier ones stored, at about twice the cost per record.
+  const size_t kChunk = rebuildChunkRecords();
+  int64_t records = 0;
+  for (int64_t next : end.next) records += next;
   std::vector<LogRecord> chunk;
-  chunk.reserve(kChunk);
+  chunk.reserve(std::min<size_t>(kChunk, static_cast<size_t>(records)));
   while (!reached()) {
     auto batch = reader->poll(65536, std::chrono::milliseconds(1000));
     for (auto& r : batch) {

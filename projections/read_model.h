@@ -119,7 +119,13 @@ bool readModelNeedsRebuild(const std::string& dir);
 std::unique_ptr<ReadModel> openReadModel(const std::string& dir,
                                          const ReadModelOptions& options = {});
 
-// Replays the whole log into a fresh read model in `dir` (which must not hold one).
+// Records per rebuild transaction: as many as a quarter of the available memory
+// holds while they are applied (MemAvailable), between 2^16 and 2^20 (a batch
+// also reserves up to 2 KB of disk per record, see ReadModelOptions).
+size_t rebuildChunkRecords();
+
+// Replays the whole log into a fresh read model in `dir` (which must not hold one),
+// in transactions of rebuildChunkRecords() records.
 ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipReporter& report,
                              const ReadModelOptions& options = {});
 
