@@ -171,6 +171,13 @@ std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
   e.tokenKey = viewOf(env.getTokenKey());
   e.owner = viewOf(env.getOwner());
   e.occurredAtUs = env.getOccurredAtUs();
+  // Read (and so bounds-checked) for both decoders, though only decodeEvent keeps
+  // them: a record one decoder refuses, the other must refuse too.
+  (void)env.getActor();
+  (void)env.getRequestId();
+  (void)env.getSignature();
+  (void)env.getSigningKeyId();
+  (void)env.getPrevDigest();
   if (e.eventId.size() != 16 || e.tokenKey.empty() || e.owner.empty())
     return DecodeError{DecodeError::Kind::malformed, "envelope lacks event id, key or owner"};
   auto ev = env.getEvent();

@@ -5,6 +5,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
+#include <cstring>
 #include <string>
 
 #include "events/event.h"
@@ -145,12 +146,47 @@ TEST_CASE("decodeEvent reports every truncation of a valid event as malformed") 
   test::ensureCrypto();
   Created c = test::makeCreated(generateSecret());
   c.replaces = generateTokenKey();
-  std::string bytes = encodeEvent(makeEvent(generateTokenKey(), "alice", kT, c));
+  Event e = makeEvent(generateTokenKey(), "alice", kT, c);
+  // Signed, so that the blobs at the end are ones the projection does not keep:
+  // both decoders must still refuse a message that lacks them.
+  e.signature = randomBytes(64);
+  e.signingKeyId = "0123456789abcdef";
+  e.writerSeq = 7;
+  e.prevDigest = randomBytes(32);
+  std::string bytes = encodeEvent(e);
   REQUIRE(bytes.size() > 64);
   for (size_t n = 0; n < bytes.size(); ++n) {
     CAPTURE(n);
     CHECK(decodeErr(std::string_view(bytes).substr(0, n)).kind == DecodeError::Kind::malformed);
   }
+}
+
+TEST_CASE("both decoders refuse a corrupt field, even one the projection does not keep") {
+  test::ensureCrypto();
+  Event e = makeEvent(generateTokenKey(), "alice", kT, test::makeCreated(generateSecret()));
+  e.signature = randomBytes(64);
+  e.signingKeyId = "0123456789abcdef";
+  e.prevDigest = randomBytes(32);
+  const std::string bytes = encodeEvent(e);
+  // Each word in turn made a pointer of another kind, or one that points far out
+  // of the message: decodeErr checks that decodeEventView agrees.
+  const uint64_t corruptions[] = {~uint64_t{0}, (uint64_t{0x3fffffff} << 2) | 1,
+                                  (uint64_t{0x3fffffff} << 2)};
+  int refused = 0;
+  for (size_t word = 1; word < bytes.size() / 8; ++word) {
+    for (uint64_t bad : corruptions) {
+      CAPTURE(word);
+      std::string corrupt = bytes;
+      memcpy(corrupt.data() + 8 * word, &bad, 8);
+      if (std::holds_alternative<DecodeError>(decodeEvent(corrupt))) {
+        (void)decodeErr(corrupt);
+        ++refused;
+      } else {
+        CHECK(std::holds_alternative<EventView>(decodeEventView(corrupt)));
+      }
+    }
+  }
+  CHECK(refused > 10);
 }
 
 TEST_CASE("decodeEvent never throws on random bytes") {
