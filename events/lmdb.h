@@ -97,7 +97,9 @@ class Txn {
   MDB_txn* txn_ = nullptr;
 };
 
-// A cursor over one database, closed in its destructor (before its transaction ends).
+// A cursor over one database, closed in its destructor, which must run before its
+// transaction ends: LMDB frees a write transaction's cursors in commit() and
+// abort(), so a cursor that outlives them would be freed twice.
 class Cursor {
  public:
   Cursor(const Txn& txn, MDB_dbi dbi);

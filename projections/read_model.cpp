@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <span>
 
 #include "events/lmdb.h"
 #include "schemas/tokenledger.capnp.h"
@@ -169,7 +170,9 @@ class LmdbReadModel final : public ReadModel {
     if (lazy_) reserveFor(records.size());
     // Big batches: fault in the pages they will add on the second thread.
     auto prefaulted = besides(lazy_ && records.size() >= kParallelBatch,
-                              [&] { prefault(records.size() * kBytesPerRecord); });
+                              [next = nextPages(records.size() * kBytesPerRecord)] {
+                                populate(next.data(), next.size());
+                              });
     auto txn = lmdb::Txn::write(env_);
     std::vector<int64_t> next = readPositions(txn);
 
@@ -232,7 +235,8 @@ class LmdbReadModel final : public ReadModel {
     // Tens of MB in a rebuild: their pages are faulted in on another thread while
     // this one sorts.
     auto slotsFaulted =
-        besides(parallel, [&] { populate(slots.data(), slots.capacity() * sizeof(Slot)); });
+        besides(parallel,
+                [p = slots.data(), size = slots.capacity() * sizeof(Slot)] { populate(p, size); });
     sortByKey(refs, [](const Ref& r) { return r.key; });
     // A rebuild starts from empty databases: nothing to look up there.
     const bool noTokens = entries(txn, dbs_.tokens) == 0;
@@ -348,61 +352,62 @@ class LmdbReadModel final : public ReadModel {
         return a.slot != b.slot ? a.slot < b.slot : a.seq < b.seq;
       });
     });
-    SortedWriter idsOut(txn, dbs_.eventIds);
-    std::string value;  // reused: no allocation per entry
-    for (size_t i = 0; i < newIds.size(); ++i) {
-      if (i + kAhead < newIds.size()) {
-        prefetch(newIds[i + kAhead].first.data());
-        prefetch(recs[newIds[i + kAhead].second]);
+    {  // the writers' cursors must close before the commit (LMDB frees them in it)
+      SortedWriter idsOut(txn, dbs_.eventIds);
+      std::string value;  // reused: no allocation per entry
+      for (size_t i = 0; i < newIds.size(); ++i) {
+        if (i + kAhead < newIds.size()) {
+          prefetch(newIds[i + kAhead].first.data());
+          prefetch(recs[newIds[i + kAhead].second]);
+        }
+        idsOut.put(newIds[i].first, positionText(value, recs[newIds[i].second]->position));
       }
-      idsOut.put(newIds[i].first, positionText(value, recs[newIds[i].second]->position));
-    }
-    SortedWriter verifyOut(txn, dbs_.verify);
-    for (size_t i = 0; i < slots.size(); ++i) {
-      if (i + kAhead < slots.size() && slots[i + kAhead].dirty)
-        prefetch(slots[i + kAhead].state->destinationId.data());
-      if (slots[i].dirty) verifyOut.put(slots[i].key, encodeVerifyRecord(value, *slots[i].state));
-    }
-    // By owner, then by token key (slots are in key order): ownerKey order.
-    sortByKey(owners, firstOf, [](const auto& a, const auto& b) { return a.second < b.second; });
-    SortedWriter ownersOut(txn, dbs_.byOwner);
-    std::string key;  // reused: no allocation per entry
-    for (size_t i = 0; i < owners.size(); ++i) {
-      if (i + kAhead < owners.size()) {
-        prefetch(owners[i + kAhead].first.data());
-        prefetch(slots[owners[i + kAhead].second].key.data());
+      SortedWriter verifyOut(txn, dbs_.verify);
+      for (size_t i = 0; i < slots.size(); ++i) {
+        if (i + kAhead < slots.size() && slots[i + kAhead].dirty)
+          prefetch(slots[i + kAhead].state->destinationId.data());
+        if (slots[i].dirty) verifyOut.put(slots[i].key, encodeVerifyRecord(value, *slots[i].state));
       }
-      ownersOut.put(ownerKey(key, owners[i].first, slots[owners[i].second].key), "");
-    }
-    tokensEncoded.get_future().get();
-    SortedWriter tokensOut(txn, dbs_.tokens);
-    for (size_t i = 0, v = 0; i < slots.size(); ++i)
-      if (slots[i].dirty) tokensOut.put(slots[i].key, tokenValues[v++]);
-    encoded.get();  // the history sorted too
-    // The history needs only the slots' keys and the records: the rest is freed on
-    // the second thread meanwhile.
-    auto freed = besides(parallel, [&] {
-      for (Slot& slot : slots) slot.state.reset();
-      release(events);
-      release(refs);
-      release(idRefs);
-      release(newIds);
-      release(owners);
-      tokenValues = Packed();
-    });
-    SortedWriter historyOut(txn, dbs_.history);
-    for (size_t i = 0; i < history.size(); ++i) {
-      if (i + 2 * kAhead < history.size()) prefetch(recs[history[i + 2 * kAhead].event]);
-      if (i + kAhead < history.size()) {
-        const HistoryRef& h = history[i + kAhead];
-        prefetch(slots[h.slot].key.data());
-        prefetch(recs[h.event]->value.data(), recs[h.event]->value.size());
+      // By owner, then by token key (slots are in key order): ownerKey order.
+      sortByKey(owners, firstOf, [](const auto& a, const auto& b) { return a.second < b.second; });
+      SortedWriter ownersOut(txn, dbs_.byOwner);
+      std::string key;  // reused: no allocation per entry
+      for (size_t i = 0; i < owners.size(); ++i) {
+        if (i + kAhead < owners.size()) {
+          prefetch(owners[i + kAhead].first.data());
+          prefetch(slots[owners[i + kAhead].second].key.data());
+        }
+        ownersOut.put(ownerKey(key, owners[i].first, slots[owners[i].second].key), "");
       }
-      const HistoryRef& h = history[i];
-      historyOut.put(historyKey(key, slots[h.slot].key, h.seq), recs[h.event]->value);
+      tokensEncoded.get_future().get();
+      SortedWriter tokensOut(txn, dbs_.tokens);
+      for (size_t i = 0, v = 0; i < slots.size(); ++i)
+        if (slots[i].dirty) tokensOut.put(slots[i].key, tokenValues[v++]);
+      encoded.get();  // the history sorted too
+      // The history needs only the slots' keys and the records: the rest is freed on
+      // the second thread meanwhile.
+      auto freed = besides(parallel, [&] {
+        for (Slot& slot : slots) slot.state.reset();
+        release(events);
+        release(refs);
+        release(idRefs);
+        release(newIds);
+        release(owners);
+        tokenValues = Packed();
+      });
+      SortedWriter historyOut(txn, dbs_.history);
+      for (size_t i = 0; i < history.size(); ++i) {
+        if (i + 2 * kAhead < history.size()) prefetch(recs[history[i + 2 * kAhead].event]);
+        if (i + kAhead < history.size()) {
+          const HistoryRef& h = history[i + kAhead];
+          prefetch(slots[h.slot].key.data());
+          prefetch(recs[h.event]->value.data(), recs[h.event]->value.size());
+        }
+        const HistoryRef& h = history[i];
+        historyOut.put(historyKey(key, slots[h.slot].key, h.seq), recs[h.event]->value);
+      }
+      freed.get();
     }
-
-    freed.get();
     slotsFaulted.get();
     for (size_t p = 0; p < next.size(); ++p)
       txn.put(dbs_.positions, u32be(static_cast<uint32_t>(p)),
@@ -504,16 +509,17 @@ class LmdbReadModel final : public ReadModel {
   // About what a rebuild adds to the file per record (all databases).
   static constexpr uint64_t kBytesPerRecord = 900;
 
-  // Writes through the map (MDB_WRITEMAP) fault in every new page, which costs
-  // about as much as writing it; doing it ahead, off the writer's thread, takes
-  // that out of a big batch's critical path. Only faults pages in: their content
-  // is left alone, and a kernel without MADV_POPULATE_WRITE (< 5.14) just skips it.
-  void prefault(uint64_t bytes) {
+  // The `bytes` of the map (MDB_WRITEMAP) past the pages in use, as far as disk is
+  // reserved: where the next commit writes. Writing there faults in every page,
+  // which costs about as much as the writing; populate() does it ahead, off the
+  // writer's thread.
+  std::span<char> nextPages(uint64_t bytes) {
     MDB_envinfo info{};
-    if (mdb_env_info(env_.get(), &info) != 0 || !info.me_mapaddr) return;
+    if (mdb_env_info(env_.get(), &info) != 0 || !info.me_mapaddr) return {};
     uint64_t from = usedBytes();
     uint64_t to = std::min({from + bytes, reserved_, mapSize_});
-    if (to > from) populate(static_cast<char*>(info.me_mapaddr) + from, to - from);
+    if (to <= from) return {};
+    return {static_cast<char*>(info.me_mapaddr) + from, static_cast<size_t>(to - from)};
   }
 
   // Gives the pages one apply() of `records` may add real disk blocks first, so a
