@@ -164,7 +164,9 @@ class LmdbReadModel final : public ReadModel {
   // Three passes: look up everything the batch touches in key order, apply the
   // events in log order in memory, then write every change in key order. Sorted
   // access walks each B-tree once instead of jumping around it per event, which is
-  // what bounds rebuilds (tokens are random keys).
+  // what bounds rebuilds (tokens are random keys). Big batches (rebuilds, catching
+  // up) share the memory work with a second thread; the write transaction stays on
+  // this one, as LMDB requires.
   ApplyReport apply(const std::vector<LogRecord>& records, const SkipReporter& report) override {
     ApplyReport out;
     if (lazy_) reserveFor(records.size());
@@ -175,11 +177,9 @@ class LmdbReadModel final : public ReadModel {
                               });
     auto txn = lmdb::Txn::write(env_);
     std::vector<int64_t> next = readPositions(txn);
-
-    // Which records are new (by position), decoded.
-    std::vector<const LogRecord*> recs;
-    recs.reserve(records.size());
-    for (const auto& rec : records) {
+    Batch batch;
+    batch.recs.reserve(records.size());
+    for (const auto& rec : records) {  // which records are new, by position
       auto part = static_cast<size_t>(rec.position.partition);
       if (next.size() <= part) next.resize(part + 1, 0);
       if (rec.position.offset < next[part]) {
@@ -187,228 +187,13 @@ class LmdbReadModel final : public ReadModel {
         continue;
       }
       next[part] = rec.position.offset + 1;
-      recs.push_back(&rec);
+      batch.recs.push_back(&rec);
     }
-    const size_t n = recs.size();
-    // Big batches (rebuilds, catching up) share the memory work with a second
-    // thread; the write transaction stays on this one, as LMDB requires.
-    const bool parallel = n >= kParallelBatch;
-    std::vector<DecodedView> events(n);  // views into `records`
-    {
-      auto decode = [&](size_t from, size_t to) {
-        for (size_t i = from; i < to; ++i) events[i] = decodeEventView(recs[i]->value);
-      };
-      auto upper = besides(parallel, [&] { decode(n / 2, n); });
-      decode(0, n / 2);
-      upper.get();
-    }
-    constexpr uint32_t kNone = UINT32_MAX;
-
-    // Pass 1: one slot per token the batch mentions (its own key, or a successor's
-    // predecessor), in key order, with its stored state; which events are
-    // duplicates (an id stored before, or seen earlier in the batch).
-    struct Ref {
-      std::string_view key;
-      uint32_t event;
-      bool predecessor;
-    };
-    auto firstOf = [](const auto& pair) { return std::string_view(pair.first); };
-    std::vector<std::pair<std::string_view, uint32_t>> idRefs;
-    auto sortedIds = besides(parallel, [&] {
-      idRefs.reserve(n);
-      for (uint32_t i = 0; i < n; ++i)
-        if (const EventView* e = std::get_if<EventView>(&events[i]))
-          idRefs.emplace_back(e->eventId, i);
-      sortByKey(idRefs, firstOf);
-    });
-    std::vector<Ref> refs;
-    refs.reserve(n);
-    for (uint32_t i = 0; i < n; ++i) {
-      const EventView* e = std::get_if<EventView>(&events[i]);
-      if (!e) continue;
-      refs.push_back(Ref{e->tokenKey, i, false});
-      if (const auto* c = std::get_if<CreatedView>(&e->body); c && !c->replaces.empty())
-        refs.push_back(Ref{c->replaces, i, true});
-    }
-    std::vector<Slot> slots;
-    slots.reserve(refs.size());  // moving slots would copy their tokens
-    // Tens of MB in a rebuild: their pages are faulted in on another thread while
-    // this one sorts.
-    auto slotsFaulted =
-        besides(parallel,
-                [p = slots.data(), size = slots.capacity() * sizeof(Slot)] { populate(p, size); });
-    sortByKey(refs, [](const Ref& r) { return r.key; });
-    // A rebuild starts from empty databases: nothing to look up there.
-    const bool noTokens = entries(txn, dbs_.tokens) == 0;
-    const bool noIds = entries(txn, dbs_.eventIds) == 0;
-    // The slots' keys, copied next to each other in key order: every later pass
-    // walks them in that order, and reading them where they lie in the records
-    // (log order) would miss the cache on each one.
-    std::string keys;
-    size_t keyBytes = 0;
-    for (const Ref& r : refs) keyBytes += r.key.size();
-    keys.reserve(keyBytes);  // never reallocates: the views below stay valid
-    std::vector<uint32_t> slotOf(n, kNone), predecessorOf(n, kNone);
-    for (const Ref& r : refs) {
-      if (slots.empty() || slots.back().key != r.key) {
-        keys.append(r.key);
-        slots.push_back(
-            Slot{std::string_view(keys).substr(keys.size() - r.key.size()), std::nullopt, false});
-        if (auto raw = noTokens ? std::nullopt : txn.get(dbs_.tokens, r.key))
-          slots.back().state = decodeToken(*raw);
-      }
-      (r.predecessor ? predecessorOf : slotOf)[r.event] = static_cast<uint32_t>(slots.size() - 1);
-    }
-    sortedIds.get();
-    std::vector<bool> duplicate(n, true);
-    std::vector<std::pair<std::string_view, uint32_t>> newIds;  // key order
-    for (size_t a = 0, b = 0; a < idRefs.size(); a = b) {
-      uint32_t earliest = idRefs[a].second;
-      for (b = a + 1; b < idRefs.size() && idRefs[b].first == idRefs[a].first; ++b)
-        earliest = std::min(earliest, idRefs[b].second);
-      if (!noIds && txn.get(dbs_.eventIds, idRefs[a].first)) continue;
-      duplicate[earliest] = false;
-      newIds.emplace_back(idRefs[a].first, earliest);
-    }
-
-    // Loops that read memory scattered over the batch ask for it kAhead entries
-    // early, which overlaps the cache misses they would wait on one by one.
-    constexpr size_t kAhead = 8;
-
-    // Pass 2: the events in log order, against the slots.
-    struct HistoryRef {
-      uint32_t slot, seq, event;
-    };
-    std::vector<HistoryRef> history;
-    std::vector<std::pair<std::string_view, uint32_t>> owners;  // (owner, slot)
-    history.reserve(n);
-    for (uint32_t i = 0; i < n; ++i) {
-      // Slots are in key order, events in log order: each event's slot is a miss.
-      if (i + kAhead < n && slotOf[i + kAhead] != kNone)
-        prefetch(&slots[slotOf[i + kAhead]], sizeof(Slot));
-      const LogRecord& rec = *recs[i];
-      if (auto* err = std::get_if<DecodeError>(&events[i])) {
-        out.skipped++;
-        if (report) report(rec.position, err->message);
-        continue;
-      }
-      if (duplicate[i]) {
-        out.duplicates++;
-        continue;
-      }
-      const EventView& event = std::get<EventView>(events[i]);
-      Slot& slot = slots[slotOf[i]];
-      const std::optional<Token>& current = slot.state;
-      auto applied = applyEvent(current, event);
-      if (!applied) {
-        out.skipped++;
-        if (report)
-          report(rec.position, std::string(event.typeName()) + " event for " +
-                                   (current ? "an existing" : "an unknown") + " token " +
-                                   std::string(event.tokenKey) + " of owner " +
-                                   std::string(event.owner) + " does not apply");
-        continue;
-      }
-      bool created = !current;
-      if (created) owners.emplace_back(event.owner, slotOf[i]);
-      history.push_back(HistoryRef{slotOf[i], applied->eventCount - 1, i});
-      slot.state = std::move(applied);
-      slot.dirty = true;
-      // A successor records its predecessor; the predecessor learns its successor.
-      if (created && predecessorOf[i] != kNone) {
-        Slot& pred = slots[predecessorOf[i]];
-        if (pred.state && pred.state->owner == slot.state->owner) {
-          pred.state->replacedBy = slot.state->key;
-          pred.dirty = true;
-        }
-      }
-      out.applied++;
-    }
-
-    // Pass 3: every change, in key order per database. Encoding tokens and sorting
-    // the history go to the second thread meanwhile.
-    Packed tokenValues;
-    std::promise<void> tokensEncoded;  // set (or failed) before the history sort
-    auto encoded = besides(parallel, [&] {
-      try {
-        size_t bytes = 0;  // a close upper bound: no reallocation, each page touched once
-        for (const Slot& slot : slots)
-          if (slot.dirty) bytes += encodedTokenBound(*slot.state);
-        tokenValues.reserve(bytes, slots.size());
-        for (size_t i = 0; i < slots.size(); ++i) {
-          if (i + kAhead < slots.size() && slots[i + kAhead].dirty) {
-            const Token& t = *slots[i + kAhead].state;
-            prefetch(t.key.data());
-            prefetch(t.description.data());
-          }
-          if (slots[i].dirty) tokenValues.add(encodeToken(*slots[i].state));
-        }
-        tokensEncoded.set_value();
-      } catch (...) {
-        tokensEncoded.set_exception(std::current_exception());
-        return;
-      }
-      std::sort(history.begin(), history.end(), [](const HistoryRef& a, const HistoryRef& b) {
-        return a.slot != b.slot ? a.slot < b.slot : a.seq < b.seq;
-      });
-    });
-    {  // the writers' cursors must close before the commit (LMDB frees them in it)
-      SortedWriter idsOut(txn, dbs_.eventIds);
-      std::string value;  // reused: no allocation per entry
-      for (size_t i = 0; i < newIds.size(); ++i) {
-        if (i + kAhead < newIds.size()) {
-          prefetch(newIds[i + kAhead].first.data());
-          prefetch(recs[newIds[i + kAhead].second]);
-        }
-        idsOut.put(newIds[i].first, positionText(value, recs[newIds[i].second]->position));
-      }
-      SortedWriter verifyOut(txn, dbs_.verify);
-      for (size_t i = 0; i < slots.size(); ++i) {
-        if (i + kAhead < slots.size() && slots[i + kAhead].dirty)
-          prefetch(slots[i + kAhead].state->destinationId.data());
-        if (slots[i].dirty) verifyOut.put(slots[i].key, encodeVerifyRecord(value, *slots[i].state));
-      }
-      // By owner, then by token key (slots are in key order): ownerKey order.
-      sortByKey(owners, firstOf, [](const auto& a, const auto& b) { return a.second < b.second; });
-      SortedWriter ownersOut(txn, dbs_.byOwner);
-      std::string key;  // reused: no allocation per entry
-      for (size_t i = 0; i < owners.size(); ++i) {
-        if (i + kAhead < owners.size()) {
-          prefetch(owners[i + kAhead].first.data());
-          prefetch(slots[owners[i + kAhead].second].key.data());
-        }
-        ownersOut.put(ownerKey(key, owners[i].first, slots[owners[i].second].key), "");
-      }
-      tokensEncoded.get_future().get();
-      SortedWriter tokensOut(txn, dbs_.tokens);
-      for (size_t i = 0, v = 0; i < slots.size(); ++i)
-        if (slots[i].dirty) tokensOut.put(slots[i].key, tokenValues[v++]);
-      encoded.get();  // the history sorted too
-      // The history needs only the slots' keys and the records: the rest is freed on
-      // the second thread meanwhile.
-      auto freed = besides(parallel, [&] {
-        for (Slot& slot : slots) slot.state.reset();
-        release(events);
-        release(refs);
-        release(idRefs);
-        release(newIds);
-        release(owners);
-        tokenValues = Packed();
-      });
-      SortedWriter historyOut(txn, dbs_.history);
-      for (size_t i = 0; i < history.size(); ++i) {
-        if (i + 2 * kAhead < history.size()) prefetch(recs[history[i + 2 * kAhead].event]);
-        if (i + kAhead < history.size()) {
-          const HistoryRef& h = history[i + kAhead];
-          prefetch(slots[h.slot].key.data());
-          prefetch(recs[h.event]->value.data(), recs[h.event]->value.size());
-        }
-        const HistoryRef& h = history[i];
-        historyOut.put(historyKey(key, slots[h.slot].key, h.seq), recs[h.event]->value);
-      }
-      freed.get();
-    }
-    slotsFaulted.get();
+    batch.parallel = batch.recs.size() >= kParallelBatch;
+    decode(batch);
+    lookUp(txn, batch);
+    applyInLogOrder(batch, report, out);
+    write(txn, batch);
     for (size_t p = 0; p < next.size(); ++p)
       txn.put(dbs_.positions, u32be(static_cast<uint32_t>(p)),
               lmdb::encodeU64(static_cast<uint64_t>(next[p])));
@@ -586,6 +371,246 @@ class LmdbReadModel final : public ReadModel {
     std::optional<Token> state;
     bool dirty = false;
   };
+
+  static constexpr uint32_t kNone = UINT32_MAX;
+  // Loops that read memory scattered over the batch ask for it kAhead entries
+  // early, which overlaps the cache misses they would wait on one by one.
+  static constexpr size_t kAhead = 8;
+
+  // One apply()'s working state; each pass fills in what the next reads.
+  struct Batch {
+    std::vector<const LogRecord*> recs;   // the new records, in log order
+    bool parallel = false;                // big enough for the second thread
+    std::vector<DecodedView> events;      // per record: views into it
+    std::string keys;                     // the slots' keys, in key order
+    std::vector<Slot> slots;              // per token the batch mentions, key order
+    std::vector<uint32_t> slotOf;         // per event: its token's slot
+    std::vector<uint32_t> predecessorOf;  // per event: the slot of the token it replaces
+    std::vector<bool> duplicate;          // per event: id stored or seen before
+    std::vector<std::pair<std::string_view, uint32_t>> newIds;  // (id, event), key order
+    struct HistoryRef {
+      uint32_t slot, seq, event;
+    };
+    std::vector<HistoryRef> history;                            // per applied event
+    std::vector<std::pair<std::string_view, uint32_t>> owners;  // (owner, slot) per creation
+  };
+
+  static std::string_view firstOf(const std::pair<std::string_view, uint32_t>& pair) {
+    return pair.first;
+  }
+
+  static void decode(Batch& b) {
+    const size_t n = b.recs.size();
+    b.events.resize(n);
+    auto decode = [&](size_t from, size_t to) {
+      for (size_t i = from; i < to; ++i) b.events[i] = decodeEventView(b.recs[i]->value);
+    };
+    auto upper = besides(b.parallel, [&] { decode(n / 2, n); });
+    decode(0, n / 2);
+    upper.get();
+  }
+
+  // Pass 1: one slot per token the batch mentions (its own key, or a successor's
+  // predecessor), in key order, with its stored state; which events are duplicates
+  // (an id stored before, or seen earlier in the batch).
+  void lookUp(const lmdb::Txn& txn, Batch& b) {
+    const auto n = static_cast<uint32_t>(b.recs.size());
+    std::vector<std::pair<std::string_view, uint32_t>> idRefs;  // (id, event)
+    auto sortedIds = besides(b.parallel, [&] {
+      idRefs.reserve(n);
+      for (uint32_t i = 0; i < n; ++i)
+        if (const EventView* e = std::get_if<EventView>(&b.events[i]))
+          idRefs.emplace_back(e->eventId, i);
+      sortByKey(idRefs, firstOf);
+    });
+    struct Ref {
+      std::string_view key;
+      uint32_t event;
+      bool predecessor;
+    };
+    std::vector<Ref> refs;
+    refs.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      const EventView* e = std::get_if<EventView>(&b.events[i]);
+      if (!e) continue;
+      refs.push_back(Ref{e->tokenKey, i, false});
+      if (const auto* c = std::get_if<CreatedView>(&e->body); c && !c->replaces.empty())
+        refs.push_back(Ref{c->replaces, i, true});
+    }
+    b.slots.reserve(refs.size());  // moving slots would copy their tokens
+    // Tens of MB in a rebuild: their pages are faulted in on another thread while
+    // this one sorts.
+    auto slotsFaulted = besides(
+        b.parallel,
+        [p = b.slots.data(), size = b.slots.capacity() * sizeof(Slot)] { populate(p, size); });
+    sortByKey(refs, [](const Ref& r) { return r.key; });
+    // A rebuild starts from empty databases: nothing to look up there.
+    const bool noTokens = entries(txn, dbs_.tokens) == 0;
+    const bool noIds = entries(txn, dbs_.eventIds) == 0;
+    // The slots' keys, copied next to each other in key order: every later pass
+    // walks them in that order, and reading them where they lie in the records
+    // (log order) would miss the cache on each one.
+    size_t keyBytes = 0;
+    for (const Ref& r : refs) keyBytes += r.key.size();
+    b.keys.reserve(keyBytes);  // never reallocates: the views below stay valid
+    b.slotOf.assign(n, kNone);
+    b.predecessorOf.assign(n, kNone);
+    for (const Ref& r : refs) {
+      if (b.slots.empty() || b.slots.back().key != r.key) {
+        b.keys.append(r.key);
+        b.slots.push_back(Slot{std::string_view(b.keys).substr(b.keys.size() - r.key.size()),
+                               std::nullopt, false});
+        if (auto raw = noTokens ? std::nullopt : txn.get(dbs_.tokens, r.key))
+          b.slots.back().state = decodeToken(*raw);
+      }
+      (r.predecessor ? b.predecessorOf : b.slotOf)[r.event] =
+          static_cast<uint32_t>(b.slots.size() - 1);
+    }
+    sortedIds.get();
+    b.duplicate.assign(n, true);
+    for (size_t from = 0, to = 0; from < idRefs.size(); from = to) {
+      uint32_t earliest = idRefs[from].second;
+      for (to = from + 1; to < idRefs.size() && idRefs[to].first == idRefs[from].first; ++to)
+        earliest = std::min(earliest, idRefs[to].second);
+      if (!noIds && txn.get(dbs_.eventIds, idRefs[from].first)) continue;
+      b.duplicate[earliest] = false;
+      b.newIds.emplace_back(idRefs[from].first, earliest);
+    }
+    slotsFaulted.get();
+  }
+
+  // Pass 2: the events in log order, against the slots.
+  static void applyInLogOrder(Batch& b, const SkipReporter& report, ApplyReport& out) {
+    const auto n = static_cast<uint32_t>(b.recs.size());
+    b.history.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      // Slots are in key order, events in log order: each event's slot is a miss.
+      if (i + kAhead < n && b.slotOf[i + kAhead] != kNone)
+        prefetch(&b.slots[b.slotOf[i + kAhead]], sizeof(Slot));
+      const LogRecord& rec = *b.recs[i];
+      if (auto* err = std::get_if<DecodeError>(&b.events[i])) {
+        out.skipped++;
+        if (report) report(rec.position, err->message);
+        continue;
+      }
+      if (b.duplicate[i]) {
+        out.duplicates++;
+        continue;
+      }
+      const EventView& event = std::get<EventView>(b.events[i]);
+      Slot& slot = b.slots[b.slotOf[i]];
+      const std::optional<Token>& current = slot.state;
+      auto applied = applyEvent(current, event);
+      if (!applied) {
+        out.skipped++;
+        if (report)
+          report(rec.position, std::string(event.typeName()) + " event for " +
+                                   (current ? "an existing" : "an unknown") + " token " +
+                                   std::string(event.tokenKey) + " of owner " +
+                                   std::string(event.owner) + " does not apply");
+        continue;
+      }
+      bool created = !current;
+      if (created) b.owners.emplace_back(event.owner, b.slotOf[i]);
+      b.history.push_back(Batch::HistoryRef{b.slotOf[i], applied->eventCount - 1, i});
+      slot.state = std::move(applied);
+      slot.dirty = true;
+      // A successor records its predecessor; the predecessor learns its successor.
+      if (created && b.predecessorOf[i] != kNone) {
+        Slot& pred = b.slots[b.predecessorOf[i]];
+        if (pred.state && pred.state->owner == slot.state->owner) {
+          pred.state->replacedBy = slot.state->key;
+          pred.dirty = true;
+        }
+      }
+      out.applied++;
+    }
+  }
+
+  // Pass 3: every change, in key order per database. Encoding tokens and sorting
+  // the history go to the second thread meanwhile.
+  void write(lmdb::Txn& txn, Batch& b) {
+    const std::vector<Slot>& slots = b.slots;
+    Packed tokenValues;
+    std::promise<void> tokensEncoded;  // set (or failed) before the history sort
+    auto encoded = besides(b.parallel, [&] {
+      try {
+        size_t bytes = 0;  // a close upper bound: no reallocation, each page touched once
+        for (const Slot& slot : slots)
+          if (slot.dirty) bytes += encodedTokenBound(*slot.state);
+        tokenValues.reserve(bytes, slots.size());
+        for (size_t i = 0; i < slots.size(); ++i) {
+          if (i + kAhead < slots.size() && slots[i + kAhead].dirty) {
+            const Token& t = *slots[i + kAhead].state;
+            prefetch(t.key.data());
+            prefetch(t.description.data());
+          }
+          if (slots[i].dirty) tokenValues.add(encodeToken(*slots[i].state));
+        }
+        tokensEncoded.set_value();
+      } catch (...) {
+        tokensEncoded.set_exception(std::current_exception());
+        return;
+      }
+      std::sort(b.history.begin(), b.history.end(), [](const auto& x, const auto& y) {
+        return x.slot != y.slot ? x.slot < y.slot : x.seq < y.seq;
+      });
+    });
+    // The writers are SortedWriters, whose cursors close when this returns: before
+    // the commit, which would free them (see lmdb::Cursor).
+    SortedWriter idsOut(txn, dbs_.eventIds);
+    std::string value;  // reused: no allocation per entry
+    for (size_t i = 0; i < b.newIds.size(); ++i) {
+      if (i + kAhead < b.newIds.size()) {
+        prefetch(b.newIds[i + kAhead].first.data());
+        prefetch(b.recs[b.newIds[i + kAhead].second]);
+      }
+      idsOut.put(b.newIds[i].first, positionText(value, b.recs[b.newIds[i].second]->position));
+    }
+    SortedWriter verifyOut(txn, dbs_.verify);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (i + kAhead < slots.size() && slots[i + kAhead].dirty)
+        prefetch(slots[i + kAhead].state->destinationId.data());
+      if (slots[i].dirty) verifyOut.put(slots[i].key, encodeVerifyRecord(value, *slots[i].state));
+    }
+    // By owner, then by token key (slots are in key order): ownerKey order.
+    sortByKey(b.owners, firstOf, [](const auto& x, const auto& y) { return x.second < y.second; });
+    SortedWriter ownersOut(txn, dbs_.byOwner);
+    std::string key;  // reused: no allocation per entry
+    for (size_t i = 0; i < b.owners.size(); ++i) {
+      if (i + kAhead < b.owners.size()) {
+        prefetch(b.owners[i + kAhead].first.data());
+        prefetch(slots[b.owners[i + kAhead].second].key.data());
+      }
+      ownersOut.put(ownerKey(key, b.owners[i].first, slots[b.owners[i].second].key), "");
+    }
+    tokensEncoded.get_future().get();
+    SortedWriter tokensOut(txn, dbs_.tokens);
+    for (size_t i = 0, v = 0; i < slots.size(); ++i)
+      if (slots[i].dirty) tokensOut.put(slots[i].key, tokenValues[v++]);
+    encoded.get();  // the history sorted too
+    // The history needs only the slots' keys and the records: the rest is freed on
+    // the second thread meanwhile.
+    auto freed = besides(b.parallel, [&] {
+      for (Slot& slot : b.slots) slot.state.reset();
+      release(b.events);
+      release(b.newIds);
+      release(b.owners);
+      tokenValues = Packed();
+    });
+    SortedWriter historyOut(txn, dbs_.history);
+    for (size_t i = 0; i < b.history.size(); ++i) {
+      if (i + 2 * kAhead < b.history.size()) prefetch(b.recs[b.history[i + 2 * kAhead].event]);
+      if (i + kAhead < b.history.size()) {
+        const auto& h = b.history[i + kAhead];
+        prefetch(slots[h.slot].key.data());
+        prefetch(b.recs[h.event]->value.data(), b.recs[h.event]->value.size());
+      }
+      const auto& h = b.history[i];
+      historyOut.put(historyKey(key, slots[h.slot].key, h.seq), b.recs[h.event]->value);
+    }
+    freed.get();
+  }
 
   // Puts keys in ascending order; those past the database's last key go in with
   // MDB_APPEND (no search, and pages fill up instead of splitting in half), which
