@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <string>
@@ -601,6 +602,69 @@ TEST_CASE("projector resumes after the stored positions") {
   Skips skips;
   rebuildReadModel(*log, dir.sub("rebuilt"), skips.reporter(), ReadModelOptions{kMap});
   CHECK(openReadModel(dir.sub("rebuilt"), ReadModelOptions{kMap})->dump() == model->dump());
+}
+
+}  // namespace
+}  // namespace tokenledger
+
+namespace tokenledger {
+namespace {
+
+// A fake /proc and /sys under a temporary root.
+struct FakeRoot {
+  test::TempDir dir;
+  void write(const std::string& path, const std::string& content) {
+    std::filesystem::path p = dir.path() + path;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p) << content;
+  }
+};
+
+constexpr uint64_t kGiB = 1ull << 30;
+
+TEST_CASE("available memory: MemAvailable, or a smaller cgroup headroom") {
+  FakeRoot root;
+  root.write("/proc/meminfo",
+             "MemTotal:       25165824 kB\nMemFree:        1000 kB\nMemAvailable:   16777216 kB\n");
+  SUBCASE("no cgroup files: MemAvailable") {
+    CHECK(availableMemoryBytes(root.dir.path()) == 16 * kGiB);
+  }
+  SUBCASE("cgroup v2 group with a limit below it") {
+    root.write("/proc/self/cgroup", "0::/app.slice/tl.service\n");
+    root.write("/sys/fs/cgroup/app.slice/tl.service/memory.max", std::to_string(2 * kGiB) + "\n");
+    root.write("/sys/fs/cgroup/app.slice/tl.service/memory.current", std::to_string(kGiB / 2));
+    CHECK(availableMemoryBytes(root.dir.path()) == kGiB + kGiB / 2);
+  }
+  SUBCASE("cgroup v2 without a limit") {
+    root.write("/proc/self/cgroup", "0::/\n");
+    root.write("/sys/fs/cgroup/memory.max", "max\n");
+    root.write("/sys/fs/cgroup/memory.current", "1000\n");
+    CHECK(availableMemoryBytes(root.dir.path()) == 16 * kGiB);
+  }
+  SUBCASE("cgroup v1 in a container: the hierarchy's root is the container's group") {
+    root.write("/proc/self/cgroup", "4:memory:/docker/abc\n0::/\n");
+    root.write("/sys/fs/cgroup/memory/memory.limit_in_bytes", std::to_string(kGiB));
+    root.write("/sys/fs/cgroup/memory/memory.usage_in_bytes", std::to_string(kGiB + 1));
+    CHECK(availableMemoryBytes(root.dir.path()) == 0);  // over its limit already
+  }
+  SUBCASE("cgroup v1 without a limit (the kernel writes a huge number)") {
+    root.write("/proc/self/cgroup", "4:memory:/\n");
+    root.write("/sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
+    root.write("/sys/fs/cgroup/memory/memory.usage_in_bytes", "1000\n");
+    CHECK(availableMemoryBytes(root.dir.path()) == 16 * kGiB);
+  }
+}
+
+TEST_CASE("available memory unknown without /proc") {
+  test::TempDir empty;
+  CHECK_FALSE(availableMemoryBytes(empty.path()).has_value());
+}
+
+TEST_CASE("rebuild transactions: a quarter of the available memory, within bounds") {
+  CHECK(rebuildChunkRecords(std::nullopt) == 262'144);
+  CHECK(rebuildChunkRecords(0) == 65'536);
+  CHECK(rebuildChunkRecords(kGiB) == 174'762);  // 1 GiB / 4 / 1.5 KiB
+  CHECK(rebuildChunkRecords(64 * kGiB) == 1'048'576);
 }
 
 }  // namespace
