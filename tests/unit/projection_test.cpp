@@ -618,6 +618,14 @@ struct FakeRoot {
     std::filesystem::create_directories(p.parent_path());
     std::ofstream(p) << content;
   }
+  // The process's groups (/proc/self/cgroup), and in `dir` the memory controller's
+  // limit and usage files (version 2 or 1 names).
+  void group(const std::string& groups, const std::string& dir, bool v2, const std::string& limit,
+             const std::string& usage) {
+    write("/proc/self/cgroup", groups);
+    write(dir + (v2 ? "/memory.max" : "/memory.limit_in_bytes"), limit);
+    write(dir + (v2 ? "/memory.current" : "/memory.usage_in_bytes"), usage);
+  }
 };
 
 constexpr uint64_t kGiB = 1ull << 30;
@@ -630,27 +638,21 @@ TEST_CASE("available memory: MemAvailable, or a smaller cgroup headroom") {
     CHECK(availableMemoryBytes(root.dir.path()) == 16 * kGiB);
   }
   SUBCASE("cgroup v2 group with a limit below it") {
-    root.write("/proc/self/cgroup", "0::/app.slice/tl.service\n");
-    root.write("/sys/fs/cgroup/app.slice/tl.service/memory.max", std::to_string(2 * kGiB) + "\n");
-    root.write("/sys/fs/cgroup/app.slice/tl.service/memory.current", std::to_string(kGiB / 2));
+    root.group("0::/app.slice/tl.service\n", "/sys/fs/cgroup/app.slice/tl.service", true,
+               std::to_string(2 * kGiB) + "\n", std::to_string(kGiB / 2));
     CHECK(availableMemoryBytes(root.dir.path()) == kGiB + kGiB / 2);
   }
   SUBCASE("cgroup v2 without a limit") {
-    root.write("/proc/self/cgroup", "0::/\n");
-    root.write("/sys/fs/cgroup/memory.max", "max\n");
-    root.write("/sys/fs/cgroup/memory.current", "1000\n");
+    root.group("0::/\n", "/sys/fs/cgroup", true, "max\n", "1000\n");
     CHECK(availableMemoryBytes(root.dir.path()) == 16 * kGiB);
   }
   SUBCASE("cgroup v1 in a container: the hierarchy's root is the container's group") {
-    root.write("/proc/self/cgroup", "4:memory:/docker/abc\n0::/\n");
-    root.write("/sys/fs/cgroup/memory/memory.limit_in_bytes", std::to_string(kGiB));
-    root.write("/sys/fs/cgroup/memory/memory.usage_in_bytes", std::to_string(kGiB + 1));
+    root.group("4:memory:/docker/abc\n0::/\n", "/sys/fs/cgroup/memory", false, std::to_string(kGiB),
+               std::to_string(kGiB + 1));
     CHECK(availableMemoryBytes(root.dir.path()) == 0);  // over its limit already
   }
   SUBCASE("cgroup v1 without a limit (the kernel writes a huge number)") {
-    root.write("/proc/self/cgroup", "4:memory:/\n");
-    root.write("/sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
-    root.write("/sys/fs/cgroup/memory/memory.usage_in_bytes", "1000\n");
+    root.group("4:memory:/\n", "/sys/fs/cgroup/memory", false, "9223372036854771712\n", "1000\n");
     CHECK(availableMemoryBytes(root.dir.path()) == 16 * kGiB);
   }
 }
