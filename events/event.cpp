@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "events/capnp_words.h"
 #include "schemas/tokenledger.capnp.h"
 
 namespace tokenledger {
@@ -38,14 +39,6 @@ std::string toBytes(capnp::MessageBuilder& message) {
   kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
   auto bytes = words.asBytes();
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
-}
-
-// Cap'n Proto wants word-aligned input; LMDB and Kafka buffers are not, so copy.
-kj::Array<capnp::word> aligned(std::string_view bytes) {
-  auto words = kj::heapArray<capnp::word>((bytes.size() + 7) / 8);
-  memset(words.begin(), 0, words.size() * sizeof(capnp::word));
-  memcpy(words.begin(), bytes.data(), bytes.size());
-  return words;
 }
 
 std::string_view typeNameOf(bool created, bool activated) {
@@ -219,15 +212,7 @@ Result withEnvelope(std::string_view bytes, std::vector<uint64_t>& copy, Read re
     return DecodeError{DecodeError::Kind::malformed,
                        "not a Cap'n Proto message (size " + std::to_string(bytes.size()) + ")"};
   try {
-    kj::ArrayPtr<const capnp::word> words;
-    if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) {
-      words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
-    } else {  // LMDB and Kafka buffers need not be aligned
-      copy.resize(bytes.size() / 8);
-      memcpy(copy.data(), bytes.data(), bytes.size());
-      words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(copy.data()), copy.size());
-    }
-    capnp::FlatArrayMessageReader reader(words);
+    capnp::FlatArrayMessageReader reader(wordsOf(bytes, copy));
     return read(reader.getRoot<s::Envelope>());
   } catch (const kj::Exception& ex) {
     return DecodeError{DecodeError::Kind::malformed,
@@ -333,8 +318,8 @@ std::string encodeToken(const Token& t) {
 
 Token decodeToken(std::string_view bytes) {
   try {
-    auto words = aligned(bytes);
-    capnp::FlatArrayMessageReader reader(words);
+    std::vector<uint64_t> copy;
+    capnp::FlatArrayMessageReader reader(wordsOf(bytes, copy));
     auto r = reader.getRoot<s::TokenState>();
     Token t;
     t.key = std::string(viewOf(r.getKey()));

@@ -9,6 +9,7 @@
 #include <exception>
 #include <sstream>
 
+#include "events/capnp_words.h"
 #include "events/secrets.h"
 #include "schemas/tokenledger.capnp.h"
 
@@ -16,13 +17,6 @@ namespace tokenledger {
 namespace {
 
 namespace s = schema;
-
-kj::Array<capnp::word> aligned(std::string_view bytes) {
-  auto words = kj::heapArray<capnp::word>((bytes.size() + 7) / 8);
-  memset(words.begin(), 0, words.size() * sizeof(capnp::word));
-  memcpy(words.begin(), bytes.data(), bytes.size());
-  return words;
-}
 
 std::string_view viewOf(capnp::Data::Reader d) {
   return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
@@ -227,8 +221,8 @@ const PublicKey* KeyRing::find(std::string_view keyId) const {
 std::optional<std::string> signedBytes(std::string_view envelope) {
   if (envelope.empty() || envelope.size() % 8 != 0) return std::nullopt;
   try {
-    auto words = aligned(envelope);
-    capnp::FlatArrayMessageReader reader(words, readerOptions());
+    std::vector<uint64_t> copy;
+    capnp::FlatArrayMessageReader reader(wordsOf(envelope, copy), readerOptions());
     return canonicalWithoutSignature(reader.getRoot<s::Envelope>());
   } catch (const kj::Exception&) {
     return std::nullopt;
@@ -271,8 +265,8 @@ SignatureCheck checkSignature(std::string_view envelope, const KeyRing& keys) {
   SignatureCheck out;
   if (envelope.empty() || envelope.size() % 8 != 0) return out;
   try {
-    auto words = aligned(envelope);
-    capnp::FlatArrayMessageReader reader(words, readerOptions());
+    std::vector<uint64_t> copy;
+    capnp::FlatArrayMessageReader reader(wordsOf(envelope, copy), readerOptions());
     auto env = reader.getRoot<s::Envelope>();
     auto kid = env.getSigningKeyId();
     out.keyId = std::string(kid.begin(), kid.size());

@@ -171,10 +171,12 @@ class LmdbReadModel final : public ReadModel {
     ApplyReport out;
     if (lazy_) reserveFor(records.size());
     // Big batches: fault in the pages they will add on the second thread.
-    auto prefaulted = besides(lazy_ && records.size() >= kParallelBatch,
-                              [next = nextPages(records.size() * kBytesPerRecord)] {
-                                populate(next.data(), next.size());
-                              });
+    std::future<void> prefaulted;
+    if (lazy_ && records.size() >= kParallelBatch)
+      prefaulted =
+          std::async(std::launch::async, [next = nextPages(records.size() * kBytesPerRecord)] {
+            populate(next.data(), next.size());
+          });
     auto txn = lmdb::Txn::write(env_);
     std::vector<int64_t> next = readPositions(txn);
     Batch batch;
@@ -198,7 +200,7 @@ class LmdbReadModel final : public ReadModel {
       txn.put(dbs_.positions, u32be(static_cast<uint32_t>(p)),
               lmdb::encodeU64(static_cast<uint64_t>(next[p])));
     txn.commit();
-    prefaulted.get();
+    if (prefaulted.valid()) prefaulted.get();
     generation_.fetch_add(1, std::memory_order_release);
     return out;
   }
@@ -238,7 +240,7 @@ class LmdbReadModel final : public ReadModel {
   ~LmdbReadModel() override {
     if (lazy_ && syncAtClose_) {
       try {
-        sync();
+        lmdb::check(mdb_env_sync(env_.get(), 1), "mdb_env_sync");
         std::filesystem::remove(dir_ + "/unsynced-boot");
       } catch (const std::exception&) {
         // leave the marker: the next start decides
@@ -254,10 +256,6 @@ class LmdbReadModel final : public ReadModel {
       } catch (const std::exception&) {
       }
     }
-  }
-
-  void sync() override {
-    if (lazy_) lmdb::check(mdb_env_sync(env_.get(), 1), "mdb_env_sync");
   }
 
   lmdb::Env& env() { return env_; }

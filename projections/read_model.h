@@ -107,8 +107,6 @@ class ReadModel {
   // Every entry of every database, one line each, in key order: equal dumps mean
   // equal read models.
   virtual std::string dump() = 0;
-  // Flushes unsynced commits to disk (no-op when every commit syncs).
-  virtual void sync() = 0;
 };
 
 // True when the read model in `dir` was last used without syncing and the machine
