@@ -1,5 +1,6 @@
 // The embedded event log: one LMDB environment, database "events" mapping a
 // big-endian 8-byte offset to a record (4-byte key length, key, value).
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -188,7 +189,17 @@ std::unique_ptr<EventLog> openEmbeddedLog(const std::string& dir,
 }
 
 std::string toString(const Position& p) {
-  return std::to_string(p.partition) + ":" + std::to_string(p.offset);
+  std::string out;
+  return toString(p, out);
+}
+
+const std::string& toString(const Position& p, std::string& out) {
+  char buf[48];
+  char* end = std::to_chars(buf, buf + 20, p.partition).ptr;
+  *end++ = ':';
+  end = std::to_chars(end, buf + sizeof buf, p.offset).ptr;
+  out.assign(buf, end);
+  return out;
 }
 
 std::optional<Position> parsePosition(std::string_view s) {

@@ -39,7 +39,10 @@ struct Offsets {
   static std::optional<Offsets> parse(std::string_view s);
 };
 
+// "partition:offset".
 std::string toString(const Position& p);
+// The same into `out`, so that a loop can reuse one buffer.
+const std::string& toString(const Position& p, std::string& out);
 std::optional<Position> parsePosition(std::string_view s);
 
 struct LogRecord {

@@ -7,7 +7,6 @@
 #include <capnp/serialize.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -108,16 +107,6 @@ void release(std::vector<T>& v) {
 inline void prefetch(const void* p, size_t size) {
   auto* b = static_cast<const char*>(p);
   for (size_t at = 0; at < size; at += 64) __builtin_prefetch(b + at);
-}
-
-// toString(Position) into a reused buffer.
-const std::string& positionText(std::string& out, const Position& p) {
-  char buf[48];
-  auto [end, ec] = std::to_chars(buf, buf + 20, p.partition);
-  *end++ = ':';
-  end = std::to_chars(end, buf + sizeof buf, p.offset).ptr;
-  out.assign(buf, end);
-  return out;
 }
 
 std::string bootId() {
@@ -563,7 +552,7 @@ class LmdbReadModel final : public ReadModel {
         prefetch(b.newIds[i + kAhead].first.data());
         prefetch(b.recs[b.newIds[i + kAhead].second]);
       }
-      idsOut.put(b.newIds[i].first, positionText(value, b.recs[b.newIds[i].second]->position));
+      idsOut.put(b.newIds[i].first, toString(b.recs[b.newIds[i].second]->position, value));
     }
     SortedWriter verifyOut(txn, dbs_.verify);
     for (size_t i = 0; i < slots.size(); ++i) {
