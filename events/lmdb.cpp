@@ -1,10 +1,13 @@
 #include "events/lmdb.h"
 
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 namespace tokenledger::lmdb {
 
@@ -41,6 +44,31 @@ Env::Env(const std::string& path, const EnvOptions& options) : path_(path) {
 
 Env::~Env() {
   if (env_ != nullptr) mdb_env_close(env_);
+}
+
+char* Env::mapAddress() {
+  if (map_) return *map_;
+  map_ = nullptr;
+  int fd = -1;
+  struct stat st {};
+  if (mdb_env_get_fd(env_, &fd) != MDB_SUCCESS || fstat(fd, &st) != 0) return nullptr;
+  // The mapping of the data file's device and inode from offset 0: the lock file
+  // is another inode, and LMDB maps the data file once.
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    unsigned long long from = 0, to = 0, offset = 0, inode = 0;
+    unsigned devMajor = 0, devMinor = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu", &from, &to, perms, &offset,
+                    &devMajor, &devMinor, &inode) == 7 &&
+        inode == st.st_ino && devMajor == major(st.st_dev) && devMinor == minor(st.st_dev) &&
+        offset == 0) {
+      map_ = reinterpret_cast<char*>(static_cast<uintptr_t>(from));
+      break;
+    }
+  }
+  return *map_;
 }
 
 Txn Txn::write(Env& env) {

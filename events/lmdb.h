@@ -50,10 +50,14 @@ class Env {
 
   MDB_env* get() const { return env_; }
   const std::string& path() const { return path_; }
+  // Where this process maps the data file, found in /proc/self/maps (LMDB tells only
+  // with MDB_FIXEDMAP); null when unknown. Looked up on the first call.
+  char* mapAddress();
 
  private:
   MDB_env* env_ = nullptr;
   std::string path_;
+  std::optional<char*> map_;
 };
 
 inline MDB_val toVal(std::string_view s) {

@@ -286,12 +286,12 @@ class LmdbReadModel final : public ReadModel {
   // which costs about as much as the writing; populate() does it ahead, off the
   // writer's thread.
   std::span<char> nextPages(uint64_t bytes) {
-    MDB_envinfo info{};
-    if (mdb_env_info(env_.get(), &info) != 0 || !info.me_mapaddr) return {};
+    char* map = env_.mapAddress();
+    if (!map) return {};
     uint64_t from = usedBytes();
     uint64_t to = std::min({from + bytes, reserved_, mapSize_});
     if (to <= from) return {};
-    return {static_cast<char*>(info.me_mapaddr) + from, static_cast<size_t>(to - from)};
+    return {map + from, static_cast<size_t>(to - from)};
   }
 
   // Gives the pages one apply() of `records` may add real disk blocks first, so a

@@ -210,6 +210,32 @@ TEST_CASE("cursors on an empty database find nothing") {
   CHECK_FALSE(c.seek("a"));
 }
 
+TEST_CASE("mapAddress finds the map that values are read from") {
+  test::TempDir dir;
+  Env env(dir.path(), EnvOptions{kSmallMap});
+  MDB_dbi dbi = createDb(env, "m");
+  {
+    auto w = Txn::write(env);
+    w.put(dbi, "k", std::string(100, 'v'));
+    w.commit();
+  }
+  char* map = env.mapAddress();
+  REQUIRE(map != nullptr);
+  CHECK(env.mapAddress() == map);  // looked up once
+  auto r = Txn::read(env);
+  auto value = r.get(dbi, "k");
+  REQUIRE(value);
+  // Read transactions point into the map: the value lies inside it.
+  CHECK(value->data() > map);
+  CHECK(value->data() + value->size() <= map + kSmallMap);
+  // And another environment's map is another address.
+  test::TempDir other;
+  Env second(other.path(), EnvOptions{kSmallMap});
+  createDb(second, "m");
+  REQUIRE(second.mapAddress() != nullptr);
+  CHECK(second.mapAddress() != map);
+}
+
 TEST_CASE("encodeU64 sorts like the numbers") {
   std::vector<uint64_t> values{0,          1,
                                255,        256,
