@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <exception>
+#include <future>
 #include <sstream>
 
 #include "events/capnp_words.h"
@@ -354,10 +355,9 @@ WriterState recoverWriterState(EventLog& log, const std::string& keyId, WriterSt
 }
 
 struct SignedAppender::Request {
-  const std::string* owner;
-  std::vector<Event>* events;
-  std::vector<Position> positions;
-  std::exception_ptr error;
+  std::string owner;
+  Appended appended;
+  Done done;
 };
 
 SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist,
@@ -368,9 +368,16 @@ SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state,
       warn_(std::move(warn)),
       state_(std::move(state)) {
   state_.scanFrom.next.resize(static_cast<size_t>(log_.partitionCount()), 0);
+  thread_ = std::thread([this] { run(); });
 }
 
 SignedAppender::~SignedAppender() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  queued_.notify_one();
+  thread_.join();
   if (unpersisted_) persist();
 }
 
@@ -386,31 +393,62 @@ void SignedAppender::persist() {
 }
 
 std::vector<Position> SignedAppender::append(const std::string& owner, std::vector<Event>& events) {
-  Request mine{&owner, &events, {}, nullptr};
-  commits_.submit({&mine}, [this](const std::vector<Request*>& batch) { writeBatch(batch); });
-  if (mine.error) std::rethrow_exception(mine.error);
-  return mine.positions;
+  std::promise<void> written;
+  Appended result;
+  appendAsync(owner, std::move(events), [&](Appended& a) {
+    result = std::move(a);
+    written.set_value();
+  });
+  written.get_future().wait();
+  events = std::move(result.events);
+  if (result.error) std::rethrow_exception(result.error);
+  return std::move(result.positions);
 }
 
-// Runs on one caller's thread at a time (the group commit's leader): state_ is ours.
-void SignedAppender::writeBatch(const std::vector<Request*>& batch) {
+void SignedAppender::appendAsync(std::string owner, std::vector<Event> events, Done done) {
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(
+        Request{std::move(owner), Appended{std::move(events), {}, nullptr}, std::move(done)});
+  }
+  // A busy writer is not waiting: this wakes it only when it idles.
+  queued_.notify_one();
+}
+
+void SignedAppender::run() {
+  std::vector<Request> batch;
+  std::unique_lock lock(mutex_);
+  while (true) {
+    queued_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything queued is written
+    batch.swap(queue_);
+    lock.unlock();
+    writeBatch(batch);
+    for (auto& r : batch) r.done(r.appended);
+    batch.clear();
+    lock.lock();
+  }
+}
+
+// On the writer thread: state_ is ours. Must not throw.
+void SignedAppender::writeBatch(std::vector<Request>& batch) {
   uint64_t seq = state_.lastSeq;
   std::string digest = state_.lastDigest;
   std::vector<std::pair<std::string, std::string>> records;
   bool oneOwner = true;
-  for (auto* r : batch) {
-    for (auto& e : *r->events) {
-      e.writerSeq = ++seq;
-      e.prevDigest = digest;
-      Digest d = signEvent(e, key_);
-      digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
-      records.emplace_back(*r->owner, encodeEvent(e));
-      oneOwner = oneOwner && *r->owner == records.front().first;
-    }
-  }
   std::vector<Position> positions;
   std::exception_ptr error;
   try {
+    for (auto& r : batch) {
+      for (auto& e : r.appended.events) {
+        e.writerSeq = ++seq;
+        e.prevDigest = digest;
+        Digest d = signEvent(e, key_);
+        digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
+        records.emplace_back(r.owner, encodeEvent(e));
+        oneOwner = oneOwner && r.owner == records.front().first;
+      }
+    }
     if (oneOwner && !records.empty()) {
       std::vector<std::string> values;
       for (auto& rec : records) values.push_back(std::move(rec.second));
@@ -442,11 +480,12 @@ void SignedAppender::writeBatch(const std::vector<Request*>& batch) {
   unpersisted_ = true;
   if (error || std::chrono::steady_clock::now() - persistedAt_ >= kPersistEvery) persist();
   size_t i = 0;
-  for (auto* r : batch) {
+  for (auto& r : batch) {
     if (error) {
-      r->error = error;
+      r.appended.error = error;
     } else {
-      for (size_t k = 0; k < r->events->size(); ++k) r->positions.push_back(positions[i++]);
+      for (size_t k = 0; k < r.appended.events.size(); ++k)
+        r.appended.positions.push_back(positions[i++]);
     }
   }
 }

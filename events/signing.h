@@ -22,16 +22,17 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "events/event.h"
 #include "events/event_log.h"
-#include "events/group_commit.h"
 
 namespace tokenledger {
 
@@ -143,43 +144,63 @@ std::optional<WriterState> parseWriterState(std::string_view text, const std::st
 WriterState recoverWriterState(EventLog& log, const std::string& keyId, WriterState state);
 
 // Signs and appends events as one writer: assigns writerSeq 1, 2, 3, … and chains
-// prevDigest, in exactly the order the events land in each partition. Concurrent
-// callers are batched into one log append (group commit), so sequencing costs no
-// extra round trip.
+// prevDigest, in exactly the order the events land in each partition. One thread
+// of its own writes whatever callers queued meanwhile as one log append (group
+// commit), so sequencing costs no extra round trip, and callers that cannot block
+// (the HTTP loops) queue and go on.
 class SignedAppender {
  public:
   using Persist = std::function<void(const WriterState&)>;
   using Warn = std::function<void(const std::string&)>;
+  // What became of one append: the events with their signing fields filled in,
+  // and their positions, or the LogUnavailable (or other error) that failed them.
+  struct Appended {
+    std::vector<Event> events;
+    std::vector<Position> positions;
+    std::exception_ptr error;
+  };
+  using Done = std::function<void(Appended&)>;
+
   SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist, Warn warn);
-  // Persists the last state (appends persist it at most every kPersistEvery).
+  // Writes what is queued, then persists the last state (appends persist it at
+  // most every kPersistEvery).
   ~SignedAppender();
   SignedAppender(const SignedAppender&) = delete;
   SignedAppender& operator=(const SignedAppender&) = delete;
 
-  // Appends `events` (all of `owner`) in order; fills in their signing fields.
-  // Throws LogUnavailable like EventLog::append. Thread-safe.
+  // Appends `events` (all of `owner`) in order and waits; fills in their signing
+  // fields. Throws LogUnavailable like EventLog::append. Thread-safe.
   std::vector<Position> append(const std::string& owner, std::vector<Event>& events);
+  // Queues `events` (all of `owner`) and returns at once; `done` runs on the
+  // appender's thread once they are appended or failed. It must not throw or block
+  // for long: the next batch waits for it. Thread-safe.
+  void appendAsync(std::string owner, std::vector<Event> events, Done done);
 
   const SigningKey& key() const { return key_; }
 
  private:
   struct Request;
-  void writeBatch(const std::vector<Request*>& batch);
+  void run();
+  void writeBatch(std::vector<Request>& batch);
 
   EventLog& log_;
   SigningKey key_;
   Persist persist_;
   Warn warn_;
-  GroupCommit<Request> commits_;
   // A stale state file costs a restart a longer scan, never a wrong sequence
   // (recoverWriterState reads on from scanFrom), so a busy writer does not pay a
   // file write per batch.
   static constexpr std::chrono::milliseconds kPersistEvery{200};
   void persist();
-
-  WriterState state_;  // these three: written only by the group commit's leader
+  WriterState state_;  // these three: the writer thread's
   std::chrono::steady_clock::time_point persistedAt_{};
   bool unpersisted_ = false;
+
+  std::mutex mutex_;
+  std::condition_variable queued_;
+  std::vector<Request> queue_;
+  bool stopping_ = false;
+  std::thread thread_;  // last: starts once everything above is set up
 };
 
 }  // namespace tokenledger

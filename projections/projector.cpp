@@ -33,6 +33,21 @@ class ProjectorImpl final : public Projector {
     return waitUntil([&o](const Offsets& a) { return covers(a, o); }, timeout);
   }
 
+  void whenApplied(const Position& p, std::chrono::milliseconds timeout,
+                   std::function<void(bool)> done) override {
+    bool covered;
+    {
+      std::lock_guard lock(mutex_);
+      covered = applied_.covers(p);
+      if (!covered && !stopping_) {
+        callbacks_.push_back(
+            Callback{p, std::chrono::steady_clock::now() + timeout, std::move(done)});
+        return;
+      }
+    }
+    done(covered);
+  }
+
   Offsets applied() const override {
     std::lock_guard lock(mutex_);
     return applied_;
@@ -53,6 +68,7 @@ class ProjectorImpl final : public Projector {
       wakeSatisfied(true);
     }
     if (thread_.joinable()) thread_.join();
+    runCallbacks(true);
   }
 
  private:
@@ -87,6 +103,33 @@ class ProjectorImpl final : public Projector {
     }
   }
 
+  // Runs the callbacks whose position is applied or whose time is up (all of them
+  // when `all`), outside the lock: they may call back into the projector.
+  void runCallbacks(bool all) {
+    std::vector<Callback> due;
+    {
+      std::lock_guard lock(mutex_);
+      if (callbacks_.empty()) return;
+      auto now = std::chrono::steady_clock::now();
+      auto kept = callbacks_.begin();
+      for (auto& c : callbacks_) {
+        if (all || applied_.covers(c.position) || now >= c.deadline)
+          due.push_back(std::move(c));
+        else
+          *kept++ = std::move(c);
+      }
+      callbacks_.erase(kept, callbacks_.end());
+    }
+    for (auto& c : due) {
+      bool covered;
+      {
+        std::lock_guard lock(mutex_);
+        covered = applied_.covers(c.position);
+      }
+      c.done(covered);
+    }
+  }
+
   static bool covers(const Offsets& have, const Offsets& want) {
     for (size_t p = 0; p < want.next.size(); ++p) {
       int64_t h = p < have.next.size() ? have.next[p] : 0;
@@ -103,6 +146,7 @@ class ProjectorImpl final : public Projector {
   void run() {
     std::vector<LogRecord> pending;
     while (!stopping()) {
+      runCallbacks(false);  // those the last batch covered, and those whose time is up
       if (pending.empty()) {
         try {
           pending = reader_->poll(1024, std::chrono::milliseconds(100));
@@ -159,6 +203,12 @@ class ProjectorImpl final : public Projector {
   Offsets startEnd_;
   mutable std::mutex mutex_;
   std::list<Waiter*> waiters_;
+  struct Callback {
+    Position position;
+    std::chrono::steady_clock::time_point deadline;
+    std::function<void(bool)> done;
+  };
+  std::vector<Callback> callbacks_;
   Offsets applied_;
   bool stopping_ = false;
   std::atomic<bool> ready_{false};

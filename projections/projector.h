@@ -22,6 +22,12 @@ class Projector {
   // Blocks until the read model covers `p` or `timeout` passes; true when covered.
   virtual bool waitFor(const Position& p, std::chrono::milliseconds timeout) = 0;
   virtual bool waitFor(const Offsets& o, std::chrono::milliseconds timeout) = 0;
+  // The same without blocking: `done(true)` once the read model covers `p`,
+  // `done(false)` when `timeout` passes first (checked at least every 100 ms) or
+  // the projector stops. `done` runs on the projector's thread (or at once on the
+  // caller's, when `p` is covered already); it must not throw or block.
+  virtual void whenApplied(const Position& p, std::chrono::milliseconds timeout,
+                           std::function<void(bool)> done) = 0;
   // The applied offsets (next offset per partition, every partition of the log),
   // as of the last batch.
   virtual Offsets applied() const = 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The unit suites again, built with AddressSanitizer + UndefinedBehaviorSanitizer,
-# and the projection suite (the one whose code runs threads of its own) with
-# ThreadSanitizer, each in its own build dir under OUT (default build/). CTest runs
+# and the suites whose code runs threads of its own (projection: batch helpers and
+# the projector; signing and service core: the signer's writer thread and the
+# asynchronous create) with ThreadSanitizer, each in its own build dir under OUT (default build/). CTest runs
 # it as `sanitizers.unit` (label `sanitizers`); by hand:
 #   scripts/sanitize.sh [OUT]
 set -euo pipefail
@@ -29,4 +30,5 @@ export TSAN_OPTIONS=halt_on_error=1
 build_and_run "$OUT/sanitize-address" \
   "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
   "${SUITES[@]}"
-build_and_run "$OUT/sanitize-thread" "-fsanitize=thread -O1" projection_test
+build_and_run "$OUT/sanitize-thread" "-fsanitize=thread -O1" projection_test signing_test \
+  service_core_test

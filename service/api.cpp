@@ -48,8 +48,8 @@ std::optional<std::vector<std::string>> splitPath(std::string_view path) {
 }
 
 HttpResponse methodNotAllowed(std::string_view allow) {
-  auto r = errorResponse(405, "method_not_allowed",
-                         "this path accepts " + std::string(allow) + " only");
+  auto r =
+      errorResponse(405, "method_not_allowed", "this path accepts " + std::string(allow) + " only");
   r.allow = std::string(allow);
   return r;
 }
@@ -70,8 +70,7 @@ std::variant<json, HttpResponse> parseBody(const HttpRequest& req,
     std::string_view ct = req.contentType.substr(0, req.contentType.find(';'));
     while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
     // curl -d sends x-www-form-urlencoded by default; accept it when the body is JSON.
-    if (ct != "application/json" && ct != "application/x-www-form-urlencoded" &&
-        ct != "text/plain")
+    if (ct != "application/json" && ct != "application/x-www-form-urlencoded" && ct != "text/plain")
       return errorResponse(415, "unsupported_media_type",
                            "send the body as application/json, not " + std::string(ct));
   }
@@ -91,8 +90,8 @@ std::variant<json, HttpResponse> parseBody(const HttpRequest& req,
       std::string list;
       for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
       return errorResponse(400, "unknown_field",
-                           "unknown field \"" + name + "\"; allowed: " +
-                               (list.empty() ? std::string("none") : list));
+                           "unknown field \"" + name +
+                               "\"; allowed: " + (list.empty() ? std::string("none") : list));
     }
   }
   return j;
@@ -103,7 +102,9 @@ HttpResponse invalidField(std::string_view field, std::string_view expected) {
                        "field \"" + std::string(field) + "\" must be " + std::string(expected));
 }
 
-HttpResponse fromError(const CommandError& e) { return errorResponse(e.status, e.code, e.message); }
+HttpResponse fromError(const CommandError& e) {
+  return errorResponse(e.status, e.code, e.message);
+}
 
 json withPosition(json j, const TokenResult& r) {
   if (r.position) j["position"] = toString(*r.position);
@@ -152,6 +153,12 @@ bool Api::operatorAuthorized(std::string_view authorization) const {
   return hashesEqual(hashSecret(authorization.substr(kBearer.size())), operatorHash_);
 }
 
+HttpResponse Api::created(const TokenResult& r) const {
+  json out = withPosition(tokenJson(r.token, clock_.nowUs()), r);
+  out["token"] = r.secret;
+  return okJson(201, out);
+}
+
 HttpResponse Api::verify(std::string_view authorization, ReadModelReader& reader) {
   std::string credentials;
   VerifyOutcome out;
@@ -161,8 +168,8 @@ HttpResponse Api::verify(std::string_view authorization, ReadModelReader& reader
   if (out.valid()) {
     r.status = 200;
     r.body.reserve(160);
-    r.body = R"({"valid":true,"key":")" + std::string(out.key()) + R"(","owner":")" + out.token.owner +
-             R"(","kind":")" + std::string(toString(out.token.kind)) + '"';
+    r.body = R"({"valid":true,"key":")" + std::string(out.key()) + R"(","owner":")" +
+             out.token.owner + R"(","kind":")" + std::string(toString(out.token.kind)) + '"';
     if (out.token.kind == TokenKind::destination)
       r.body += R"(,"destination_id":")" + out.token.destinationId + '"';
     r.body += '}';
@@ -259,8 +266,8 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     return errorResponse(404, "not_found", "no such route; see docs/api.md");
 
   // Method check before authentication: a wrong method is wrong for everybody.
-  std::string_view allow = parts.size() == 4 ? "GET, POST"
-                           : parts.size() == 5 ? "GET"
+  std::string_view allow = parts.size() == 4       ? "GET, POST"
+                           : parts.size() == 5     ? "GET"
                            : parts[5] == "history" ? "GET"
                                                    : "POST";
   if (!((get && allow.find("GET") != std::string_view::npos) ||
@@ -291,7 +298,8 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     const json& j = std::get<json>(parsed);
     CreateCommand cmd;
     cmd.user = user;
-    if (!j.contains("description")) return invalidField("description", "present (1-200 characters)");
+    if (!j.contains("description"))
+      return invalidField("description", "present (1-200 characters)");
     if (!j["description"].is_string()) return invalidField("description", "a string");
     cmd.description = j["description"].get<std::string>();
     if (j.contains("kind")) {
@@ -308,13 +316,30 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
       if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds");
       cmd.expiresAtUs = *t;
     }
-    return Deferred([cmd, ctx, this](TokenService& svc) {
-      auto result = svc.create(cmd, ctx);
-      if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
-      const auto& r = std::get<TokenResult>(result);
-      json out = withPosition(tokenJson(r.token, clock_.nowUs()), r);
-      out["token"] = r.secret;
-      return okJson(201, out);
+    if (!signer_)
+      return Deferred([cmd, ctx, this](TokenService& svc) {
+        auto result = svc.create(cmd, ctx);
+        if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
+        return created(std::get<TokenResult>(result));
+      });
+    auto prepared = prepareCreate(cmd, ctx, clock_);
+    if (auto* e = std::get_if<CommandError>(&prepared)) return fromError(*e);
+    return Started([this, p = std::make_shared<PreparedCreate>(
+                              std::move(std::get<PreparedCreate>(prepared)))](Reply reply) {
+      startCreate(*signer_, projector_, visibilityTimeout_, std::move(*p),
+                  [this, reply = std::move(reply)](auto outcome) {
+                    reply([this, outcome = std::move(outcome)](ReadModelReader& reader) {
+                      if (auto* e = std::get_if<CommandError>(&outcome)) return fromError(*e);
+                      const auto& o = std::get<CreateOutcome>(outcome);
+                      // The snapshot may predate the commit that added the token.
+                      reader.release();
+                      auto token = reader.token(o.key);
+                      if (!token)
+                        return errorResponse(503, "projection_lagging",
+                                             "the token is not visible yet");
+                      return created(TokenResult{*token, o.secret, o.position, std::nullopt});
+                    });
+                  });
     });
   }
 

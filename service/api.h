@@ -46,7 +46,13 @@ struct HttpResponse {
 // Work that must run on the command executor thread (it appends to the log and
 // waits for the projection); returns the response to send.
 using Deferred = std::function<HttpResponse(TokenService&)>;
-using Routed = std::variant<HttpResponse, Deferred>;
+// Work that needs no command thread: started on the HTTP thread, it calls `Reply`
+// exactly once, from any thread, when its response can be built. The `Finish` it
+// passes then runs on the request's HTTP thread, with that thread's reader.
+using Finish = std::function<HttpResponse(ReadModelReader&)>;
+using Reply = std::function<void(Finish)>;
+using Started = std::function<void(Reply)>;
+using Routed = std::variant<HttpResponse, Deferred, Started>;
 
 class Api {
  public:
@@ -54,8 +60,16 @@ class Api {
   Api(std::string_view operatorSecret, Projector& projector, const Clock& clock);
 
   // Runs on an HTTP thread with that thread's reader. Fast calls (verify, reads,
-  // errors) answer at once; commands come back as Deferred.
+  // errors) answer at once; commands come back as Deferred or Started.
   Routed handle(const HttpRequest& request, ReadModelReader& reader);
+
+  // Creates from now on go through `signer` without a command thread (Started), and
+  // answer 503 when the read model has not shown the token within
+  // `visibilityTimeout`. Without it (tests) they are Deferred like every command.
+  void startCreatesOn(SignedAppender& signer, std::chrono::milliseconds visibilityTimeout) {
+    signer_ = &signer;
+    visibilityTimeout_ = visibilityTimeout;
+  }
 
   // Set while draining for shutdown: new commands get 503.
   void setShuttingDown() { shuttingDown_ = true; }
@@ -65,6 +79,8 @@ class Api {
 
  private:
   HttpResponse verify(std::string_view authorization, ReadModelReader& reader);
+  // 201 with the new token and its secret (shown this once).
+  HttpResponse created(const TokenResult& r) const;
   bool operatorAuthorized(std::string_view authorization) const;
 
   SecretHash operatorHash_;
@@ -72,6 +88,8 @@ class Api {
   const Clock& clock_;
   std::atomic<bool> shuttingDown_{false};
   std::string keysBody_ = R"({"keys":[]})";
+  SignedAppender* signer_ = nullptr;
+  std::chrono::milliseconds visibilityTimeout_{10000};
 };
 
 HttpResponse errorResponse(int status, std::string_view code, std::string_view message);

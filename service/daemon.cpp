@@ -26,6 +26,9 @@ namespace tokenledger {
 namespace fs = std::filesystem;
 namespace {
 
+// How long a command waits for its event to show in the read model before 503.
+constexpr std::chrono::milliseconds kVisibilityTimeout{10000};
+
 // An exclusive lock on DATA_DIR/LOCK for the life of the object.
 class DirLock {
  public:
@@ -114,12 +117,13 @@ class DaemonImpl final : public Daemon {
     KeyRing published;
     published.addLines(readText(o.dataDir + "/signing-keys.pub"), "signing-keys.pub");
     api_->setSigningKeys(published, signer_->key().keyId());
+    api_->startCreatesOn(*signer_, kVisibilityTimeout);
     logger_("events are signed with key " + signer_->key().keyId() + " (public keys in " +
             o.dataDir + "/signing-keys.pub and at GET /v1/keys)");
     auto locks = std::make_shared<KeyLocks>();
     executor_ = std::make_unique<CommandExecutor>(o.commandThreads, [&, locks] {
-      return std::make_unique<TokenService>(*log_, *model_, *projector_, clock,
-                                            std::chrono::seconds(10), locks, signer_);
+      return std::make_unique<TokenService>(*log_, *model_, *projector_, clock, kVisibilityTimeout,
+                                            locks, signer_);
     });
     server_ = createHttpServer(HttpServerOptions{o.listenHost, o.listenPort, o.httpThreads}, *api_,
                                *model_, *projector_, *executor_, logger_);

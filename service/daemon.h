@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "events/signing.h"
 #include "events/event_log.h"
+#include "events/signing.h"
 #include "projections/projector.h"
 #include "service/clock.h"
 
@@ -30,7 +30,7 @@ struct DaemonOptions {
 class Daemon {
  public:
   virtual ~Daemon() = default;
-  virtual std::string address() const = 0;  // "HOST:PORT" bound
+  virtual std::string address() const = 0;               // "HOST:PORT" bound
   virtual std::string operatorSecretSource() const = 0;  // where the secret comes from
   virtual void run() = 0;   // until stop(); drains in-flight commands first
   virtual void stop() = 0;  // thread-safe

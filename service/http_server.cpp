@@ -52,14 +52,15 @@ const char* reasonPhrase(int status) {
 class Server;
 struct Loop;
 
-// A command waiting for the executor. Owned by the loop; `req` is cleared by the
-// request pool's dispose hook if the client goes away first.
+// A command in flight (on the executor, or Started). Owned by the loop; `req` is
+// cleared by the request pool's dispose hook if the client goes away first.
 struct PendingJob {
   h2o_multithread_message_t message;  // first member: messages are linked through it
   Loop* loop = nullptr;
   h2o_req_t* req = nullptr;
   struct Guard* guard = nullptr;
   HttpResponse response;
+  Finish finish;  // Started commands: builds `response` back on the loop
 };
 
 struct Guard {
@@ -306,6 +307,14 @@ class Server final : public HttpServer {
     guard->job = job;
     job->guard = guard;
     l.pending++;
+    if (auto* started = std::get_if<Started>(&routed)) {
+      // No command thread: the command replies from whichever thread finishes it.
+      (*started)([job](Finish finish) {
+        job->finish = std::move(finish);
+        h2o_multithread_send_message(&job->loop->receiver, &job->message);
+      });
+      return 0;
+    }
     s.executor_.post(
         [job, deferred = std::move(std::get<Deferred>(routed)), &s](TokenService& svc) {
           try {
@@ -328,10 +337,22 @@ class Server final : public HttpServer {
       Loop& l = *job->loop;
       if (job->req != nullptr) {
         job->guard->job = nullptr;
+        if (job->finish) job->response = l.server->finish(l, job->finish);
         l.server->send(l, job->req, job->response);
       }
       l.pending--;
       delete job;
+    }
+  }
+
+  HttpResponse finish(Loop& l, const Finish& f) {
+    try {
+      return f(*l.reader);
+    } catch (const std::exception& e) {
+      logger_(std::string("command failed: ") + e.what());
+      return errorResponse(503, "unavailable",
+                           "the command could not complete; check the token's state before "
+                           "retrying, and see the service log");
     }
   }
 

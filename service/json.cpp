@@ -1,6 +1,5 @@
 #include "service/json.h"
 
-
 namespace tokenledger {
 
 std::optional<int64_t> parseTime(const nlohmann::json& v) {

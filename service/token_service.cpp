@@ -10,6 +10,32 @@ bool isIdChar(char c) {
          c == '_' || c == '.' || c == '@' || c == '+' || c == ':';
 }
 
+// An append that failed: the log said why (LogUnavailable), or something else went
+// wrong before the log was reached.
+CommandError appendFailed(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const LogUnavailable& e) {
+    return CommandError{503, "log_unavailable",
+                        std::string(e.what()) + "; nothing was recorded, retry later"};
+  } catch (const std::exception& e) {
+    return CommandError{503, "unavailable",
+                        std::string("the command could not complete (") + e.what() +
+                            "); check the token's state before retrying"};
+  } catch (...) {
+    return CommandError{503, "unavailable",
+                        "the command could not complete; check the token's state before "
+                        "retrying"};
+  }
+}
+
+CommandError notYetApplied(const Position& at) {
+  return CommandError{503, "projection_lagging",
+                      "the event was recorded at " + toString(at) +
+                          " but the read model has not applied it yet; it will, retry the read "
+                          "later"};
+}
+
 CommandError notFound(const std::string& key) {
   return CommandError{404, "not_found", "no token " + key + " for this user"};
 }
@@ -108,15 +134,15 @@ TokenService::TokenService(EventLog& log, ReadModel& model, Projector& projector
       locks_(locks ? std::move(locks) : std::make_shared<KeyLocks>()),
       signer_(std::move(signer)) {}
 
-Event TokenService::newEvent(const std::string& key, const std::string& owner,
-                             const CommandContext& ctx) {
+static Event newEvent(const std::string& key, const std::string& owner, const CommandContext& ctx,
+                      const Clock& clock) {
   Event e;
   e.eventId = randomBytes(16);
   e.tokenKey = key;
   e.owner = owner;
   e.actor = ctx.actor;
   e.requestId = ctx.requestId;
-  e.occurredAtUs = clock_.nowUs();
+  e.occurredAtUs = clock.nowUs();
   return e;
 }
 
@@ -141,19 +167,17 @@ std::variant<std::vector<Position>, CommandError> TokenService::appendAndWait(
       for (const auto& e : events) values.push_back(encodeEvent(e));
       positions = log_.append(owner, values);
     }
-  } catch (const LogUnavailable& e) {
-    return CommandError{503, "log_unavailable",
-                        std::string(e.what()) + "; nothing was recorded, retry later"};
+  } catch (const LogUnavailable&) {
+    return appendFailed(std::current_exception());
   }
   if (!projector_.waitFor(positions.back(), visibilityTimeout_))
-    return CommandError{503, "projection_lagging",
-                        "the event was recorded at " + toString(positions.back()) +
-                            " but the read model has not applied it yet; it will, retry "
-                            "the read later"};
+    return notYetApplied(positions.back());
   return positions;
 }
 
-CommandResult TokenService::create(const CreateCommand& cmd, const CommandContext& ctx) {
+std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cmd,
+                                                         const CommandContext& ctx,
+                                                         const Clock& clock) {
   if (auto err = checkUserId(cmd.user)) return CommandError{400, "invalid_user", *err};
   std::string description;
   if (auto err = checkDescription(cmd.description, description))
@@ -166,18 +190,50 @@ CommandResult TokenService::create(const CreateCommand& cmd, const CommandContex
     return CommandError{400, "invalid_destination_id",
                         "destination_id is only allowed with kind \"destination\""};
   }
-  if (cmd.expiresAtUs != 0 && cmd.expiresAtUs <= clock_.nowUs())
+  if (cmd.expiresAtUs != 0 && cmd.expiresAtUs <= clock.nowUs())
     return CommandError{400, "invalid_expires_at", "expires_at must lie in the future"};
 
-  std::string secret = generateSecret();
-  Event e = newEvent(generateTokenKey(), cmd.user, ctx);
+  PreparedCreate p{newEvent(generateTokenKey(), cmd.user, ctx, clock), generateSecret()};
   Created c;
   c.kind = cmd.kind;
   c.destinationId = cmd.destinationId;
   c.description = description;
-  c.secretHash = hashSecret(secret);
+  c.secretHash = hashSecret(p.secret);
   c.expiresAtUs = cmd.expiresAtUs;
-  e.body = c;
+  p.event.body = c;
+  return p;
+}
+
+void startCreate(SignedAppender& signer, Projector& projector,
+                 std::chrono::milliseconds visibilityTimeout, PreparedCreate prepared,
+                 CreateDone done) {
+  std::string owner = prepared.event.owner;
+  std::string key = prepared.event.tokenKey;
+  std::vector<Event> events{std::move(prepared.event)};
+  signer.appendAsync(
+      std::move(owner), std::move(events),
+      [&projector, visibilityTimeout, key = std::move(key), secret = std::move(prepared.secret),
+       done = std::move(done)](SignedAppender::Appended& a) mutable {
+        if (a.error) {
+          done(appendFailed(a.error));
+          return;
+        }
+        Position at = a.positions.back();
+        projector.whenApplied(at, visibilityTimeout,
+                              [at, key = std::move(key), secret = std::move(secret),
+                               done = std::move(done)](bool applied) mutable {
+                                if (applied)
+                                  done(CreateOutcome{std::move(key), std::move(secret), at});
+                                else
+                                  done(notYetApplied(at));
+                              });
+      });
+}
+
+CommandResult TokenService::create(const CreateCommand& cmd, const CommandContext& ctx) {
+  auto prepared = prepareCreate(cmd, ctx, clock_);
+  if (auto* err = std::get_if<CommandError>(&prepared)) return *err;
+  auto& [e, secret] = std::get<PreparedCreate>(prepared);
   auto appended = appendAndWait(cmd.user, {e});
   if (auto* err = std::get_if<CommandError>(&appended)) return *err;
   auto token = reader_->token(e.tokenKey);
@@ -197,7 +253,7 @@ CommandResult TokenService::activate(const std::string& user, const std::string&
                         "token " + key + " expired and cannot be activated; create a new one"};
   // Idempotent: an active token without a scheduled deactivation changes nothing.
   if (t.active && t.deactivateAtUs == 0) return TokenResult{t, "", std::nullopt, std::nullopt};
-  Event e = newEvent(key, user, ctx);
+  Event e = newEvent(key, user, ctx, clock_);
   e.body = Activated{};
   auto appended = appendAndWait(user, {e});
   if (auto* err = std::get_if<CommandError>(&appended)) return *err;
@@ -215,7 +271,7 @@ CommandResult TokenService::deactivate(const DeactivateCommand& cmd, const Comma
   // that was never deactivated still takes the event (e.g. a late "compromised").
   bool alreadyOff = !t.active || (t.deactivateAtUs != 0 && now >= t.deactivateAtUs);
   if (alreadyOff) return TokenResult{t, "", std::nullopt, std::nullopt};
-  Event e = newEvent(cmd.key, cmd.user, ctx);
+  Event e = newEvent(cmd.key, cmd.user, ctx, clock_);
   e.body = Deactivated{cmd.reason, effective};
   auto appended = appendAndWait(cmd.user, {e});
   if (auto* err = std::get_if<CommandError>(&appended)) return *err;
@@ -236,7 +292,7 @@ CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContex
                             "; rotate that one instead"};
   int64_t now = clock_.nowUs();
   std::string secret = generateSecret();
-  Event created = newEvent(generateTokenKey(), cmd.user, ctx);
+  Event created = newEvent(generateTokenKey(), cmd.user, ctx, clock_);
   Created c;
   c.kind = old.kind;
   c.destinationId = old.destinationId;
@@ -247,7 +303,7 @@ CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContex
   created.body = c;
   std::vector<Event> events{created};
   if (statusAt(old, now) == Status::active) {
-    Event d = newEvent(old.key, cmd.user, ctx);
+    Event d = newEvent(old.key, cmd.user, ctx, clock_);
     d.occurredAtUs = created.occurredAtUs;
     d.body = Deactivated{Reason::rotation, now + cmd.graceSeconds * 1'000'000};
     events.push_back(d);

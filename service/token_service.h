@@ -9,8 +9,9 @@
 
 #include <array>
 #include <chrono>
-#include <mutex>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <variant>
@@ -79,6 +80,32 @@ class KeyLocks {
   std::array<std::mutex, 512> stripes_;
 };
 
+// A create, validated: the event to append and the secret to show once.
+struct PreparedCreate {
+  Event event;
+  std::string secret;
+};
+
+std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cmd,
+                                                         const CommandContext& ctx,
+                                                         const Clock& clock);
+
+// Where an asynchronous create ended: the new token's key, its secret and its
+// event's position, once the read model shows it.
+struct CreateOutcome {
+  std::string key;
+  std::string secret;
+  Position position;
+};
+using CreateDone = std::function<void(std::variant<CreateOutcome, CommandError>)>;
+
+// A create without a thread of its own (the HTTP loops' path): appends `prepared`
+// through `signer` (on its thread) and calls `done` once the read model shows the
+// token (on the projector's thread), or with the error. Returns at once.
+void startCreate(SignedAppender& signer, Projector& projector,
+                 std::chrono::milliseconds visibilityTimeout, PreparedCreate prepared,
+                 CreateDone done);
+
 class TokenService {
  public:
   // `locks` is shared by every TokenService of one daemon; null: a private one.
@@ -102,7 +129,6 @@ class TokenService {
   std::variant<Token, CommandError> owned(const std::string& user, const std::string& key);
   std::variant<std::vector<Position>, CommandError> appendAndWait(const std::string& owner,
                                                                   std::vector<Event> events);
-  Event newEvent(const std::string& key, const std::string& owner, const CommandContext& ctx);
 
   EventLog& log_;
   Projector& projector_;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <random>
 #include <string>
@@ -400,6 +401,15 @@ TEST_CASE_FIXTURE(ModelFixture, "a released reader does not make the file grow")
   // The control: the same churn while the snapshot is held grows the file.
   churn(500);
   CHECK(fs::file_size(file) > released + (4u << 20));
+
+  // A reader that has not read yet holds no snapshot either (the daemon makes one
+  // per command thread at start; idle ones pinned the first snapshot for good).
+  auto unused = model->reader();
+  idle->release();
+  auto before = fs::file_size(file);
+  churn(2000);
+  CHECK(fs::file_size(file) < before + (2u << 20));
+  CHECK(unused->token(key).has_value());
 }
 
 // The daemon's read model writes through a writable memory map; on a full disk a
@@ -571,6 +581,63 @@ TEST_CASE("projector: waitFor, applied and ready") {
   start = std::chrono::steady_clock::now();
   CHECK_FALSE(projector->waitFor(Position{0, 9}, 2s));
   CHECK(test::msSince(start) < 1500);
+}
+
+TEST_CASE("projector: whenApplied calls back without blocking") {
+  test::ensureCrypto();
+  test::TempDir dir;
+  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{kMap});
+  auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
+  auto projector = startProjector(*log, *model, [](const std::string&) {});
+  struct Result {
+    std::promise<bool> applied;
+    std::thread::id thread;
+  };
+  auto await = [](Result& r) {
+    auto f = r.applied.get_future();
+    REQUIRE(f.wait_for(5s) == std::future_status::ready);
+    return f.get();
+  };
+  auto callback = [](Result& r) {
+    return [&r](bool applied) {
+      r.thread = std::this_thread::get_id();
+      r.applied.set_value(applied);
+    };
+  };
+
+  // Not yet appended: called back from the projector's thread once applied.
+  Result later;
+  projector->whenApplied(Position{0, 0}, 5s, callback(later));
+  std::string key = generateTokenKey();
+  log->append("alice",
+              {encodeEvent(makeEvent(key, "alice", kT, test::makeCreated(generateSecret())))});
+  CHECK(await(later));
+  CHECK(later.thread != std::this_thread::get_id());
+  CHECK(model->reader()->token(key).has_value());  // applied before the callback
+
+  // Covered already: at once, on the caller's thread.
+  Result now;
+  projector->whenApplied(Position{0, 0}, 5s, callback(now));
+  CHECK(await(now));
+  CHECK(now.thread == std::this_thread::get_id());
+
+  // Never applied: false once the time is up, not before.
+  Result late;
+  auto start = std::chrono::steady_clock::now();
+  projector->whenApplied(Position{0, 7}, 300ms, callback(late));
+  CHECK_FALSE(await(late));
+  CHECK(test::msSince(start) >= 250);
+
+  // Stopping answers every pending callback with false.
+  Result pending;
+  projector->whenApplied(Position{0, 9}, 60s, callback(pending));
+  start = std::chrono::steady_clock::now();
+  projector->stop();
+  CHECK_FALSE(await(pending));
+  CHECK(test::msSince(start) < 1500);
+  Result afterStop;
+  projector->whenApplied(Position{0, 9}, 60s, callback(afterStop));
+  CHECK_FALSE(await(afterStop));
 }
 
 TEST_CASE("projector resumes after the stored positions") {

@@ -8,10 +8,12 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <string>
 
 #include "events/event_log.h"
+#include "events/signing.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/clock.h"
@@ -390,6 +392,93 @@ TEST_CASE_FIXTURE(ServiceFixture, "verifyCredentials reasons") {
   }
   CHECK(toString(VerifyReason::badSecret) == "bad_secret");
   CHECK(toString(VerifyReason::ok) == "ok");
+}
+
+// The HTTP loops' create: no thread of its own; `done` comes from the signer's or
+// the projector's thread. Waits for it here.
+using CreateOutcomeOrError = std::variant<CreateOutcome, CommandError>;
+CreateOutcomeOrError startCreateAndWait(SignedAppender& signer, Projector& projector,
+                                        std::chrono::milliseconds timeout, const std::string& user,
+                                        const std::string& description, const Clock& clock) {
+  CreateCommand cmd;
+  cmd.user = user;
+  cmd.description = description;
+  auto prepared = prepareCreate(cmd, CommandContext{"operator", "req-async"}, clock);
+  if (auto* e = std::get_if<CommandError>(&prepared)) return *e;
+  std::promise<CreateOutcomeOrError> done;
+  startCreate(signer, projector, timeout, std::move(std::get<PreparedCreate>(prepared)),
+              [&](CreateOutcomeOrError o) { done.set_value(std::move(o)); });
+  auto f = done.get_future();
+  REQUIRE(f.wait_for(15s) == std::future_status::ready);
+  return f.get();
+}
+
+CommandError refusedAsync(const CreateOutcomeOrError& outcome) {
+  REQUIRE_MESSAGE(std::holds_alternative<CommandError>(outcome), "create succeeded unexpectedly");
+  return std::get<CommandError>(outcome);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "startCreate answers once the read model shows the token") {
+  SignedAppender signer(*log, SigningKey::generate(), WriterState{}, nullptr, nullptr);
+  auto outcome = startCreateAndWait(signer, *projector, 5s, "alice", " async ", clock);
+  REQUIRE(std::holds_alternative<CreateOutcome>(outcome));
+  const auto& o = std::get<CreateOutcome>(outcome);
+  CHECK(o.position == Position{0, 0});
+  CHECK(isWellFormedKey(o.key));
+  // Applied before `done`: a fresh read shows it, and the secret verifies.
+  reader->release();
+  auto t = reader->token(o.key);
+  REQUIRE(t.has_value());
+  CHECK(t->description == "async");
+  CHECK(verify(o.key, o.secret) == VerifyReason::ok);
+  // Signed like every event.
+  auto records = log->openReader(Offsets{{0}})->poll(10, 100ms);
+  REQUIRE(records.size() == 1);
+  KeyRing ring;
+  ring.add(signer.key().publicKey());
+  CHECK(checkSignature(records[0].value, ring).status == SignatureStatus::valid);
+
+  // Refused input never reaches the log.
+  CHECK(refusedAsync(startCreateAndWait(signer, *projector, 5s, "bad user", "x", clock)).code ==
+        "invalid_user");
+  CHECK(logEnd() == 1);
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "startCreate: 503 when the read model does not show it in time") {
+  SignedAppender signer(*log, SigningKey::generate(), WriterState{}, nullptr, nullptr);
+  projector->stop();  // nothing will be applied
+  auto start = std::chrono::steady_clock::now();
+  auto e = refusedAsync(startCreateAndWait(signer, *projector, 300ms, "alice", "lagging", clock));
+  CHECK(e.status == 503);
+  CHECK(e.code == "projection_lagging");
+  CHECK(e.message.find("recorded at 0:0") != std::string::npos);
+  CHECK(test::msSince(start) < 5000);
+  CHECK(logEnd() == 1);  // recorded: a retry of the read will find it
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "startCreate: 503 log_unavailable when the append fails") {
+  // A log that refuses every append, as a stopped broker does.
+  struct Refusing final : EventLog {
+    EventLog& inner;
+    explicit Refusing(EventLog& l) : inner(l) {}
+    std::vector<Position> append(std::string_view, const std::vector<std::string>&) override {
+      throw LogUnavailable("the test log refuses appends");
+    }
+    int32_t partitionCount() const override { return inner.partitionCount(); }
+    std::unique_ptr<LogReader> openReader(const Offsets& from) override {
+      return inner.openReader(from);
+    }
+    std::string describe() const override { return "refusing log"; }
+  } refusing(*log);
+  std::vector<std::string> warnings;
+  SignedAppender signer(refusing, SigningKey::generate(), WriterState{}, nullptr,
+                        [&](const std::string& w) { warnings.push_back(w); });
+  auto e = refusedAsync(startCreateAndWait(signer, *projector, 5s, "alice", "refused", clock));
+  CHECK(e.status == 503);
+  CHECK(e.code == "log_unavailable");
+  CHECK(e.message.find("the test log refuses appends; nothing was recorded") != std::string::npos);
+  CHECK(logEnd() == 0);
+  CHECK(warnings.size() == 1);  // the spent writer sequence is reported
 }
 
 TEST_CASE_FIXTURE(ServiceFixture, "secrets reach no event and no file") {

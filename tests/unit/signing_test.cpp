@@ -232,6 +232,42 @@ TEST_CASE(
   CHECK(one[0].prevDigest == prev);
 }
 
+TEST_CASE("appendAsync: queued appends are signed in order, and destruction writes them all") {
+  test::TempDir dir;
+  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
+  SigningKey key = SigningKey::generate();
+  KeyRing ring = ringOf(key);
+  std::mutex mutex;
+  std::vector<SignedAppender::Appended> done;
+  std::vector<std::thread::id> threads;
+  {
+    SignedAppender appender(*log, std::move(key), WriterState{}, nullptr, nullptr);
+    for (int i = 0; i < 50; ++i) {
+      std::string owner = "user" + std::to_string(i % 3);
+      appender.appendAsync(owner,
+                           {test::makeEvent(generateTokenKey(), owner, i, test::makeCreated("s"))},
+                           [&](SignedAppender::Appended& a) {
+                             std::lock_guard lock(mutex);
+                             done.push_back(std::move(a));
+                             threads.push_back(std::this_thread::get_id());
+                           });
+    }
+  }  // the destructor returns only once every queued append is written
+  REQUIRE(done.size() == 50);
+  for (size_t i = 0; i < done.size(); ++i) {
+    CHECK_FALSE(done[i].error);
+    REQUIRE(done[i].positions.size() == 1);
+    // In the order queued: sequence and log offset alike.
+    CHECK(done[i].events[0].writerSeq == i + 1);
+    CHECK(done[i].positions[0].offset == static_cast<int64_t>(i));
+    CHECK(threads[i] != std::this_thread::get_id());
+  }
+  auto records = readAll(*log);
+  REQUIRE(records.size() == 50);
+  for (const auto& r : records)
+    CHECK(checkSignature(r.value, ring).status == SignatureStatus::valid);
+}
+
 TEST_CASE("embedded appendBatch: many owners, one commit, in order") {
   test::TempDir dir;
   auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
