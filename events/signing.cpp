@@ -6,6 +6,7 @@
 #include <sodium.h>
 
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <future>
 #include <sstream>
@@ -354,21 +355,18 @@ WriterState recoverWriterState(EventLog& log, const std::string& keyId, WriterSt
   return state;
 }
 
-struct SignedAppender::Request {
-  std::string owner;
-  Appended appended;
-  Done done;
-};
-
 SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist,
                                Warn warn)
     : log_(log),
       key_(std::move(key)),
       persist_(std::move(persist)),
       warn_(std::move(warn)),
-      state_(std::move(state)) {
+      state_(std::move(state)),
+      seq_(state_.lastSeq),
+      digest_(state_.lastDigest) {
   state_.scanFrom.next.resize(static_cast<size_t>(log_.partitionCount()), 0);
-  thread_ = std::thread([this] { run(); });
+  signer_ = std::thread([this] { signLoop(); });
+  appender_ = std::thread([this] { appendLoop(); });
 }
 
 SignedAppender::~SignedAppender() {
@@ -377,7 +375,8 @@ SignedAppender::~SignedAppender() {
     stopping_ = true;
   }
   queued_.notify_one();
-  thread_.join();
+  signer_.join();
+  appender_.join();
   if (unpersisted_) persist();
 }
 
@@ -411,45 +410,81 @@ void SignedAppender::appendAsync(std::string owner, std::vector<Event> events, D
     queue_.push_back(
         Request{std::move(owner), Appended{std::move(events), {}, nullptr}, std::move(done)});
   }
-  // A busy writer is not waiting: this wakes it only when it idles.
+  // A busy signer is not waiting: this wakes it only when it idles.
   queued_.notify_one();
 }
 
-void SignedAppender::run() {
+void SignedAppender::signLoop() {
   std::vector<Request> batch;
   std::unique_lock lock(mutex_);
   while (true) {
     queued_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and everything queued is written
+    if (queue_.empty()) break;  // stopping, and everything queued is signed
     batch.swap(queue_);
     lock.unlock();
-    writeBatch(batch);
-    for (auto& r : batch) r.done(r.appended);
+    Signed s = sign(std::move(batch));
     batch.clear();
+    lock.lock();
+    signed_.push_back(std::move(s));
+    signedReady_.notify_one();
+  }
+  signerDone_ = true;
+  signedReady_.notify_one();
+}
+
+SignedAppender::Signed SignedAppender::sign(std::vector<Request> batch) {
+  Signed s;
+  s.requests = std::move(batch);
+  s.firstSeq = seq_ + 1;
+  try {
+    for (auto& r : s.requests) {
+      for (auto& e : r.appended.events) {
+        e.writerSeq = ++seq_;
+        e.prevDigest = digest_;
+        Digest d = signEvent(e, key_);
+        digest_.assign(reinterpret_cast<const char*>(d.data()), d.size());
+        s.records.emplace_back(r.owner, encodeEvent(e));
+      }
+    }
+  } catch (...) {
+    s.error = std::current_exception();
+    s.records.clear();
+  }
+  s.lastSeq = seq_;
+  s.lastDigest = digest_;
+  return s;
+}
+
+void SignedAppender::appendLoop() {
+  std::deque<Signed> ready;
+  std::unique_lock lock(mutex_);
+  while (true) {
+    signedReady_.wait(lock, [&] { return signerDone_ || !signed_.empty(); });
+    if (signed_.empty()) return;  // the signer ended, and everything it signed is written
+    ready.swap(signed_);
+    lock.unlock();
+    write(ready);
+    for (auto& s : ready)
+      for (auto& r : s.requests) r.done(r.appended);
+    ready.clear();
     lock.lock();
   }
 }
 
-// On the writer thread: state_ is ours. Must not throw.
-void SignedAppender::writeBatch(std::vector<Request>& batch) {
-  uint64_t seq = state_.lastSeq;
-  std::string digest = state_.lastDigest;
+// On the appender thread: state_ is ours. Must not throw. Everything signed since
+// the last append goes in one append, in signing order.
+void SignedAppender::write(std::deque<Signed>& ready) {
   std::vector<std::pair<std::string, std::string>> records;
+  for (auto& s : ready)
+    for (auto& r : s.records) records.push_back(std::move(r));
   bool oneOwner = true;
+  for (const auto& r : records) oneOwner = oneOwner && r.first == records.front().first;
   std::vector<Position> positions;
   std::exception_ptr error;
   try {
-    for (auto& r : batch) {
-      for (auto& e : r.appended.events) {
-        e.writerSeq = ++seq;
-        e.prevDigest = digest;
-        Digest d = signEvent(e, key_);
-        digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
-        records.emplace_back(r.owner, encodeEvent(e));
-        oneOwner = oneOwner && r.owner == records.front().first;
-      }
-    }
-    if (oneOwner && !records.empty()) {
+    if (records.empty()) {
+      // Only failed signing passes.
+    } else if (oneOwner) {
       std::vector<std::string> values;
       for (auto& rec : records) values.push_back(std::move(rec.second));
       positions = log_.append(records.front().first, values);
@@ -461,16 +496,19 @@ void SignedAppender::writeBatch(std::vector<Request>& batch) {
   }
   // Sequence numbers are never reused: after a failed append whose outcome is unknown
   // they are spent, and verify-log reports them missing if they never landed.
-  uint64_t first = state_.lastSeq + 1;
-  state_.lastSeq = seq;
-  state_.lastDigest = digest;
-  if (error) {
+  uint64_t first = ready.front().firstSeq;
+  state_.lastSeq = ready.back().lastSeq;
+  state_.lastDigest = ready.back().lastDigest;
+  bool failed = error != nullptr;
+  for (const auto& s : ready) failed = failed || s.error != nullptr;
+  if (failed) {
     if (warn_)
       warn_("signing key " + key_.keyId() + ": append of writer sequence " + std::to_string(first) +
-            "-" + std::to_string(seq) +
+            "-" + std::to_string(state_.lastSeq) +
             " failed; events that did not reach the log will show as missing in ledger-audit "
             "verify-log");
-  } else {
+  }
+  if (!error) {
     for (const auto& p : positions) {
       auto part = static_cast<size_t>(p.partition);
       if (state_.scanFrom.next.size() <= part) state_.scanFrom.next.resize(part + 1, 0);
@@ -478,14 +516,16 @@ void SignedAppender::writeBatch(std::vector<Request>& batch) {
     }
   }
   unpersisted_ = true;
-  if (error || std::chrono::steady_clock::now() - persistedAt_ >= kPersistEvery) persist();
+  if (failed || std::chrono::steady_clock::now() - persistedAt_ >= kPersistEvery) persist();
   size_t i = 0;
-  for (auto& r : batch) {
-    if (error) {
-      r.appended.error = error;
-    } else {
-      for (size_t k = 0; k < r.appended.events.size(); ++k)
-        r.appended.positions.push_back(positions[i++]);
+  for (auto& s : ready) {
+    for (auto& r : s.requests) {
+      if (s.error || error) {
+        r.appended.error = s.error ? s.error : error;
+      } else {
+        for (size_t k = 0; k < r.appended.events.size(); ++k)
+          r.appended.positions.push_back(positions[i++]);
+      }
     }
   }
 }

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -144,10 +145,11 @@ std::optional<WriterState> parseWriterState(std::string_view text, const std::st
 WriterState recoverWriterState(EventLog& log, const std::string& keyId, WriterState state);
 
 // Signs and appends events as one writer: assigns writerSeq 1, 2, 3, … and chains
-// prevDigest, in exactly the order the events land in each partition. One thread
-// of its own writes whatever callers queued meanwhile as one log append (group
-// commit), so sequencing costs no extra round trip, and callers that cannot block
-// (the HTTP loops) queue and go on.
+// prevDigest, in exactly the order the events land in each partition. Two threads
+// of its own: one signs whatever callers queued meanwhile, the other appends
+// everything signed as one log append (group commit), so sequencing costs no extra
+// round trip, signing overlaps the previous append's round trip, and callers that
+// cannot block (the HTTP loops) queue and go on.
 class SignedAppender {
  public:
   using Persist = std::function<void(const WriterState&)>;
@@ -179,9 +181,25 @@ class SignedAppender {
   const SigningKey& key() const { return key_; }
 
  private:
-  struct Request;
-  void run();
-  void writeBatch(std::vector<Request>& batch);
+  struct Request {
+    std::string owner;
+    Appended appended;
+    Done done;
+  };
+  // One signing pass: the requests it took, their records in order, and where the
+  // writer's sequence stood after it.
+  struct Signed {
+    std::vector<Request> requests;
+    std::vector<std::pair<std::string, std::string>> records;  // (owner, envelope)
+    uint64_t firstSeq = 0;
+    uint64_t lastSeq = 0;
+    std::string lastDigest;
+    std::exception_ptr error;  // signing failed: none of it is appended
+  };
+  void signLoop();
+  Signed sign(std::vector<Request> batch);
+  void appendLoop();
+  void write(std::deque<Signed>& ready);
 
   EventLog& log_;
   SigningKey key_;
@@ -192,15 +210,21 @@ class SignedAppender {
   // file write per batch.
   static constexpr std::chrono::milliseconds kPersistEvery{200};
   void persist();
-  WriterState state_;  // these three: the writer thread's
+  WriterState state_;  // these three: the appender thread's (state_ as appended)
   std::chrono::steady_clock::time_point persistedAt_{};
   bool unpersisted_ = false;
+  uint64_t seq_;        // the signer thread's: the last sequence number handed out
+  std::string digest_;  // and its digest
 
   std::mutex mutex_;
-  std::condition_variable queued_;
+  std::condition_variable queued_;       // the signer waits for requests
+  std::condition_variable signedReady_;  // the appender waits for signed passes
   std::vector<Request> queue_;
+  std::deque<Signed> signed_;
   bool stopping_ = false;
-  std::thread thread_;  // last: starts once everything above is set up
+  bool signerDone_ = false;
+  std::thread signer_;  // last two: start once everything above is set up
+  std::thread appender_;
 };
 
 }  // namespace tokenledger

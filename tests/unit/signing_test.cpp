@@ -268,6 +268,61 @@ TEST_CASE("appendAsync: queued appends are signed in order, and destruction writ
     CHECK(checkSignature(r.value, ring).status == SignatureStatus::valid);
 }
 
+TEST_CASE("a failed append spends its sequence numbers; the next one chains on") {
+  test::TempDir dir;
+  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
+  // Refuses appends while `down`, as a stopped broker does.
+  struct Flaky final : EventLog {
+    EventLog& inner;
+    std::atomic<bool> down{false};
+    explicit Flaky(EventLog& l) : inner(l) {}
+    std::vector<Position> append(std::string_view key,
+                                 const std::vector<std::string>& values) override {
+      if (down) throw LogUnavailable("down");
+      return inner.append(key, values);
+    }
+    int32_t partitionCount() const override { return inner.partitionCount(); }
+    std::unique_ptr<LogReader> openReader(const Offsets& from) override {
+      return inner.openReader(from);
+    }
+    std::string describe() const override { return "flaky log"; }
+  } flaky(*log);
+  SigningKey key = SigningKey::generate();
+  KeyRing ring = ringOf(key);
+  WriterState persisted;
+  std::vector<std::string> warnings;
+  SignedAppender appender(
+      flaky, std::move(key), WriterState{}, [&](const WriterState& st) { persisted = st; },
+      [&](const std::string& w) { warnings.push_back(w); });
+  auto one = [&] {
+    return std::vector<Event>{
+        test::makeEvent(generateTokenKey(), "alice", 1, test::makeCreated("s"))};
+  };
+  auto first = one();
+  appender.append("alice", first);
+  flaky.down = true;
+  auto lost = one();
+  CHECK_THROWS_AS(appender.append("alice", lost), LogUnavailable);
+  CHECK(lost[0].writerSeq == 2);
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("writer sequence 2-2 failed") != std::string::npos);
+  CHECK(persisted.lastSeq == 2);  // persisted at once: a restart does not reuse 2
+  flaky.down = false;
+  auto next = one();
+  appender.append("alice", next);
+  CHECK(next[0].writerSeq == 3);
+  // Chained on the spent event, which verify-log then reports missing.
+  auto records = readAll(*log);
+  REQUIRE(records.size() == 2);
+  auto c = checkSignature(records[1].value, ring);
+  CHECK(c.status == SignatureStatus::valid);
+  CHECK(c.writerSeq == 3);
+  auto spent = checkSignature(encodeEvent(lost[0]), ring);
+  REQUIRE(spent.status == SignatureStatus::valid);
+  CHECK(c.prevDigest ==
+        std::string(reinterpret_cast<const char*>(spent.digest.data()), spent.digest.size()));
+}
+
 TEST_CASE("embedded appendBatch: many owners, one commit, in order") {
   test::TempDir dir;
   auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
