@@ -102,6 +102,10 @@ HttpResponse invalidField(std::string_view field, std::string_view expected) {
                        "field \"" + std::string(field) + "\" must be " + std::string(expected));
 }
 
+HttpResponse shuttingDown() {
+  return errorResponse(503, "shutting_down", "the service is shutting down; retry elsewhere");
+}
+
 HttpResponse fromError(const CommandError& e) {
   return errorResponse(e.status, e.code, e.message);
 }
@@ -293,6 +297,7 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     return okJson(200, json{{"user", user}, {"tokens", std::move(tokens)}});
   }
   if (parts.size() == 4 && post) {
+    if (shuttingDown_) return shuttingDown();
     auto parsed = parseBody(req, {"description", "kind", "destination_id", "expires_at"}, true);
     if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
     const json& j = std::get<json>(parsed);
@@ -356,8 +361,7 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     if (!token->replacedBy.empty()) out["replaced_by"] = token->replacedBy;
     return okJson(200, out);
   }
-  if (shuttingDown_)
-    return errorResponse(503, "shutting_down", "the service is shutting down; retry elsewhere");
+  if (shuttingDown_) return shuttingDown();
 
   if (parts[5] == "activate") {
     auto parsed = parseBody(req, {}, false);

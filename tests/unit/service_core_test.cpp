@@ -16,6 +16,7 @@
 #include "events/signing.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
+#include "service/api.h"
 #include "service/clock.h"
 #include "service/token_service.h"
 #include "service/verifier.h"
@@ -479,6 +480,42 @@ TEST_CASE_FIXTURE(ServiceFixture, "startCreate: 503 log_unavailable when the app
   CHECK(e.message.find("the test log refuses appends; nothing was recorded") != std::string::npos);
   CHECK(logEnd() == 0);
   CHECK(warnings.size() == 1);  // the spent writer sequence is reported
+}
+
+TEST_CASE_FIXTURE(ServiceFixture, "while shutting down, commands get 503 and reads answer") {
+  const std::string secret = "operator-secret-for-this-test";
+  Api api(secret, *projector, clock);
+  std::string key = create().token.key;
+  SignedAppender signer(*log, SigningKey::generate(), WriterState{}, nullptr, nullptr);
+  api.startCreatesOn(signer, 5s);
+  auto call = [&](std::string_view method, const std::string& path, std::string_view body) {
+    HttpRequest req;
+    req.method = method;
+    req.path = path;
+    std::string auth = "Bearer " + secret;
+    req.authorization = auth;
+    req.contentType = "application/json";
+    req.body = body;
+    req.hasBody = !body.empty();
+    return api.handle(req, *reader);
+  };
+  // Before: a create is Started, a deactivation Deferred.
+  CHECK(std::holds_alternative<Started>(
+      call("POST", "/v1/users/alice/tokens", R"({"description":"x"})")));
+  CHECK(std::holds_alternative<Deferred>(
+      call("POST", "/v1/users/alice/tokens/" + key + "/deactivate", "")));
+  api.setShuttingDown();
+  for (const auto& [path, body] :
+       {std::pair<std::string, std::string>{"/v1/users/alice/tokens", R"({"description":"x"})"},
+        {"/v1/users/alice/tokens/" + key + "/deactivate", ""}}) {
+    auto routed = call("POST", path, body);
+    REQUIRE(std::holds_alternative<HttpResponse>(routed));
+    CHECK(std::get<HttpResponse>(routed).status == 503);
+    CHECK(std::get<HttpResponse>(routed).body.find("shutting_down") != std::string::npos);
+  }
+  auto list = call("GET", "/v1/users/alice/tokens", "");
+  REQUIRE(std::holds_alternative<HttpResponse>(list));
+  CHECK(std::get<HttpResponse>(list).status == 200);
 }
 
 TEST_CASE_FIXTURE(ServiceFixture, "secrets reach no event and no file") {
