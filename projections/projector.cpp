@@ -1,9 +1,8 @@
 #include "projections/projector.h"
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
-#include <list>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -26,26 +25,16 @@ class ProjectorImpl final : public Projector {
   ~ProjectorImpl() override { stop(); }
 
   bool waitFor(const Position& p, std::chrono::milliseconds timeout) override {
-    return waitUntil([&p](const Offsets& a) { return a.covers(p); }, timeout);
+    return waitUntil([p](const Offsets& a) { return a.covers(p); }, timeout);
   }
 
   bool waitFor(const Offsets& o, std::chrono::milliseconds timeout) override {
-    return waitUntil([&o](const Offsets& a) { return covers(a, o); }, timeout);
+    return waitUntil([o](const Offsets& a) { return covers(a, o); }, timeout);
   }
 
   void whenApplied(const Position& p, std::chrono::milliseconds timeout,
                    std::function<void(bool)> done) override {
-    bool covered;
-    {
-      std::lock_guard lock(mutex_);
-      covered = applied_.covers(p);
-      if (!covered && !stopping_) {
-        callbacks_.push_back(
-            Callback{p, std::chrono::steady_clock::now() + timeout, std::move(done)});
-        return;
-      }
-    }
-    done(covered);
+    whenSatisfied([p](const Offsets& a) { return a.covers(p); }, timeout, std::move(done));
   }
 
   Offsets applied() const override {
@@ -65,69 +54,60 @@ class ProjectorImpl final : public Projector {
         return;
       }
       stopping_ = true;
-      wakeSatisfied(true);
     }
     if (thread_.joinable()) thread_.join();
     runCallbacks(true);
   }
 
  private:
-  // One waiting thread. The projector wakes only the waiters a batch satisfies:
-  // with dozens of commands in flight, waking all of them per batch would cost more
-  // than the batch.
-  struct Waiter {
-    std::function<bool(const Offsets&)> satisfied;
-    std::condition_variable cv;
-    bool done = false;
-  };
-
-  bool waitUntil(std::function<bool(const Offsets&)> satisfied, std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex_);
-    if (satisfied(applied_)) return true;
-    if (stopping_) return false;
-    Waiter w;
-    w.satisfied = std::move(satisfied);
-    waiters_.push_back(&w);
-    w.cv.wait_for(lock, timeout, [&] { return w.done; });
-    waiters_.remove(&w);
-    return w.satisfied(applied_);
-  }
-
-  // Called with mutex_ held, after applied_ changed (or on stop).
-  void wakeSatisfied(bool all) {
-    for (Waiter* w : waiters_) {
-      if (!w->done && (all || w->satisfied(applied_))) {
-        w->done = true;
-        w->cv.notify_one();
+  // One mechanism for both ways of waiting: a callback per waiter, run by the
+  // projector once a batch satisfies it (only those: with dozens of commands in
+  // flight, waking every waiter per batch would cost more than the batch), when its
+  // time is up, or at stop. `satisfied` may outlive the caller's frame.
+  void whenSatisfied(std::function<bool(const Offsets&)> satisfied,
+                     std::chrono::milliseconds timeout, std::function<void(bool)> done) {
+    bool now;
+    {
+      std::lock_guard lock(mutex_);
+      now = satisfied(applied_);
+      if (!now && !stopping_) {
+        callbacks_.push_back(Callback{std::move(satisfied),
+                                      std::chrono::steady_clock::now() + timeout, std::move(done)});
+        return;
       }
     }
+    done(now);
   }
 
-  // Runs the callbacks whose position is applied or whose time is up (all of them
-  // when `all`), outside the lock: they may call back into the projector.
+  bool waitUntil(std::function<bool(const Offsets&)> satisfied, std::chrono::milliseconds timeout) {
+    // Shared: after a timeout here, the callback still runs later, on its deadline.
+    auto result = std::make_shared<std::promise<bool>>();
+    auto answer = result->get_future();
+    whenSatisfied(satisfied, timeout, [result](bool ok) { result->set_value(ok); });
+    if (answer.wait_for(timeout) == std::future_status::ready) return answer.get();
+    std::lock_guard lock(mutex_);
+    return satisfied(applied_);
+  }
+
+  // Runs the callbacks that applied_ satisfies or whose time is up (all of them when
+  // `all`), outside the lock: they may call back into the projector.
   void runCallbacks(bool all) {
-    std::vector<Callback> due;
+    std::vector<std::pair<Callback, bool>> due;  // (callback, satisfied)
     {
       std::lock_guard lock(mutex_);
       if (callbacks_.empty()) return;
       auto now = std::chrono::steady_clock::now();
       auto kept = callbacks_.begin();
       for (auto& c : callbacks_) {
-        if (all || applied_.covers(c.position) || now >= c.deadline)
-          due.push_back(std::move(c));
+        bool ok = c.satisfied(applied_);
+        if (ok || all || now >= c.deadline)
+          due.emplace_back(std::move(c), ok);
         else
           *kept++ = std::move(c);
       }
       callbacks_.erase(kept, callbacks_.end());
     }
-    for (auto& c : due) {
-      bool covered;
-      {
-        std::lock_guard lock(mutex_);
-        covered = applied_.covers(c.position);
-      }
-      c.done(covered);
-    }
+    for (auto& [c, ok] : due) c.done(ok);
   }
 
   static bool covers(const Offsets& have, const Offsets& want) {
@@ -185,7 +165,6 @@ class ProjectorImpl final : public Projector {
         std::lock_guard lock(mutex_);
         applied_ = model_.applied(log_.partitionCount());
         version_.fetch_add(1, std::memory_order_release);
-        wakeSatisfied(false);
       }
       if (!ready_) markReadyIfCaughtUp();
     }
@@ -202,9 +181,8 @@ class ProjectorImpl final : public Projector {
   std::unique_ptr<LogReader> reader_;
   Offsets startEnd_;
   mutable std::mutex mutex_;
-  std::list<Waiter*> waiters_;
   struct Callback {
-    Position position;
+    std::function<bool(const Offsets&)> satisfied;
     std::chrono::steady_clock::time_point deadline;
     std::function<void(bool)> done;
   };

@@ -329,9 +329,8 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
       });
     auto prepared = prepareCreate(cmd, ctx, clock_);
     if (auto* e = std::get_if<CommandError>(&prepared)) return fromError(*e);
-    return Started([this, p = std::make_shared<PreparedCreate>(
-                              std::move(std::get<PreparedCreate>(prepared)))](Reply reply) {
-      startCreate(*signer_, projector_, visibilityTimeout_, std::move(*p),
+    return Started([this, p = std::move(std::get<PreparedCreate>(prepared))](Reply reply) mutable {
+      startCreate(*signer_, projector_, visibilityTimeout_, std::move(p),
                   [this, reply = std::move(reply)](auto outcome) {
                     reply([this, outcome = std::move(outcome)](ReadModelReader& reader) {
                       if (auto* e = std::get_if<CommandError>(&outcome)) return fromError(*e);

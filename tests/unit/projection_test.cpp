@@ -547,13 +547,17 @@ TEST_CASE("rebuilding refuses a directory that already holds a read model") {
   CHECK(r.applied == 0);
 }
 
-TEST_CASE("projector: waitFor, applied and ready") {
-  test::ensureCrypto();
+// A projector on a fresh embedded log and read model.
+struct ProjectorFixture {
+  ProjectorFixture() { test::ensureCrypto(); }
   test::TempDir dir;
-  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{kMap});
-  auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
-  auto projector = startProjector(*log, *model, [](const std::string&) {});
+  std::unique_ptr<EventLog> log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{kMap});
+  std::unique_ptr<ReadModel> model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
+  std::unique_ptr<Projector> projector =
+      startProjector(*log, *model, [](const std::string&) {});  // stopped first
+};
 
+TEST_CASE_FIXTURE(ProjectorFixture, "projector: waitFor, applied and ready") {
   auto start = std::chrono::steady_clock::now();
   CHECK_FALSE(projector->waitFor(Position{0, 0}, 200ms));
   CHECK(test::msSince(start) >= 150);
@@ -583,12 +587,7 @@ TEST_CASE("projector: waitFor, applied and ready") {
   CHECK(test::msSince(start) < 1500);
 }
 
-TEST_CASE("projector: whenApplied calls back without blocking") {
-  test::ensureCrypto();
-  test::TempDir dir;
-  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{kMap});
-  auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
-  auto projector = startProjector(*log, *model, [](const std::string&) {});
+TEST_CASE_FIXTURE(ProjectorFixture, "projector: whenApplied calls back without blocking") {
   struct Result {
     std::promise<bool> applied;
     std::thread::id thread;
