@@ -7,6 +7,8 @@
 #   BIN_DIR        use the binaries in this dir instead (no build step)
 #   KAFKA_BROKERS  use this broker (HOST:PORT) instead of starting one; each run
 #                  uses fresh topics named tlbench-<what>-<pid>-<n> and leaves them
+#   KAFKA_BROKER_PID  that broker's process id, so the `cpu` lines include it
+#                  (scripts/kafka.sh writes it to DIR/broker.pid)
 #   KEEP_TMP=1     keep the temporary dir (daemon logs, data dirs, broker log)
 
 kb_die() {
@@ -129,7 +131,13 @@ kb_stop_daemon() { # PID
 # JVM, the running daemons and the whole machine; kb_cpu_report LABEL prints the
 # CPU each used since the mark, in cores (1.00 = one core busy all the time).
 kb_broker_pid() {
-  [ -n "$KB_BROKER_DIR" ] && [ -f "$KB_BROKER_DIR/broker.pid" ] && cat "$KB_BROKER_DIR/broker.pid"
+  if [ -n "$KB_BROKER_DIR" ] && [ -f "$KB_BROKER_DIR/broker.pid" ]; then
+    cat "$KB_BROKER_DIR/broker.pid"
+  elif [ -n "${KAFKA_BROKER_PID:-}" ] && [ -d "/proc/$KAFKA_BROKER_PID" ]; then
+    echo "$KAFKA_BROKER_PID"
+  else
+    return 1
+  fi
 }
 kb_ticks() { # PID -> utime+stime of the process (all threads), 0 if gone
   awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
