@@ -73,16 +73,18 @@ struct Loop {
   std::atomic<long> acked{0};
   std::atomic<long> failed{0};
   std::atomic<bool> stopping{false};
+  std::string error;  // the first produce error; set on the polling thread only
   rd_kafka_t* rk = nullptr;
 
-  // One client's next create: a fresh record for owner bench-<n mod users>.
+  // One client's next create: a fresh record for owner bench-<n mod users>. Never
+  // throws: it also runs inside librdkafka's delivery callback.
   void produce() {
     std::string key = "bench-" + std::to_string(next++ % users);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
         RD_KAFKA_V_VALUE(value.data(), value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_END);
-    if (err) throw std::runtime_error(std::string("produce: ") + rd_kafka_err2str(err));
+    if (err && error.empty()) error = std::string("produce: ") + rd_kafka_err2str(err);
   }
 };
 
@@ -90,10 +92,12 @@ struct Loop {
 // sends its next one.
 void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto& loop = *static_cast<Loop*>(opaque);
-  if (m->err)
+  if (m->err) {
     loop.failed++;
-  else
+    if (loop.error.empty()) loop.error = rd_kafka_err2str(m->err);
+  } else {
     loop.acked++;
+  }
   if (!loop.stopping) loop.produce();
 }
 
@@ -143,7 +147,9 @@ int main(int argc, char** argv) {
                                 {"enable.idempotence", "true"},
                                 {"acks", "all"},
                                 {"linger.ms", "0"},
-                                {"partitioner", "murmur2_random"}},
+                                {"partitioner", "murmur2_random"},
+                                // An unreachable broker fails the run, not hangs it.
+                                {"message.timeout.ms", "10000"}},
                                onDelivery, &loop);
     loop.rk = producer.get();
 
@@ -201,8 +207,11 @@ int main(int argc, char** argv) {
       follower.join();
       rd_kafka_consumer_close(consumer.get());
     }
-    if (loop.failed > 0) {
-      std::fprintf(stderr, "kafka_ceiling: %ld records failed\n", loop.failed.load());
+    if (loop.failed > 0 || !loop.error.empty() || acked == 0) {
+      std::fprintf(stderr,
+                   "kafka_ceiling: %ld records failed, %ld acknowledged in the measured time%s%s\n",
+                   loop.failed.load(), acked,
+                   loop.error.empty() ? "" : "; first error: ", loop.error.c_str());
       return 1;
     }
     const double seconds = static_cast<double>(t1 - t0) / 1e9;
