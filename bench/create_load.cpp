@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "bench_http.h"
 
 using namespace tlbench;
@@ -55,26 +56,23 @@ struct Conn {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto v = [&]() -> std::string {
-      if (i + 1 >= argc) usage(2);
-      return argv[++i];
-    };
+  tlbench::Args args(argc, argv, usage);
+  while (args.more()) {
+    std::string_view a = args.next();
     if (a == "--port")
-      o.port = std::stoi(v());
+      o.port = args.number<int>();
     else if (a == "--connections")
-      o.connections = std::stoi(v());
+      o.connections = args.number<int>();
     else if (a == "--duration")
-      o.duration = std::stod(v());
+      o.duration = args.number<double>();
     else if (a == "--warmup")
-      o.warmup = std::stod(v());
+      o.warmup = args.number<double>();
     else if (a == "--count")
-      o.count = std::stol(v());
+      o.count = args.number<long>();
     else if (a == "--users")
-      o.users = std::stoi(v());
+      o.users = args.number<int>();
     else if (a == "--description")
-      o.description = v();
+      o.description = args.text();
     else if (a == "--help" || a == "-h")
       usage(0);
     else

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench_args.h"
 #include "bench_http.h"
 #include "events/event.h"
 #include "events/kafka_log.h"
@@ -38,24 +39,21 @@ int main(int argc, char** argv) {
   long events = 200000;
   size_t batch = 20000;
   int users = 1000;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto v = [&]() -> std::string {
-      if (i + 1 >= argc) usage(2);
-      return argv[++i];
-    };
+  tlbench::Args args(argc, argv, usage);
+  while (args.more()) {
+    std::string_view a = args.next();
     if (a == "--brokers")
-      k.brokers = v();
+      k.brokers = args.text();
     else if (a == "--topic")
-      k.topic = v();
+      k.topic = args.text();
     else if (a == "--events")
-      events = std::stol(v());
+      events = args.number<long>();
     else if (a == "--batch")
-      batch = std::stoul(v());
+      batch = args.number<size_t>();
     else if (a == "--users")
-      users = std::stoi(v());
+      users = args.number<int>();
     else if (a == "--partitions")
-      k.partitions = std::stoi(v());
+      k.partitions = args.number<int>();
     else if (a == "--help" || a == "-h")
       usage(0);
     else

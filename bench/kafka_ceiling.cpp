@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_args.h"
 #include "bench_http.h"
 
 namespace {
@@ -109,28 +110,25 @@ int main(int argc, char** argv) {
   size_t valueBytes = 330;  // a signed Created event with a short description
   double duration = 10, warmup = 2;
   bool follow = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto v = [&]() -> std::string {
-      if (i + 1 >= argc) usage(2);
-      return argv[++i];
-    };
+  tlbench::Args args(argc, argv, usage);
+  while (args.more()) {
+    std::string_view a = args.next();
     if (a == "--brokers")
-      brokers = v();
+      brokers = args.text();
     else if (a == "--topic")
-      topic = v();
+      topic = args.text();
     else if (a == "--in-flight")
-      inFlight = std::stoi(v());
+      inFlight = args.number<int>();
     else if (a == "--duration")
-      duration = std::stod(v());
+      duration = args.number<double>();
     else if (a == "--warmup")
-      warmup = std::stod(v());
+      warmup = args.number<double>();
     else if (a == "--follow")
       follow = true;
     else if (a == "--users")
-      users = std::stoi(v());
+      users = args.number<int>();
     else if (a == "--value-bytes")
-      valueBytes = std::stoul(v());
+      valueBytes = args.number<size_t>();
     else if (a == "--help" || a == "-h")
       usage(0);
     else

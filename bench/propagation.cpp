@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_args.h"
 #include "bench_http.h"
 
 using namespace tlbench;
@@ -45,24 +46,21 @@ struct Tok {
 
 int main(int argc, char** argv) {
   int portA = 0, portB = 0, tokens = 1000, users = 20, timeoutMs = 5000, pollIntervalUs = 0;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto v = [&]() -> std::string {
-      if (i + 1 >= argc) usage(2);
-      return argv[++i];
-    };
+  tlbench::Args args(argc, argv, usage);
+  while (args.more()) {
+    std::string_view a = args.next();
     if (a == "--port-a")
-      portA = std::stoi(v());
+      portA = args.number<int>();
     else if (a == "--port-b")
-      portB = std::stoi(v());
+      portB = args.number<int>();
     else if (a == "--tokens")
-      tokens = std::stoi(v());
+      tokens = args.number<int>();
     else if (a == "--users")
-      users = std::stoi(v());
+      users = args.number<int>();
     else if (a == "--timeout-ms")
-      timeoutMs = std::stoi(v());
+      timeoutMs = args.number<int>();
     else if (a == "--poll-interval-us")
-      pollIntervalUs = std::stoi(v());
+      pollIntervalUs = args.number<int>();
     else if (a == "--help" || a == "-h")
       usage(0);
     else
