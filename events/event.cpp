@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "events/capnp_words.h"
+#include "events/rules.h"
 #include "schemas/tokenledger.capnp.h"
 
 namespace tokenledger {
@@ -351,6 +352,28 @@ Status statusAt(const Token& t, int64_t nowUs) {
   return Status::active;
 }
 
+std::optional<std::string> checkEvent(const EventView& event) {
+  if (!isWellFormedKey(event.tokenKey)) return "the token key is not of the form tlk_...";
+  if (auto err = checkUserId(event.owner)) return "owner: " + *err;
+  if (event.occurredAtUs <= 0) return "occurredAtUs must be a time after 1970";
+  const auto* c = std::get_if<CreatedView>(&event.body);
+  if (!c) return std::nullopt;
+  if (auto err = checkStoredDescription(c->description)) return *err;
+  if (c->kind == TokenKind::destination) {
+    if (auto err = checkDestinationId(c->destinationId)) return *err;
+  } else if (!c->destinationId.empty()) {
+    return "a user token has no destination id";
+  }
+  if (c->expiresAtUs < 0) return "expiresAtUs must be 0 (never) or a time after 1970";
+  if (!c->replaces.empty() && (!isWellFormedKey(c->replaces) || c->replaces == event.tokenKey))
+    return "replaces must be another token's key";
+  return std::nullopt;
+}
+
+int64_t effectiveAt(const Deactivated& d, int64_t occurredAtUs) {
+  return d.effectiveAtUs > 0 ? d.effectiveAtUs : occurredAtUs;
+}
+
 std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event) {
   return applyEvent(current, view(event));
 }
@@ -382,6 +405,7 @@ std::optional<Token> applyEvent(const std::optional<Token>& current, const Event
     t.deactivateAtUs = 0;  // activation also cancels a scheduled deactivation
   } else {
     const auto& d = std::get<Deactivated>(event.body);
+    const int64_t effective = effectiveAt(d, event.occurredAtUs);
     t.deactivationReason = d.reason;
     bool inService = t.active && (t.deactivateAtUs == 0 || t.deactivateAtUs > event.occurredAtUs);
     if (!inService) {
@@ -389,13 +413,12 @@ std::optional<Token> applyEvent(const std::optional<Token>& current, const Event
       // deactivation never brings it back, whatever its effective time; it can only
       // move the recorded end earlier (a compromise discovered late).
       t.active = false;
-      if (t.deactivateAtUs == 0 || d.effectiveAtUs < t.deactivateAtUs)
-        t.deactivateAtUs = d.effectiveAtUs;
+      if (t.deactivateAtUs == 0 || effective < t.deactivateAtUs) t.deactivateAtUs = effective;
     } else {
       // A deactivation effective later (rotation grace period) keeps the token active
       // until then; one effective now or in the past ends it at once.
-      t.deactivateAtUs = d.effectiveAtUs;
-      t.active = d.effectiveAtUs > event.occurredAtUs;
+      t.deactivateAtUs = effective;
+      t.active = effective > event.occurredAtUs;
     }
   }
   return t;

@@ -130,6 +130,17 @@ std::string_view toString(Status status);
 // Status at time `nowUs`, counting scheduled deactivations and expiry.
 Status statusAt(const Token& token, int64_t nowUs);
 
+// The contract's rules for one event, beyond what decoding checks (events/rules.h):
+// a well-formed token key, a valid user id as owner, a time, and for a creation a
+// valid description, destination id (exactly for kind destination), expiry and
+// predecessor key. What any producer may put on the log, the projection and
+// ledger-audit check here before applying it. nullopt when the event is valid.
+std::optional<std::string> checkEvent(const EventView& event);
+
+// When a deactivation takes effect: its effectiveAtUs, or when it occurred if that
+// is absent (0, the schema's "absent"; negative times are treated the same).
+int64_t effectiveAt(const Deactivated& d, int64_t occurredAtUs);
+
 // The state machine. `current` is the token's state before the event (nullopt if
 // unknown). Returns the new state, or nullopt when the event does not apply (an
 // activation or deactivation of an unknown key, a second creation of a key).

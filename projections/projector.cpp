@@ -37,6 +37,11 @@ class ProjectorImpl final : public Projector {
     whenSatisfied([p](const Offsets& a) { return a.covers(p); }, timeout, std::move(done));
   }
 
+  void whenApplied(const Offsets& o, std::chrono::milliseconds timeout,
+                   std::function<void(bool)> done) override {
+    whenSatisfied([o](const Offsets& a) { return covers(a, o); }, timeout, std::move(done));
+  }
+
   Offsets applied() const override {
     std::lock_guard lock(mutex_);
     return applied_;

@@ -28,6 +28,9 @@ class Projector {
   // caller's, when `p` is covered already); it must not throw or block.
   virtual void whenApplied(const Position& p, std::chrono::milliseconds timeout,
                            std::function<void(bool)> done) = 0;
+  // The same for every offset of `o` (next offsets per partition).
+  virtual void whenApplied(const Offsets& o, std::chrono::milliseconds timeout,
+                           std::function<void(bool)> done) = 0;
   // The applied offsets (next offset per partition, every partition of the log),
   // as of the last batch.
   virtual Offsets applied() const = 0;

@@ -14,6 +14,7 @@
 #include <span>
 
 #include "events/lmdb.h"
+#include "events/rules.h"
 #include "schemas/tokenledger.capnp.h"
 
 namespace tokenledger {
@@ -76,7 +77,10 @@ const std::string& encodeVerifyRecord(std::string& out, const Token& t) {
   out.push_back(static_cast<char>(t.kind));
   putI64(out, t.expiresAtUs);
   putI64(out, t.deactivateAtUs);
-  out.push_back(static_cast<char>(t.owner.size()));  // user ids are at most 128 bytes
+  // checkEvent() keeps owners to kMaxIdLength bytes before anything is stored.
+  static_assert(kMaxIdLength <= 255, "the owner's length is one byte");
+  if (t.owner.size() > kMaxIdLength) throw std::logic_error("owner longer than a user id");
+  out.push_back(static_cast<char>(t.owner.size()));
   out += t.owner;
   out += t.destinationId;
   return out;
@@ -487,6 +491,13 @@ class LmdbReadModel final : public ReadModel {
         continue;
       }
       const EventView& event = std::get<EventView>(b.events[i]);
+      // What the contract forbids (and the layouts above rely on, e.g. the owner's
+      // length in one byte of the verify record) never reaches the databases.
+      if (auto why = checkEvent(event)) {
+        out.skipped++;
+        if (report) report(rec.position, std::string(event.typeName()) + " event: " + *why);
+        continue;
+      }
       Slot& slot = b.slots[b.slotOf[i]];
       const std::optional<Token>& current = slot.state;
       auto applied = applyEvent(current, event);

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <vector>
 
+#include "service/http_input.h"
 #include "service/json.h"
 #include "service/verifier.h"
 #include "service/web_assets.h"
@@ -11,41 +12,6 @@ namespace tokenledger {
 namespace {
 
 using nlohmann::json;
-
-// Splits "/a/b%40c" into {"a", "b@c"}, percent-decoding each segment (so clients
-// may encode "@" in user ids). nullopt on a broken escape.
-std::optional<std::vector<std::string>> splitPath(std::string_view path) {
-  std::vector<std::string> parts;
-  if (path.empty() || path[0] != '/') return parts;
-  path.remove_prefix(1);
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  while (true) {
-    auto slash = path.find('/');
-    std::string_view raw = path.substr(0, slash);
-    std::string seg;
-    seg.reserve(raw.size());
-    for (size_t i = 0; i < raw.size(); ++i) {
-      if (raw[i] != '%') {
-        seg.push_back(raw[i]);
-        continue;
-      }
-      if (i + 2 >= raw.size()) return std::nullopt;
-      int hi = hex(raw[i + 1]), lo = hex(raw[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      seg.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    }
-    parts.push_back(std::move(seg));
-    if (slash == std::string_view::npos) break;
-    path.remove_prefix(slash + 1);
-  }
-  return parts;
-}
 
 HttpResponse methodNotAllowed(std::string_view allow) {
   auto r =
@@ -67,34 +33,20 @@ std::variant<json, HttpResponse> parseBody(const HttpRequest& req,
                                            std::initializer_list<std::string_view> allowed,
                                            bool required) {
   if (!req.contentType.empty()) {
-    std::string_view ct = req.contentType.substr(0, req.contentType.find(';'));
-    while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
+    std::string type = mediaTypeOf(req.contentType);
     // curl -d sends x-www-form-urlencoded by default; accept it when the body is JSON.
-    if (ct != "application/json" && ct != "application/x-www-form-urlencoded" && ct != "text/plain")
+    if (type != "application/json" && type != "application/x-www-form-urlencoded" &&
+        type != "text/plain")
       return errorResponse(415, "unsupported_media_type",
-                           "send the body as application/json, not " + std::string(ct));
+                           "send the body as application/json, not " + type);
   }
   if (!req.hasBody || req.body.empty()) {
     if (required) return errorResponse(400, "invalid_json", "this call needs a JSON object body");
     return json::object();
   }
-  json j = json::parse(req.body.begin(), req.body.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded())
-    return errorResponse(400, "invalid_json",
-                         "the body is not valid JSON (or not valid UTF-8); send a JSON object");
-  if (!j.is_object()) return errorResponse(400, "invalid_json", "the body must be a JSON object");
-  for (const auto& [name, value] : j.items()) {
-    bool known = false;
-    for (auto a : allowed) known = known || a == name;
-    if (!known) {
-      std::string list;
-      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      return errorResponse(400, "unknown_field",
-                           "unknown field \"" + name +
-                               "\"; allowed: " + (list.empty() ? std::string("none") : list));
-    }
-  }
-  return j;
+  auto parsed = parseJsonObject(req.body, allowed);
+  if (auto* err = std::get_if<InputError>(&parsed)) return errorResponse(400, err->code, err->message);
+  return std::move(std::get<json>(parsed));
 }
 
 HttpResponse invalidField(std::string_view field, std::string_view expected) {
@@ -113,19 +65,6 @@ HttpResponse fromError(const CommandError& e) {
 json withPosition(json j, const TokenResult& r) {
   if (r.position) j["position"] = toString(*r.position);
   return j;
-}
-
-// The value of `name` in a query string (no percent-decoding: our values need none).
-std::string_view queryValue(std::string_view query, std::string_view name) {
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto item = query.substr(0, amp);
-    if (item.size() > name.size() && item.starts_with(name) && item[name.size()] == '=')
-      return item.substr(name.size() + 1);
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return {};
 }
 
 }  // namespace
@@ -151,10 +90,10 @@ void Api::setSigningKeys(const KeyRing& keys, const std::string& currentKeyId) {
 }
 
 bool Api::operatorAuthorized(std::string_view authorization) const {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (authorization.size() <= kBearer.size() || !authorization.starts_with(kBearer)) return false;
+  auto secret = authCredentials(authorization, "Bearer");
+  if (!secret) return false;
   // Compare hashes so the comparison time does not depend on the secret's length.
-  return hashesEqual(hashSecret(authorization.substr(kBearer.size())), operatorHash_);
+  return hashesEqual(hashSecret(*secret), operatorHash_);
 }
 
 HttpResponse Api::created(const TokenResult& r) const {
@@ -185,6 +124,45 @@ HttpResponse Api::verify(std::string_view authorization, ReadModelReader& reader
   return r;
 }
 
+Routed Api::waitThenVerify(const std::vector<Position>& wanted, std::string_view authorization) {
+  // Not applied here yet: wait without holding any thread. The projector calls back
+  // once it applied the positions or the time is up; the verify then runs on the
+  // request's loop. Waiters are capped, so that nobody, with or without a
+  // credential, can queue unbounded work.
+  if (positionWaiters_.fetch_add(1) >= maxPositionWaiters_) {
+    positionWaiters_.fetch_sub(1);
+    return errorResponse(503, "too_many_waiters",
+                         std::to_string(maxPositionWaiters_) +
+                             " verifications already wait for positions this replica has not "
+                             "applied; retry shortly, or ask another replica");
+  }
+  Offsets want;
+  for (const auto& p : wanted) {
+    auto part = static_cast<size_t>(p.partition);
+    if (want.next.size() <= part) want.next.resize(part + 1, 0);
+    want.next[part] = std::max(want.next[part], p.offset + 1);
+  }
+  return Started([this, want = std::move(want),
+                  auth = std::string(authorization)](Reply reply) mutable {
+    projector_.whenApplied(want, kMinPositionWait,
+                           [this, reply = std::move(reply), auth = std::move(auth)](bool applied) {
+                             positionWaiters_.fetch_sub(1);
+                             reply([this, applied, auth](ReadModelReader& reader) {
+                               if (!applied)
+                                 return errorResponse(
+                                     503, "position_not_reached",
+                                     "this replica has applied the log up to " +
+                                         projector_.applied().toString() +
+                                         ", not yet the position asked for; retry, or ask "
+                                         "another replica");
+                               // The loop's snapshot may predate the batch that applied it.
+                               reader.release();
+                               return verify(auth, reader);
+                             });
+                           });
+  });
+}
+
 Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
   // The hot path: a plain verify needs no path splitting.
   if (req.path == "/v1/verify" && (req.method == "GET" || req.method == "POST") &&
@@ -194,14 +172,15 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
   if (!split) return errorResponse(400, "invalid_path", "the path has a broken %-escape");
   const std::vector<std::string>& parts = *split;
   const auto& m = req.method;
-  bool get = m == "GET", post = m == "POST";
+  // HEAD is GET without the body (h2o_send_inline leaves it out).
+  bool get = m == "GET" || m == "HEAD", post = m == "POST";
 
   if (parts.size() == 1 && parts[0] == "healthz") {
-    if (!get) return methodNotAllowed("GET");
+    if (!get) return methodNotAllowed("GET, HEAD");
     return okJson(200, json{{"status", "ok"}});
   }
   if (parts.size() == 1 && parts[0] == "readyz") {
-    if (!get) return methodNotAllowed("GET");
+    if (!get) return methodNotAllowed("GET, HEAD");
     if (!projector_.ready())
       return errorResponse(503, "not_ready",
                            "the read model is still catching up with the log, or the projector "
@@ -210,13 +189,13 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
   }
   if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "keys") {
     // Public keys that sign this service's events (docs/audit.md); no secret here.
-    if (!get) return methodNotAllowed("GET");
+    if (!get) return methodNotAllowed("GET, HEAD");
     HttpResponse r;
     r.body = keysBody_;
     return r;
   }
   if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "verify") {
-    if (!get && !post) return methodNotAllowed("GET, POST");
+    if (!get && !post) return methodNotAllowed("GET, HEAD, POST");
     std::string_view minPosition = req.minPosition;
     if (minPosition.empty()) minPosition = queryValue(req.query, "min_position");
     if (minPosition.empty()) return verify(req.authorization, reader);
@@ -235,26 +214,13 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     bool covered = true;
     for (const auto& p : wanted) covered = covered && applied.covers(p);
     if (covered) return verify(req.authorization, reader);
-    // Not applied here yet: wait briefly off the event loop.
-    return Deferred([this, wanted, auth = std::string(req.authorization)](TokenService& svc) {
-      auto deadline = std::chrono::steady_clock::now() + kMinPositionWait;
-      for (const auto& p : wanted) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() < 0 || !projector_.waitFor(p, left))
-          return errorResponse(503, "position_not_reached",
-                               "this replica has applied the log up to " +
-                                   projector_.applied().toString() + ", not yet position " +
-                                   toString(p) + "; retry, or ask another replica");
-      }
-      return verify(auth, svc.reader());
-    });
+    return waitThenVerify(wanted, req.authorization);
   }
   if (parts.size() == 1) {
     std::string_view path = req.path == "/" ? std::string_view("/index.html") : req.path;
     for (const auto& asset : webAssets()) {
       if (asset.path != path) continue;
-      if (!get) return methodNotAllowed("GET");
+      if (!get) return methodNotAllowed("GET, HEAD");
       HttpResponse r;
       r.body = std::string(asset.body);
       r.contentType = asset.contentType;
@@ -270,9 +236,9 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     return errorResponse(404, "not_found", "no such route; see docs/api.md");
 
   // Method check before authentication: a wrong method is wrong for everybody.
-  std::string_view allow = parts.size() == 4       ? "GET, POST"
-                           : parts.size() == 5     ? "GET"
-                           : parts[5] == "history" ? "GET"
+  std::string_view allow = parts.size() == 4       ? "GET, HEAD, POST"
+                           : parts.size() == 5     ? "GET, HEAD"
+                           : parts[5] == "history" ? "GET, HEAD"
                                                    : "POST";
   if (!((get && allow.find("GET") != std::string_view::npos) ||
         (post && allow.find("POST") != std::string_view::npos)))
@@ -318,7 +284,7 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     }
     if (j.contains("expires_at")) {
       auto t = parseTime(j["expires_at"]);
-      if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds");
+      if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds, after 1970");
       cmd.expiresAtUs = *t;
     }
     if (!signer_)
@@ -390,7 +356,7 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     }
     if (j.contains("effective_at")) {
       auto t = parseTime(j["effective_at"]);
-      if (!t) return invalidField("effective_at", "an RFC 3339 time or Unix seconds");
+      if (!t) return invalidField("effective_at", "an RFC 3339 time or Unix seconds, after 1970");
       cmd.effectiveAtUs = *t;
     }
     return Deferred([cmd, ctx, this](TokenService& svc) {
@@ -403,10 +369,15 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
     });
   }
   // rotate
-  auto parsed = parseBody(req, {"grace_seconds"}, false);
+  auto parsed = parseBody(req, {"grace_seconds", "expires_at"}, false);
   if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
   const json& j = std::get<json>(parsed);
-  RotateCommand cmd{user, key, 0};
+  RotateCommand cmd{user, key, 0, std::nullopt};
+  if (j.contains("expires_at")) {
+    auto t = parseTime(j["expires_at"]);
+    if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds, after 1970");
+    cmd.expiresAtUs = *t;
+  }
   if (j.contains("grace_seconds")) {
     const auto& g = j["grace_seconds"];
     if (!g.is_number_integer() || g.get<int64_t>() < 0 || g.get<int64_t>() > kMaxGraceSeconds)

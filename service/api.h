@@ -3,12 +3,14 @@
 // rules are testable and the transport replaceable.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "events/signing.h"
 #include "projections/projector.h"
@@ -19,8 +21,10 @@
 namespace tokenledger {
 
 constexpr size_t kMaxBodyBytes = 64 * 1024;
-// How long a verify with min_position waits for this replica to apply it.
+// How long a verify with min_position waits for this replica to apply it, and how
+// many such verifications may wait at once (--max-position-waiters).
 constexpr std::chrono::milliseconds kMinPositionWait{2000};
+constexpr int kDefaultMaxPositionWaiters = 1000;
 
 struct HttpRequest {
   std::string_view method;
@@ -71,6 +75,9 @@ class Api {
     visibilityTimeout_ = visibilityTimeout;
   }
 
+  // At most this many verifications wait for a min_position at once; more get 503.
+  void setMaxPositionWaiters(int n) { maxPositionWaiters_ = n; }
+
   // Set while draining for shutdown: new commands get 503.
   void setShuttingDown() { shuttingDown_ = true; }
 
@@ -79,6 +86,7 @@ class Api {
 
  private:
   HttpResponse verify(std::string_view authorization, ReadModelReader& reader);
+  Routed waitThenVerify(const std::vector<Position>& wanted, std::string_view authorization);
   // 201 with the new token and its secret (shown this once).
   HttpResponse created(const TokenResult& r) const;
   bool operatorAuthorized(std::string_view authorization) const;
@@ -89,6 +97,8 @@ class Api {
   std::atomic<bool> shuttingDown_{false};
   std::string keysBody_ = R"({"keys":[]})";
   SignedAppender* signer_ = nullptr;
+  std::atomic<int> positionWaiters_{0};
+  int maxPositionWaiters_ = kDefaultMaxPositionWaiters;
   std::chrono::milliseconds visibilityTimeout_{10000};
 };
 

@@ -24,6 +24,7 @@ struct DaemonOptions {
   int httpThreads = 2;
   int commandThreads = 16;  // concurrent commands (each waits for the log and the projection)
   uint64_t mapSizeBytes = 64ull << 30;
+  int maxPositionWaiters = 1000;  // verifications waiting for a min_position at once
   std::string operatorSecret;  // empty: DATA_DIR/operator-secret, generated if missing
 };
 

@@ -3,13 +3,16 @@
 namespace tokenledger {
 
 std::optional<int64_t> parseTime(const nlohmann::json& v) {
-  if (v.is_string()) return parseTime(std::string_view(v.get_ref<const std::string&>()));
-  if (v.is_number_unsigned()) {
+  std::optional<int64_t> t;
+  if (v.is_string()) {
+    t = parseTime(std::string_view(v.get_ref<const std::string&>()));
+  } else if (v.is_number_unsigned()) {
     auto n = v.get<uint64_t>();
-    if (n > 100'000'000'000ULL) return std::nullopt;
-    return static_cast<int64_t>(n) * 1'000'000;
+    if (n <= 100'000'000'000ULL) t = static_cast<int64_t>(n) * 1'000'000;
   }
-  return std::nullopt;
+  // The epoch and earlier: 0 means "absent" on the wire, and no token lived then.
+  if (t && *t <= 0) return std::nullopt;
+  return t;
 }
 
 nlohmann::json tokenJson(const Token& t, int64_t nowUs) {
@@ -51,7 +54,7 @@ nlohmann::json eventJson(const Event& e) {
     if (c->expiresAtUs != 0) j["expires_at"] = formatTime(c->expiresAtUs);
   } else if (const auto* d = std::get_if<Deactivated>(&e.body)) {
     j["reason"] = toString(d->reason);
-    j["effective_at"] = formatTime(d->effectiveAtUs);
+    j["effective_at"] = formatTime(effectiveAt(*d, e.occurredAtUs));
   }
   return j;
 }

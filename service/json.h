@@ -12,7 +12,8 @@
 
 namespace tokenledger {
 
-// A JSON string (RFC 3339) or integer (Unix seconds).
+// A JSON string (RFC 3339) or integer (Unix seconds) after the epoch; nullopt
+// otherwise.
 std::optional<int64_t> parseTime(const nlohmann::json& v);
 
 nlohmann::json tokenJson(const Token& token, int64_t nowUs);

@@ -32,6 +32,9 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
   --command-threads N  commands processed concurrently (default 16; 64 with
                        --log kafka, where each waits for a broker round trip)
   --map-size-mb N      LMDB size limit per database file (default 65536)
+  --max-position-waiters N
+                       verifications that may wait at once for a min_position
+                       this replica has not applied (default 1000); more get 503
   --rebuild            rebuild the read model from the log, then exit
   --help               this text
 
@@ -122,6 +125,11 @@ int main(int argc, char** argv) {
       uint64_t n = 0;
       if (!parseUint(value(), 1ull << 24, n) || n < 1) usageError("--map-size-mb wants 1-16777216");
       options.mapSizeBytes = n << 20;
+    } else if (a == "--max-position-waiters") {
+      uint64_t n = 0;
+      if (!parseUint(value(), 1000000, n) || n == 0)
+        usageError("--max-position-waiters wants 1-1000000");
+      options.maxPositionWaiters = static_cast<int>(n);
     } else if (a == "--rebuild") {
       rebuild = true;
     } else {

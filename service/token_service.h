@@ -18,6 +18,7 @@
 
 #include "events/event.h"
 #include "events/event_log.h"
+#include "events/rules.h"
 #include "events/signing.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
@@ -65,9 +66,8 @@ struct RotateCommand {
   std::string user;
   std::string key;
   int64_t graceSeconds = 0;
+  std::optional<int64_t> expiresAtUs;  // the successor's; default: the old token's
 };
-
-constexpr int64_t kMaxGraceSeconds = 366LL * 24 * 3600;
 
 // Striped locks by token key.
 class KeyLocks {
@@ -138,13 +138,5 @@ class TokenService {
   std::shared_ptr<KeyLocks> locks_;
   std::shared_ptr<SignedAppender> signer_;
 };
-
-// Input rules shared by the HTTP layer, the CLI and the web page.
-// Each returns an error message, or nullopt when the value is acceptable.
-std::optional<std::string> checkUserId(std::string_view user);
-std::optional<std::string> checkDestinationId(std::string_view id);
-// Trims ASCII and Unicode white space at both ends into `out`; 1-200 characters
-// (code points), valid UTF-8, no control characters.
-std::optional<std::string> checkDescription(std::string_view raw, std::string& out);
 
 }  // namespace tokenledger

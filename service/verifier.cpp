@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include "events/secrets.h"
+#include "service/http_input.h"
 
 namespace tokenledger {
 namespace {
@@ -76,17 +77,10 @@ bool decodeBase64(std::string_view in, std::string& out) {
 }  // namespace
 
 bool decodeBasicAuth(std::string_view header, std::string& out) {
-  constexpr std::string_view kScheme = "basic ";
-  if (header.size() <= kScheme.size()) return false;
-  for (size_t i = 0; i < kScheme.size(); ++i)
-    if (static_cast<char>(tolower(static_cast<unsigned char>(header[i]))) != kScheme[i])
-      return false;
-  std::string_view b64 = header.substr(kScheme.size());
-  while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
-  while (!b64.empty() && b64.back() == ' ') b64.remove_suffix(1);
-  if (b64.empty() || b64.size() > 512) return false;
+  auto b64 = authCredentials(header, "Basic");
+  if (!b64 || b64->size() > 512) return false;
   std::string decoded;
-  if (!decodeBase64(b64, decoded)) return false;  // `out` stays untouched on failure
+  if (!decodeBase64(*b64, decoded)) return false;  // `out` stays untouched on failure
   out = std::move(decoded);
   return true;
 }

@@ -276,6 +276,9 @@ struct Timeline {
     if (!seenIds.insert(entry.event.eventId).second) {
       entry.applied = false;
       entry.note = "duplicate event id (ignored)";
+    } else if (auto why = checkEvent(view(entry.event))) {
+      entry.applied = false;
+      entry.note = "breaks the contract (ignored by the projection): " + *why;
     } else if (auto next = applyEvent(state, entry.event)) {
       state = std::move(next);
     } else {
@@ -289,7 +292,7 @@ struct Timeline {
 
   // When an entry takes effect, and what it makes the token from then on.
   static int64_t effectAt(const Event& e) {
-    if (auto* d = std::get_if<Deactivated>(&e.body)) return d->effectiveAtUs;
+    if (auto* d = std::get_if<Deactivated>(&e.body)) return effectiveAt(*d, e.occurredAtUs);
     return e.occurredAtUs;
   }
   static bool makesValid(const Event& e) { return !std::holds_alternative<Deactivated>(e.body); }
@@ -373,7 +376,7 @@ json eventJson(const Entry& en) {
     if (c->expiresAtUs) j["expires_at"] = formatTime(c->expiresAtUs);
   } else if (auto* d = std::get_if<Deactivated>(&e.body)) {
     j["reason"] = std::string(toString(d->reason));
-    j["effective_at"] = formatTime(d->effectiveAtUs);
+    j["effective_at"] = formatTime(effectiveAt(*d, e.occurredAtUs));
   }
   if (!e.signingKeyId.empty()) {
     j["signing_key_id"] = e.signingKeyId;
@@ -395,10 +398,10 @@ std::string eventLine(const Entry& en) {
     if (!c->replaces.empty()) out += "  replaces " + c->replaces;
     if (c->expiresAtUs) out += "  expires " + formatTime(c->expiresAtUs);
   } else if (auto* d = std::get_if<Deactivated>(&e.body)) {
-    out += "  reason " + std::string(toString(d->reason)) + "  effective " +
-           formatTime(d->effectiveAtUs);
-    if (d->effectiveAtUs > e.occurredAtUs) out += " (grace period)";
-    if (d->effectiveAtUs < e.occurredAtUs) out += " (in the past)";
+    const int64_t effective = effectiveAt(*d, e.occurredAtUs);
+    out += "  reason " + std::string(toString(d->reason)) + "  effective " + formatTime(effective);
+    if (effective > e.occurredAtUs) out += " (grace period)";
+    if (effective < e.occurredAtUs) out += " (in the past)";
   }
   out += "  [" + toString(en.position) + "]";
   if (!en.applied) out += "  " + en.note;
@@ -498,7 +501,7 @@ int cmdHistory(const Options& o, const std::string& user, const std::string& key
           replaces = c->replaces;
         } else if (auto* d = std::get_if<Deactivated>(&e.body)) {
           reason = toString(d->reason);
-          effective = formatTime(d->effectiveAtUs);
+          effective = formatTime(effectiveAt(*d, e.occurredAtUs));
         }
         std::cout << "event," << toString(en.position) << "," << csvField(e.owner) << ","
                   << e.tokenKey << "," << e.typeName() << "," << formatTime(e.occurredAtUs) << ","

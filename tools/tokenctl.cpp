@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "events/rules.h"
 #include "tools/http_client.h"
 
 namespace tokenledger::tools {
@@ -41,7 +42,6 @@ constexpr std::string_view kSecretEnv = "TOKENLEDGER_OPERATOR_SECRET";
 constexpr std::string_view kDefaultSecretFile = "./data/operator-secret";
 constexpr double kDefaultTimeoutSeconds = 30;
 constexpr double kMaxTimeoutSeconds = 24 * 3600;
-constexpr size_t kMaxIdLength = 128;
 
 constexpr std::string_view kUsage = R"(tokenctl - operator client for tokenledgerd
 
@@ -234,19 +234,19 @@ constexpr std::string_view kShownOnceWarning =
 
 // ---------------------------------------------------------------- arguments
 
-bool isIdChar(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '_' || c == '.' || c == '@' || c == '+' || c == ':';
+// The same rules as the service (events/rules.h), so mistakes are caught before
+// any request; the service checks them again.
+void check(std::optional<std::string> error) {
+  if (error) throw UsageError{*error};
 }
 
-void checkId(std::string_view what, const std::string& value) {
-  bool ok = !value.empty() && value.size() <= kMaxIdLength;
-  for (char c : value) ok = ok && isIdChar(c);
-  if (!ok) {
-    throw UsageError{"invalid " + std::string(what) + " '" + sanitize(value) + "': use 1-" +
-                     std::to_string(kMaxIdLength) +
-                     " characters of A-Z a-z 0-9 - _ . @ + : (nothing else is accepted)"};
-  }
+// A token key goes into the URL path: only the characters a key can have.
+void checkKeyArgument(const std::string& key) {
+  bool ok = !key.empty() && key.size() <= kMaxIdLength;
+  for (char c : key)
+    ok = ok && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                c == '_');
+  if (!ok) throw UsageError{"invalid KEY '" + sanitize(key) + "': token keys look like tlk_..."};
 }
 
 std::optional<int64_t> parseInt64(const std::string& text) {
@@ -425,10 +425,10 @@ const CommandSpec& validateCommand(const Arguments& args) {
     throw UsageError{"too many arguments (usage: tokenctl " + synopsis + ")"};
   }
   if (spec->positionals.size() >= 1 && spec->positionals[0] == "USER") {
-    checkId("USER", args.positionals[0]);
+    check(checkUserId(args.positionals[0]));
   }
   if (spec->positionals.size() >= 2 && spec->positionals[1] == "KEY") {
-    checkId("KEY", args.positionals[1]);
+    checkKeyArgument(args.positionals[1]);
   }
   return *spec;
 }
@@ -565,7 +565,9 @@ Call buildCall(const Arguments& args, const std::string& base) {
       throw UsageError{"create needs --description TEXT"};
     }
     Json body = Json::object();
-    body["description"] = flagOr(args, "--description");
+    std::string description;
+    check(checkDescription(flagOr(args, "--description"), description));
+    body["description"] = description;
     std::string kind = flagOr(args, "--kind", "user");
     if (kind != "user" && kind != "destination") {
       throw UsageError{"--kind must be 'user' or 'destination', not '" + sanitize(kind) + "'"};
@@ -578,6 +580,7 @@ Call buildCall(const Arguments& args, const std::string& base) {
       if (kind != "destination") {
         throw UsageError{"--destination-id is only allowed with --kind destination"};
       }
+      check(checkDestinationId(flagOr(args, "--destination-id")));
       body["destination_id"] = flagOr(args, "--destination-id");
     }
     if (hasFlag(args, "--expires-at")) {

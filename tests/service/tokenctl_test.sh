@@ -219,9 +219,11 @@ tc create alice --kind destination --description "no id"
 expect_rc "destination token without --destination-id" 2
 
 tc create alice --description "   "
-expect_rc "blank description refused by the service" 1
-expect_err "blank description: error shape" "invalid_description"
-expect_err "blank description: status" "HTTP 400"
+expect_rc "blank description refused client-side (the service's rule, events/rules.h)" 2
+expect_err "blank description: message" "description must not be empty"
+tc list ..
+expect_rc "user id .. refused client-side" 2
+expect_err "user id ..: message" "must not be"
 
 # ---------------------------------------------------------------- verify
 

@@ -222,5 +222,52 @@ TEST_CASE_FIXTURE(Fixture, "applyEvent leaves its input alone") {
   CHECK(t == copy);
 }
 
+TEST_CASE_FIXTURE(Fixture, "checkEvent: the contract's rules for any producer's event") {
+  CHECK_FALSE(checkEvent(view(created())).has_value());
+  CHECK_FALSE(checkEvent(view(deactivated(kT, kT))).has_value());
+  auto why = [](Event e) { return checkEvent(view(e)).value_or("valid"); };
+  Event e = created();
+  e.owner = std::string(300, 'o');  // longer than any user id
+  CHECK(why(e).find("owner") != std::string::npos);
+  e.owner = "..";
+  CHECK(why(e).find("owner") != std::string::npos);
+  e.owner = std::string("a\0b", 3);
+  CHECK(why(e).find("owner") != std::string::npos);
+  e = created();
+  e.tokenKey = "tlk_short";
+  CHECK(why(e).find("key") != std::string::npos);
+  e = created();
+  e.occurredAtUs = 0;
+  CHECK(why(e) != "valid");
+  Created c = test::makeCreated(secret);
+  c.description = " padded";
+  CHECK(why(created(kT, c)).find("white space") != std::string::npos);
+  c.description = std::string(201, 'd');
+  CHECK(why(created(kT, c)) != "valid");
+  c = test::makeCreated(secret, TokenKind::destination, "");
+  CHECK(why(created(kT, c)).find("destination_id") != std::string::npos);
+  c = test::makeCreated(secret, TokenKind::user, "dest-1");
+  CHECK(why(created(kT, c)).find("destination") != std::string::npos);
+  c = test::makeCreated(secret);
+  c.expiresAtUs = -1;
+  CHECK(why(created(kT, c)) != "valid");
+  c = test::makeCreated(secret);
+  c.replaces = key;  // itself
+  CHECK(why(created(kT, c)).find("replaces") != std::string::npos);
+  c.replaces = "not-a-key";
+  CHECK(why(created(kT, c)).find("replaces") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(Fixture,
+                  "a deactivation without an effective time takes effect when it occurred") {
+  // 0 is the schema's "absent": the token is deactivated, and when is known.
+  Token t = apply(apply(std::nullopt, created(kT)), deactivated(kT + 5 * kSec, 0));
+  CHECK_FALSE(t.active);
+  CHECK(t.deactivateAtUs == kT + 5 * kSec);
+  CHECK(effectiveAt(Deactivated{Reason::manual, 0}, kT) == kT);
+  CHECK(effectiveAt(Deactivated{Reason::manual, -7}, kT) == kT);
+  CHECK(effectiveAt(Deactivated{Reason::manual, kT + 1}, kT) == kT + 1);
+}
+
 }  // namespace
 }  // namespace tokenledger

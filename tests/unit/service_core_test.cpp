@@ -18,6 +18,7 @@
 #include "projections/read_model.h"
 #include "service/api.h"
 #include "service/clock.h"
+#include "service/http_input.h"
 #include "service/token_service.h"
 #include "service/verifier.h"
 #include "tests/unit/test_util.h"
@@ -539,92 +540,51 @@ TEST_CASE_FIXTURE(ServiceFixture, "secrets reach no event and no file") {
   }
 }
 
-TEST_CASE("checkDescription") {
-  std::string out;
-  auto accepts = [&](std::string_view raw) {
-    out.clear();
-    return !checkDescription(raw, out).has_value();
-  };
-
-  SUBCASE("plain and trimmed") {
-    CHECK(accepts("Receive leads from RD Station"));
-    CHECK(out == "Receive leads from RD Station");
-    CHECK(accepts("  \t spaced out \r\n"));
-    CHECK(out == "spaced out");
-    CHECK(accepts("inner  spaces kept"));
-    CHECK(out == "inner  spaces kept");
-  }
-  SUBCASE("empty or only white space") {
-    CHECK_FALSE(accepts(""));
-    CHECK_FALSE(accepts("   "));
-    CHECK_FALSE(accepts("\t\r\n "));
-    auto msg = checkDescription(" ", out);
-    REQUIRE(msg.has_value());
-    CHECK(msg->find("empty") != std::string::npos);
-  }
-  SUBCASE("Unicode white space is trimmed too") {
-    CHECK(accepts("\u00a0\u3000Leads\u2003\u00a0"));
-    CHECK(out == "Leads");
-    CHECK_FALSE(accepts("\u3000\u00a0\u2028"));
-  }
-  SUBCASE("200 characters, counted as code points") {
-    CHECK(accepts(std::string(200, 'a')));
-    CHECK(out.size() == 200);
-    CHECK_FALSE(accepts(std::string(201, 'a')));
-    CHECK(accepts("  " + std::string(200, 'a') + "  "));  // counted after trimming
-    std::string e200, e201, k200;
-    for (int i = 0; i < 200; ++i) e200 += "é";  // 2 bytes each
-    for (int i = 0; i < 200; ++i) k200 += "🔑";  // 4 bytes each
-    e201 = e200 + "é";
-    CHECK(accepts(e200));
-    CHECK(out == e200);
-    CHECK(accepts(k200));
-    CHECK_FALSE(accepts(e201));
-    auto msg = checkDescription(e201, out);
-    REQUIRE(msg.has_value());
-    CHECK(msg->find("201") != std::string::npos);
-  }
-  SUBCASE("invalid UTF-8") {
-    for (const char* bad : {"\xff", "abc\xc3", "\xc3\x28", "\xc0\xaf", "\xe0\x80\xaf",
-                            "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x80", "ok\xe2\x82"}) {
-      CAPTURE(bad);
-      CHECK_FALSE(accepts(bad));
-    }
-    auto msg = checkDescription("\xff", out);
-    REQUIRE(msg.has_value());
-    CHECK(msg->find("UTF-8") != std::string::npos);
-  }
-  SUBCASE("control characters") {
-    CHECK_FALSE(accepts("line\nbreak"));
-    CHECK_FALSE(accepts("tab\tinside"));
-    CHECK_FALSE(accepts(std::string("nul\0inside", 10)));
-    CHECK_FALSE(accepts("bell\x07"));
-    CHECK_FALSE(accepts("del\x7f"));
-    CHECK_FALSE(accepts("c1\u0085control"));
-    CHECK_FALSE(accepts("c1\u009bcontrol"));
-  }
-  SUBCASE("the output is untouched on refusal") {
-    out = "previous";
-    CHECK(checkDescription("", out).has_value());
-    CHECK(out == "previous");
-  }
+TEST_CASE("authCredentials: scheme names are case-insensitive") {
+  CHECK(authCredentials("Bearer abc", "Bearer") == "abc");
+  CHECK(authCredentials("bearer abc", "Bearer") == "abc");
+  CHECK(authCredentials("BEARER   abc  ", "Bearer") == "abc");
+  CHECK(authCredentials("Basic abc", "basic") == "abc");
+  CHECK_FALSE(authCredentials("Bearerabc", "Bearer"));
+  CHECK_FALSE(authCredentials("Bearer", "Bearer"));
+  CHECK_FALSE(authCredentials("Bearer    ", "Bearer"));
+  CHECK_FALSE(authCredentials("Basic abc", "Bearer"));
+  CHECK_FALSE(authCredentials("", "Bearer"));
 }
 
-TEST_CASE("checkUserId and checkDestinationId") {
-  for (const char* good : {"alice", "a", "alice@example.com", "user_1-2.3+tag", "tenant:42"}) {
-    CAPTURE(good);
-    CHECK_FALSE(checkUserId(good).has_value());
-    CHECK_FALSE(checkDestinationId(good).has_value());
-  }
-  CHECK_FALSE(checkUserId(std::string(128, 'u')).has_value());
-  CHECK(checkUserId(std::string(129, 'u')).has_value());
-  for (const char* bad :
-       {"", "alice smith", "a/b", "a\\b", "ali\xc3\xa9", "a\nb", "a?b", "a#b", "a%20b"}) {
-    CAPTURE(bad);
-    CHECK(checkUserId(bad).has_value());
-    CHECK(checkDestinationId(bad).has_value());
-  }
-  CHECK(checkDestinationId(std::string(129, 'd')).has_value());
+TEST_CASE("mediaTypeOf: lower-case, no parameters") {
+  CHECK(mediaTypeOf("application/json") == "application/json");
+  CHECK(mediaTypeOf("Application/JSON") == "application/json");
+  CHECK(mediaTypeOf(" Application/Json ; charset=UTF-8") == "application/json");
+  CHECK(mediaTypeOf("") == "");
+}
+
+TEST_CASE("parseJsonObject: one object, each field once, only known fields") {
+  auto code = [](std::string_view body) -> std::string {
+    auto r = parseJsonObject(body, {"a", "b"});
+    if (auto* e = std::get_if<InputError>(&r)) return e->code;
+    return "ok";
+  };
+  CHECK(code(R"({"a":1,"b":{"x":1,"y":2}})") == "ok");
+  CHECK(code(R"({"a":1,"a":2})") == "invalid_json");
+  CHECK(code(R"({"a":1,"b":{"x":1,"x":1}})") == "invalid_json");  // nested objects too
+  CHECK(code(R"({"a":[{"x":1},{"x":2}]})") == "ok");              // siblings may share names
+  CHECK(code(R"({"c":1})") == "unknown_field");
+  CHECK(code("[1]") == "invalid_json");
+  CHECK(code("{") == "invalid_json");
+  CHECK(code("\xff") == "invalid_json");
+  auto r = parseJsonObject(R"({"a":1,"a":2})", {"a"});
+  CHECK(std::get<InputError>(r).message.find("\"a\" appears twice") != std::string::npos);
+}
+
+TEST_CASE("splitPath and queryValue") {
+  CHECK(splitPath("/v1/users/a%40b/tokens") ==
+        std::vector<std::string>{"v1", "users", "a@b", "tokens"});
+  CHECK_FALSE(splitPath("/a%4"));
+  CHECK_FALSE(splitPath("/a%zz"));
+  CHECK(splitPath("/") == std::vector<std::string>{""});
+  CHECK(queryValue("a=1&min_position=0:5&b", "min_position") == "0:5");
+  CHECK(queryValue("xmin_position=1", "min_position").empty());
 }
 
 TEST_CASE("decodeBasicAuth") {
