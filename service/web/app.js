@@ -4,11 +4,13 @@
 //
 // Secrets: the operator secret is in sessionStorage (api.js). A token's secret
 // is put into the secret dialog's DOM when the API returns it, deleted from the
-// response object at once, and removed from the DOM when the dialog closes; no
-// variable keeps it, and it is never stored, logged or put into a URL.
+// response object at once, and removed from the DOM synchronously before the
+// dialog closes, however it closes (OK, ×, Escape: dom.js closeDialog and the
+// `cancel` event); no variable keeps it, and it is never stored, logged or put
+// into a URL.
 
 import { ApiError, USER_ID_PATTERN, clearSession, loadSession, saveSession, tokenApi } from './api.js';
-import { $, copyText, focusTarget, h, openDialog, relativeTime, restoreFocus, selectContents, timeEl } from './dom.js';
+import { $, closeDialog, copyText, focusTarget, h, openDialog, relativeTime, restoreFocus, selectContents, timeEl } from './dom.js';
 
 const MAX_DESCRIPTION = 200;
 const MAX_GRACE_SECONDS = 31622400;
@@ -211,7 +213,7 @@ function endSession(message) {
   session = null;
   api = null;
   tokens = [];
-  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+  for (const dialog of document.querySelectorAll('dialog[open]')) closeDialog(dialog);
   el.destinationList.replaceChildren();
   el.userList.replaceChildren();
   showSignIn(message);
@@ -394,7 +396,7 @@ async function onCreate(event) {
   try {
     const created = await api.create(el.createDescription.value);
     const returnTo = { el: el.createButton, id: 'create' };
-    el.createDialog.close();
+    closeDialog(el.createDialog);
     highlightKey = created.key;
     showSecret(created, { title: 'Token created', returnTo });
     loadTokens();
@@ -500,7 +502,7 @@ async function onRotate(event) {
     const successor = await api.rotate(key, seconds);
     // The old row's Rotate button is disabled once rotated: focus returns to its History.
     const returnTo = { el: null, id: `history:${key}` };
-    el.rotateDialog.close();
+    closeDialog(el.rotateDialog);
     highlightKey = successor.key;
     showSecret(successor, { title: 'Token rotated', previous: successor.previous, returnTo });
     loadTokens();
@@ -622,7 +624,7 @@ function init() {
     updateCount();
   });
   el.secretDialog.addEventListener('click', onCopy);
-  el.secretOk.addEventListener('click', () => el.secretDialog.close());
+  el.secretOk.addEventListener('click', () => closeDialog(el.secretDialog));
   el.rotateForm.addEventListener('submit', onRotate);
   el.rotateGrace.addEventListener('input', () => {
     el.rotateGrace.removeAttribute('aria-invalid');
@@ -630,7 +632,7 @@ function init() {
   });
   el.historyDialog.addEventListener('click', onHistoryClick);
   for (const button of document.querySelectorAll('dialog [data-close]')) {
-    button.addEventListener('click', () => button.closest('dialog').close());
+    button.addEventListener('click', () => closeDialog(button.closest('dialog')));
   }
 
   const saved = loadSession();

@@ -96,26 +96,71 @@ export function restoreFocus(target, fallback) {
   el?.focus?.();
 }
 
+// What each open dialog does when it closes: its cleanup hook (opts.onClose),
+// run once and while the dialog is still open, then focus back to returnTo.
+const closing = new WeakMap(); // dialog → {onClose, returnTo, done}
+
+function runCleanup(dialog) {
+  const hook = closing.get(dialog);
+  if (!hook || hook.done) return;
+  hook.done = true;
+  hook.onClose?.();
+}
+
+// Once the dialog is closed: the cleanup if nothing ran it yet, then focus back.
+function finishClose(dialog) {
+  const hook = closing.get(dialog);
+  if (!hook) return;
+  runCleanup(dialog);
+  closing.delete(dialog);
+  restoreFocus(hook.returnTo, [...document.querySelectorAll('main h1')].find((x) => !x.closest('[hidden]')));
+}
+
+// Escape (any close request) fires `cancel` synchronously, before the dialog
+// closes: the cleanup runs then. (An <input type=file> has a bubbling `cancel`.)
+function onCancel(event) {
+  if (event.target === event.currentTarget) runCleanup(event.currentTarget);
+}
+
+// The `close` event is a task queued when the dialog closed, so it may come after
+// the dialog is already hidden: only a safety net for the cleanup, and where focus
+// returns after Escape. Not if the dialog was opened again meanwhile.
+function onClosed(event) {
+  const dialog = event.currentTarget;
+  if (!dialog.open) finishClose(dialog);
+}
+
 /**
  * Opens a <dialog> as a modal. opts.focus: the element to focus first;
  * opts.returnTo: where focus goes when it closes (default: the element that had
- * it); opts.onClose: called once when it closes, however it closes.
+ * it); opts.onClose: called once, however it closes, and synchronously before
+ * it closes (closeDialog, or Escape's `cancel`), so no frame shows a closed
+ * dialog still holding what the hook removes.
  */
 export function openDialog(dialog, opts = {}) {
-  if (!dialog.dataset.trapped) {
+  if (!dialog.dataset.wired) {
     dialog.addEventListener('keydown', trapFocus);
-    dialog.dataset.trapped = 'yes';
+    dialog.addEventListener('cancel', onCancel);
+    dialog.addEventListener('close', onClosed);
+    dialog.dataset.wired = 'yes';
   }
+  if (!dialog.open) runCleanup(dialog); // an earlier close whose `close` event has not come yet
   const returnTo = opts.returnTo ?? focusTarget(document.activeElement);
-  const onClose = () => {
-    dialog.removeEventListener('close', onClose);
-    opts.onClose?.();
-    restoreFocus(returnTo, [...document.querySelectorAll('main h1')].find((x) => !x.closest('[hidden]')));
-  };
-  dialog.addEventListener('close', onClose);
+  closing.set(dialog, { onClose: opts.onClose, returnTo, done: false });
   dialog.showModal();
   (opts.focus ?? focusables(dialog)[0])?.focus();
   return returnTo;
+}
+
+/**
+ * Closes a dialog opened by openDialog: its cleanup hook first, while it is
+ * still open, then close(), then focus back. Every close in the page's code
+ * goes through here, never through dialog.close().
+ */
+export function closeDialog(dialog) {
+  runCleanup(dialog);
+  if (dialog.open) dialog.close();
+  finishClose(dialog);
 }
 
 // ---------------------------------------------------------------- clipboard

@@ -3,8 +3,9 @@
 #
 #   tests/e2e/run.sh PATH/TO/tokenledgerd ARTIFACTS_DIR
 #
-# Installs what is missing (Debian's chromium, Node.js and npm, playwright-core
-# from package-lock.json), starts tokenledgerd on a free port with a fresh data
+# Installs Debian's chromium and fonts, or upgrades them to the newest version,
+# through scripts/deps.sh (and Node.js and npm if there are none), playwright-core
+# from package-lock.json; starts tokenledgerd on a free port with a fresh data
 # dir and a known operator secret, runs tokens_page.test.mjs with node's test
 # runner, then stops the daemon with SIGTERM and checks that it exited 0.
 # Screenshots of every step, and the daemon's log, go to ARTIFACTS_DIR.
@@ -23,26 +24,17 @@ log() { echo "e2e: $*" >&2; }
 
 # ------------------------------------------------------------------ dependencies
 
-apt_install() {
-  local sudo=""
-  if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { log "need root or sudo to install $*"; exit 1; }
-    sudo="sudo"
-  fi
-  log "installing $*"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
-
-missing=()
-[[ -x $CHROMIUM ]] || missing+=(chromium)
-dpkg-query -W -f='${Status}' fonts-liberation2 2>/dev/null | grep -q "install ok installed" ||
-  missing+=(fonts-liberation2)
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
-command -v curl >/dev/null || missing+=(curl)
-((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+# Debian's packages through scripts/deps.sh, as for the build: what is missing is
+# installed and what has a newer candidate upgraded, so the test drives the newest
+# chromium Debian has. Node.js may come from elsewhere (20 or newer; Debian 12 has
+# 18): Debian's is asked for only when there is no node at all. A browser given in
+# TL_CHROMIUM is left alone.
+packages=(fonts-liberation2 curl)
+[[ $CHROMIUM != /usr/bin/chromium ]] || packages+=(chromium)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
+"$HERE/../../scripts/deps.sh" "${packages[@]}"
+[[ -x $CHROMIUM ]] || { log "no browser at $CHROMIUM"; exit 1; }
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ((node_major < 20)); then

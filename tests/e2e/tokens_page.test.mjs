@@ -177,11 +177,79 @@ async function readSecretDialog(title) {
   return { key, token };
 }
 
-async function closeSecretDialog() {
-  await page.locator('#secret-ok').click();
+/**
+ * Watches, in the page, what happens to the secret dialog: its `open` attribute and
+ * the text of #secret-token and #secret-key. A MutationObserver gets its records in
+ * the order of the mutations, so they tell, whatever the timing, whether the secret
+ * left the DOM before the dialog closed. window.secretWatch resolves to the list of
+ * what happened, in order, at the dialog's `close` event.
+ */
+async function watchSecretDialog({ key, token }) {
+  await page.evaluate(({ key, token }) => {
+    const dialog = document.getElementById('secret-dialog');
+    const events = [];
+    const holds = (node, what) => (node.textContent ?? '').includes(what);
+    const note = (records) => {
+      for (const r of records) {
+        if (r.type === 'attributes') {
+          events.push(r.oldValue === null ? 'dialog opened' : 'dialog closed');
+        } else if (r.type === 'characterData') {
+          for (const [name, value] of [['token', token], ['key', key]]) {
+            if (r.oldValue?.includes(value)) events.push(`${name} removed`);
+          }
+        } else {
+          for (const [name, value] of [['token', token], ['key', key]]) {
+            if ([...r.removedNodes].some((n) => holds(n, value))) events.push(`${name} removed`);
+            if ([...r.addedNodes].some((n) => holds(n, value))) events.push(`${name} added`);
+          }
+        }
+      }
+    };
+    const observer = new MutationObserver(note);
+    observer.observe(dialog, { attributes: true, attributeFilter: ['open'], attributeOldValue: true });
+    for (const id of ['secret-token', 'secret-key']) {
+      observer.observe(document.getElementById(id),
+                       { childList: true, characterData: true, characterDataOldValue: true, subtree: true });
+    }
+    // The `close` event comes last, as a task: by then every mutation of the closing is made.
+    window.secretWatch = new Promise((resolve) => {
+      dialog.addEventListener('close', () => {
+        note(observer.takeRecords());
+        observer.disconnect();
+        resolve(events);
+      }, { once: true });
+    });
+  }, { key, token });
+}
+
+/**
+ * Closes the secret dialog one of the three ways ('OK', 'Escape', '×') and checks
+ * that the secret was gone from the DOM before the dialog closed (not only after),
+ * that it is gone now, and where focus went back to.
+ */
+async function closeSecretDialog(secret, how, focusAfter) {
+  await watchSecretDialog(secret);
+  const dialog = page.getByRole('dialog', { name: await page.locator('#secret-title').textContent() });
+  if (how === 'OK') await dialog.getByRole('button', { name: 'OK', exact: true }).click();
+  else if (how === 'Escape') await page.keyboard.press('Escape');
+  else if (how === '×') await dialog.getByRole('button', { name: 'Close', exact: true }).click();
+  else throw new Error(`no way to close the dialog called ${how}`);
   await page.locator('#secret-dialog').waitFor({ state: 'hidden' });
+  const events = await page.evaluate(() => Promise.race([
+    window.secretWatch, new Promise((resolve) => { setTimeout(() => resolve(null), 5000); })]));
+  assert.ok(events, `no close event within 5 s (${how})`);
+  const closedAt = events.indexOf('dialog closed');
+  assert.ok(closedAt >= 0, `the dialog did not close (${how}): ${events.join(', ')}`);
+  for (const what of ['token', 'key']) {
+    const removedAt = events.indexOf(`${what} removed`);
+    assert.ok(removedAt >= 0, `the ${what} was never removed from the dialog (${how}): ${events.join(', ')}`);
+    assert.ok(removedAt < closedAt,
+              `the ${what} was still in the dialog when it closed (${how}): ${events.join(', ')}`);
+    assert.ok(!events.includes(`${what} added`), `the ${what} was put back into the dialog (${how}): ${events.join(', ')}`);
+  }
   assert.equal(await page.locator('#secret-token').textContent(), '', 'the secret is still in the dialog');
   assert.equal(await page.locator('#secret-key').textContent(), '');
+  assert.equal(await activeElementId(), focusAfter, `focus did not return to ${focusAfter} (${how})`);
 }
 
 // ------------------------------------------------------------------ setup
@@ -355,8 +423,7 @@ step('creating a token shows its key and secret once, and the secret verifies', 
     assert.ok(await focusIsInside('#secret-dialog'), 'Tab left the secret dialog');
   }
 
-  await closeSecretDialog();
-  assert.equal(await activeElementId(), 'create-button', 'focus did not return to CREATE +');
+  await closeSecretDialog(state.first, 'OK', 'create-button');
   const r = row(key);
   await r.waitFor();
   assert.equal(await r.locator('.token-desc').textContent(), 'Receive leads from RD Station');
@@ -441,7 +508,7 @@ step('rotate with no grace period: the old token fails at once, the new one veri
   assert.equal((await verify(key, token)).status, 401);
   assert.equal((await verify(key, token)).body.reason, 'inactive');
   assert.equal((await verify(next.key, next.token)).status, 200);
-  await closeSecretDialog();
+  await closeSecretDialog(next, 'Escape', `history:${key}`);
   await row(next.key).waitFor();
   const old = row(key);
   await until('the old row to show the rotation', async () =>
@@ -488,7 +555,7 @@ step('rotate with a grace period shows when the old token stops working', async 
   // Both work during the grace period.
   assert.equal((await verify(key, token)).status, 200);
   assert.equal((await verify(next.key, next.token)).status, 200);
-  await closeSecretDialog();
+  await closeSecretDialog(next, '×', `history:${key}`);
   const old = row(key);
   await until('the old row to show the end of its grace period', async () =>
     (await old.locator('time').last().getAttribute('datetime')) === endsAt);
@@ -580,7 +647,7 @@ step('a narrow screen (375 px) stacks the rows and does not scroll sideways', as
   assert.equal(v.status, 200);
   assert.equal(v.body.kind, 'destination');
   assert.equal(v.body.destination_id, 'crm-webhook-1');
-  await closeSecretDialog();
+  await closeSecretDialog(next, 'OK', `history:${state.destinationKey}`);
   await page.locator('#destination-list').locator(`li.token-row[data-key="${next.key}"]`).waitFor();
   await page.setViewportSize({ width: 1280, height: 800 });
 });
