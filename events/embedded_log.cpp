@@ -65,7 +65,9 @@ class EmbeddedLog final : public EventLog {
                                const std::vector<std::string>& values) override {
     Request mine{key, &values, {}, {}};
     commits_.submit({&mine}, [this](const std::vector<Request*>& batch) { writeBatch(batch); });
-    if (!mine.error.empty()) throw LogUnavailable(mine.error);
+    // A failed LMDB transaction leaves nothing behind.
+    if (!mine.error.empty())
+      throw LogUnavailable(mine.error, LogUnavailable::Outcome::nothingRecorded);
     return mine.positions;
   }
 
@@ -88,7 +90,7 @@ class EmbeddedLog final : public EventLog {
     commits_.submit(queued, [this](const std::vector<Request*>& batch) { writeBatch(batch); });
     std::vector<Position> out;
     for (auto& r : requests) {
-      if (!r.error.empty()) throw LogUnavailable(r.error);
+      if (!r.error.empty()) throw LogUnavailable(r.error, LogUnavailable::Outcome::nothingRecorded);
       out.insert(out.end(), r.positions.begin(), r.positions.end());
     }
     return out;

@@ -1,5 +1,5 @@
 // The event log: the only source of truth. Two backends implement it: the
-// embedded LMDB log (one machine, no other service) and Kafka (issue 3).
+// embedded LMDB log (one machine, no other service) and Kafka (kafka_log.h).
 //
 // A log has a fixed number of partitions; records with the same key (the token's
 // owner) land in the same partition, in append order. A Position names one record.
@@ -53,9 +53,21 @@ struct LogRecord {
 
 // The log cannot take or serve records right now (broker down, disk full, …).
 // Commands map it to 503; the message says what to do.
+//
+// A failed append either recorded nothing (the embedded log's transaction aborted,
+// or Kafka never took the records) or has an unknown outcome (Kafka took them but
+// did not acknowledge in time: they may still land). Only the second may leave a
+// writer's sequence number spent (events/signing.h, docs/audit.md).
 class LogUnavailable : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  enum class Outcome { nothingRecorded, unknown };
+  explicit LogUnavailable(const std::string& what, Outcome outcome = Outcome::unknown)
+      : std::runtime_error(what), outcome_(outcome) {}
+  Outcome outcome() const { return outcome_; }
+  bool nothingRecorded() const { return outcome_ == Outcome::nothingRecorded; }
+
+ private:
+  Outcome outcome_;
 };
 
 // Reads the log in order from given offsets. One reader per thread.
@@ -73,7 +85,8 @@ class EventLog {
  public:
   virtual ~EventLog() = default;
   // Appends records in order, all with the same key (so the same partition), and
-  // returns their positions once they are durable. Throws LogUnavailable.
+  // returns their positions once they are durable. Throws LogUnavailable, saying
+  // whether anything may have been recorded.
   // Thread-safe.
   virtual std::vector<Position> append(std::string_view key,
                                        const std::vector<std::string>& values) = 0;

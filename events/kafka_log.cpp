@@ -60,6 +60,9 @@ struct PendingAppend {
   size_t remaining = 0;
   std::vector<Position> positions;
   std::string error;
+  // Every record of the append is known not to be in the topic: refused before it
+  // was queued, or reported by librdkafka as not persisted.
+  bool nothingPersisted = true;
 };
 
 struct Slot {
@@ -75,7 +78,10 @@ void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
     std::lock_guard lock(p.mutex);
     if (m->err) {
       if (p.error.empty()) p.error = rd_kafka_err2str(m->err);
+      if (rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED)
+        p.nothingPersisted = false;
     } else {
+      p.nothingPersisted = false;
       p.positions[slot->index] = Position{m->partition, m->offset};
     }
     p.remaining--;
@@ -386,10 +392,14 @@ class KafkaLog final : public EventLog {
     enqueueLock.unlock();
     std::unique_lock lock(pending->mutex);
     pending->done.wait(lock, [&] { return pending->remaining == 0; });
-    if (!pending->error.empty())
+    if (!pending->error.empty()) {
+      if (pending->nothingPersisted)
+        throw LogUnavailable("Kafka refused the event (" + pending->error + ") on " + describe(),
+                             LogUnavailable::Outcome::nothingRecorded);
       throw LogUnavailable("Kafka did not acknowledge the event (" + pending->error + ") on " +
-                           describe() +
-                           "; the outcome is unknown: check the token's state before retrying");
+                               describe() + "; the outcome is unknown",
+                           LogUnavailable::Outcome::unknown);
+    }
     return pending->positions;
   }
 

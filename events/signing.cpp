@@ -10,6 +10,7 @@
 #include <exception>
 #include <future>
 #include <sstream>
+#include <tuple>
 
 #include "events/capnp_words.h"
 #include "events/secrets.h"
@@ -420,11 +421,22 @@ void SignedAppender::signLoop() {
   while (true) {
     queued_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) break;  // stopping, and everything queued is signed
+    if (rewind_) {
+      std::tie(seq_, digest_) = *rewind_;
+      rewind_.reset();
+    }
     batch.swap(queue_);
+    const uint64_t epoch = epoch_;
     lock.unlock();
     Signed s = sign(std::move(batch));
     batch.clear();
     lock.lock();
+    if (epoch != epoch_ && !s.error) {
+      // Chained on an append that recorded nothing: drop it (the next pass starts
+      // from the rewound chain).
+      s.error = rewoundBy_;
+      s.records.clear();
+    }
     signed_.push_back(std::move(s));
     signedReady_.notify_one();
   }
@@ -436,6 +448,7 @@ SignedAppender::Signed SignedAppender::sign(std::vector<Request> batch) {
   Signed s;
   s.requests = std::move(batch);
   s.firstSeq = seq_ + 1;
+  s.startDigest = digest_;
   try {
     for (auto& r : s.requests) {
       for (auto& e : r.appended.events) {
@@ -447,8 +460,11 @@ SignedAppender::Signed SignedAppender::sign(std::vector<Request> batch) {
       }
     }
   } catch (...) {
+    // Nothing of the pass is appended, so its numbers are not spent.
     s.error = std::current_exception();
     s.records.clear();
+    seq_ = s.firstSeq - 1;
+    digest_ = s.startDigest;
   }
   s.lastSeq = seq_;
   s.lastDigest = digest_;
@@ -471,19 +487,37 @@ void SignedAppender::appendLoop() {
   }
 }
 
+namespace {
+
+bool recordedNothing(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const LogUnavailable& e) {
+    return e.nothingRecorded();
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace
+
 // On the appender thread: state_ is ours. Must not throw. Everything signed since
 // the last append goes in one append, in signing order.
 void SignedAppender::write(std::deque<Signed>& ready) {
   std::vector<std::pair<std::string, std::string>> records;
-  for (auto& s : ready)
+  const Signed* last = nullptr;  // the last pass that is appended now
+  for (auto& s : ready) {
+    if (s.error) continue;
     for (auto& r : s.records) records.push_back(std::move(r));
+    last = &s;
+  }
   bool oneOwner = true;
   for (const auto& r : records) oneOwner = oneOwner && r.first == records.front().first;
   std::vector<Position> positions;
   std::exception_ptr error;
   try {
     if (records.empty()) {
-      // Only failed signing passes.
+      // Only dropped passes.
     } else if (oneOwner) {
       std::vector<std::string> values;
       for (auto& rec : records) values.push_back(std::move(rec.second));
@@ -494,29 +528,44 @@ void SignedAppender::write(std::deque<Signed>& ready) {
   } catch (...) {
     error = std::current_exception();
   }
-  // Sequence numbers are never reused: after a failed append whose outcome is unknown
-  // they are spent, and verify-log reports them missing if they never landed.
-  uint64_t first = ready.front().firstSeq;
-  state_.lastSeq = ready.back().lastSeq;
-  state_.lastDigest = ready.back().lastDigest;
-  bool failed = error != nullptr;
-  for (const auto& s : ready) failed = failed || s.error != nullptr;
-  if (failed) {
-    if (warn_)
-      warn_("signing key " + key_.keyId() + ": append of writer sequence " + std::to_string(first) +
-            "-" + std::to_string(state_.lastSeq) +
-            " failed; events that did not reach the log will show as missing in ledger-audit "
-            "verify-log");
-  }
-  if (!error) {
-    for (const auto& p : positions) {
-      auto part = static_cast<size_t>(p.partition);
-      if (state_.scanFrom.next.size() <= part) state_.scanFrom.next.resize(part + 1, 0);
-      state_.scanFrom.next[part] = std::max(state_.scanFrom.next[part], p.offset + 1);
+  const Signed* first = nullptr;
+  for (const auto& s : ready)
+    if (!s.error && !first) first = &s;
+  std::deque<Signed> dropped;
+  if (last && error && recordedNothing(error)) {
+    // The log took none of it: give the numbers back. What the signer signed since
+    // chained on these events, so it fails with them (none of it was appended).
+    {
+      std::lock_guard lock(mutex_);
+      rewind_ = std::make_pair(first->firstSeq - 1, first->startDigest);
+      epoch_++;
+      rewoundBy_ = error;
+      dropped.swap(signed_);
     }
+    if (warn_)
+      warn_("signing key " + key_.keyId() + ": append of writer sequence " +
+            std::to_string(first->firstSeq) + "-" + std::to_string(last->lastSeq) +
+            " recorded nothing; the sequence continues at " + std::to_string(first->firstSeq));
+  } else if (last) {
+    // Sequence numbers are never reused: after a failed append whose outcome is
+    // unknown they are spent, and verify-log reports them missing if they never landed.
+    state_.lastSeq = last->lastSeq;
+    state_.lastDigest = last->lastDigest;
+    if (error && warn_)
+      warn_("signing key " + key_.keyId() + ": append of writer sequence " +
+            std::to_string(first->firstSeq) + "-" + std::to_string(last->lastSeq) +
+            " failed with an unknown outcome; events that did not reach the log will show as "
+            "missing in ledger-audit verify-log");
+    if (!error) {
+      for (const auto& p : positions) {
+        auto part = static_cast<size_t>(p.partition);
+        if (state_.scanFrom.next.size() <= part) state_.scanFrom.next.resize(part + 1, 0);
+        state_.scanFrom.next[part] = std::max(state_.scanFrom.next[part], p.offset + 1);
+      }
+    }
+    unpersisted_ = true;
+    if (error || std::chrono::steady_clock::now() - persistedAt_ >= kPersistEvery) persist();
   }
-  unpersisted_ = true;
-  if (failed || std::chrono::steady_clock::now() - persistedAt_ >= kPersistEvery) persist();
   size_t i = 0;
   for (auto& s : ready) {
     for (auto& r : s.requests) {
@@ -527,6 +576,10 @@ void SignedAppender::write(std::deque<Signed>& ready) {
           r.appended.positions.push_back(positions[i++]);
       }
     }
+  }
+  for (auto& s : dropped) {
+    for (auto& r : s.requests) r.appended.error = s.error ? s.error : error;
+    ready.push_back(std::move(s));  // the caller runs their callbacks after these
   }
 }
 

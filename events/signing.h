@@ -145,7 +145,10 @@ std::optional<WriterState> parseWriterState(std::string_view text, const std::st
 WriterState recoverWriterState(EventLog& log, const std::string& keyId, WriterState state);
 
 // Signs and appends events as one writer: assigns writerSeq 1, 2, 3, … and chains
-// prevDigest, in exactly the order the events land in each partition. Two threads
+// prevDigest, in exactly the order the events land in each partition. An append
+// that recorded nothing (LogUnavailable::nothingRecorded) gives its numbers back,
+// so the chain has no gap for it; it fails the passes signed after it too, since
+// they chained on it. Only an append of unknown outcome leaves its numbers spent. Two threads
 // of its own: one signs whatever callers queued meanwhile, the other appends
 // everything signed as one log append (group commit), so sequencing costs no extra
 // round trip, signing overlaps the previous append's round trip, and callers that
@@ -192,9 +195,12 @@ class SignedAppender {
     std::vector<Request> requests;
     std::vector<std::pair<std::string, std::string>> records;  // (owner, envelope)
     uint64_t firstSeq = 0;
+    std::string startDigest;  // the chain's digest before this pass
     uint64_t lastSeq = 0;
     std::string lastDigest;
-    std::exception_ptr error;  // signing failed: none of it is appended
+    // None of it is appended: signing failed (and spent no number), or an earlier
+    // append that recorded nothing rewound the chain this pass was signed on.
+    std::exception_ptr error;
   };
   void signLoop();
   Signed sign(std::vector<Request> batch);
@@ -221,6 +227,12 @@ class SignedAppender {
   std::condition_variable signedReady_;  // the appender waits for signed passes
   std::vector<Request> queue_;
   std::deque<Signed> signed_;
+  // An append that recorded nothing gives its sequence numbers back: the appender
+  // sets where the chain continues, and bumps the epoch so that a pass signed
+  // meanwhile on the old chain is dropped (with the append's error).
+  std::optional<std::pair<uint64_t, std::string>> rewind_;
+  uint64_t epoch_ = 0;
+  std::exception_ptr rewoundBy_;
   bool stopping_ = false;
   bool signerDone_ = false;
   std::thread signer_;  // last two: start once everything above is set up

@@ -11,8 +11,13 @@ CommandError appendFailed(const std::exception_ptr& error) {
   try {
     std::rethrow_exception(error);
   } catch (const LogUnavailable& e) {
+    if (e.nothingRecorded())
+      return CommandError{503, "log_unavailable",
+                          std::string(e.what()) + "; nothing was recorded, retry later"};
     return CommandError{503, "log_unavailable",
-                        std::string(e.what()) + "; nothing was recorded, retry later"};
+                        std::string(e.what()) +
+                            "; the command may or may not have been recorded: check the "
+                            "token's state before retrying"};
   } catch (const std::exception& e) {
     return CommandError{503, "unavailable",
                         std::string("the command could not complete (") + e.what() +

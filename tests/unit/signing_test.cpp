@@ -268,7 +268,7 @@ TEST_CASE("appendAsync: queued appends are signed in order, and destruction writ
     CHECK(checkSignature(r.value, ring).status == SignatureStatus::valid);
 }
 
-TEST_CASE("a failed append spends its sequence numbers; the next one chains on") {
+TEST_CASE("an append of unknown outcome spends its sequence numbers; the next one chains on") {
   test::TempDir dir;
   auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
   // Refuses appends while `down`, as a stopped broker does.
@@ -305,7 +305,8 @@ TEST_CASE("a failed append spends its sequence numbers; the next one chains on")
   CHECK_THROWS_AS(appender.append("alice", lost), LogUnavailable);
   CHECK(lost[0].writerSeq == 2);
   REQUIRE(warnings.size() == 1);
-  CHECK(warnings[0].find("writer sequence 2-2 failed") != std::string::npos);
+  CHECK(warnings[0].find("writer sequence 2-2 failed with an unknown outcome") !=
+        std::string::npos);
   CHECK(persisted.lastSeq == 2);  // persisted at once: a restart does not reuse 2
   flaky.down = false;
   auto next = one();
@@ -321,6 +322,99 @@ TEST_CASE("a failed append spends its sequence numbers; the next one chains on")
   REQUIRE(spent.status == SignatureStatus::valid);
   CHECK(c.prevDigest ==
         std::string(reinterpret_cast<const char*>(spent.digest.data()), spent.digest.size()));
+}
+
+// Refuses appends, recording nothing, while `down`; holds each append at the gate
+// while `gated`, so that the signer signs the next passes meanwhile.
+struct RefusingLog final : EventLog {
+  EventLog& inner;
+  std::atomic<bool> down{false}, gated{false};
+  std::atomic<int> waiting{0};
+  explicit RefusingLog(EventLog& l) : inner(l) {}
+  std::vector<Position> append(std::string_view key,
+                               const std::vector<std::string>& values) override {
+    waiting++;
+    while (gated) std::this_thread::yield();
+    waiting--;
+    if (down) throw LogUnavailable("disk full", LogUnavailable::Outcome::nothingRecorded);
+    return inner.append(key, values);
+  }
+  int32_t partitionCount() const override { return inner.partitionCount(); }
+  std::unique_ptr<LogReader> openReader(const Offsets& from) override {
+    return inner.openReader(from);
+  }
+  std::string describe() const override { return "refusing log"; }
+};
+
+// Every record of `records` signed by `ring`'s one key: writerSeq 1, 2, 3, … with
+// each prevDigest the digest of the one before.
+void checkGaplessChain(const std::vector<LogRecord>& records, const KeyRing& ring) {
+  std::string prev;
+  uint64_t seq = 0;
+  for (const auto& r : records) {
+    auto c = checkSignature(r.value, ring);
+    REQUIRE(c.status == SignatureStatus::valid);
+    CHECK(c.writerSeq == ++seq);
+    CHECK(c.prevDigest == prev);
+    prev.assign(reinterpret_cast<const char*>(c.digest.data()), c.digest.size());
+  }
+}
+
+TEST_CASE("an append that recorded nothing gives its sequence numbers back") {
+  test::TempDir dir;
+  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
+  RefusingLog refusing(*log);
+  SigningKey key = SigningKey::generate();
+  KeyRing ring = ringOf(key);
+  WriterState persisted;
+  std::vector<std::string> warnings;
+  std::mutex warningsMutex;
+  SignedAppender appender(
+      refusing, std::move(key), WriterState{}, [&](const WriterState& st) { persisted = st; },
+      [&](const std::string& w) {
+        std::lock_guard lock(warningsMutex);
+        warnings.push_back(w);
+      });
+  auto one = [] {
+    return std::vector<Event>{
+        test::makeEvent(generateTokenKey(), "alice", 1, test::makeCreated("s"))};
+  };
+  auto first = one();
+  appender.append("alice", first);
+  SUBCASE("one append") {
+    refusing.down = true;
+    auto lost = one();
+    CHECK_THROWS_AS(appender.append("alice", lost), LogUnavailable);
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0].find("writer sequence 2-2 recorded nothing") != std::string::npos);
+    CHECK(persisted.lastSeq == 1);
+    refusing.down = false;
+    auto next = one();
+    appender.append("alice", next);
+    CHECK(next[0].writerSeq == 2);  // 2 again: nothing holds it
+  }
+  SUBCASE("passes signed meanwhile on the failed chain fail too, and are signed anew later") {
+    refusing.down = true;
+    refusing.gated = true;
+    std::atomic<int> failed{0}, done{0};
+    auto count = [&](SignedAppender::Appended& a) {
+      if (a.error) failed++;
+      done++;
+    };
+    appender.appendAsync("alice", one(), count);
+    while (refusing.waiting == 0) std::this_thread::yield();  // the first pass is at the gate
+    for (int i = 0; i < 20; ++i) appender.appendAsync("bob", one(), count);
+    refusing.gated = false;
+    while (done < 21) std::this_thread::yield();
+    CHECK(failed == 21);  // the log took nothing while down
+    refusing.down = false;
+    for (int i = 0; i < 10; ++i) {
+      auto e = one();
+      appender.append("carol", e);
+    }
+  }
+  // Either way the log holds a chain without gaps: verify-log finds nothing missing.
+  checkGaplessChain(readAll(*log), ring);
 }
 
 TEST_CASE("embedded appendBatch: many owners, one commit, in order") {
