@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -89,6 +91,33 @@ void writeState(const std::string& path, const std::string& text) {
     throw std::runtime_error("cannot write " + path + ": " + strerror(errno));
 }
 
+uint64_t openFilesLimit() {
+  rlimit l{};
+  if (getrlimit(RLIMIT_NOFILE, &l) != 0 || l.rlim_cur == RLIM_INFINITY) return 1u << 20;
+  return l.rlim_cur;
+}
+
+// The connection limit for `o`, logged with how it was chosen.
+size_t chooseMaxConnections(const DaemonOptions& o, const Logger& logger) {
+  uint64_t files = openFilesLimit();
+  uint64_t fitting = connectionsFitting(files);
+  if (o.maxConnections == 0) {
+    uint64_t n = defaultMaxConnections(files);
+    logger("accepting at most " + std::to_string(n) + " connections (the default for " +
+           std::to_string(files) + " open files; set it with --max-connections)");
+    return n;
+  }
+  logger("accepting at most " + std::to_string(o.maxConnections) +
+         " connections (--max-connections)");
+  if (o.maxConnections > fitting)
+    logger("warning: --max-connections " + std::to_string(o.maxConnections) +
+           " is above what the open-files limit of " + std::to_string(files) +
+           " leaves for connections (" + std::to_string(fitting) +
+           "); past that, accepts pause on EMFILE. Raise the hard limit (ulimit -Hn, systemd "
+           "LimitNOFILE=) or lower --max-connections");
+  return o.maxConnections;
+}
+
 class DaemonImpl final : public Daemon {
  public:
   DaemonImpl(const DaemonOptions& o, const Clock& clock, Logger logger)
@@ -126,8 +155,9 @@ class DaemonImpl final : public Daemon {
       return std::make_unique<TokenService>(*log_, *model_, *projector_, clock, kVisibilityTimeout,
                                             locks, signer_);
     });
-    server_ = createHttpServer(HttpServerOptions{o.listenHost, o.listenPort, o.httpThreads}, *api_,
-                               *model_, *projector_, *executor_, logger_);
+    HttpServerOptions http{o.listenHost, o.listenPort, o.httpThreads,
+                           chooseMaxConnections(o, logger_)};
+    server_ = createHttpServer(http, *api_, *model_, *projector_, *executor_, logger_);
   }
 
   ~DaemonImpl() override {
@@ -188,6 +218,38 @@ class DaemonImpl final : public Daemon {
 };
 
 }  // namespace
+
+uint64_t connectionsFitting(uint64_t openFilesLimit) {
+  // A small limit keeps half for connections rather than leaving none.
+  return openFilesLimit > 2 * kReservedFiles ? openFilesLimit - kReservedFiles : openFilesLimit / 2;
+}
+
+uint64_t defaultMaxConnections(uint64_t openFilesLimit) {
+  return std::min(connectionsFitting(openFilesLimit), kDefaultMaxConnectionsCap);
+}
+
+std::string raiseOpenFilesLimit() {
+  rlimit l{};
+  if (getrlimit(RLIMIT_NOFILE, &l) != 0)
+    return std::string("open files: cannot read the limit: ") + strerror(errno);
+  rlim_t target = l.rlim_max;
+  if (target == RLIM_INFINITY) {
+    // Linux refuses more than fs.nr_open descriptors whatever the hard limit says.
+    std::ifstream nrOpen("/proc/sys/fs/nr_open");
+    uint64_t n = 0;
+    target = (nrOpen >> n) && n > 0 ? n : 1u << 20;
+  }
+  if (l.rlim_cur != RLIM_INFINITY && l.rlim_cur >= target)
+    return "open files: limit " + std::to_string(l.rlim_cur) + " (already the hard limit)";
+  rlim_t before = l.rlim_cur;
+  l.rlim_cur = target;
+  if (setrlimit(RLIMIT_NOFILE, &l) != 0)
+    return "open files: cannot raise the soft limit from " + std::to_string(before) + " to " +
+           std::to_string(target) + ": " + strerror(errno) + "; connections are capped to fit " +
+           std::to_string(before);
+  return "open files: soft limit raised from " + std::to_string(before) + " to " +
+         std::to_string(target);
+}
 
 std::string loadOrCreateOperatorSecret(const std::string& dataDir) {
   std::string path = dataDir + "/operator-secret";

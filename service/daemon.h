@@ -23,6 +23,8 @@ struct DaemonOptions {
   int partitions = 6;
   int httpThreads = 2;
   int commandThreads = 16;  // concurrent commands (each waits for the log and the projection)
+  // Open HTTP connections; 0: defaultMaxConnections() of the open-files limit.
+  size_t maxConnections = 0;
   uint64_t mapSizeBytes = 64ull << 30;
   int maxPositionWaiters = 1000;  // verifications waiting for a min_position at once
   std::string operatorSecret;  // empty: DATA_DIR/operator-secret, generated if missing
@@ -36,6 +38,21 @@ class Daemon {
   virtual void run() = 0;   // until stop(); drains in-flight commands first
   virtual void stop() = 0;  // thread-safe
 };
+
+// Descriptors kept for everything but connections (logs, LMDB, Kafka's sockets).
+constexpr uint64_t kReservedFiles = 128;
+// The default --max-connections: each idle connection costs a descriptor and about
+// 1 KB, one mid-request up to libh2o's 1 MiB body limit for its 10 s request timeout.
+constexpr uint64_t kDefaultMaxConnectionsCap = 16384;
+
+// Connections that fit in `openFilesLimit` descriptors beside kReservedFiles.
+uint64_t connectionsFitting(uint64_t openFilesLimit);
+
+// min(connectionsFitting(limit), kDefaultMaxConnectionsCap).
+uint64_t defaultMaxConnections(uint64_t openFilesLimit);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit; returns a line for the log.
+std::string raiseOpenFilesLimit();
 
 // Opens the data directory (locking it against a second daemon), the log, the
 // read model, starts the projector and binds the listener. Throws

@@ -9,9 +9,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -21,6 +25,10 @@ namespace tokenledger {
 namespace {
 
 constexpr size_t kH2oEntityLimit = 1024 * 1024;  // beyond our 64 KiB limit, h2o answers 413 itself
+// After accept() runs out of descriptors (EMFILE), how long the listener rests: the
+// pending connections wait in the kernel's queue instead of waking the loop at once.
+constexpr auto kAcceptPause = std::chrono::milliseconds(100);
+constexpr auto kLogInterval = std::chrono::seconds(10);  // for conditions that repeat fast
 
 const char* reasonPhrase(int status) {
   switch (status) {
@@ -42,12 +50,114 @@ const char* reasonPhrase(int status) {
       return "Payload Too Large";
     case 415:
       return "Unsupported Media Type";
+    case 500:
+      return "Internal Server Error";
     case 503:
       return "Service Unavailable";
     default:
       return "Error";
   }
 }
+
+// Request framing. libh2o 2.2.5 frames a body by the first Content-Length, or by
+// the last Transfer-Encoding when there is one, and keeps neither header in
+// req->headers. It refuses values it cannot parse (non-digits, signs, lists, a
+// Transfer-Encoding other than "chunked"), but serves a request with two
+// Content-Lengths, or with both headers, as it read it, while a proxy in front may
+// have read it otherwise and taken what follows for another request (smuggling).
+// Such requests are answered 400 and the connection is closed.
+
+struct FramingHeaders {
+  int contentLength = 0;
+  int transferEncoding = 0;
+  bool folded = false;  // a line continuing the previous header (obs-fold)
+};
+
+bool equalsLower(std::string_view s, std::string_view lower) {
+  if (s.size() != lower.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[i])) != lower[i]) return false;
+  return true;
+}
+
+// Counts the framing headers in a raw HTTP/1 request head (request line, header
+// lines, blank line; CRLF or bare LF, as libh2o's parser accepts).
+FramingHeaders scanFraming(std::string_view head) {
+  FramingHeaders f;
+  bool requestLine = true;
+  while (!head.empty()) {
+    size_t eol = head.find('\n');
+    std::string_view line = head.substr(0, eol);
+    head = eol == std::string_view::npos ? std::string_view() : head.substr(eol + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) {
+      if (requestLine) continue;  // an empty line before the request is skipped
+      break;
+    }
+    if (requestLine) {
+      requestLine = false;
+    } else if (line.front() == ' ' || line.front() == '\t') {
+      f.folded = true;
+    } else {
+      std::string_view name = line.substr(0, line.find(':'));
+      if (equalsLower(name, "content-length")) f.contentLength++;
+      if (equalsLower(name, "transfer-encoding")) f.transferEncoding++;
+    }
+  }
+  return f;
+}
+
+std::optional<std::string> framingProblem(const FramingHeaders& f) {
+  if (f.contentLength > 0 && f.transferEncoding > 0)
+    return "the request has both Content-Length and Transfer-Encoding headers; send only one of "
+           "them";
+  if (f.contentLength > 1)
+    return "the request has " + std::to_string(f.contentLength) +
+           " Content-Length headers; send exactly one";
+  if (f.transferEncoding > 1)
+    return "the request has " + std::to_string(f.transferEncoding) +
+           " Transfer-Encoding headers; send one, Transfer-Encoding: chunked";
+  if (f.folded)
+    return "a header line starts with a space or tab (obsolete line folding); send each header "
+           "on one line";
+  return std::nullopt;
+}
+
+// The raw head of an HTTP/1 request that has a body. In libh2o 2.2.5 the head stays
+// at the start of the socket's input buffer until the response is sent, and the body
+// (Content-Length, or chunked decoded in place) starts right after it. Empty if the
+// buffer does not look like that.
+std::optional<std::string_view> rawHead(h2o_req_t* req) {
+  h2o_socket_t* sock = req->conn->callbacks->get_socket(req->conn);
+  if (sock == nullptr || sock->input == nullptr || sock->input->bytes == nullptr) return {};
+  auto begin = reinterpret_cast<uintptr_t>(sock->input->bytes);
+  auto body = reinterpret_cast<uintptr_t>(req->entity.base);
+  if (body < begin || body > begin + sock->input->size) return {};
+  return std::string_view(sock->input->bytes, body - begin);
+}
+
+// Lets a log line through at most once per kLogInterval; counts the ones held back.
+class Throttle {
+ public:
+  // True if a line may be logged now; `held` is then how many were held back since.
+  bool allow(uint64_t& held) {
+    std::lock_guard lock(mutex_);
+    auto now = std::chrono::steady_clock::now();
+    ++count_;
+    if (logged_ && now - last_ < kLogInterval) return false;
+    held = count_ - 1;
+    count_ = 0;
+    last_ = now;
+    logged_ = true;
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::chrono::steady_clock::time_point last_;
+  bool logged_ = false;
+  uint64_t count_ = 0;
+};
 
 class Server;
 struct Loop;
@@ -74,6 +184,7 @@ struct Loop {
   h2o_context_t ctx{};
   h2o_accept_ctx_t accept{};
   h2o_socket_t* listener = nullptr;
+  std::optional<std::chrono::steady_clock::time_point> acceptResumesAt;  // set while paused
   h2o_multithread_queue_t* queue = nullptr;
   h2o_multithread_receiver_t receiver{};
   std::unique_ptr<ReadModelReader> reader;
@@ -95,11 +206,16 @@ class Server final : public HttpServer {
         projector_(projector),
         executor_(executor),
         logger_(std::move(logger)),
-        runId_(toHex(randomBytes(4))) {
+        runId_(toHex(randomBytes(4))),
+        maxConnections_(options.maxConnections),
+        refusal_(refusalResponse()) {
     listenFd_ = bindListener(options.host, options.port);
     h2o_config_init(&config_);
     config_.server_name = h2o_iovec_init(H2O_STRLIT("tokenledger"));
     config_.max_request_entity_size = kH2oEntityLimit;
+    // HTTP/1.1 only: the framing check reads HTTP/1 request heads, and an h2c upgrade
+    // would let a proxy that passes Upgrade through tunnel requests past its own rules.
+    config_.http1.upgrade_to_http2 = 0;
     auto* host = h2o_config_register_host(&config_, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     auto* path = h2o_config_register_path(host, "/", 0);
     auto* handler = h2o_create_handler(path, sizeof(h2o_handler_t));
@@ -212,6 +328,7 @@ class Server final : public HttpServer {
     bool draining = false;
     while (true) {
       h2o_evloop_run(l.evloop, 50);
+      resumeAcceptingIfDue(l);
       // At most 50 ms idle with a snapshot older than the newest commit: an idle loop
       // must not stop LMDB from reusing freed pages (see ReadModelReader::release).
       l.reader->releaseIfStale();
@@ -243,9 +360,82 @@ class Server final : public HttpServer {
     auto* l = static_cast<Loop*>(listener->data);
     for (int i = 0; i < 16; ++i) {
       h2o_socket_t* sock = h2o_evloop_socket_accept(listener);
-      if (sock == nullptr) return;
-      h2o_accept(&l->accept, sock);
+      if (sock != nullptr) {
+        l->server->admit(*l, sock);
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return;
+      } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        l->server->pauseAccepting(*l, errno);
+        return;
+      }  // else the client left before accept() (ECONNABORTED...): next one
     }
+  }
+
+  // Serves `sock`, or refuses it when --max-connections are open.
+  void admit(Loop& l, h2o_socket_t* sock) {
+    if (connections_.fetch_add(1) >= maxConnections_) {
+      connections_.fetch_sub(1);
+      refuse(sock);
+      return;
+    }
+    sock->on_close.cb = &Server::onConnectionClosed;  // unused by libh2o's HTTP/1 server
+    sock->on_close.data = this;
+    h2o_accept(&l.accept, sock);
+  }
+
+  static void onConnectionClosed(void* server) {
+    static_cast<Server*>(server)->connections_.fetch_sub(1);
+  }
+
+  // Answers 503 and closes at once: cheaper for both sides than leaving the client
+  // queued in the kernel, and it learns why.
+  void refuse(h2o_socket_t* sock) {
+    int fd = h2o_socket_get_fd(sock);
+    // A request already received but unread would turn the close into a reset, which
+    // can destroy the response before the client reads it.
+    char discard[4096];
+    (void)::recv(fd, discard, sizeof discard, MSG_DONTWAIT);
+    (void)::send(fd, refusal_.data(), refusal_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    h2o_socket_close(sock);
+    uint64_t held = 0;
+    if (refusedLog_.allow(held))
+      logger_(
+          "refused a connection: " + std::to_string(maxConnections_) +
+          " are open (--max-connections)" +
+          (held > 0 ? "; " + std::to_string(held) + " more refused since the last report" : "") +
+          ". If clients need more, raise --max-connections (and the open-files limit)");
+  }
+
+  std::string refusalResponse() const {
+    std::string body = errorResponse(503, "too_many_connections",
+                                     "the server has as many connections open as it allows "
+                                     "(--max-connections); retry later, or reuse a connection")
+                           .body;
+    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+           "Cache-Control: no-store\r\nConnection: close\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+
+  // accept() found no descriptor (or memory) for a new connection. The listener stays
+  // readable, so retrying at once would spin: rest it for kAcceptPause instead.
+  void pauseAccepting(Loop& l, int err) {
+    h2o_socket_read_stop(l.listener);
+    l.acceptResumesAt = std::chrono::steady_clock::now() + kAcceptPause;
+    uint64_t held = 0;
+    if (acceptErrorLog_.allow(held))
+      logger_(std::string("cannot accept connections: ") + strerror(err) + " with " +
+              std::to_string(connections_.load()) + " open; pausing accepts for " +
+              std::to_string(kAcceptPause.count()) + " ms at a time" +
+              (held > 0 ? " (" + std::to_string(held) + " times since the last report)" : "") +
+              ". Raise the open-files limit (ulimit -n, systemd LimitNOFILE=) or lower "
+              "--max-connections");
+  }
+
+  static void resumeAcceptingIfDue(Loop& l) {
+    if (!l.acceptResumesAt || l.listener == nullptr) return;
+    if (std::chrono::steady_clock::now() < *l.acceptResumesAt) return;
+    l.acceptResumesAt.reset();
+    h2o_socket_read_start(l.listener, &Server::onAccept);
   }
 
   static void onGuardDisposed(void* p) {
@@ -260,9 +450,31 @@ class Server final : public HttpServer {
     return std::string_view(v.base, v.len);
   }
 
+  // A response for a request whose framing is ambiguous or cannot be checked, else
+  // nothing. Only a request with a body carries framing headers.
+  std::optional<HttpResponse> checkFraming(h2o_req_t* req) {
+    if (req->entity.base == nullptr) return std::nullopt;
+    std::optional<std::string_view> head = rawHead(req);
+    if (!head) {
+      logger_("cannot check a request's framing: its head is not where libh2o 2.2.5 keeps it");
+      return errorResponse(500, "internal_error",
+                           "the server could not check the request's framing; see its log");
+    }
+    if (auto problem = framingProblem(scanFraming(*head)))
+      return errorResponse(400, "invalid_framing", *problem);
+    return std::nullopt;
+  }
+
   static int onRequest(h2o_handler_t*, h2o_req_t* req) {
     Loop& l = *tlsLoop;
     Server& s = *l.server;
+    if (auto refused = s.checkFraming(req)) {
+      // "Connection: close", then libh2o closes the connection after the response,
+      // leaving whatever followed this request unread.
+      req->http1_is_persistent = 0;
+      s.send(l, req, *refused);
+      return 0;
+    }
     HttpRequest r;
     r.method = std::string_view(req->method.base, req->method.len);
     std::string_view full(req->path.base, req->path.len);
@@ -401,6 +613,11 @@ class Server final : public HttpServer {
   CommandExecutor& executor_;
   Logger logger_;
   std::string runId_;
+  size_t maxConnections_;
+  std::string refusal_;  // the whole 503 response for a connection past the limit
+  std::atomic<size_t> connections_{0};
+  Throttle refusedLog_;
+  Throttle acceptErrorLog_;
   int listenFd_ = -1;
   sockaddr_storage boundAddr_{};
   socklen_t boundLen_ = 0;

@@ -19,6 +19,8 @@ struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;  // 0 picks a free port
   int threads = 2;
+  // Open connections across all loops; past it new ones get a 503 and are closed.
+  size_t maxConnections = 1024;
 };
 
 class HttpServer {

@@ -31,6 +31,10 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
   --threads N          HTTP event-loop threads (default 2)
   --command-threads N  commands processed concurrently (default 16; 64 with
                        --log kafka, where each waits for a broker round trip)
+  --max-connections N  open HTTP connections; past it a new one gets a 503 and
+                       is closed (default: the open-files limit less 128, at
+                       most 16384; the soft limit is raised to the hard one
+                       at start)
   --map-size-mb N      LMDB size limit per database file (default 65536)
   --max-position-waiters N
                        verifications that may wait at once for a min_position
@@ -121,6 +125,11 @@ int main(int argc, char** argv) {
       if (!parseUint(value(), 1024, n) || n == 0) usageError("--command-threads wants 1-1024");
       options.commandThreads = static_cast<int>(n);
       commandThreadsSet = true;
+    } else if (a == "--max-connections") {
+      uint64_t n = 0;
+      if (!parseUint(value(), 1u << 20, n) || n == 0)
+        usageError("--max-connections wants 1-1048576");
+      options.maxConnections = n;
     } else if (a == "--map-size-mb") {
       uint64_t n = 0;
       if (!parseUint(value(), 1ull << 24, n) || n < 1) usageError("--map-size-mb wants 1-16777216");
@@ -164,6 +173,8 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
+    // Idle connections each hold a descriptor: use all the hard limit allows.
+    logLine(raiseOpenFilesLimit());
     SystemClock clock;
     auto daemon = openDaemon(options, clock, logLine);
     std::cout << "operator secret: " << daemon->operatorSecretSource() << std::endl;

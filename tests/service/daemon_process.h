@@ -3,11 +3,12 @@
 #pragma once
 
 #include <arpa/inet.h>
-#include <sodium.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sodium.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -128,12 +130,78 @@ class Connection {
     return readResponse();
   }
 
+  // Reads without blocking; true once the peer has closed (EOF or reset). What
+  // arrived stays buffered for readResponse().
+  bool peerClosed() {
+    while (!closed_) {
+      char buf[4096];
+      ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+      if (n > 0) {
+        buffer_.append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        closed_ = true;
+      } else {
+        break;
+      }
+    }
+    return closed_;
+  }
+
+  // Waits up to `timeoutMs` for the peer to close; true if it did. Whatever came
+  // before the close (a response nobody asked for) is in unread().
+  bool waitPeerClosed(int timeoutMs) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+    while (!peerClosed()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd_, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(left.count()));
+    }
+    return true;
+  }
+
+  const std::string& unread() const { return buffer_; }
   int fd() const { return fd_; }
 
  private:
   int fd_ = -1;
+  bool closed_ = false;
   std::string buffer_;
 };
+
+// The child's RLIMIT_NOFILE (set between fork and exec).
+struct OpenFilesLimit {
+  rlim_t soft = 0;
+  rlim_t hard = 0;
+};
+
+// Raises this process's soft RLIMIT_NOFILE to at least `need` (tests that open
+// thousands of connections). Throws if the hard limit is lower.
+inline void needOpenFiles(rlim_t need) {
+  rlimit l{};
+  getrlimit(RLIMIT_NOFILE, &l);
+  if (l.rlim_cur >= need) return;
+  if (l.rlim_max < need)
+    throw std::runtime_error("this test opens " + std::to_string(need) +
+                             " sockets but the hard open-files limit is " +
+                             std::to_string(l.rlim_max) + "; raise it (ulimit -Hn)");
+  l.rlim_cur = need;
+  if (setrlimit(RLIMIT_NOFILE, &l) != 0) throw std::runtime_error("setrlimit failed");
+}
+
+// CPU seconds (user + system) process `pid` has used so far, from /proc/PID/stat.
+inline double cpuSeconds(pid_t pid) {
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // after "(comm) "
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 inline std::string base64(const std::string& in) {
   std::string out(sodium_base64_ENCODED_LEN(in.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
@@ -147,7 +215,8 @@ inline std::string base64(const std::string& in) {
 class Daemon {
  public:
   Daemon(const std::string& binary, const std::string& dataDir, const std::string& logDir,
-         const std::string& operatorSecret = "", std::vector<std::string> extraArgs = {})
+         const std::string& operatorSecret = "", std::vector<std::string> extraArgs = {},
+         std::optional<OpenFilesLimit> openFiles = std::nullopt)
       : binary_(binary), dataDir_(dataDir), logDir_(logDir) {
     static int counter = 0;
     stdoutPath_ = logDir + "/stdout-" + std::to_string(++counter) + ".log";
@@ -162,6 +231,10 @@ class Daemon {
         setenv("TOKENLEDGER_OPERATOR_SECRET", operatorSecret.c_str(), 1);
       } else {
         unsetenv("TOKENLEDGER_OPERATOR_SECRET");
+      }
+      if (openFiles) {
+        rlimit l{openFiles->soft, openFiles->hard};
+        if (setrlimit(RLIMIT_NOFILE, &l) != 0) _exit(126);
       }
       std::vector<std::string> args{binary, "--data-dir", dataDir, "--listen", "127.0.0.1:0"};
       for (auto& a : extraArgs) args.push_back(a);

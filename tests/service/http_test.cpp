@@ -1,6 +1,6 @@
 // The real tokenledgerd over a real socket: the API, every bad-input case of the
-// core issue, read-your-writes, SIGTERM drain, kill -9 recovery, rebuild, and the
-// no-secret-anywhere check.
+// core issue, read-your-writes, SIGTERM drain, kill -9 recovery, rebuild, the
+// no-secret-anywhere check, connection floods and limits, and request framing.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -580,4 +580,336 @@ TEST_CASE("after an OS restart with unsynced read-model commits, the daemon rebu
   CHECK(d.terminate() == 0);
   CHECK(!std::filesystem::exists(data + "/projection/unsynced-boot"));  // clean close
   std::filesystem::remove_all(root);
+}
+
+namespace {
+
+std::vector<std::unique_ptr<Connection>> idleConnections(int port, int n) {
+  std::vector<std::unique_ptr<Connection>> conns;
+  for (int i = 0; i < n; ++i) conns.push_back(std::make_unique<Connection>(port));
+  return conns;
+}
+
+size_t closedByPeer(std::vector<std::unique_ptr<Connection>>& conns) {
+  size_t closed = 0;
+  for (auto& c : conns) closed += c->peerClosed() ? 1 : 0;
+  return closed;
+}
+
+// Waits until the daemon has closed at least `expected` of `conns` (or `timeoutMs`
+// passed); returns how many it closed.
+size_t waitClosedByPeer(std::vector<std::unique_ptr<Connection>>& conns, size_t expected,
+                        int timeoutMs) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  size_t closed = closedByPeer(conns);
+  while (closed < expected && std::chrono::steady_clock::now() < deadline) {
+    std::vector<pollfd> fds;
+    for (auto& c : conns)
+      if (!c->peerClosed()) fds.push_back({c->fd(), POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 100);
+    closed = closedByPeer(conns);
+  }
+  return closed;
+}
+
+// The daemon's CPU use (in cores) over `ms` of wall time.
+double cpuCores(pid_t pid, int ms) {
+  double before = cpuSeconds(pid);
+  auto start = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));  // the measuring window
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return (cpuSeconds(pid) - before) / wall;
+}
+
+// Sends `count` GET /healthz on `c` one after another; returns how many answered
+// 200 within `limitMs` each.
+int promptHealthz(Connection& c, int count, int limitMs) {
+  int prompt = 0;
+  for (int i = 0; i < count; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    try {
+      c.sendRaw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+      auto r = c.readResponse(limitMs);
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - start)
+                    .count();
+      if (r.status == 200 && ms < limitMs) prompt++;
+    } catch (const std::exception&) {
+      return prompt;  // timed out or closed: the rest cannot answer either
+    }
+  }
+  return prompt;
+}
+
+// Polls GET /healthz on fresh connections until one answers 200 or `timeoutMs`.
+bool freshHealthzWithin(int port, int timeoutMs) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  while (std::chrono::steady_clock::now() < deadline) {
+    try {
+      Connection c(port);
+      c.sendRaw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+      if (c.readResponse(1000).status == 200) return true;
+    } catch (const std::exception&) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // between attempts
+  }
+  return false;
+}
+
+// A connection the daemon refused: one 503 too_many_connections, then closed.
+void checkRefused(Connection& c) {
+  CHECK(c.peerClosed());
+  Response r;
+  REQUIRE_NOTHROW(r = c.readResponse(1000));
+  CHECK(r.status == 503);
+  json j = json::parse(r.body, nullptr, false);
+  CHECK(j["error"]["code"] == "too_many_connections");
+  CHECK(j["error"]["message"].get<std::string>().find("--max-connections") != std::string::npos);
+}
+
+bool waitForLog(Daemon& d, const std::string& text, int timeoutMs) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  while (d.stderrText().find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("the daemon raises its open-files soft limit to the hard limit") {
+  std::string root = tempDir("nofile");
+  Daemon d(kBinary, root + "/data", root, kOperator, {}, OpenFilesLimit{1024, 4096});
+  std::string log = d.stderrText();
+  CHECK_MESSAGE(log.find("open files: soft limit raised from 1024 to 4096") != std::string::npos,
+                log);
+  // The default cap leaves 128 descriptors for the logs, LMDB and Kafka.
+  CHECK_MESSAGE(log.find("at most 3968 connections") != std::string::npos, log);
+  std::string limits = readFile("/proc/" + std::to_string(d.pid()) + "/limits");
+  CHECK(limits.find("Max open files            4096                 4096") != std::string::npos);
+  CHECK(d.terminate() == 0);
+  std::filesystem::remove_all(root);
+}
+
+TEST_CASE("past --max-connections new connections get a prompt 503; established ones are served") {
+  needOpenFiles(1500);
+  std::string root = tempDir("maxconn");
+  Daemon d(kBinary, root + "/data", root, kOperator, {"--max-connections", "200"});
+  CHECK(d.stderrText().find("at most 200 connections") != std::string::npos);
+  Connection probe(d.port());
+  REQUIRE(promptHealthz(probe, 1, 2000) == 1);
+
+  auto flood = idleConnections(d.port(), 1000);
+  // The probe holds one of the 200 slots: 199 of the flood are admitted, the rest
+  // refused at once.
+  CHECK(waitClosedByPeer(flood, 801, 5000) == 801);
+  checkRefused(*flood.back());
+  CHECK(promptHealthz(probe, 15, 500) == 15);
+  CHECK(cpuCores(d.pid(), 1000) < 0.2);
+  CHECK(closedByPeer(flood) == 801);  // the admitted ones stay open
+  CHECK(waitForLog(d, "refused", 2000));
+
+  flood.clear();
+  CHECK(freshHealthzWithin(d.port(), 10000));
+  CHECK(promptHealthz(probe, 1, 2000) == 1);
+  CHECK(d.terminate() == 0);
+  std::filesystem::remove_all(root);
+}
+
+TEST_CASE("2000 idle connections at a soft open-files limit of 1024 leave /healthz served") {
+  // The measured failure: accept() hit EMFILE at the soft limit, the listener stayed
+  // readable, the loop spun and fresh clients went unanswered. Raised to the hard
+  // limit, the daemon holds them all.
+  needOpenFiles(2500);
+  std::string root = tempDir("soft");
+  Daemon d(kBinary, root + "/data", root, kOperator, {}, OpenFilesLimit{1024, 4096});
+  auto flood = idleConnections(d.port(), 2000);
+  int served = 0;
+  for (int i = 0; i < 15; ++i) {
+    Connection fresh(d.port());
+    served += promptHealthz(fresh, 1, 500);
+  }
+  CHECK(served == 15);
+  CHECK(closedByPeer(flood) == 0);
+  CHECK(cpuCores(d.pid(), 1000) < 0.2);
+  flood.clear();
+  CHECK(d.terminate() == 0);
+  std::filesystem::remove_all(root);
+}
+
+TEST_CASE("2000 idle connections at an open-files limit of 1024 neither spin nor starve") {
+  // The limit cannot be raised (soft = hard): the default cap keeps accept() from
+  // reaching EMFILE.
+  needOpenFiles(2500);
+  std::string root = tempDir("flood");
+  Daemon d(kBinary, root + "/data", root, kOperator, {}, OpenFilesLimit{1024, 1024});
+  Connection probe(d.port());
+  REQUIRE(promptHealthz(probe, 1, 2000) == 1);
+
+  auto flood = idleConnections(d.port(), 2000);
+  // Default cap: 1024 - 128 = 896 connections, the probe included.
+  CHECK(waitClosedByPeer(flood, 2000 - 895, 5000) == 2000 - 895);
+  CHECK(promptHealthz(probe, 15, 500) == 15);
+  CHECK(cpuCores(d.pid(), 1000) < 0.2);
+  {
+    Connection fresh(d.port());
+    CHECK(fresh.waitPeerClosed(2000));  // refused at once, not left waiting
+    checkRefused(fresh);
+  }
+  flood.clear();
+  CHECK(freshHealthzWithin(d.port(), 10000));
+  CHECK(d.terminate() == 0);
+  std::filesystem::remove_all(root);
+}
+
+TEST_CASE("accept() failing with EMFILE pauses accepting instead of spinning") {
+  // --max-connections above what the limit allows: accept() runs out of descriptors.
+  needOpenFiles(2500);
+  std::string root = tempDir("emfile");
+  Daemon d(kBinary, root + "/data", root, kOperator, {"--max-connections", "5000"},
+           OpenFilesLimit{1024, 1024});
+  CHECK(d.stderrText().find("above what the open-files limit") != std::string::npos);
+  Connection probe(d.port());
+  REQUIRE(promptHealthz(probe, 1, 2000) == 1);
+
+  auto flood = idleConnections(d.port(), 2000);
+  CHECK(waitForLog(d, "cannot accept connections: Too many open files", 5000));
+  CHECK(promptHealthz(probe, 15, 500) == 15);
+  CHECK(cpuCores(d.pid(), 1000) < 0.2);
+  flood.clear();
+  CHECK(freshHealthzWithin(d.port(), 10000));
+  CHECK(d.terminate() == 0);
+  std::filesystem::remove_all(root);
+}
+
+namespace {
+
+// A create request with the given framing header lines, body as is.
+std::string rawCreate(const std::string& user, const std::vector<std::string>& framing,
+                      const std::string& body) {
+  std::string req = "POST /v1/users/" + user +
+                    "/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kOperator +
+                    "\r\nContent-Type: application/json\r\n";
+  for (const auto& h : framing) req += h + "\r\n";
+  return req + "\r\n" + body;
+}
+
+std::string chunked(const std::string& body) {
+  char size[32];
+  snprintf(size, sizeof size, "%zx", body.size());
+  return std::string(size) + "\r\n" + body + "\r\n0\r\n\r\n";
+}
+
+const std::string kHealthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+// Sends an ambiguous request with another pipelined behind it: only the first may
+// be answered, with 400, and the connection must close.
+Response checkRefusedFraming(int port, const std::string& raw) {
+  Connection c(port);
+  c.sendRaw(raw);
+  Response r;
+  REQUIRE_NOTHROW(r = c.readResponse(5000));
+  CHECK(r.status == 400);
+  CHECK_MESSAGE(c.waitPeerClosed(2000), "the connection stayed open");
+  CHECK_MESSAGE(c.unread().empty(), "the pipelined request was answered: " << c.unread());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("ambiguous request framing is a 400 that closes the connection") {
+  Fixture f;
+  const std::string body = json{{"description", "smuggled"}}.dump();
+  const std::string len = "Content-Length: " + std::to_string(body.size());
+  auto tokensOf = [&](const std::string& user) {
+    return f.get("/v1/users/" + user + "/tokens").json()["tokens"].size();
+  };
+
+  SUBCASE("two Content-Length values, the create pipelined behind them not served") {
+    std::string second = rawCreate("smuggle-b", {len}, body);
+    auto r = checkRefusedFraming(f.daemon.port(),
+                                 rawCreate("smuggle-a", {len, "Content-Length: 0"}, body) + second);
+    checkError(r, 400, "invalid_framing");
+    CHECK(r.json()["error"]["message"].get<std::string>().find("Content-Length") !=
+          std::string::npos);
+    // libh2o frames by the first Content-Length (0) and would serve the create as the
+    // next request, where a proxy that used the last one saw it as this one's body.
+    std::string smuggled = rawCreate("smuggle-c", {len}, body);
+    r = checkRefusedFraming(f.daemon.port(),
+                            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                            "Content-Length: " +
+                                std::to_string(smuggled.size()) + "\r\n\r\n" + smuggled);
+    checkError(r, 400, "invalid_framing");
+    CHECK(tokensOf("smuggle-a") == 0);
+    CHECK(tokensOf("smuggle-b") == 0);
+    CHECK(tokensOf("smuggle-c") == 0);
+  }
+  SUBCASE("Transfer-Encoding: chunked with Content-Length, either order") {
+    for (bool teFirst : {true, false}) {
+      CAPTURE(teFirst);
+      std::vector<std::string> framing{"Transfer-Encoding: chunked", "Content-Length: 4"};
+      if (!teFirst) std::swap(framing[0], framing[1]);
+      auto r = checkRefusedFraming(f.daemon.port(),
+                                   rawCreate("smuggle-d", framing, chunked(body)) + kHealthz);
+      checkError(r, 400, "invalid_framing");
+      CHECK(r.json()["error"]["message"].get<std::string>().find("Transfer-Encoding") !=
+            std::string::npos);
+    }
+    CHECK(tokensOf("smuggle-d") == 0);
+  }
+  SUBCASE("the same Content-Length twice") {
+    checkError(
+        checkRefusedFraming(f.daemon.port(), rawCreate("smuggle-e", {len, len}, body) + kHealthz),
+        400, "invalid_framing");
+    CHECK(tokensOf("smuggle-e") == 0);
+  }
+  SUBCASE("two Transfer-Encoding headers") {
+    checkError(checkRefusedFraming(
+                   f.daemon.port(),
+                   rawCreate("smuggle-f", {"Transfer-Encoding: gzip", "Transfer-Encoding: chunked"},
+                             chunked(body)) +
+                       kHealthz),
+               400, "invalid_framing");
+    CHECK(tokensOf("smuggle-f") == 0);
+  }
+  SUBCASE("a folded line after Content-Length") {
+    checkError(
+        checkRefusedFraming(f.daemon.port(), rawCreate("smuggle-g", {len, " 0"}, body) + kHealthz),
+        400, "invalid_framing");
+    CHECK(tokensOf("smuggle-g") == 0);
+  }
+  SUBCASE("Content-Length values libh2o refuses itself") {
+    for (std::string v : {"5, 5", "+5", "-5", "5 ", "0x5", "5;", "five"}) {
+      CAPTURE(v);
+      checkRefusedFraming(f.daemon.port(),
+                          rawCreate("smuggle-h", {"Content-Length: " + v}, "12345") + kHealthz);
+    }
+    // Whitespace before the colon: the request does not parse.
+    checkRefusedFraming(f.daemon.port(),
+                        rawCreate("smuggle-h", {"Content-Length : 5"}, "12345") + kHealthz);
+    checkRefusedFraming(
+        f.daemon.port(),
+        rawCreate("smuggle-h", {"Transfer-Encoding : chunked"}, chunked(body)) + kHealthz);
+    CHECK(tokensOf("smuggle-h") == 0);
+  }
+  SUBCASE("Transfer-Encoding values other than chunked, refused by libh2o itself") {
+    for (std::string v : {"gzip", "gzip, chunked", "chunked, gzip", "identity", "chunked "}) {
+      CAPTURE(v);
+      checkRefusedFraming(
+          f.daemon.port(),
+          rawCreate("smuggle-i", {"Transfer-Encoding: " + v}, chunked(body)) + kHealthz);
+    }
+    CHECK(tokensOf("smuggle-i") == 0);
+  }
+  SUBCASE("unambiguous pipelined requests are both served") {
+    Connection c(f.daemon.port());
+    c.sendRaw(rawCreate("plain", {"Transfer-Encoding: chunked"}, chunked(body)) +
+              rawCreate("plain", {len}, body) + kHealthz);
+    CHECK(c.readResponse(5000).status == 201);
+    CHECK(c.readResponse(5000).status == 201);
+    CHECK(c.readResponse(5000).status == 200);
+    CHECK(tokensOf("plain") == 2);
+  }
+  CHECK(f.daemon.call("GET", "/healthz").status == 200);
 }
