@@ -71,6 +71,25 @@ char* Env::mapAddress() {
   return *map_;
 }
 
+uint64_t Env::mapSize() const {
+  MDB_envinfo info{};
+  check(mdb_env_info(env_, &info), "mdb_env_info");
+  return info.me_mapsize;
+}
+
+void Env::setMapSize(uint64_t bytes) {
+  check(mdb_env_set_mapsize(env_, bytes), "mdb_env_set_mapsize");
+  map_.reset();  // LMDB mapped the file anew, likely elsewhere
+}
+
+uint64_t Env::usedBytes() const {
+  MDB_envinfo info{};
+  MDB_stat st{};
+  check(mdb_env_info(env_, &info), "mdb_env_info");
+  check(mdb_env_stat(env_, &st), "mdb_env_stat");
+  return (info.me_last_pgno + 1) * uint64_t{st.ms_psize};
+}
+
 Txn Txn::write(Env& env) {
   MDB_txn* txn = nullptr;
   check(mdb_txn_begin(env.get(), nullptr, 0, &txn), "mdb_txn_begin(write)");

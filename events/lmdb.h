@@ -51,8 +51,17 @@ class Env {
   MDB_env* get() const { return env_; }
   const std::string& path() const { return path_; }
   // Where this process maps the data file, found in /proc/self/maps (LMDB tells only
-  // with MDB_FIXEDMAP); null when unknown. Looked up on the first call.
+  // with MDB_FIXEDMAP); null when unknown. Looked up on the first call after the map
+  // was (re)made.
   char* mapAddress();
+  // The size of the memory map: the most the data file may hold now.
+  uint64_t mapSize() const;
+  // Remaps the data file with room for `bytes` (LMDB: only while this process has
+  // no transaction open at all, read transactions included: the caller guarantees
+  // it). Throws LmdbError.
+  void setMapSize(uint64_t bytes);
+  // Bytes up to the last page in use (the high-water mark of the data file).
+  uint64_t usedBytes() const;
 
  private:
   MDB_env* env_ = nullptr;

@@ -7,14 +7,19 @@
 #include <capnp/serialize.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <span>
 
 #include "events/lmdb.h"
 #include "events/rules.h"
+#include "projections/room.h"
 #include "schemas/tokenledger.capnp.h"
 
 namespace tokenledger {
@@ -88,6 +93,75 @@ const std::string& encodeVerifyRecord(std::string& out, const Token& t) {
 
 class Reader;
 
+// Counts the read transactions of this process that hold a snapshot: LMDB remaps
+// (to grow the map) only while there are none. Resizes are rare (the map doubles),
+// so a reader pays one uncontended lock per snapshot it takes, not per read.
+class SnapshotGate {
+ public:
+  // Before taking a snapshot: waits while a resize runs.
+  void enter() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return !closed_; });
+    ++held_;
+  }
+  // After releasing it.
+  void leave() {
+    std::lock_guard lock(mutex_);
+    --held_;
+    if (closed_ && held_ == 0) changed_.notify_all();
+  }
+  // Runs `resize` once no snapshot is held, holding new ones back meanwhile; false,
+  // without running it, when they were not all released within `timeout`.
+  // `closed` runs once new snapshots are held back: it asks the holders to let go
+  // (a snapshot taken before could otherwise claim to be current).
+  bool withNone(std::chrono::milliseconds timeout, const std::function<void()>& closed,
+                const std::function<void()>& resize) {
+    std::unique_lock lock(mutex_);
+    closed_ = true;
+    closed();
+    bool none = changed_.wait_for(lock, timeout, [&] { return held_ == 0; });
+    struct Reopen {
+      SnapshotGate& gate;
+      ~Reopen() {
+        gate.closed_ = false;
+        gate.changed_.notify_all();
+      }
+    } reopen{*this};
+    if (none) resize();
+    return none;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int held_ = 0;
+  bool closed_ = false;
+};
+
+// A snapshot of the model's environment for one call (not a Reader's).
+class Snapshot {
+ public:
+  Snapshot(SnapshotGate& gate, lmdb::Env& env) : gate_(gate), txn_(open(gate, env)) {}
+  ~Snapshot() {
+    txn_.abort();
+    gate_.leave();
+  }
+  const lmdb::Txn& txn() const { return txn_; }
+
+ private:
+  static lmdb::Txn open(SnapshotGate& gate, lmdb::Env& env) {
+    gate.enter();
+    try {
+      return lmdb::Txn::read(env);
+    } catch (...) {
+      gate.leave();
+      throw;
+    }
+  }
+  SnapshotGate& gate_;
+  lmdb::Txn txn_;
+};
+
 inline void prefetch(const void* p) {
   __builtin_prefetch(p);
 }
@@ -127,18 +201,28 @@ void writeFile(const std::string& path, const std::string& content) {
 
 class LmdbReadModel final : public ReadModel {
  public:
-  LmdbReadModel(const std::string& dir, const ReadModelOptions& options)
+  LmdbReadModel(const std::string& dir, const ReadModelOptions& options, ReadModelLog log)
       // MDB_NOMETASYNC: one fsync per batch instead of two. An OS crash may undo the
       // last batches, never corrupt them; their positions go with them, so the
       // projector simply re-applies those events from the log.
-      : env_(dir, lmdb::EnvOptions{options.mapSizeBytes, 8, 1024,
+      // The map starts small (LMDB makes it at least what the data needs) and Room
+      // grows it up to the limit: with MDB_WRITEMAP the file's size is the map's.
+      : env_(dir, lmdb::EnvOptions{std::min<uint64_t>(options.mapSizeBytes, 64ull << 20), 8, 1024,
                                    options.syncEachCommit
                                        ? unsigned{MDB_NOMETASYNC}
                                        : unsigned{MDB_NOSYNC | MDB_WRITEMAP | MDB_NORDAHEAD}}),
         dir_(dir),
         lazy_(!options.syncEachCommit),
         syncAtClose_(options.syncAtClose),
-        mapSize_(options.mapSizeBytes) {
+        room_(env_,
+              Room::Options{dir, options.mapSizeBytes, !options.syncEachCommit, std::move(log)},
+              [this](const std::function<void()>& resize) {
+                // Readers step out at their next call, or within 50 ms when idle
+                // (see ReadModelReader::releaseIfStale), once the generation moves.
+                return gate_.withNone(
+                    std::chrono::seconds(2),
+                    [this] { generation_.fetch_add(1, std::memory_order_release); }, resize);
+              }) {
     // Marks "unsynced commits may exist in this boot"; removed after the final sync.
     if (lazy_) writeFile(dir_ + "/unsynced-boot", bootId());
     auto txn = lmdb::Txn::write(env_);
@@ -163,7 +247,7 @@ class LmdbReadModel final : public ReadModel {
   // this one, as LMDB requires.
   ApplyReport apply(const std::vector<LogRecord>& records, const SkipReporter& report) override {
     ApplyReport out;
-    if (lazy_) reserveFor(records.size());
+    room_.makeRoomFor(records.size());
     // Big batches: fault in the pages they will add on the second thread.
     std::future<void> prefaulted;
     if (lazy_ && records.size() >= kParallelBatch)
@@ -196,12 +280,15 @@ class LmdbReadModel final : public ReadModel {
     txn.commit();
     if (prefaulted.valid()) prefaulted.get();
     generation_.fetch_add(1, std::memory_order_release);
+    room_.committed();
     return out;
   }
 
+  std::optional<RoomProblem> roomFor(uint64_t events) const override { return room_.check(events); }
+
   Offsets applied(int32_t partitions) override {
-    auto txn = lmdb::Txn::read(env_);
-    Offsets o{readPositions(txn)};
+    Snapshot snapshot(gate_, env_);
+    Offsets o{readPositions(snapshot.txn())};
     if (o.next.size() < static_cast<size_t>(partitions)) o.next.resize(partitions, 0);
     return o;
   }
@@ -212,7 +299,8 @@ class LmdbReadModel final : public ReadModel {
 
   std::string dump() override {
     std::string out;
-    auto txn = lmdb::Txn::read(env_);
+    Snapshot snapshot(gate_, env_);
+    const lmdb::Txn& txn = snapshot.txn();
     const std::pair<const char*, MDB_dbi> all[] = {
         {"tokens", dbs_.tokens},      {"by_owner", dbs_.byOwner},    {"history", dbs_.history},
         {"event_ids", dbs_.eventIds}, {"positions", dbs_.positions}, {"meta", dbs_.meta},
@@ -246,7 +334,7 @@ class LmdbReadModel final : public ReadModel {
       // at full size still works.
       try {
         std::error_code ignored;
-        std::filesystem::resize_file(dir_ + "/data.mdb", usedBytes(), ignored);
+        std::filesystem::resize_file(dir_ + "/data.mdb", env_.usedBytes(), ignored);
       } catch (const std::exception&) {
       }
     }
@@ -254,6 +342,7 @@ class LmdbReadModel final : public ReadModel {
 
   lmdb::Env& env() { return env_; }
   const Dbs& dbs() const { return dbs_; }
+  SnapshotGate& gate() { return gate_; }
 
   std::vector<int64_t> readPositions(const lmdb::Txn& txn) {
     std::vector<int64_t> next;
@@ -275,14 +364,6 @@ class LmdbReadModel final : public ReadModel {
     return st.ms_entries;
   }
 
-  uint64_t usedBytes() {
-    MDB_envinfo info{};
-    MDB_stat st{};
-    lmdb::check(mdb_env_info(env_.get(), &info), "mdb_env_info");
-    lmdb::check(mdb_env_stat(env_.get(), &st), "mdb_env_stat");
-    return (info.me_last_pgno + 1) * uint64_t{st.ms_psize};
-  }
-
   // About what a rebuild adds to the file per record (all databases).
   static constexpr uint64_t kBytesPerRecord = 900;
 
@@ -293,33 +374,10 @@ class LmdbReadModel final : public ReadModel {
   std::span<char> nextPages(uint64_t bytes) {
     char* map = env_.mapAddress();
     if (!map) return {};
-    uint64_t from = usedBytes();
-    uint64_t to = std::min({from + bytes, reserved_, mapSize_});
+    uint64_t from = env_.usedBytes();
+    uint64_t to = std::min({from + bytes, room_.reservedBytes(), room_.mapBytes()});
     if (to <= from) return {};
     return {map + from, static_cast<size_t>(to - from)};
-  }
-
-  // Gives the pages one apply() of `records` may add real disk blocks first, so a
-  // full disk is an error here rather than SIGBUS on a write into the map. The
-  // bound: a random insert dirties at most a few pages per tree, and a batch
-  // never copies more than the whole file.
-  void reserveFor(size_t records) {
-    constexpr uint64_t kSlack = 64ull << 20;
-    uint64_t used = usedBytes();
-    uint64_t batch = std::min<uint64_t>(records * (24u << 10), used + records * 2048);
-    if (std::min(used + kSlack + batch, mapSize_) <= reserved_) return;
-    // Twice the slack: the next 64 MB of growth take no fallocate call (about 7% of
-    // the projector's time when every small batch called it).
-    uint64_t need = std::min(used + 2 * kSlack + batch, mapSize_);
-    int fd = -1;
-    lmdb::check(mdb_env_get_fd(env_.get(), &fd), "mdb_env_get_fd");
-    // Allocates only the holes; blocks already in use are left as they are.
-    int rc = posix_fallocate(fd, 0, static_cast<off_t>(need));
-    if (rc != 0)
-      throw std::runtime_error("cannot reserve " + std::to_string((need - used) >> 20) +
-                               " MB of disk for the read model in " + dir_ + ": " +
-                               std::strerror(rc) + "; free disk space (nothing was applied)");
-    reserved_ = need;
   }
 
   // Batches from this size on use a second thread for decoding, sorting and
@@ -688,10 +746,10 @@ class LmdbReadModel final : public ReadModel {
   std::string dir_;
   bool lazy_;
   bool syncAtClose_;
-  uint64_t mapSize_;
-  uint64_t reserved_ = 0;  // bytes of data.mdb known to have disk blocks
-  Dbs dbs_{};
   std::atomic<uint64_t> generation_{1};
+  SnapshotGate gate_;
+  Room room_;  // after env_, generation_ and gate_, which its callback uses
+  Dbs dbs_{};
 };
 
 class Reader final : public ReadModelReader {
@@ -699,9 +757,8 @@ class Reader final : public ReadModelReader {
   // Holds no snapshot until the first read: readers made ahead (one per command
   // thread) must not pin the first one while they wait.
   explicit Reader(LmdbReadModel& model)
-      : model_(model), seen_(model.generation()), txn_(lmdb::Txn::read(model.env())) {
-    release();
-  }
+      : model_(model), seen_(model.generation()), txn_(openReset(model)) {}
+  ~Reader() override { release(); }
 
   std::optional<Token> token(std::string_view key) override {
     refresh();
@@ -764,6 +821,7 @@ class Reader final : public ReadModelReader {
     if (!held_) return;
     txn_.reset();
     held_ = false;
+    model_.gate().leave();
   }
 
   void releaseIfStale() override {
@@ -777,10 +835,28 @@ class Reader final : public ReadModelReader {
   void refresh() {
     uint64_t g = model_.generation();
     if (held_ && g == seen_) return;
-    if (held_) txn_.reset();
-    txn_.renew();
+    release();
+    model_.gate().enter();
+    try {
+      txn_.renew();
+    } catch (...) {
+      model_.gate().leave();
+      throw;
+    }
     held_ = true;
     seen_ = g;
+  }
+
+  // A read transaction holding no snapshot yet (it keeps its reader slot).
+  static lmdb::Txn openReset(LmdbReadModel& model) {
+    model.gate().enter();
+    struct Leave {
+      SnapshotGate& gate;
+      ~Leave() { gate.leave(); }
+    } leave{model.gate()};
+    auto txn = lmdb::Txn::read(model.env());
+    txn.reset();
+    return txn;
   }
 
   LmdbReadModel& model_;
@@ -789,7 +865,7 @@ class Reader final : public ReadModelReader {
   // snapshot older than the generation it claims.
   uint64_t seen_;
   lmdb::Txn txn_;
-  bool held_ = true;
+  bool held_ = false;
 };
 
 std::unique_ptr<ReadModelReader> LmdbReadModel::reader() {
@@ -876,12 +952,13 @@ bool readModelNeedsRebuild(const std::string& dir) {
   return id != bootId();
 }
 
-std::unique_ptr<ReadModel> openReadModel(const std::string& dir, const ReadModelOptions& options) {
-  return std::make_unique<LmdbReadModel>(dir, options);
+std::unique_ptr<ReadModel> openReadModel(const std::string& dir, const ReadModelOptions& options,
+                                         ReadModelLog log) {
+  return std::make_unique<LmdbReadModel>(dir, options, std::move(log));
 }
 
 ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipReporter& report,
-                             const ReadModelOptions& options) {
+                             const ReadModelOptions& options, ReadModelLog modelLog) {
   if (std::filesystem::exists(std::filesystem::path(dir) / "data.mdb"))
     throw std::runtime_error("a read model already exists in " + dir +
                              "; move it away before rebuilding");
@@ -890,7 +967,7 @@ ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipRe
   ReadModelOptions lazy = options;
   lazy.syncEachCommit = false;
   lazy.syncAtClose = false;
-  auto model = openReadModel(dir, lazy);
+  auto model = openReadModel(dir, lazy, std::move(modelLog));
   auto reader = log.openReader(Offsets{std::vector<int64_t>(log.partitionCount(), 0)});
   Offsets end = reader->endOffsets();
   ApplyReport total;

@@ -26,10 +26,14 @@
 
 #include "events/event.h"
 #include "events/event_log.h"
+#include "projections/room.h"
 
 namespace tokenledger {
 
 struct ReadModelOptions {
+  // The most the read model's file may hold (--map-size-mb). Its memory map starts
+  // small and grows on demand up to this (projections/room.h); at the limit, or
+  // with the disk full, roomFor() refuses new events before they are recorded.
   uint64_t mapSizeBytes = 64ull << 30;
   // false (what the daemon and rebuilds use): commits are not fsynced
   // (MDB_NOSYNC) and go straight into the memory map (MDB_WRITEMAP: no write()
@@ -50,6 +54,10 @@ struct ReadModelOptions {
   // still catches an OS crash before it did).
   bool syncAtClose = true;
 };
+
+// Receives what the read model reports on its own: map growth and disk-reservation
+// trouble. May be empty.
+using ReadModelLog = std::function<void(const std::string&)>;
 
 // What verification needs of a token, without copying the rest.
 struct VerifyView {
@@ -96,13 +104,19 @@ class ReadModel {
   virtual ~ReadModel() = default;
 
   // Applies records in one write transaction. Records at positions already
-  // applied and events with known ids are skipped. Throws lmdb::LmdbError (e.g.
-  // map full) with nothing applied.
+  // applied and events with known ids are skipped. Throws, with nothing applied:
+  // RoomExhausted when the batch does not fit (size limit or disk full),
+  // lmdb::LmdbError, or std::runtime_error when the map could not grow right now
+  // (a reader kept its snapshot for 2 s; retry).
   virtual ApplyReport apply(const std::vector<LogRecord>& records, const SkipReporter& report) = 0;
   // Next offsets per partition; partitions never applied read 0.
   virtual Offsets applied(int32_t partitions) = 0;
   // Increments after every committed apply(); readers renew their snapshot on change.
   virtual uint64_t generation() const = 0;
+  // nullopt when a batch of `events` more events fits (under the size limit and in
+  // the disk reserved), else why not. Thread-safe and cheap: commands ask before
+  // they append, through Projector::admit.
+  virtual std::optional<RoomProblem> roomFor(uint64_t events) const = 0;
   virtual std::unique_ptr<ReadModelReader> reader() = 0;
   // Every entry of every database, one line each, in key order: equal dumps mean
   // equal read models.
@@ -115,7 +129,8 @@ class ReadModel {
 bool readModelNeedsRebuild(const std::string& dir);
 
 std::unique_ptr<ReadModel> openReadModel(const std::string& dir,
-                                         const ReadModelOptions& options = {});
+                                         const ReadModelOptions& options = {},
+                                         ReadModelLog log = nullptr);
 
 // The memory this process may still use: MemAvailable, or less when its memory
 // cgroup (a container's limit) leaves less; nullopt when neither is known. `root`
@@ -130,6 +145,6 @@ size_t rebuildChunkRecords(std::optional<uint64_t> availableBytes);
 // Replays the whole log into a fresh read model in `dir` (which must not hold one),
 // in transactions of rebuildChunkRecords(availableMemoryBytes()) records.
 ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipReporter& report,
-                             const ReadModelOptions& options = {});
+                             const ReadModelOptions& options = {}, ReadModelLog modelLog = nullptr);
 
 }  // namespace tokenledger

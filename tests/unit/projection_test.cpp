@@ -437,7 +437,7 @@ TEST_CASE_FIXTURE(ModelFixture, "a released reader does not make the file grow")
 // The daemon's read model writes through a writable memory map; on a full disk a
 // write into the map would be SIGBUS, so apply() reserves blocks first and fails
 // with a clear error instead. Needs a small file system: a 4 MiB tmpfs (root only).
-TEST_CASE("a full disk is a clear error, not a crash") {
+TEST_CASE("a small disk fills up; then events are refused up front, not a crash") {
   test::TempDir dir;
   std::string mnt = dir.sub("small");
   std::filesystem::create_directories(mnt);
@@ -449,33 +449,89 @@ TEST_CASE("a full disk is a clear error, not a crash") {
     std::string path;
     ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
   } unmount{mnt};
-  {
-    auto model = openReadModel(mnt + "/model", ReadModelOptions{kMap, false});
-    Script s;
-    s.create(generateTokenKey(), "alice", kT);
-    Skips skips;
-    try {
-      model->apply(s.records, skips.reporter());
-      FAIL("apply on a full disk did not throw");
-    } catch (const std::runtime_error& e) {
-      std::string what = e.what();
-      CHECK(what.find("free disk space") != std::string::npos);
-      CHECK(what.find("nothing was applied") != std::string::npos);
-    }
-    CHECK(model->applied(1) == Offsets{{0}});
+  auto model = openReadModel(mnt + "/model", ReadModelOptions{kMap, false});
+  Script s;
+  Skips skips;
+  size_t applied = 0;
+  std::optional<RoomProblem> refused;
+  // What roomFor() admits always fits: each admitted batch applies.
+  for (int round = 0; round < 1000 && !(refused = model->roomFor(20)); ++round) {
+    size_t from = s.records.size();
+    for (int i = 0; i < 20; ++i) s.create(generateTokenKey(), "alice", kT + round * 20 + i);
+    applied += model->apply({s.records.begin() + from, s.records.end()}, skips.reporter()).applied;
   }
+  REQUIRE(refused.has_value());
+  CHECK_MESSAGE(refused->code == "disk_full", refused->message);
+  CHECK(refused->message.find("Free disk space") != std::string::npos);
+  CHECK(applied >= 100);  // a 4 MB disk holds tokens (it held none when 128 MB were reserved)
+  // A batch past the room is refused whole, with a clear error and nothing applied.
+  Offsets before = model->applied(1);
+  size_t from = s.records.size();
+  for (int i = 0; i < 2000; ++i) s.create(generateTokenKey(), "alice", kT + 100000 + i);
+  try {
+    model->apply({s.records.begin() + from, s.records.end()}, skips.reporter());
+    FAIL("apply beyond the disk's room did not throw");
+  } catch (const RoomExhausted& e) {
+    CHECK(e.problem().code == "disk_full");
+  }
+  CHECK(model->applied(1) == before);
+  // What was applied still reads.
+  CHECK(model->reader()->tokensOf("alice").size() == applied);
 }
 
-TEST_CASE_FIXTURE(ModelFixture, "a batch that does not fit in the map is refused whole") {
+TEST_CASE_FIXTURE(ModelFixture, "a batch that does not fit under the size limit is refused whole") {
   test::TempDir small;
-  auto tiny = openReadModel(small.sub("model"), ReadModelOptions{48 * 4096});
+  auto tiny = openReadModel(small.sub("model"), ReadModelOptions{96 * 4096});
   Script s;
   for (int i = 0; i < 1000; ++i) s.create(generateTokenKey(), "alice", kT + i);
-  CHECK_THROWS_AS(tiny->apply(s.records, skips.reporter()), lmdb::LmdbError);
+  REQUIRE(tiny->roomFor(1000).has_value());
+  CHECK(tiny->roomFor(1000)->code == "read_model_full");
+  CHECK_THROWS_AS(tiny->apply(s.records, skips.reporter()), RoomExhausted);
   CHECK(tiny->applied(1) == Offsets{{0}});
   CHECK(tiny->reader()->tokensOf("alice").empty());
   // A batch that fits still applies afterwards.
+  CHECK_FALSE(tiny->roomFor(1).has_value());
   CHECK(tiny->apply({s.records[0]}, skips.reporter()).applied == 1);
+}
+
+TEST_CASE("the map grows on demand up to the limit, with readers open") {
+  test::TempDir dir;
+  std::vector<std::string> logged;
+  auto model = openReadModel(dir.sub("model"), ReadModelOptions{256ull << 20, false},
+                             [&](const std::string& line) { logged.push_back(line); });
+  auto reader = model->reader();  // an idle reader must not block growth for good
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0};
+  auto busy = model->reader();
+  std::thread verifier([&] {
+    VerifyView v;
+    while (!stop) {
+      busy->verifyView("tlk_AAAAAAAAAAAAAAAAAAAAAAAA", v);
+      reads++;
+      if (reads % 64 == 0) busy->releaseIfStale();  // as the HTTP loops do when idle
+    }
+  });
+  Script s;
+  Skips skips;
+  for (int round = 0; round < 40; ++round) {
+    size_t from = s.records.size();
+    for (int i = 0; i < 2000; ++i) s.create(generateTokenKey(), "alice", kT + round * 2000 + i);
+    reader->release();
+    try {
+      model->apply({s.records.begin() + from, s.records.end()}, skips.reporter());
+    } catch (const std::exception& e) {
+      stop = true;
+      verifier.join();
+      FAIL(std::string(e.what()));
+    }
+  }
+  stop = true;
+  verifier.join();
+  CHECK(reads > 0);
+  bool grew = false;
+  for (const auto& line : logged) grew = grew || line.find("map grown to") != std::string::npos;
+  CHECK_MESSAGE(grew, "no growth logged");
+  CHECK(model->reader()->tokensOf("alice").size() == 80000);
 }
 
 TEST_CASE_FIXTURE(ModelFixture, "reopening the read model keeps its state") {
