@@ -513,6 +513,7 @@ TEST_CASE("long replays: progress on a terminal, quiet otherwise; Ctrl-C stops c
   }
   // Ctrl-C in the middle of a replay: exit 130 with a message.
   std::string err = w.root + "/int.err";
+  std::string out = dir + "/rebuilt";
   pid_t pid = fork();
   if (pid == 0) {
     int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -520,17 +521,41 @@ TEST_CASE("long replays: progress on a terminal, quiet otherwise; Ctrl-C stops c
     int null = ::open("/dev/null", O_WRONLY);
     dup2(null, 1);
     execl(kAudit.c_str(), kAudit.c_str(), "--data-dir", dir.c_str(), "rebuild", "--out",
-          (dir + "/rebuilt").c_str(), nullptr);
+          out.c_str(), nullptr);
     _exit(127);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
-  ::kill(pid, SIGINT);
+  // Where the partial read model's replay stands (0 until its first batch commits),
+  // read beside the writing tool like any LMDB reader.
+  auto applied = [&]() -> uint64_t {
+    try {
+      lmdb::Env env(
+          out, lmdb::EnvOptions{
+                   .mapSizeBytes = 1ull << 30, .maxDbs = 8, .maxReaders = 126, .readOnly = true});
+      auto txn = lmdb::Txn::read(env);
+      lmdb::Cursor c(txn, txn.openDb("positions"));
+      return c.first() ? lmdb::decodeU64(c.value()) : 0;
+    } catch (const std::exception&) {
+      return 0;  // not created yet
+    }
+  };
   int status = 0;
-  waitpid(pid, &status, 0);
+  bool exited = false;
+  uint64_t reached = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while ((reached = applied()) == 0 && std::chrono::steady_clock::now() < deadline &&
+         !(exited = waitpid(pid, &status, WNOHANG) == pid))
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  if (!exited) {
+    // SIGINT only once events were applied and before all were: mid-replay.
+    CHECK(reached > 0);
+    CHECK(reached < 400000);
+    ::kill(pid, SIGINT);
+    waitpid(pid, &status, 0);
+  }
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 130);
   CHECK(contains(readFile(err), "interrupted"));
-  CHECK_FALSE(fs::exists(dir + "/rebuilt"));  // the partial read model is removed
+  CHECK_FALSE(fs::exists(out));  // the partial read model is removed
 }
 
 TEST_CASE("an unreachable broker exits 2 within the timeout") {
