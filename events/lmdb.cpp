@@ -24,16 +24,33 @@ void check(int rc, const char* what) {
 }
 
 Env::Env(const std::string& path, const EnvOptions& options) : path_(path) {
+  unsigned flags = MDB_NOTLS | options.flags;
+  bool readOnly = options.readOnly || (options.flags & MDB_RDONLY) != 0;
   std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) throw std::runtime_error("cannot create directory " + path + ": " + ec.message());
-  ::chmod(path.c_str(), 0700);
+  if (readOnly) {
+    flags |= MDB_RDONLY;
+    if (!std::filesystem::is_directory(path, ec))
+      throw std::runtime_error("no LMDB environment in " + path +
+                               ": not a directory (check the path; opened read-only, so it is "
+                               "not created)");
+    if (!std::filesystem::exists(path + "/data.mdb", ec))
+      throw std::runtime_error("no LMDB environment in " + path + ": no data.mdb there");
+    if (!std::filesystem::exists(path + "/lock.mdb", ec)) flags |= MDB_NOLOCK;
+  } else {
+    std::filesystem::create_directories(path, ec);
+    if (ec) throw std::runtime_error("cannot create directory " + path + ": " + ec.message());
+    ::chmod(path.c_str(), 0700);
+  }
   check(mdb_env_create(&env_), "mdb_env_create");
   try {
     check(mdb_env_set_mapsize(env_, options.mapSizeBytes), "mdb_env_set_mapsize");
     check(mdb_env_set_maxdbs(env_, options.maxDbs), "mdb_env_set_maxdbs");
     check(mdb_env_set_maxreaders(env_, options.maxReaders), "mdb_env_set_maxreaders");
-    int rc = mdb_env_open(env_, path.c_str(), MDB_NOTLS | options.flags, 0600);
+    int rc = mdb_env_open(env_, path.c_str(), flags, 0600);
+    if (rc == EACCES && readOnly)
+      throw LmdbError(rc, "cannot open LMDB environment in " + path +
+                              " read-only (data.mdb must be readable, and lock.mdb writable: "
+                              "readers register there; run as the user that owns them)");
     if (rc != MDB_SUCCESS) throw LmdbError(rc, "cannot open LMDB environment in " + path);
   } catch (...) {
     mdb_env_close(env_);

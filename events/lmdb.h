@@ -36,9 +36,19 @@ struct EnvOptions {
   unsigned maxReaders = 1024;
   // Extra mdb_env_open flags, e.g. MDB_NOMETASYNC for data that can be rebuilt.
   unsigned flags = 0;
+  // Opens an existing environment and changes nothing an operator can see (for
+  // tools that inspect a daemon's files): no directory is created or chmod'ed,
+  // data.mdb is opened with MDB_RDONLY, and write transactions fail. Readers
+  // still register in lock.mdb, so a daemon writing meanwhile does not reuse the
+  // pages they read; LMDB needs that file writable. A missing lock.mdb means no
+  // process has the environment open (every locking open creates it and none
+  // removes it; e.g. a copy of data.mdb alone), so it is read without locks
+  // (MDB_NOLOCK) rather than the file created. MDB_RDONLY in `flags` implies this.
+  bool readOnly = false;
 };
 
-// An open environment in directory `path` (created if missing, mode 0700).
+// An open environment in directory `path` (created if missing, mode 0700, unless
+// read-only).
 // MDB_NOTLS: read transactions are owned by objects, not threads, so they can be
 // reset/renewed by whichever thread holds them.
 class Env {

@@ -25,7 +25,9 @@ bool allBase62(std::string_view s) {
   return ok;
 }
 
-std::string checksum(std::string_view body) {
+}  // namespace
+
+std::string secretChecksum(std::string_view body) {
   uint32_t crc = static_cast<uint32_t>(
       crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
   std::string out(kChecksumChars, '0');  // 62^6 > 2^32, so six digits always suffice
@@ -35,8 +37,6 @@ std::string checksum(std::string_view body) {
   }
   return out;
 }
-
-}  // namespace
 
 void initCrypto() {
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
@@ -71,7 +71,7 @@ std::string generateTokenKey() {
 
 std::string generateSecret() {
   std::string body = std::string(kSecretPrefix) + randomBase62(kSecretRandomChars);
-  return body + checksum(body);
+  return body + secretChecksum(body);
 }
 
 bool isWellFormedKey(std::string_view key) {
@@ -84,7 +84,7 @@ bool isWellFormedSecret(std::string_view secret) {
       !allBase62(secret.substr(kSecretPrefix.size())))
     return false;
   std::string_view body = secret.substr(0, kSecretLength - kChecksumChars);
-  return checksum(body) == secret.substr(kSecretLength - kChecksumChars);
+  return secretChecksum(body) == secret.substr(kSecretLength - kChecksumChars);
 }
 
 SecretHash hashSecret(std::string_view secret) {

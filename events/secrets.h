@@ -32,6 +32,11 @@ void initCrypto();
 std::string generateTokenKey();
 std::string generateSecret();
 
+// The 6 checksum characters of a secret whose first 47 characters are `body`: the
+// CRC-32 (zlib's) of `body` as 6 base62 digits, most significant first. Fixed
+// forever: secrets already issued carry it.
+std::string secretChecksum(std::string_view body);
+
 // Format checks only: prefix, length, alphabet, and (secrets) the checksum.
 bool isWellFormedKey(std::string_view key);
 bool isWellFormedSecret(std::string_view secret);

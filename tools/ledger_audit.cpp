@@ -770,7 +770,10 @@ struct Db {
 std::vector<Db> readModelDbs(const std::string& dir) {
   const char* names[] = {"meta",    "positions", "tokens", "by_owner",
                          "history", "event_ids", "verify"};
-  lmdb::Env env(dir, lmdb::EnvOptions{64ull << 30, 8, 126, MDB_RDONLY});
+  // Read-only: a live replica's files stay as they are.
+  lmdb::Env env(dir,
+                lmdb::EnvOptions{
+                    .mapSizeBytes = 64ull << 30, .maxDbs = 8, .maxReaders = 126, .readOnly = true});
   auto txn = lmdb::Txn::read(env);
   std::vector<Db> out;
   for (const char* name : names) {

@@ -20,7 +20,10 @@ class EmbeddedSource final : public LogSource {
     if (::access((dir_ + "/data.mdb").c_str(), R_OK) != 0)
       throw UsageError("no embedded event log in " + dir_ +
                        " (is --data-dir the daemon's data directory?)");
-    env_ = std::make_unique<lmdb::Env>(dir_, lmdb::EnvOptions{64ull << 30, 4, 126, MDB_RDONLY});
+    // Read-only: the operator's files keep their modes, and nothing is created.
+    env_ = std::make_unique<lmdb::Env>(
+        dir_, lmdb::EnvOptions{
+                  .mapSizeBytes = 64ull << 30, .maxDbs = 4, .maxReaders = 126, .readOnly = true});
     txn_ = std::make_unique<lmdb::Txn>(lmdb::Txn::read(*env_));
     try {
       dbi_ = txn_->openDb("events");

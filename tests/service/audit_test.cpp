@@ -3,8 +3,12 @@
 // tampered with in every way verify-log claims to catch.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
 #include <csignal>
 #include <filesystem>
+#include <functional>
+#include <map>
 
 #include "events/lmdb.h"
 #include "events/secrets.h"
@@ -100,6 +104,46 @@ std::string copyOfLog(const std::string& name) {
   fs::copy_file(world().data + "/log/data.mdb", dir + "/log/data.mdb");
   fs::copy_file(world().data + "/signing-keys.pub", dir + "/signing-keys.pub");
   return dir;
+}
+
+// What an operator could notice about a directory tree: each entry's type, mode and
+// size, and (but for lock.mdb) its mtime and contents. LMDB readers register in
+// lock.mdb, which keeps a running daemon from reusing the pages they read, so reading
+// writes to it by design.
+std::map<std::string, std::string> snapshot(const std::string& root) {
+  std::map<std::string, std::string> out;
+  auto add = [&](const fs::path& p) {
+    struct stat st {};
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    char mode[16];
+    snprintf(mode, sizeof mode, "%o", static_cast<unsigned>(st.st_mode));
+    std::string s = std::string("mode ") + mode + " size " + std::to_string(st.st_size);
+    if (p.filename() != "lock.mdb") {
+      s += " mtime " + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+      if (S_ISREG(st.st_mode))
+        s += " contents " + std::to_string(std::hash<std::string>{}(readFile(p.string())));
+    }
+    out[fs::relative(p, root).string()] = s;
+  };
+  add(root);
+  for (const auto& e : fs::recursive_directory_iterator(root)) add(e.path());
+  return out;
+}
+
+// "" when equal, else one line per entry that appeared, went or changed.
+std::string changes(const std::map<std::string, std::string>& before,
+                    const std::map<std::string, std::string>& after) {
+  std::string out;
+  for (const auto& [path, was] : before) {
+    auto it = after.find(path);
+    if (it == after.end())
+      out += path + ": removed\n";
+    else if (it->second != was)
+      out += path + ": " + was + " -> " + it->second + "\n";
+  }
+  for (const auto& [path, now] : after)
+    if (!before.count(path)) out += path + ": created (" + now + ")\n";
+  return out;
 }
 
 std::string firstBad(const std::string& out) {
@@ -377,6 +421,60 @@ TEST_CASE("verify-log checkpoints: deleting the newest events passes alone, not 
   CHECK(contains(r.out, "checkpoint not updated"));
 }
 
+TEST_CASE("ledger-audit changes nothing in the data directory: modes, files, contents") {
+  auto& w = world();
+  const Story& s = w.story;
+  // Every command that reads the embedded log or a read model, each answering.
+  auto auditAll = [&](const std::string& dir, bool withProjection) {
+    CHECK(runCmd(w.audit("history --user alice", dir)).status == 0);
+    CHECK(
+        runCmd(w.audit("at --key " + s.k1 + " --time " + std::to_string(s.rotatedAtS + 1800), dir))
+            .status == 0);
+    CHECK(runCmd(w.audit("policy --max-age 30", dir)).status == 0);
+    CHECK(runCmd(w.audit("verify-log", dir)).status == 0);
+    std::string out = dir + "-rebuilt";
+    fs::remove_all(out);
+    CHECK(runCmd(w.audit("rebuild --out " + out, dir)).status == 0);
+    if (withProjection)
+      CHECK(runCmd(w.audit("verify-projection --projection " + dir + "/projection", dir)).status ==
+            0);
+    CHECK(runCmd(w.audit("verify-projection --projection " + out, dir)).status == 0);
+  };
+  auto open = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+              fs::perms::others_read | fs::perms::others_exec;
+
+  SUBCASE("a daemon's data directory, opened up to 0755 by its operator") {
+    std::string dir = w.root + "/untouched";
+    fs::remove_all(dir);
+    fs::copy(w.data, dir, fs::copy_options::recursive);
+    for (const auto& d : {dir, dir + "/log", dir + "/projection"}) fs::permissions(d, open);
+    REQUIRE(fs::exists(dir + "/log/lock.mdb"));
+    auto before = snapshot(dir);
+    auditAll(dir, true);
+    CHECK_MESSAGE(changes(before, snapshot(dir)).empty(), changes(before, snapshot(dir)));
+  }
+  SUBCASE("a copy of data.mdb alone: no lock.mdb is created") {
+    std::string dir = copyOfLog("untouched-copy");
+    for (const auto& d : {dir, dir + "/log"}) fs::permissions(d, open);
+    auto before = snapshot(dir);
+    auditAll(dir, false);
+    CHECK_MESSAGE(changes(before, snapshot(dir)).empty(), changes(before, snapshot(dir)));
+  }
+  SUBCASE("no log directory: a clear error, and none is created") {
+    std::string dir = w.root + "/no-log";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    auto before = snapshot(dir);
+    auto r = runCmd(w.audit("history --user alice", dir));
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "no embedded event log in " + dir + "/log"));
+    auto p = runCmd(w.audit("verify-projection --projection " + dir + "/projection"));
+    CHECK(p.status == 2);
+    CHECK(contains(p.err, "no read model in " + dir + "/projection"));
+    CHECK_MESSAGE(changes(before, snapshot(dir)).empty(), changes(before, snapshot(dir)));
+  }
+}
+
 TEST_CASE("long replays: progress on a terminal, quiet otherwise; Ctrl-C stops cleanly") {
   auto& w = world();
   auto dir = w.root + "/big";
@@ -415,6 +513,7 @@ TEST_CASE("long replays: progress on a terminal, quiet otherwise; Ctrl-C stops c
   }
   // Ctrl-C in the middle of a replay: exit 130 with a message.
   std::string err = w.root + "/int.err";
+  std::string out = dir + "/rebuilt";
   pid_t pid = fork();
   if (pid == 0) {
     int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -422,17 +521,41 @@ TEST_CASE("long replays: progress on a terminal, quiet otherwise; Ctrl-C stops c
     int null = ::open("/dev/null", O_WRONLY);
     dup2(null, 1);
     execl(kAudit.c_str(), kAudit.c_str(), "--data-dir", dir.c_str(), "rebuild", "--out",
-          (dir + "/rebuilt").c_str(), nullptr);
+          out.c_str(), nullptr);
     _exit(127);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
-  ::kill(pid, SIGINT);
+  // Where the partial read model's replay stands (0 until its first batch commits),
+  // read beside the writing tool like any LMDB reader.
+  auto applied = [&]() -> uint64_t {
+    try {
+      lmdb::Env env(
+          out, lmdb::EnvOptions{
+                   .mapSizeBytes = 1ull << 30, .maxDbs = 8, .maxReaders = 126, .readOnly = true});
+      auto txn = lmdb::Txn::read(env);
+      lmdb::Cursor c(txn, txn.openDb("positions"));
+      return c.first() ? lmdb::decodeU64(c.value()) : 0;
+    } catch (const std::exception&) {
+      return 0;  // not created yet
+    }
+  };
   int status = 0;
-  waitpid(pid, &status, 0);
+  bool exited = false;
+  uint64_t reached = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while ((reached = applied()) == 0 && std::chrono::steady_clock::now() < deadline &&
+         !(exited = waitpid(pid, &status, WNOHANG) == pid))
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  if (!exited) {
+    // SIGINT only once events were applied and before all were: mid-replay.
+    CHECK(reached > 0);
+    CHECK(reached < 400000);
+    ::kill(pid, SIGINT);
+    waitpid(pid, &status, 0);
+  }
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 130);
   CHECK(contains(readFile(err), "interrupted"));
-  CHECK_FALSE(fs::exists(dir + "/rebuilt"));  // the partial read model is removed
+  CHECK_FALSE(fs::exists(out));  // the partial read model is removed
 }
 
 TEST_CASE("an unreachable broker exits 2 within the timeout") {

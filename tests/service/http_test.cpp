@@ -6,7 +6,9 @@
 #include <atomic>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 
+#include "events/lmdb.h"
 #include "projections/read_model.h"
 #include "tests/service/daemon_process.h"
 
@@ -365,29 +367,126 @@ TEST_CASE("1,000 connections opened and dropped mid-request lose nothing") {
   CHECK(f.daemon.terminate() == 0);
 }
 
+// Bytes the daemon has not yet read from our connection `c` to it (the rx_queue
+// of its end in /proc/net/tcp); nullopt while that end is not listed.
+std::optional<long> unreadByDaemon(int daemonPort, const Connection& c) {
+  sockaddr_in mine{};
+  socklen_t len = sizeof mine;
+  REQUIRE(::getsockname(c.fd(), reinterpret_cast<sockaddr*>(&mine), &len) == 0);
+  int clientPort = ntohs(mine.sin_port);
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    // "sl local_address rem_address st tx_queue:rx_queue ...", ports in hex
+    std::istringstream fields(line);
+    std::string sl, local, remote, state, queues;
+    fields >> sl >> local >> remote >> state >> queues;
+    auto port = [](const std::string& a) {
+      return std::stoi(a.substr(a.find(':') + 1), nullptr, 16);
+    };
+    if (port(local) == daemonPort && port(remote) == clientPort && state == "01")
+      return std::stol(queues.substr(queues.find(':') + 1), nullptr, 16);
+  }
+  return std::nullopt;
+}
+
+bool readable(const Connection& c) {
+  pollfd p{c.fd(), POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
+
+// Polls `f` every 2 ms until it returns true or `ms` passed.
+template <typename F>
+bool eventually(F f, int ms = 15000) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!f()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
 TEST_CASE("SIGTERM finishes in-flight commands and exits 0") {
   Fixture f;
-  std::vector<std::unique_ptr<Connection>> conns;
-  const std::string body = json{{"description", "in flight"}}.dump();
-  for (int i = 0; i < 20; ++i) {
-    conns.push_back(std::make_unique<Connection>(f.daemon.port()));
-    conns.back()->sendRaw(
-        "POST /v1/users/term/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kOperator +
-        "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  f.create("term");
+  auto createWith = [](const std::string& body) {
+    return "POST /v1/users/term/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kOperator +
+           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  const std::string create = createWith(json{{"description", "in flight"}}.dump());
+  // A create with an unknown field never reaches the log: 400 while the daemon
+  // serves, 503 shutting_down once the drain began. Two connections it answered,
+  // one to watch for the drain and one for a command that arrives after it began.
+  const std::string invalid = createWith(R"({"bogus":1})");
+  Connection probe(f.daemon.port()), late(f.daemon.port());
+  for (auto* c : {&probe, &late}) {
+    c->sendRaw(invalid);
+    REQUIRE(c->readResponse().status == 400);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ::kill(f.daemon.pid(), SIGTERM);
-  int answered = 0;
-  for (auto& c : conns) {
+  std::vector<std::unique_ptr<Connection>> inFlight;
+  {
+    // Holding the log's LMDB write lock (another process's writer, as far as
+    // LMDB knows) keeps every create the daemon took in flight until released.
+    tokenledger::lmdb::Env log(f.data + "/log", tokenledger::lmdb::EnvOptions{1ull << 30, 4});
+    auto writeLock = tokenledger::lmdb::Txn::write(log);
+    for (int i = 0; i < 16; ++i) {
+      inFlight.push_back(std::make_unique<Connection>(f.daemon.port()));
+      inFlight.back()->sendRaw(create);
+    }
+    // In flight: the daemon read each request (h2o hands a request to its handler
+    // in the callback that reads it) and answered none.
+    for (auto& c : inFlight)
+      REQUIRE(eventually([&] { return unreadByDaemon(f.daemon.port(), *c) == 0L; }));
+    for (auto& c : inFlight) REQUIRE_FALSE(readable(*c));
+
+    ::kill(f.daemon.pid(), SIGTERM);
+    // The drain began once the probe is turned away (or its idle connection closed).
+    CHECK(eventually([&] {
+      try {
+        probe.sendRaw(invalid);
+        auto r = probe.readResponse(5000);
+        if (r.status == 400) return false;
+        checkError(r, 503, "shutting_down");
+        return true;
+      } catch (const std::runtime_error& e) {
+        CHECK_MESSAGE(std::string(e.what()).find("timed out") == std::string::npos,
+                      std::string(e.what()));
+        return true;
+      }
+    }));
+    // A command arriving now is turned away at once, though the log is still locked.
+    try {
+      late.sendRaw(create);
+      checkError(late.readResponse(5000), 503, "shutting_down");
+    } catch (const std::runtime_error& e) {  // or its connection is closed
+      CHECK_MESSAGE(std::string(e.what()).find("timed out") == std::string::npos,
+                    std::string(e.what()));
+    }
+    // The in-flight commands are still waiting, and so is the daemon.
+    for (auto& c : inFlight) CHECK_FALSE(readable(*c));
+    siginfo_t info{};
+    REQUIRE(::waitid(P_PID, static_cast<id_t>(f.daemon.pid()), &info,
+                     WEXITED | WNOHANG | WNOWAIT) == 0);
+    CHECK(info.si_pid == 0);
+  }  // the write lock is released here
+  std::vector<json> created;
+  for (auto& c : inFlight) {
     auto r = c->readResponse();
-    CHECK((r.status == 201 || r.status == 503));
-    if (r.status == 201) answered++;
+    CHECK_MESSAGE(r.status == 201, r.body);
+    if (r.status == 201) created.push_back(r.json());
   }
   CHECK(f.daemon.waitExit(15000) == 0);
-  // Everything acknowledged is there after a restart.
+  // Every in-flight command is in the log: there after a restart, and verifies.
   Daemon again(kBinary, f.data, f.root, kOperator);
   auto list = again.call("GET", "/v1/users/term/tokens", "", f.auth());
-  CHECK(list.json()["tokens"].size() == static_cast<size_t>(answered));
+  CHECK(list.json()["tokens"].size() == inFlight.size() + 1);
+  for (const auto& t : created) {
+    auto v = again.call("POST", "/v1/verify", "",
+                        {"Authorization: Basic " + base64(t["key"].get<std::string>() + ":" +
+                                                          t["token"].get<std::string>())});
+    CHECK_MESSAGE(v.status == 200, t["key"].get<std::string>());
+  }
   CHECK(again.terminate() == 0);
 }
 
@@ -419,12 +518,20 @@ TEST_CASE(
         }
       });
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    // Killed mid-stream: once the clients have had enough creates acknowledged,
+    // while they keep sending. (No REQUIRE before the joins: the threads must end.)
+    auto ackedCount = [&] {
+      std::lock_guard lock(mutex);
+      return acked.size();
+    };
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (ackedCount() < 200 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     d.kill9();
     stop = true;
     for (auto& t : clients) t.join();
   }
-  REQUIRE(acked.size() > 10);
+  REQUIRE(acked.size() >= 200);
   {
     Daemon d(kBinary, data, root, kOperator);
     for (const auto& [key, token] : acked) {

@@ -14,9 +14,13 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -35,6 +39,15 @@ namespace contract {
 
 inline Offsets zeros(const EventLog& log) {
   return Offsets{std::vector<int64_t>(static_cast<size_t>(log.partitionCount()), 0)};
+}
+
+// Whether thread `tid` of this process is asleep (state S in /proc: blocked in a
+// wait, not running or runnable).
+inline bool asleep(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto name = stat.rfind(')');  // the state follows the command name "(...)"
+  return name != std::string::npos && name + 2 < stat.size() && stat[name + 2] == 'S';
 }
 
 // Polls until `n` records arrived or `deadline` passed.
@@ -158,18 +171,28 @@ inline void runEventLogContract(const LogFactory& open) {
   SUBCASE("a reader blocked in poll is woken by a concurrent append") {
     auto log = open(where);
     auto reader = log->openReader(contract::zeros(*log));
+    // The append waits until this thread is seen asleep inside poll, so it is
+    // the append that must end the wait.
+    pid_t self = ::gettid();
+    std::atomic<bool> polling{false};
+    bool sawAsleep = false;
     std::thread writer([&] {
-      std::this_thread::sleep_for(100ms);
+      auto deadline = std::chrono::steady_clock::now() + 10s;
+      while (!(sawAsleep = polling && contract::asleep(self)) &&
+             std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
       log->append("erin", {"wake up"});
     });
     auto start = std::chrono::steady_clock::now();
-    auto got = reader->poll(10, 5000ms);
+    polling = true;
+    auto got = reader->poll(10, 20000ms);
     auto took = msSince(start);
     writer.join();
+    CHECK(sawAsleep);
     if (got.empty()) got = readN(*reader, 1);  // a backend may return before the record lands
     REQUIRE(got.size() == 1);
     CHECK(got[0].value == "wake up");
-    CHECK(took < 2000);
+    CHECK(took < 10000);  // woken, not timed out
   }
 
   SUBCASE("endOffsets follows appends") {

@@ -139,6 +139,115 @@ TEST_CASE("Env creates its directory and refuses a path that is a file") {
   CHECK_THROWS_AS(Env(dir.sub("file"), EnvOptions{kSmallMap}), std::runtime_error);
 }
 
+namespace fs = std::filesystem;
+
+// The entries of a directory with their modes, sizes and mtimes.
+std::string listing(const std::string& dir) {
+  std::string out;
+  std::vector<fs::path> paths{dir};
+  for (const auto& e : fs::directory_iterator(dir)) paths.push_back(e.path());
+  std::sort(paths.begin(), paths.end());
+  for (const auto& p : paths) {
+    auto st = fs::status(p);
+    out += p.filename().string() + " " + std::to_string(static_cast<int>(st.permissions()));
+    if (fs::is_regular_file(p)) out += " " + std::to_string(fs::file_size(p));
+    if (p.filename() != "lock.mdb")  // readers register there: written by design
+      out += " " + std::to_string(fs::last_write_time(p).time_since_epoch().count());
+    out += "\n";
+  }
+  return out;
+}
+
+constexpr EnvOptions kReadOnly{.mapSizeBytes = kSmallMap, .readOnly = true};
+
+TEST_CASE("a read-only Env creates and changes nothing, and refuses writes") {
+  test::TempDir dir;
+  {
+    Env env(dir.path(), EnvOptions{kSmallMap});
+    MDB_dbi dbi = createDb(env, "t");
+    auto w = Txn::write(env);
+    w.put(dbi, "k", "v");
+    w.commit();
+  }
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                  fs::perms::others_read | fs::perms::others_exec);
+
+  SUBCASE("with lock.mdb: reads, keeps the mode, refuses writes") {
+    REQUIRE(fs::exists(dir.sub("lock.mdb")));
+    std::string before = listing(dir.path());
+    {
+      Env env(dir.path(), kReadOnly);
+      auto r = Txn::read(env);
+      CHECK(r.get(r.openDb("t"), "k") == std::optional<std::string_view>("v"));
+      CHECK_THROWS_AS(Txn::write(env), LmdbError);
+    }
+    CHECK(listing(dir.path()) == before);
+  }
+  SUBCASE("without lock.mdb (a copy of data.mdb alone): reads, creates no lock file") {
+    fs::remove(dir.sub("lock.mdb"));
+    std::string before = listing(dir.path());
+    {
+      Env env(dir.path(), kReadOnly);
+      auto r = Txn::read(env);
+      CHECK(r.get(r.openDb("t"), "k") == std::optional<std::string_view>("v"));
+    }
+    CHECK(listing(dir.path()) == before);
+  }
+  SUBCASE("MDB_RDONLY in flags means the same") {
+    std::string before = listing(dir.path());
+    { Env env(dir.path(), EnvOptions{.mapSizeBytes = kSmallMap, .flags = MDB_RDONLY}); }
+    CHECK(listing(dir.path()) == before);
+  }
+}
+
+TEST_CASE("a read-only Env on a missing directory or data file throws and creates nothing") {
+  test::TempDir dir;
+  try {
+    Env env(dir.sub("missing"), kReadOnly);
+    FAIL("expected an error");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find(dir.sub("missing")) != std::string::npos);
+    CHECK(std::string(e.what()).find("not created") != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(dir.sub("missing")));
+  fs::create_directory(dir.sub("empty"));
+  CHECK_THROWS_WITH_AS(Env(dir.sub("empty"), kReadOnly), doctest::Contains("no data.mdb"),
+                       std::runtime_error);
+  CHECK(fs::is_empty(dir.sub("empty")));
+}
+
+TEST_CASE("a read-only Env's readers register in lock.mdb, so a writer keeps their pages") {
+  test::TempDir dir;
+  Env writer(dir.path(), EnvOptions{kSmallMap});
+  MDB_dbi dbi = createDb(writer, "t");
+  {
+    auto w = Txn::write(writer);
+    w.put(dbi, "k", "old");
+    w.commit();
+  }
+  Env reader(dir.path(), kReadOnly);
+  auto r = Txn::read(reader);
+  MDB_dbi rdbi = r.openDb("t");
+  CHECK(r.get(rdbi, "k") == std::optional<std::string_view>("old"));
+  // The writer sees the reader in the shared reader table...
+  std::string table;
+  mdb_reader_list(
+      writer.get(),
+      [](const char* msg, void* ctx) {
+        static_cast<std::string*>(ctx)->append(msg);
+        return 0;
+      },
+      &table);
+  CHECK(table.find(std::to_string(getpid())) != std::string::npos);
+  // ...so many commits later, the reader's snapshot is intact.
+  for (int i = 0; i < 50; ++i) {
+    auto w = Txn::write(writer);
+    w.put(dbi, "k", "new " + std::to_string(i) + std::string(500, 'x'));
+    w.commit();
+  }
+  CHECK(r.get(rdbi, "k") == std::optional<std::string_view>("old"));
+}
+
 TEST_CASE("a read transaction is a snapshot until reset and renewed") {
   test::TempDir dir;
   Env env(dir.path(), EnvOptions{kSmallMap});

@@ -167,6 +167,47 @@ TEST_CASE("malformed secrets are rejected") {
   }
 }
 
+// Fixed vectors, literal bytes: secrets already issued carry this checksum and are
+// stored as this hash. A change that makes one of these fail (alphabet, CRC, digit
+// order, prefix, lengths, hash) invalidates every token issued so far: do not
+// update the literals, keep the format. Computed once with the code that issued
+// tokens, and cross-checked with Python's zlib.crc32 and hashlib.blake2b.
+TEST_CASE("fixed vectors: the secret checksum and literal secrets") {
+  test::ensureCrypto();
+  // The checksum is CRC-32 (zlib) in six base62 digits, most significant first:
+  // the standard check value crc32("123456789") = 0xCBF43926 = "3jZRME".
+  CHECK(secretChecksum("") == "000000");
+  CHECK(secretChecksum("123456789") == "3jZRME");
+  CHECK(secretChecksum("tls_0000000000000000000000000000000000000000000") == "3hjhwL");
+  CHECK(secretChecksum("tls_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg") == "0Rvk3C");
+
+  const std::string valid[] = {
+      "tls_00000000000000000000000000000000000000000003hjhwL",
+      "tls_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg0Rvk3C",
+      "tls_OtdXJVQMIXXZIPgSbTGeetRlQO5a5KgG8qgXikG6ofr3pSrlb",  // as generateSecret() made it
+  };
+  for (const auto& secret : valid) {
+    CHECK_MESSAGE(isWellFormedSecret(secret), secret);
+    // One character changed, in the random part or in the checksum: rejected.
+    for (size_t pos : {size_t{4}, size_t{25}, size_t{46}, size_t{47}, kSecretLength - 1}) {
+      std::string s = secret;
+      s[pos] = otherBase62(s[pos], pos);
+      CHECK_MESSAGE(!isWellFormedSecret(s), s);
+    }
+  }
+  CHECK_FALSE(isWellFormedSecret("tls_00000000000000000000000000000000000000000003hjhwM"));
+  CHECK_FALSE(isWellFormedSecret("tls_10000000000000000000000000000000000000000003hjhwL"));
+  CHECK_FALSE(isWellFormedSecret("tlk_00000000000000000000000000000000000000000003hjhwL"));
+
+  CHECK(isWellFormedKey("tlk_0123456789ABCDEFGHIJKLMN"));
+  CHECK_FALSE(isWellFormedKey("tlk_0123456789ABCDEFGHIJKLM"));
+  CHECK_FALSE(isWellFormedKey("tls_0123456789ABCDEFGHIJKLMN"));
+
+  // The read model stores this hash of the secret, byte for byte as typed.
+  CHECK(hashSecret("tls_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg0Rvk3C") ==
+        fromHex("42a2c105f37c00df523e1de041bf41554e109070dd96bcc0c2db321e76bab8df"));
+}
+
 TEST_CASE("hashSecret is BLAKE2b-256 and deterministic") {
   test::ensureCrypto();
   // Reference values: Python's hashlib.blake2b(data, digest_size=32).
