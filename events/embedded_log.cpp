@@ -1,5 +1,7 @@
 // The embedded event log: one LMDB environment, database "events" mapping a
 // big-endian 8-byte offset to a record (4-byte key length, key, value).
+#include <sys/statvfs.h>
+
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
@@ -105,6 +107,12 @@ class EmbeddedLog final : public EventLog {
 
   std::string describe() const override { return "embedded log in " + dir_; }
 
+  std::optional<std::string> refusing() const override {
+    std::lock_guard lock(mutex_);
+    if (lastError_.empty()) return std::nullopt;
+    return lastError_;
+  }
+
   int64_t end() {
     std::lock_guard lock(mutex_);
     return end_;
@@ -152,8 +160,11 @@ class EmbeddedLog final : public EventLog {
       txn.commit();  // durable: the environment syncs on commit
       std::lock_guard lock(mutex_);
       end_ = next;
+      lastError_.clear();
     } catch (const lmdb::LmdbError& e) {
-      error = "cannot append to the " + describe() + ": " + e.what();
+      error = "cannot append to the " + describe() + ": " + e.what() + diskFullHint();
+      std::lock_guard lock(mutex_);
+      lastError_ = error;
     }
     changed_.notify_all();
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -162,11 +173,23 @@ class EmbeddedLog final : public EventLog {
     }
   }
 
+  // LMDB reports a write that ran out of disk as EIO (a short write): say what it
+  // most likely was when the disk has next to nothing left.
+  std::string diskFullHint() const {
+    struct statvfs st {};
+    if (::statvfs(dir_.c_str(), &st) != 0) return "";
+    uint64_t free = uint64_t{st.f_bavail} * st.f_frsize;
+    if (free >= (1u << 20)) return "";
+    return " (the disk holding " + dir_ + " is full: " + std::to_string(free >> 10) +
+           " KB free; free disk space)";
+  }
+
   std::string dir_;
   lmdb::Env env_;
   MDB_dbi events_ = 0;
   GroupCommit<Request> commits_;
-  std::mutex mutex_;  // guards end_
+  mutable std::mutex mutex_;  // guards end_ and lastError_
+  std::string lastError_;     // of the last append, when it failed
   std::condition_variable changed_;
   int64_t end_ = 0;
 };

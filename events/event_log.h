@@ -100,6 +100,11 @@ class EventLog {
     return out;
   }
   virtual int32_t partitionCount() const = 0;
+  // Why this log cannot take appends for now, when it knows: the embedded log after
+  // a commit failed (a full disk, its size limit), until one succeeds. nullopt when
+  // it takes appends, or cannot tell (Kafka: an outage is every replica's, and
+  // transient). For readiness checks.
+  virtual std::optional<std::string> refusing() const { return std::nullopt; }
   virtual std::unique_ptr<LogReader> openReader(const Offsets& from) = 0;
   // For messages: "embedded log in DIR" / "kafka topic T on B".
   virtual std::string describe() const = 0;

@@ -51,6 +51,15 @@ class ProjectorImpl final : public Projector {
 
   bool ready() const override { return ready_.load() && healthy_.load(); }
 
+  std::variant<Admission, Refusal> admit(uint64_t events) override {
+    std::lock_guard lock(admitMutex_);  // check and claim as one step
+    if (auto why = refusal(events)) return *why;
+    pending_->fetch_add(events);
+    return Admission(pending_, events);
+  }
+
+  std::optional<Refusal> refusal() const override { return refusal(1); }
+
   void stop() override {
     {
       std::lock_guard lock(mutex_);
@@ -115,6 +124,17 @@ class ProjectorImpl final : public Projector {
     for (auto& [c, ok] : due) c.done(ok);
   }
 
+  // Why `events` more events (beyond those claimed) cannot be admitted now.
+  std::optional<Refusal> refusal(uint64_t events) const {
+    if (!healthy_) {
+      std::lock_guard lock(mutex_);
+      return Refusal{"projection_failing",
+                     "the read model cannot apply the log right now (" + failure_ +
+                         "); nothing was recorded. See the service log, retry later"};
+    }
+    return model_.roomFor(pending_->load() + events);
+  }
+
   static bool covers(const Offsets& have, const Offsets& want) {
     for (size_t p = 0; p < want.next.size(); ++p) {
       int64_t h = p < have.next.size() ? have.next[p] : 0;
@@ -157,10 +177,16 @@ class ProjectorImpl final : public Projector {
         model_.apply(pending, [this](const Position& p, const std::string& why) {
           logger_("projector: skipped event at " + toString(p) + ": " + why);
         });
+        if (!healthy_) logger_("projector: applying the log works again");
         healthy_ = true;
       } catch (const std::exception& e) {
-        // Nothing of the batch was applied; keep it and retry, never skip.
+        // Nothing of the batch was applied; keep it and retry, never skip. Commands
+        // are refused meanwhile (admit), so none is recorded that cannot be applied.
         if (healthy_) logger_(std::string("projector: applying a batch failed: ") + e.what());
+        {
+          std::lock_guard lock(mutex_);
+          failure_ = e.what();
+        }
         healthy_ = false;
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
         continue;
@@ -194,6 +220,10 @@ class ProjectorImpl final : public Projector {
   std::vector<Callback> callbacks_;
   Offsets applied_;
   bool stopping_ = false;
+  std::string failure_;  // why the last apply failed (guarded by mutex_)
+  std::mutex admitMutex_;
+  // Events of admitted commands not yet applied (or failed).
+  std::shared_ptr<std::atomic<uint64_t>> pending_ = std::make_shared<std::atomic<uint64_t>>(0);
   std::atomic<bool> ready_{false};
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> version_{1};

@@ -2,10 +2,14 @@
 // the read model, batch by batch, and wakes whoever waits for a position.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <variant>
 
 #include "events/event_log.h"
 #include "projections/read_model.h"
@@ -15,6 +19,42 @@ namespace tokenledger {
 // Receives human-readable warnings (skipped events, retried failures). Called on the
 // projector thread.
 using Logger = std::function<void(const std::string&)>;
+
+// Why this replica takes no commands now, in the API's terms: the read model's room
+// (read_model_full, disk_full, busy) or `projection_failing`.
+using Refusal = RoomProblem;
+
+// Room in the read model that a command claims from before it appends its events
+// until they are applied, or its append failed: while claims are held, others are
+// admitted only if everything claimed still fits. So no event is recorded that the
+// read model then has no room to apply. Released when destroyed; move-only.
+class Admission {
+ public:
+  Admission() = default;
+  Admission(std::shared_ptr<std::atomic<uint64_t>> pending, uint64_t events)
+      : pending_(std::move(pending)), events_(events) {}
+  Admission(Admission&& other) noexcept
+      : pending_(std::move(other.pending_)), events_(std::exchange(other.events_, 0)) {}
+  Admission& operator=(Admission&& other) noexcept {
+    if (this != &other) {
+      release();
+      pending_ = std::move(other.pending_);
+      events_ = std::exchange(other.events_, 0);
+    }
+    return *this;
+  }
+  Admission(const Admission&) = delete;
+  Admission& operator=(const Admission&) = delete;
+  ~Admission() { release(); }
+
+ private:
+  void release() {
+    if (pending_ && events_) pending_->fetch_sub(events_);
+    events_ = 0;
+  }
+  std::shared_ptr<std::atomic<uint64_t>> pending_;
+  uint64_t events_ = 0;
+};
 
 class Projector {
  public:
@@ -39,6 +79,13 @@ class Projector {
   // True once the projection has caught up with the log end seen at start, and
   // while the last apply succeeded.
   virtual bool ready() const = 0;
+  // Claims room for a command of `events` events before it appends them, or says
+  // why not: the read model is at its size limit or the disk is full (nothing is
+  // recorded then), or the projector is failing. Thread-safe.
+  virtual std::variant<Admission, Refusal> admit(uint64_t events) = 0;
+  // What admit(1) would refuse with now, claiming nothing; nullopt when it would
+  // admit. For /readyz.
+  virtual std::optional<Refusal> refusal() const = 0;
   // Stops the thread (idempotent); the destructor calls it.
   virtual void stop() = 0;
 };

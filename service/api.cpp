@@ -45,7 +45,8 @@ std::variant<json, HttpResponse> parseBody(const HttpRequest& req,
     return json::object();
   }
   auto parsed = parseJsonObject(req.body, allowed);
-  if (auto* err = std::get_if<InputError>(&parsed)) return errorResponse(400, err->code, err->message);
+  if (auto* err = std::get_if<InputError>(&parsed))
+    return errorResponse(400, err->code, err->message);
   return std::move(std::get<json>(parsed));
 }
 
@@ -142,25 +143,25 @@ Routed Api::waitThenVerify(const std::vector<Position>& wanted, std::string_view
     if (want.next.size() <= part) want.next.resize(part + 1, 0);
     want.next[part] = std::max(want.next[part], p.offset + 1);
   }
-  return Started([this, want = std::move(want),
-                  auth = std::string(authorization)](Reply reply) mutable {
-    projector_.whenApplied(want, kMinPositionWait,
-                           [this, reply = std::move(reply), auth = std::move(auth)](bool applied) {
-                             positionWaiters_.fetch_sub(1);
-                             reply([this, applied, auth](ReadModelReader& reader) {
-                               if (!applied)
-                                 return errorResponse(
-                                     503, "position_not_reached",
-                                     "this replica has applied the log up to " +
-                                         projector_.applied().toString() +
-                                         ", not yet the position asked for; retry, or ask "
-                                         "another replica");
-                               // The loop's snapshot may predate the batch that applied it.
-                               reader.release();
-                               return verify(auth, reader);
-                             });
-                           });
-  });
+  return Started(
+      [this, want = std::move(want), auth = std::string(authorization)](Reply reply) mutable {
+        projector_.whenApplied(
+            want, kMinPositionWait,
+            [this, reply = std::move(reply), auth = std::move(auth)](bool applied) {
+              positionWaiters_.fetch_sub(1);
+              reply([this, applied, auth](ReadModelReader& reader) {
+                if (!applied)
+                  return errorResponse(503, "position_not_reached",
+                                       "this replica has applied the log up to " +
+                                           projector_.applied().toString() +
+                                           ", not yet the position asked for; retry, or ask "
+                                           "another replica");
+                // The loop's snapshot may predate the batch that applied it.
+                reader.release();
+                return verify(auth, reader);
+              });
+            });
+      });
 }
 
 Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
@@ -185,6 +186,12 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
       return errorResponse(503, "not_ready",
                            "the read model is still catching up with the log, or the projector "
                            "is failing (see the service log)");
+    // Verification still answers then, but commands are refused: take this replica
+    // out of rotation until the operator acts.
+    if (auto refusal = projector_.refusal())
+      return errorResponse(503, refusal->code, refusal->message);
+    if (auto why = log_ ? log_->refusing() : std::nullopt)
+      return errorResponse(503, "log_unavailable", *why + "; commands are refused until it works");
     return okJson(200, json{{"status", "ready"}, {"applied", projector_.applied().toString()}});
   }
   if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "keys") {

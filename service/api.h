@@ -75,6 +75,9 @@ class Api {
     visibilityTimeout_ = visibilityTimeout;
   }
 
+  // /readyz also asks the log whether it takes appends (EventLog::refusing).
+  void setLog(const EventLog& log) { log_ = &log; }
+
   // At most this many verifications wait for a min_position at once; more get 503.
   void setMaxPositionWaiters(int n) { maxPositionWaiters_ = n; }
 
@@ -97,6 +100,7 @@ class Api {
   std::atomic<bool> shuttingDown_{false};
   std::string keysBody_ = R"({"keys":[]})";
   SignedAppender* signer_ = nullptr;
+  const EventLog* log_ = nullptr;
   std::atomic<int> positionWaiters_{0};
   int maxPositionWaiters_ = kDefaultMaxPositionWaiters;
   std::chrono::milliseconds visibilityTimeout_{10000};

@@ -148,6 +148,7 @@ class DaemonImpl final : public Daemon {
     api_->setSigningKeys(published, signer_->key().keyId());
     api_->startCreatesOn(*signer_, kVisibilityTimeout);
     api_->setMaxPositionWaiters(o.maxPositionWaiters);
+    api_->setLog(*log_);
     logger_("events are signed with key " + signer_->key().keyId() + " (public keys in " +
             o.dataDir + "/signing-keys.pub and at GET /v1/keys)");
     auto locks = std::make_shared<KeyLocks>();

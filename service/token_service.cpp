@@ -36,6 +36,11 @@ CommandError notYetApplied(const Position& at) {
                           "later"};
 }
 
+// Refused before anything was recorded: the read model has no room, or cannot apply.
+CommandError refused(const Refusal& r) {
+  return CommandError{503, r.code, r.message};
+}
+
 CommandError notFound(const std::string& key) {
   return CommandError{404, "not_found", "no token " + key + " for this user"};
 }
@@ -76,6 +81,12 @@ std::variant<Token, CommandError> TokenService::owned(const std::string& user,
 
 std::variant<std::vector<Position>, CommandError> TokenService::appendAndWait(
     const std::string& owner, std::vector<Event> events) {
+  // Room for the events in the read model is claimed before anything is recorded,
+  // and held until they are applied.
+  auto admitted = projector_.admit(events.size());
+  if (auto* r = std::get_if<Refusal>(&admitted)) return refused(*r);
+  // No snapshot pinned while waiting: the read model may need to remap to grow.
+  reader_->release();
   std::vector<Position> positions;
   try {
     if (signer_) {
@@ -126,27 +137,35 @@ std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cm
 void startCreate(SignedAppender& signer, Projector& projector,
                  std::chrono::milliseconds visibilityTimeout, PreparedCreate prepared,
                  CreateDone done) {
+  auto admitted = projector.admit(1);
+  if (auto* r = std::get_if<Refusal>(&admitted)) {
+    done(refused(*r));
+    return;
+  }
+  // Held until the token is applied or the append failed (callbacks are copyable).
+  auto claim = std::make_shared<Admission>(std::move(std::get<Admission>(admitted)));
   std::string owner = prepared.event.owner;
   std::string key = prepared.event.tokenKey;
   std::vector<Event> events{std::move(prepared.event)};
-  signer.appendAsync(
-      std::move(owner), std::move(events),
-      [&projector, visibilityTimeout, key = std::move(key), secret = std::move(prepared.secret),
-       done = std::move(done)](SignedAppender::Appended& a) mutable {
-        if (a.error) {
-          done(appendFailed(a.error));
-          return;
-        }
-        Position at = a.positions.back();
-        projector.whenApplied(at, visibilityTimeout,
-                              [at, key = std::move(key), secret = std::move(secret),
-                               done = std::move(done)](bool applied) mutable {
-                                if (applied)
-                                  done(CreateOutcome{std::move(key), std::move(secret), at});
-                                else
-                                  done(notYetApplied(at));
-                              });
-      });
+  signer.appendAsync(std::move(owner), std::move(events),
+                     [&projector, visibilityTimeout, claim, key = std::move(key),
+                      secret = std::move(prepared.secret),
+                      done = std::move(done)](SignedAppender::Appended& a) mutable {
+                       if (a.error) {
+                         done(appendFailed(a.error));
+                         return;
+                       }
+                       Position at = a.positions.back();
+                       projector.whenApplied(
+                           at, visibilityTimeout,
+                           [at, claim, key = std::move(key), secret = std::move(secret),
+                            done = std::move(done)](bool applied) mutable {
+                             if (applied)
+                               done(CreateOutcome{std::move(key), std::move(secret), at});
+                             else
+                               done(notYetApplied(at));
+                           });
+                     });
 }
 
 CommandResult TokenService::create(const CreateCommand& cmd, const CommandContext& ctx) {

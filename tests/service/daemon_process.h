@@ -6,8 +6,10 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sodium.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -176,6 +178,38 @@ struct OpenFilesLimit {
   rlim_t hard = 0;
 };
 
+// A small disk for the child: a tmpfs of `size` (e.g. "8m") mounted at `path` in a
+// mount namespace of its own (with a user namespace when not root, where the kernel
+// allows unprivileged ones), so nothing outside the child sees it. Its files stay
+// readable from outside at /proc/PID/root/PATH.
+struct SmallDisk {
+  std::string path;
+  std::string size;
+};
+
+// In the forked child: enters the namespaces and mounts the disk; false on failure.
+inline bool mountSmallDisk(const SmallDisk& disk) {
+  uid_t uid = getuid();
+  gid_t gid = getgid();
+  if (unshare(CLONE_NEWNS) != 0) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return false;
+    auto write = [](const std::string& path, const std::string& text) {
+      int fd = ::open(path.c_str(), O_WRONLY);
+      bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == ssize_t(text.size());
+      if (fd >= 0) ::close(fd);
+      return ok;
+    };
+    if (!write("/proc/self/setgroups", "deny") ||
+        !write("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") ||
+        !write("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1"))
+      return false;
+  }
+  // Private: the mount must not propagate back to the parent's namespace.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
+  return mount("tokenledger-small-disk", disk.path.c_str(), "tmpfs", 0,
+               ("size=" + disk.size).c_str()) == 0;
+}
+
 // Raises this process's soft RLIMIT_NOFILE to at least `need` (tests that open
 // thousands of connections). Throws if the hard limit is lower.
 inline void needOpenFiles(rlim_t need) {
@@ -216,7 +250,8 @@ class Daemon {
  public:
   Daemon(const std::string& binary, const std::string& dataDir, const std::string& logDir,
          const std::string& operatorSecret = "", std::vector<std::string> extraArgs = {},
-         std::optional<OpenFilesLimit> openFiles = std::nullopt)
+         std::optional<OpenFilesLimit> openFiles = std::nullopt,
+         std::optional<SmallDisk> smallDisk = std::nullopt)
       : binary_(binary), dataDir_(dataDir), logDir_(logDir) {
     static int counter = 0;
     stdoutPath_ = logDir + "/stdout-" + std::to_string(++counter) + ".log";
@@ -235,6 +270,11 @@ class Daemon {
       if (openFiles) {
         rlimit l{openFiles->soft, openFiles->hard};
         if (setrlimit(RLIMIT_NOFILE, &l) != 0) _exit(126);
+      }
+      if (smallDisk && !mountSmallDisk(*smallDisk)) {
+        dprintf(2, "cannot mount a small disk at %s: %s\n", smallDisk->path.c_str(),
+                strerror(errno));
+        _exit(125);
       }
       std::vector<std::string> args{binary, "--data-dir", dataDir, "--listen", "127.0.0.1:0"};
       for (auto& a : extraArgs) args.push_back(a);

@@ -11,6 +11,7 @@
 #include "events/event.h"
 #include "events/event_log.h"
 #include "events/secrets.h"
+#include "events/signing.h"
 #include "tests/service/service_fixture.h"
 
 using namespace tltest;
@@ -316,6 +317,158 @@ TEST_CASE("an event that breaks the contract is skipped and reported, never half
   std::string log = d.stderrText();
   CHECK(log.find("skipped event at 0:0") != std::string::npos);
   CHECK(log.find("owner: user id must be") != std::string::npos);
+  CHECK(d.terminate() == 0);
+  std::filesystem::remove_all(root);
+}
+
+namespace {
+
+// Creates tokens from `clients` connections at once until the daemon refuses;
+// returns the acknowledged ones (key, secret) and each refusal's code.
+struct Filled {
+  std::vector<std::pair<std::string, std::string>> tokens;
+  std::vector<std::string> refusals;
+};
+
+Filled createUntilRefused(Daemon& d, int clients, int atMost) {
+  Filled out;
+  std::mutex mutex;
+  std::atomic<bool> refused{false};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      try {
+        Connection conn(d.port());
+        for (int i = 0; i < atMost && !refused; ++i) {
+          auto r = conn.request("POST", "/v1/users/user" + std::to_string(c) + "/tokens",
+                                json{{"description", "token " + std::to_string(i) + " of client " +
+                                                         std::to_string(c)}}
+                                    .dump(),
+                                {"Authorization: Bearer " + kOperator});
+          std::lock_guard lock(mutex);
+          if (r.status == 201) {
+            out.tokens.emplace_back(r.json()["key"], r.json()["token"]);
+          } else {
+            json j = json::parse(r.body, nullptr, false);
+            out.refusals.push_back(r.status == 503 && j.is_object() && j.contains("error")
+                                       ? j["error"].value("code", "?")
+                                       : std::to_string(r.status));
+            refused = true;
+          }
+        }
+      } catch (const std::exception& e) {
+        std::lock_guard lock(mutex);
+        out.refusals.push_back(std::string("exception: ") + e.what());
+        refused = true;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return out;
+}
+
+// Then one at a time until ten in a row are refused (in-flight claims no longer
+// hold room back): each refusal must say that nothing was recorded.
+void createUntilFull(Daemon& d, Filled& filled) {
+  for (int inARow = 0, i = 0; inARow < 10 && i < 2000; ++i) {
+    auto r = d.call("POST", "/v1/users/late/tokens", R"({"description":"one more"})",
+                    {"Authorization: Bearer " + kOperator});
+    if (r.status == 201) {
+      filled.tokens.emplace_back(r.json()["key"], r.json()["token"]);
+      inARow = 0;
+      continue;
+    }
+    ++inARow;
+    CHECK(r.status == 503);
+    filled.refusals.push_back(r.json()["error"]["code"]);
+    CHECK_MESSAGE(r.body.find("nothing was recorded") != std::string::npos, r.body);
+  }
+}
+
+size_t logEvents(const std::string& logDir) {
+  auto log = openEmbeddedLog(logDir);
+  auto reader = log->openReader(Offsets{{0}});
+  return static_cast<size_t>(reader->endOffsets().next.at(0));
+}
+
+}  // namespace
+
+TEST_CASE("a read model at its size limit refuses commands before anything is recorded") {
+  // The read model used to hit MDB_MAP_FULL after about 450 tokens: a deactivate was
+  // then appended, answered 503 projection_lagging, and the token went on verifying.
+  Fixture f({"--map-size-mb", "1"}, "full");
+  Filled filled = createUntilRefused(f.daemon, 8, 5000);
+  MESSAGE(filled.tokens.size() << " tokens created at a 1 MB limit; refusals: "
+                               << filled.refusals.size());
+  CHECK(filled.tokens.size() > 50);
+  createUntilFull(f.daemon, filled);
+  REQUIRE_FALSE(filled.refusals.empty());
+  for (const auto& code : filled.refusals) CHECK_MESSAGE(code == "read_model_full", code);
+  // Every acknowledged token is in the read model.
+  for (const auto& [key, secret] : filled.tokens) REQUIRE(f.verify(key, secret).status == 200);
+  // A deactivation now is refused up front: not recorded, so nothing is left unenforced.
+  std::string applied = f.daemon.call("GET", "/healthz").headers.at("tokenledger-applied-position");
+  const auto& [key, secret] = filled.tokens.front();
+  auto owner = f.get("/v1/users/late/tokens").json()["tokens"][0];
+  auto d = f.post("/v1/users/" + owner["owner"].get<std::string>() + "/tokens/" +
+                  owner["key"].get<std::string>() + "/deactivate");
+  checkError(d, 503, "read_model_full");
+  CHECK(d.json()["error"]["message"].get<std::string>().find("--map-size-mb") != std::string::npos);
+  CHECK(f.daemon.call("GET", "/healthz").headers.at("tokenledger-applied-position") == applied);
+  checkError(f.daemon.call("GET", "/readyz"), 503, "read_model_full");
+  CHECK(f.daemon.call("GET", "/healthz").status == 200);
+  CHECK(f.verify(key, secret).status == 200);  // verification answers from what was applied
+  CHECK(f.daemon.terminate() == 0);
+  // The log holds exactly the acknowledged events: the refusals recorded nothing.
+  CHECK(logEvents(f.data + "/log") == filled.tokens.size());
+  // With a larger limit the same data takes commands again.
+  Daemon bigger(kBinary, f.data, f.root, kOperator, {"--map-size-mb", "64"});
+  auto again = bigger.call("POST",
+                           "/v1/users/" + owner["owner"].get<std::string>() + "/tokens/" +
+                               owner["key"].get<std::string>() + "/deactivate",
+                           "", f.auth());
+  CHECK(again.status == 200);
+  CHECK(bigger.call("GET", "/readyz").status == 200);
+}
+
+TEST_CASE("on an 8 MB disk tokens are created until it is full, then refused up front") {
+  // The projector used to insist on a 128 MB reservation: no token could ever be
+  // created, and each create was recorded anyway, then answered 503 after 10 s.
+  std::string root = tempDir("smalldisk");
+  std::string disk = root + "/disk";
+  std::filesystem::create_directories(disk);
+  Daemon d(kBinary, disk + "/data", root, kOperator, {}, std::nullopt, SmallDisk{disk, "8m"});
+  auto start = std::chrono::steady_clock::now();
+  Filled filled = createUntilRefused(d, 4, 20000);
+  MESSAGE(filled.tokens.size() << " tokens on an 8 MB disk in " << msSince(start)
+                               << " ms; first refusal: " << filled.refusals.front());
+  CHECK(filled.tokens.size() > 1000);
+  // Whichever runs out first, the log or the read model's reserve, a refusal comes
+  // before anything is recorded.
+  createUntilFull(d, filled);
+  for (const auto& code : filled.refusals)
+    CHECK_MESSAGE((code == "disk_full" || code == "log_unavailable"), code);
+  for (const auto& [key, secret] : filled.tokens)
+    REQUIRE(d.call("POST", "/v1/verify", "", {"Authorization: Basic " + base64(key + ":" + secret)})
+                .status == 200);
+  auto ready = d.call("GET", "/readyz");
+  CHECK(ready.status == 503);
+  CHECK_MESSAGE(ready.body.find("full") != std::string::npos, ready.body);
+  // The writer's chain in the log has no gap: a refused append spent no number.
+  std::string dataDir = "/proc/" + std::to_string(d.pid()) + "/root" + disk + "/data";
+  KeyRing ring;
+  REQUIRE_FALSE(ring.addLines(readFile(dataDir + "/signing-keys.pub"), "signing-keys.pub"));
+  auto log = openEmbeddedLog(dataDir + "/log");
+  auto reader = log->openReader(Offsets{{0}});
+  uint64_t seq = 0;
+  for (auto batch = reader->poll(4096, Ms(100)); !batch.empty();
+       batch = reader->poll(4096, Ms(100)))
+    for (const auto& r : batch) {
+      auto c = checkSignature(r.value, ring);
+      REQUIRE((c.status == SignatureStatus::valid));
+      REQUIRE(c.writerSeq == ++seq);
+    }
+  CHECK(seq == filled.tokens.size());
   CHECK(d.terminate() == 0);
   std::filesystem::remove_all(root);
 }

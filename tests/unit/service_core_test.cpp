@@ -459,28 +459,42 @@ TEST_CASE_FIXTURE(ServiceFixture, "startCreate: 503 when the read model does not
 }
 
 TEST_CASE_FIXTURE(ServiceFixture, "startCreate: 503 log_unavailable when the append fails") {
-  // A log that refuses every append, as a stopped broker does.
+  // A log that refuses every append, as a stopped broker or a full disk does.
   struct Refusing final : EventLog {
     EventLog& inner;
-    explicit Refusing(EventLog& l) : inner(l) {}
+    LogUnavailable::Outcome outcome;
+    Refusing(EventLog& l, LogUnavailable::Outcome o) : inner(l), outcome(o) {}
     std::vector<Position> append(std::string_view, const std::vector<std::string>&) override {
-      throw LogUnavailable("the test log refuses appends");
+      throw LogUnavailable("the test log refuses appends", outcome);
     }
     int32_t partitionCount() const override { return inner.partitionCount(); }
     std::unique_ptr<LogReader> openReader(const Offsets& from) override {
       return inner.openReader(from);
     }
     std::string describe() const override { return "refusing log"; }
-  } refusing(*log);
-  std::vector<std::string> warnings;
-  SignedAppender signer(refusing, SigningKey::generate(), WriterState{}, nullptr,
-                        [&](const std::string& w) { warnings.push_back(w); });
-  auto e = refusedAsync(startCreateAndWait(signer, *projector, 5s, "alice", "refused", clock));
-  CHECK(e.status == 503);
-  CHECK(e.code == "log_unavailable");
-  CHECK(e.message.find("the test log refuses appends; nothing was recorded") != std::string::npos);
-  CHECK(logEnd() == 0);
-  CHECK(warnings.size() == 1);  // the spent writer sequence is reported
+  };
+  auto refusedWith = [&](LogUnavailable::Outcome outcome) {
+    Refusing refusing(*log, outcome);
+    std::vector<std::string> warnings;
+    SignedAppender signer(refusing, SigningKey::generate(), WriterState{}, nullptr,
+                          [&](const std::string& w) { warnings.push_back(w); });
+    auto e = refusedAsync(startCreateAndWait(signer, *projector, 5s, "alice", "refused", clock));
+    CHECK(e.status == 503);
+    CHECK(e.code == "log_unavailable");
+    CHECK(logEnd() == 0);
+    CHECK(warnings.size() == 1);  // the writer sequence given back, or spent, is reported
+    return e.message;
+  };
+  SUBCASE("nothing was recorded: say so") {
+    CHECK(refusedWith(LogUnavailable::Outcome::nothingRecorded)
+              .find("the test log refuses appends; nothing was recorded, retry later") !=
+          std::string::npos);
+  }
+  SUBCASE("an unknown outcome: never claim that nothing was recorded") {
+    std::string message = refusedWith(LogUnavailable::Outcome::unknown);
+    CHECK(message.find("nothing was recorded") == std::string::npos);
+    CHECK(message.find("may or may not have been recorded") != std::string::npos);
+  }
 }
 
 TEST_CASE_FIXTURE(ServiceFixture, "while shutting down, commands get 503 and reads answer") {
