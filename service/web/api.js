@@ -5,10 +5,10 @@
 // module's state: create and rotate hand the response to the caller, which shows
 // it once and drops it.
 
+import { userIdProblem } from './rules.js';
+
 const SESSION_KEY = 'tokenledger.session';
 
-// The API's user id: 1–128 of A-Z a-z 0-9 - _ . @ + : (docs/api.md, Identifiers).
-export const USER_ID_PATTERN = /^[A-Za-z0-9\-_.@+:]{1,128}$/;
 
 /** An error answer of the API ({"error":{"code","message"}}), or a network failure (status 0). */
 export class ApiError extends Error {
@@ -40,11 +40,12 @@ export function clearSession() {
   sessionStorage.removeItem(SESSION_KEY);
 }
 
-// The user id goes into the path as it is: every character the API allows is
-// legal in a path segment, and the server does not percent-decode paths. Anything
-// else is encoded, so the API sees it and refuses it with its own message.
+// A valid user id goes into the path as it is: every character the API allows is
+// legal in a path segment. Anything else is percent-encoded (the server decodes
+// it), dots too, so that "." and ".." reach the API, which refuses them with its
+// own message, instead of being resolved away by the browser.
 function userSegment(user) {
-  return USER_ID_PATTERN.test(user) ? user : encodeURIComponent(user);
+  return userIdProblem(user) === null ? user : encodeURIComponent(user).replace(/\./g, '%2E');
 }
 
 function tokensPath(user, key, action) {

@@ -9,10 +9,10 @@
 // `cancel` event); no variable keeps it, and it is never stored, logged or put
 // into a URL.
 
-import { ApiError, USER_ID_PATTERN, clearSession, loadSession, saveSession, tokenApi } from './api.js';
+import { ApiError, clearSession, loadSession, saveSession, tokenApi } from './api.js';
+import { MAX_DESCRIPTION, checkDescription, userIdProblem } from './rules.js';
 import { $, closeDialog, copyText, focusTarget, h, openDialog, relativeTime, restoreFocus, selectContents, timeEl } from './dom.js';
 
-const MAX_DESCRIPTION = 200;
 const MAX_GRACE_SECONDS = 31622400;
 
 const KIND_LABEL = { user: 'User', destination: 'Destination' };
@@ -121,18 +121,6 @@ function handleUnauthorized(error) {
   return true;
 }
 
-/** Trims as the API does (Unicode white space) and counts characters (code points). */
-function describeDescription(raw) {
-  const trimmed = raw.trim();
-  const length = [...trimmed].length;
-  let problem = null;
-  if (length === 0) problem = 'empty';
-  else if (length > MAX_DESCRIPTION) problem = 'too long';
-  // eslint-disable-next-line no-control-regex
-  else if (/[\u0000-\u001f\u007f-\u009f]/.test(trimmed)) problem = 'control characters';
-  return { length, problem };
-}
-
 // ---------------------------------------------------------------- sign-in
 
 function showSignIn(message) {
@@ -181,7 +169,7 @@ async function onSignIn(event) {
   } catch (error) {
     el.signinAlert.textContent = error.message;
     el.signinAlert.hidden = false;
-    const field = error.status === 400 || !USER_ID_PATTERN.test(user) ? el.signinUser : el.signinSecret;
+    const field = error.status === 400 || userIdProblem(user) ? el.signinUser : el.signinSecret;
     field.setAttribute('aria-invalid', 'true');
     field.focus();
   } finally {
@@ -369,7 +357,7 @@ async function toggle(sw, key) {
 // ---------------------------------------------------------------- CREATE +
 
 function updateCount() {
-  const { length, problem } = describeDescription(el.createDescription.value);
+  const { length, problem } = checkDescription(el.createDescription.value);
   el.createCount.textContent = `${length} / ${MAX_DESCRIPTION}`;
   el.createCount.classList.toggle('count-over', length > MAX_DESCRIPTION);
   if (problem && problem !== 'empty') el.createDescription.setAttribute('aria-invalid', 'true');
@@ -387,7 +375,7 @@ function openCreate() {
 async function onCreate(event) {
   event.preventDefault();
   if (el.createOk.disabled) return;
-  const { problem } = describeDescription(el.createDescription.value);
+  const { problem } = checkDescription(el.createDescription.value);
   if (problem) el.createDescription.setAttribute('aria-invalid', 'true');
   // The API decides, and its message is the one shown, also when this page
   // already sees the problem: one set of rules, one wording.
