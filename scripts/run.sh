@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quick start: installs what is missing, builds, and runs tokenledgerd on
+# Quick start: installs or upgrades what it needs (scripts/deps.sh), builds, and runs tokenledgerd on
 # 127.0.0.1:8080 with ./data as data directory (embedded event log).
 # Extra arguments go to tokenledgerd, e.g. scripts/run.sh --listen 127.0.0.1:9090
 set -euo pipefail
