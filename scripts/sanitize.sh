@@ -26,7 +26,7 @@ build_and_run() {
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-export TSAN_OPTIONS=halt_on_error=1
+export TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/scripts/tsan.supp"
 build_and_run "$OUT/sanitize-address" \
   "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
   "${SUITES[@]}"

@@ -10,59 +10,11 @@
 
 #include "events/lmdb.h"
 #include "projections/read_model.h"
-#include "tests/service/daemon_process.h"
+#include "tests/service/service_fixture.h"
 
 using namespace tltest;
 using nlohmann::json;
 
-namespace {
-
-const std::string kBinary = TOKENLEDGERD_PATH;
-const std::string kOperator = "test-operator-secret-0123456789abcdef";
-
-struct Fixture {
-  std::string root = tempDir("http");
-  std::string data = root + "/data";
-  Daemon daemon{kBinary, data, root, kOperator};
-
-  ~Fixture() { std::filesystem::remove_all(root); }
-
-  std::vector<std::string> auth() const { return {"Authorization: Bearer " + kOperator}; }
-
-  Response post(const std::string& path, const std::string& body = "") {
-    auto h = auth();
-    h.push_back("Content-Type: application/json");
-    return daemon.call("POST", path, body, h);
-  }
-  Response get(const std::string& path) { return daemon.call("GET", path, "", auth()); }
-
-  json create(const std::string& user, const std::string& description = "Receive leads") {
-    auto r = post("/v1/users/" + user + "/tokens", json{{"description", description}}.dump());
-    REQUIRE(r.status == 201);
-    return r.json();
-  }
-
-  Response verify(const std::string& key, const std::string& token) {
-    return daemon.call("POST", "/v1/verify", "",
-                       {"Authorization: Basic " + base64(key + ":" + token)});
-  }
-};
-
-// Every error response has exactly {"error":{"code":string,"message":string}}.
-void checkError(const Response& r, int status, const std::string& code) {
-  CHECK(r.status == status);
-  json j = json::parse(r.body, nullptr, false);
-  REQUIRE_MESSAGE(j.is_object(), r.body);
-  REQUIRE(j.size() == 1);
-  REQUIRE(j.contains("error"));
-  CHECK(j["error"].size() == 2);
-  CHECK(j["error"]["code"] == code);
-  CHECK(j["error"]["message"].is_string());
-  CHECK(!j["error"]["message"].get<std::string>().empty());
-  CHECK(r.headers.count("tokenledger-applied-position") == 1);
-}
-
-}  // namespace
 
 TEST_CASE("create, list, get, verify, deactivate, activate, rotate, history") {
   Fixture f;
