@@ -10,7 +10,8 @@
 //
 // X-Fuzz-Api picks the Api: "started" (creates start on a signer, min_position
 // waits are not capped), "draining" (shutting down), else the plain one (creates
-// deferred, no min_position wait allowed). Deferred and Started work is never run
+// deferred); but for "started", no min_position wait is allowed (503), so that
+// each answer is the same every time. Deferred and Started work is never run
 // (it would append to the log): what handle() answers at once is checked, and who
 // got work queued.
 #include <cstddef>
@@ -44,8 +45,10 @@ struct Setup {
     for (Api* api : {&plain, &started, &draining})
       api->setSigningKeys(keys, fixedSigningKey().keyId());
     // Deterministic: never wait (503 too_many_waiters) or always (Started; the
-    // count of waiters only grows, as nothing runs them).
+    // count of waiters only grows, as nothing runs them). The default cap would
+    // start the first 1000 waits of a process and refuse the rest.
     plain.setMaxPositionWaiters(0);
+    draining.setMaxPositionWaiters(0);
     started.setMaxPositionWaiters(std::numeric_limits<int>::max());
     started.startCreatesOn(signer, 5s);
     draining.setShuttingDown();
