@@ -82,6 +82,9 @@ std::string base64Encode(std::string_view bytes) {
 }
 
 std::optional<std::string> base64Decode(std::string_view text) {
+  // libsodium 1.0.18 (Debian 12) reads every byte from 0x80 up as '/'.
+  for (char c : text)
+    if (static_cast<unsigned char>(c) >= 0x80) return std::nullopt;
   std::string out(text.size() * 3 / 4 + 3, '\0');
   size_t len = 0;
   const char* end = nullptr;

@@ -39,8 +39,9 @@ std::optional<int64_t> parseTime(std::string_view s) {
     return true;
   };
   int y, mo, d, h, mi, se;
-  if (!num(0, 4, y) || s[4] != '-' || !num(5, 2, mo) || s[7] != '-' || !num(8, 2, d) ||
-      s.size() < 19 || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !num(11, 2, h) ||
+  // The length first: s[4] and s[7] must not read past a "2026-11".
+  if (s.size() < 19 || !num(0, 4, y) || s[4] != '-' || !num(5, 2, mo) || s[7] != '-' ||
+      !num(8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !num(11, 2, h) ||
       s[13] != ':' || !num(14, 2, mi) || s[16] != ':' || !num(17, 2, se))
     return std::nullopt;
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return std::nullopt;
@@ -77,12 +78,13 @@ std::optional<int64_t> parseTime(std::string_view s) {
   tm.tm_mday = d;
   tm.tm_hour = h;
   tm.tm_min = mi;
-  tm.tm_sec = se;
+  tm.tm_sec = se == 60 ? 59 : se;  // a leap second is the second after :59
   time_t t = timegm(&tm);
   // timegm normalises 31 February into March; refuse dates that do not exist.
   struct tm back {};
   gmtime_r(&t, &back);
-  if (back.tm_mday != d && se != 60) return std::nullopt;
+  if (back.tm_mday != d) return std::nullopt;
+  if (se == 60) ++t;
   return (static_cast<int64_t>(t) - offset) * 1'000'000 + frac;
 }
 

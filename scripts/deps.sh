@@ -23,6 +23,9 @@ PACKAGES=(
   kcat maven openjdk-17-jre-headless
   # end-to-end tests: the web page in a real browser
   chromium fonts-liberation2
+  # fuzz tests (scripts/fuzz.sh): clang-16, libFuzzer and the sanitizer runtimes
+  # (libclang-rt-16-dev is only recommended, and this installs no recommendations)
+  clang-16 libfuzzer-16-dev libclang-rt-16-dev
 )
 (($# == 0)) || PACKAGES=("$@")
 

@@ -30,6 +30,7 @@
 #include "events/secrets.h"
 #include "events/signing.h"
 #include "projections/read_model.h"
+#include "tools/checkpoint.h"
 #include "tools/ledger_audit.h"
 
 using namespace tokenledger;
@@ -981,25 +982,16 @@ std::string digestHex(const Digest& d) {
   return toHex(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
 }
 
-struct Checkpoint {
-  Offsets end;
-  std::map<std::string, std::pair<uint64_t, std::string>> writers;  // key id -> seq, digest hex
-};
-
 std::optional<Checkpoint> readCheckpoint(const std::string& path) {
   std::ifstream in(path);
   if (!in) return std::nullopt;
   std::stringstream ss;
   ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("writers") || !j.contains("end"))
-    usage("checkpoint " + path + " is not a ledger-audit checkpoint");
-  Checkpoint c;
-  auto end = Offsets::parse(j["end"].get<std::string>());
-  if (end) c.end = *end;
-  for (const auto& [k, v] : j["writers"].items())
-    c.writers[k] = {v["seq"].get<uint64_t>(), v["digest"].get<std::string>()};
-  return c;
+  auto parsed = parseCheckpoint(ss.str());
+  if (auto* err = std::get_if<std::string>(&parsed))
+    usage("checkpoint " + path + " is not a ledger-audit checkpoint: " + *err +
+          "; restore it from your copy, or pass a new --checkpoint FILE to start over");
+  return std::get<Checkpoint>(std::move(parsed));
 }
 
 void writeCheckpoint(const std::string& path, const std::string& log, const Offsets& end,

@@ -11,9 +11,11 @@
 #include <future>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include "events/event_log.h"
 #include "events/signing.h"
+#include "events/times.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/api.h"
@@ -599,6 +601,27 @@ TEST_CASE("splitPath and queryValue") {
   CHECK(splitPath("/") == std::vector<std::string>{""});
   CHECK(queryValue("a=1&min_position=0:5&b", "min_position") == "0:5");
   CHECK(queryValue("xmin_position=1", "min_position").empty());
+}
+
+TEST_CASE("parseTime: RFC 3339 or Unix seconds, and no date that does not exist") {
+  using std::string_view_literals::operator""sv;
+  CHECK(parseTime("1970-01-01T00:00:01Z"sv) == 1'000'000);
+  CHECK(parseTime("1970-01-01T01:00:01.5+01:00"sv) == 1'500'000);
+  CHECK(parseTime("1795860000"sv) == 1'795'860'000'000'000);
+  // A leap second is the second after :59...
+  CHECK(parseTime("2026-11-30T23:59:60Z"sv) == parseTime("2026-12-01T00:00:00Z"sv));
+  // ...and, found by tests/fuzz (http_input), let dates that do not exist through.
+  CHECK_FALSE(parseTime("2026-11-31t23:59:60.999999z"sv));
+  CHECK_FALSE(parseTime("2026-02-29T12:00:60Z"sv));
+  CHECK_FALSE(parseTime("2026-02-29T12:00:00Z"sv));
+  CHECK(parseTime("2028-02-29T12:00:00Z"sv));
+  // Also found by tests/fuzz: a date cut short was read past its end (seen under
+  // ASan, scripts/sanitize.sh: the bytes here have no NUL after them).
+  for (std::string_view cut : {"2026-11"sv, "2026-11-2"sv, "2026-11-28T10:00"sv}) {
+    std::vector<char> exact(cut.begin(), cut.end());
+    CAPTURE(cut);
+    CHECK_FALSE(parseTime(std::string_view(exact.data(), exact.size())));
+  }
 }
 
 TEST_CASE("decodeBasicAuth") {
