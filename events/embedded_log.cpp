@@ -1,5 +1,5 @@
-// The embedded event log: one LMDB environment, database "events" mapping a
-// big-endian 8-byte offset to a record (4-byte key length, key, value).
+// The embedded event log: one LMDB environment in DATA_DIR/log, in the format
+// events/log_format.h defines.
 #include <sys/statvfs.h>
 
 #include <charconv>
@@ -10,31 +10,10 @@
 #include "events/event_log.h"
 #include "events/group_commit.h"
 #include "events/lmdb.h"
+#include "events/log_format.h"
 
 namespace tokenledger {
 namespace {
-
-std::string packRecord(std::string_view key, std::string_view value) {
-  std::string out(4, '\0');
-  uint32_t n = static_cast<uint32_t>(key.size());
-  for (int i = 3; i >= 0; --i) {
-    out[i] = static_cast<char>(n & 0xff);
-    n >>= 8;
-  }
-  out.append(key);
-  out.append(value);
-  return out;
-}
-
-LogRecord unpackRecord(int64_t offset, std::string_view raw) {
-  if (raw.size() < 4) throw std::runtime_error("corrupt record in embedded log");
-  uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(raw[i]);
-  if (raw.size() < 4 + static_cast<size_t>(n))
-    throw std::runtime_error("corrupt record in embedded log");
-  return LogRecord{Position{0, offset}, std::string(raw.substr(4, n)),
-                   std::string(raw.substr(4 + n))};
-}
 
 class EmbeddedLog;
 
@@ -54,10 +33,10 @@ class EmbeddedLog final : public EventLog {
   EmbeddedLog(const std::string& dir, const EmbeddedLogOptions& options)
       : dir_(dir), env_(dir, lmdb::EnvOptions{options.mapSizeBytes, 4, 1024}) {
     auto txn = lmdb::Txn::write(env_);
-    events_ = txn.openDb("events", 0, true);
+    events_ = txn.openDb(logformat::kEventsDb, 0, true);
     {
       lmdb::Cursor c(txn, events_);
-      end_ = c.last() ? static_cast<int64_t>(lmdb::decodeU64(c.key())) + 1 : 0;
+      end_ = c.last() ? logformat::offsetOf(c.key()).value_or(-1) + 1 : 0;
     }
     txn.commit();
   }
@@ -128,9 +107,14 @@ class EmbeddedLog final : public EventLog {
     std::vector<LogRecord> out;
     auto txn = lmdb::Txn::read(env_);
     lmdb::Cursor c(txn, events_);
-    for (bool ok = c.seek(lmdb::encodeU64(static_cast<uint64_t>(next))); ok && out.size() < max;
-         ok = c.next()) {
-      out.push_back(unpackRecord(static_cast<int64_t>(lmdb::decodeU64(c.key())), c.value()));
+    for (bool ok = c.seek(logformat::recordKey(next)); ok && out.size() < max; ok = c.next()) {
+      auto offset = logformat::offsetOf(c.key());
+      auto record = offset ? logformat::unpackRecord(*offset, c.value()) : std::nullopt;
+      if (!record)
+        throw std::runtime_error("corrupt record in the " + describe() + " at offset " +
+                                 std::to_string(offset.value_or(-1)) +
+                                 "; restore the log from a copy");
+      out.push_back(std::move(*record));
     }
     return out;
   }
@@ -152,8 +136,8 @@ class EmbeddedLog final : public EventLog {
       auto txn = lmdb::Txn::write(env_);
       for (size_t i = 0; i < batch.size(); ++i) {
         for (const auto& v : *batch[i]->values) {
-          txn.put(events_, lmdb::encodeU64(static_cast<uint64_t>(next)),
-                  packRecord(batch[i]->key, v), MDB_APPEND);
+          txn.put(events_, logformat::recordKey(next), logformat::packRecord(batch[i]->key, v),
+                  MDB_APPEND);
           positions[i].push_back(Position{0, next++});
         }
       }

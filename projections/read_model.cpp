@@ -19,76 +19,34 @@
 
 #include "events/lmdb.h"
 #include "events/rules.h"
+#include "projections/read_model_layout.h"
 #include "projections/room.h"
 #include "schemas/tokenledger.capnp.h"
 
 namespace tokenledger {
 namespace {
 
-std::string u32be(uint32_t v) {
-  std::string s(4, '\0');
-  for (int i = 3; i >= 0; --i) {
-    s[i] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-  return s;
-}
-
-// The by_owner and history key layouts (read_model.h), built into `out` so that a
-// loop can reuse one buffer.
-const std::string& ownerKey(std::string& out, std::string_view owner, std::string_view key) {
-  out.assign(owner).push_back('\0');
-  out.append(key);
-  return out;
-}
-
-const std::string& historyKey(std::string& out, std::string_view key, uint32_t seq) {
-  out.assign(key).push_back('\0');
-  out.append(u32be(seq));
-  return out;
-}
+using layout::historyKey;
+using layout::ownerKey;
 
 struct Dbs {
   MDB_dbi tokens, byOwner, history, eventIds, positions, meta, verify;
 };
 
 Dbs openDbs(lmdb::Txn& txn, bool create) {
-  return Dbs{txn.openDb("tokens", 0, create),    txn.openDb("by_owner", 0, create),
-             txn.openDb("history", 0, create),   txn.openDb("event_ids", 0, create),
-             txn.openDb("positions", 0, create), txn.openDb("meta", 0, create),
-             txn.openDb("verify", 0, create)};
+  using namespace layout;
+  return Dbs{txn.openDb(kTokens, 0, create),    txn.openDb(kByOwner, 0, create),
+             txn.openDb(kHistory, 0, create),   txn.openDb(kEventIds, 0, create),
+             txn.openDb(kPositions, 0, create), txn.openDb(kMeta, 0, create),
+             txn.openDb(kVerify, 0, create)};
 }
 
-// The "verify" database holds, per key, just what verification reads, in a fixed
-// layout: no Cap'n Proto decoding on the hot path. Derived from "tokens" in the same
-// transaction. Layout: secret hash (32) | active (1) | kind (1) | expiresAtUs (8 BE)
-// | deactivateAtUs (8 BE) | owner length (1) | owner | destination id.
-constexpr size_t kVerifyFixed = 32 + 1 + 1 + 8 + 8 + 1;
-
-void putI64(std::string& out, int64_t v) {
-  out += lmdb::encodeU64(static_cast<uint64_t>(v));
-}
-int64_t getI64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return static_cast<int64_t>(v);
-}
-
-// Into `out`, so that a loop can reuse one buffer.
+// The verify database's record of a token (read_model_layout.h), into `out`.
 const std::string& encodeVerifyRecord(std::string& out, const Token& t) {
-  out.clear();
-  out.append(reinterpret_cast<const char*>(t.secretHash.data()), t.secretHash.size());
-  out.push_back(t.active ? 1 : 0);
-  out.push_back(static_cast<char>(t.kind));
-  putI64(out, t.expiresAtUs);
-  putI64(out, t.deactivateAtUs);
-  // checkEvent() keeps owners to kMaxIdLength bytes before anything is stored.
-  static_assert(kMaxIdLength <= 255, "the owner's length is one byte");
-  if (t.owner.size() > kMaxIdLength) throw std::logic_error("owner longer than a user id");
-  out.push_back(static_cast<char>(t.owner.size()));
-  out += t.owner;
-  out += t.destinationId;
-  return out;
+  static_assert(kMaxIdLength <= 255, "the verify record holds an owner's length in one byte");
+  return layout::encodeVerifyRecord(
+      out, layout::VerifyRecord{t.secretHash, t.active, static_cast<uint8_t>(t.kind),
+                                t.expiresAtUs, t.deactivateAtUs, t.owner, t.destinationId});
 }
 
 class Reader;
@@ -227,13 +185,13 @@ class LmdbReadModel final : public ReadModel {
     if (lazy_) writeFile(dir_ + "/unsynced-boot", bootId());
     auto txn = lmdb::Txn::write(env_);
     dbs_ = openDbs(txn, true);
-    auto version = txn.get(dbs_.meta, "schema_version");
+    auto version = txn.get(dbs_.meta, layout::kSchemaVersionKey);
     if (!version) {
-      txn.put(dbs_.meta, "schema_version", std::to_string(kSchemaVersion));
-    } else if (*version != std::to_string(kSchemaVersion)) {
+      txn.put(dbs_.meta, layout::kSchemaVersionKey, std::to_string(layout::kLayoutVersion));
+    } else if (*version != std::to_string(layout::kLayoutVersion)) {
       throw std::runtime_error("read model in " + dir + " has schema version " +
                                std::string(*version) + ", this build expects " +
-                               std::to_string(kSchemaVersion) +
+                               std::to_string(layout::kLayoutVersion) +
                                "; rebuild it with `tokenledgerd --rebuild`");
     }
     txn.commit();
@@ -275,8 +233,8 @@ class LmdbReadModel final : public ReadModel {
     applyInLogOrder(batch, report, out);
     write(txn, batch);
     for (size_t p = 0; p < next.size(); ++p)
-      txn.put(dbs_.positions, u32be(static_cast<uint32_t>(p)),
-              lmdb::encodeU64(static_cast<uint64_t>(next[p])));
+      txn.put(dbs_.positions, layout::partitionKey(static_cast<uint32_t>(p)),
+              layout::nextOffsetValue(next[p]));
     txn.commit();
     if (prefaulted.valid()) prefaulted.get();
     generation_.fetch_add(1, std::memory_order_release);
@@ -301,10 +259,11 @@ class LmdbReadModel final : public ReadModel {
     std::string out;
     Snapshot snapshot(gate_, env_);
     const lmdb::Txn& txn = snapshot.txn();
+    using namespace layout;
     const std::pair<const char*, MDB_dbi> all[] = {
-        {"tokens", dbs_.tokens},      {"by_owner", dbs_.byOwner},    {"history", dbs_.history},
-        {"event_ids", dbs_.eventIds}, {"positions", dbs_.positions}, {"meta", dbs_.meta},
-        {"verify", dbs_.verify}};
+        {kTokens, dbs_.tokens},      {kByOwner, dbs_.byOwner},    {kHistory, dbs_.history},
+        {kEventIds, dbs_.eventIds}, {kPositions, dbs_.positions}, {kMeta, dbs_.meta},
+        {kVerify, dbs_.verify}};
     for (const auto& [name, dbi] : all) {
       lmdb::Cursor c(txn, dbi);
       for (bool ok = c.first(); ok; ok = c.next()) {
@@ -348,11 +307,11 @@ class LmdbReadModel final : public ReadModel {
     std::vector<int64_t> next;
     lmdb::Cursor c(txn, dbs_.positions);
     for (bool ok = c.first(); ok; ok = c.next()) {
-      auto k = c.key();
-      uint32_t p = 0;
-      for (unsigned char ch : k) p = (p << 8) | ch;
-      if (next.size() <= p) next.resize(p + 1, 0);
-      next[p] = static_cast<int64_t>(lmdb::decodeU64(c.value()));
+      auto p = layout::partitionOf(c.key());
+      auto n = layout::nextOffsetOf(c.value());
+      if (!p || !n) throw std::runtime_error("corrupt applied position in the read model");
+      if (next.size() <= *p) next.resize(*p + 1, 0);
+      next[*p] = *n;
     }
     return next;
   }
@@ -770,17 +729,15 @@ class Reader final : public ReadModelReader {
   bool verifyView(std::string_view key, VerifyView& out) override {
     refresh();
     auto raw = txn_.get(model_.dbs().verify, key);
-    if (!raw || raw->size() < kVerifyFixed) return false;
-    const char* p = raw->data();
-    memcpy(out.secretHash.data(), p, out.secretHash.size());
-    out.active = p[32] != 0;
-    out.kind = static_cast<TokenKind>(p[33]);
-    out.expiresAtUs = getI64(p + 34);
-    out.deactivateAtUs = getI64(p + 42);
-    size_t ownerLen = static_cast<unsigned char>(p[50]);
-    if (raw->size() < kVerifyFixed + ownerLen) return false;
-    out.owner.assign(p + kVerifyFixed, ownerLen);
-    out.destinationId.assign(p + kVerifyFixed + ownerLen, raw->size() - kVerifyFixed - ownerLen);
+    auto r = raw ? layout::decodeVerifyRecord(*raw) : std::nullopt;
+    if (!r) return false;
+    out.secretHash = r->secretHash;
+    out.active = r->active;
+    out.kind = static_cast<TokenKind>(r->kind);
+    out.expiresAtUs = r->expiresAtUs;
+    out.deactivateAtUs = r->deactivateAtUs;
+    out.owner.assign(r->owner);
+    out.destinationId.assign(r->destinationId);
     return true;
   }
 
@@ -802,8 +759,7 @@ class Reader final : public ReadModelReader {
   std::vector<Event> history(std::string_view key) override {
     refresh();
     std::vector<Event> out;
-    std::string prefix(key);
-    prefix.push_back('\0');
+    std::string prefix = layout::historyPrefix(key);
     lmdb::Cursor c(txn_, model_.dbs().history);
     for (bool ok = c.seek(prefix); ok && c.key().starts_with(prefix); ok = c.next()) {
       auto decoded = decodeEvent(c.value());

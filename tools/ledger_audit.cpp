@@ -30,6 +30,7 @@
 #include "events/secrets.h"
 #include "events/signing.h"
 #include "projections/read_model.h"
+#include "projections/read_model_layout.h"
 #include "tools/checkpoint.h"
 #include "tools/ledger_audit.h"
 
@@ -768,16 +769,15 @@ struct Db {
   std::map<std::string, std::string> entries;
 };
 
+// Every database of the read model in `dir` (read_model_layout.h), in layout order.
 std::vector<Db> readModelDbs(const std::string& dir) {
-  const char* names[] = {"meta",    "positions", "tokens", "by_owner",
-                         "history", "event_ids", "verify"};
   // Read-only: a live replica's files stay as they are.
   lmdb::Env env(dir,
                 lmdb::EnvOptions{
                     .mapSizeBytes = 64ull << 30, .maxDbs = 8, .maxReaders = 126, .readOnly = true});
   auto txn = lmdb::Txn::read(env);
   std::vector<Db> out;
-  for (const char* name : names) {
+  for (const char* name : layout::kDatabases) {
     Db db{name, {}};
     try {
       MDB_dbi dbi = txn.openDb(name);
@@ -791,44 +791,48 @@ std::vector<Db> readModelDbs(const std::string& dir) {
   return out;
 }
 
+const Db& dbNamed(const std::vector<Db>& dbs, std::string_view name) {
+  for (const auto& db : dbs)
+    if (db.name == name) return db;
+  throw std::logic_error("no database " + std::string(name));
+}
+
 Offsets positionsOf(const Db& positions) {
   Offsets o;
   for (const auto& [k, v] : positions.entries) {
-    uint32_t p = 0;
-    for (unsigned char ch : k) p = (p << 8) | ch;
-    if (o.next.size() <= p) o.next.resize(p + 1, 0);
-    o.next[p] = static_cast<int64_t>(lmdb::decodeU64(v));
+    auto p = layout::partitionOf(k);
+    auto n = layout::nextOffsetOf(v);
+    if (!p || !n) continue;  // shown as a difference by the comparison
+    if (o.next.size() <= *p) o.next.resize(*p + 1, 0);
+    o.next[*p] = *n;
   }
   return o;
 }
 
 std::string describeKey(const std::string& db, const std::string& k) {
-  if (db == "tokens" || db == "meta" || db == "verify") return printable(k);
-  if (db == "by_owner") {
-    auto z = k.find('\0');
-    return z == std::string::npos ? toHex(k) : printable(k.substr(0, z)) + "/" + k.substr(z + 1);
+  if (db == layout::kTokens || db == layout::kMeta || db == layout::kVerify) return printable(k);
+  if (db == layout::kByOwner) {
+    auto parts = layout::splitOwnerKey(k);
+    return parts ? printable(parts->first) + "/" + std::string(parts->second) : toHex(k);
   }
-  if (db == "history") {
-    auto z = k.find('\0');
-    if (z == std::string::npos || k.size() != z + 5) return toHex(k);
-    uint32_t seq = 0;
-    for (size_t i = z + 1; i < k.size(); ++i) seq = (seq << 8) | static_cast<unsigned char>(k[i]);
-    return k.substr(0, z) + " event #" + std::to_string(seq + 1);
+  if (db == layout::kHistory) {
+    auto parts = layout::splitHistoryKey(k);
+    return parts ? std::string(parts->first) + " event #" + std::to_string(parts->second + 1)
+                 : toHex(k);
   }
-  if (db == "positions") {
-    uint32_t p = 0;
-    for (unsigned char ch : k) p = (p << 8) | ch;
-    return "partition " + std::to_string(p);
+  if (db == layout::kPositions) {
+    auto p = layout::partitionOf(k);
+    return p ? "partition " + std::to_string(*p) : toHex(k);
   }
   return toHex(k);  // event_ids
 }
 
 std::string describeValue(const std::string& db, const std::string& v) {
-  if (db == "positions" && v.size() == 8)
-    return "next offset " + std::to_string(lmdb::decodeU64(v));
-  if (db == "event_ids" || db == "meta") return printable(v);
-  if (db == "by_owner") return "present";
-  if (db == "history") {
+  if (db == layout::kPositions)
+    if (auto n = layout::nextOffsetOf(v)) return "next offset " + std::to_string(*n);
+  if (db == layout::kEventIds || db == layout::kMeta) return printable(v);
+  if (db == layout::kByOwner) return "present";
+  if (db == layout::kHistory) {
     auto d = decodeEvent(v);
     if (auto* e = std::get_if<Event>(&d))
       return std::string(e->typeName()) + " at " + formatTime(e->occurredAtUs) + " (" +
@@ -885,7 +889,7 @@ int cmdVerifyProjection(const Options& o, const std::string& dir) {
     usage("no read model in " + dir +
           " (want the directory holding data.mdb, e.g. DATA_DIR/projection)");
   auto theirs = readModelDbs(dir);
-  Offsets applied = positionsOf(theirs[1]);
+  Offsets applied = positionsOf(dbNamed(theirs, layout::kPositions));
   auto source = openSource(o, applied.next.empty() ? std::optional<Offsets>(Offsets{{0}})
                                                    : std::optional<Offsets>(applied));
   // The log must reach the projection's positions.
@@ -933,7 +937,7 @@ int cmdVerifyProjection(const Options& o, const std::string& dir) {
       } else {
         if (ia->second != ib->second) {
           ++differences;
-          if (name == "tokens") {
+          if (name == layout::kTokens) {
             for (const auto& d : tokenDiff(ia->second, ib->second))
               std::cout << name << " " << describeKey(name, ia->first) << ": " << d << "\n";
           } else {

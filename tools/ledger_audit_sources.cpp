@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "events/lmdb.h"
+#include "events/log_format.h"
 #include "tools/ledger_audit.h"
 
 namespace tokenledger::audit {
@@ -26,7 +27,7 @@ class EmbeddedSource final : public LogSource {
                   .mapSizeBytes = 64ull << 30, .maxDbs = 4, .maxReaders = 126, .readOnly = true});
     txn_ = std::make_unique<lmdb::Txn>(lmdb::Txn::read(*env_));
     try {
-      dbi_ = txn_->openDb("events");
+      dbi_ = txn_->openDb(logformat::kEventsDb);
     } catch (const lmdb::LmdbError& e) {
       if (e.code() != MDB_NOTFOUND) throw;
       empty_ = true;
@@ -34,8 +35,8 @@ class EmbeddedSource final : public LogSource {
     int64_t first = 0, last = -1;
     if (!empty_) {
       cursor_ = std::make_unique<lmdb::Cursor>(*txn_, dbi_);
-      if (cursor_->last()) last = static_cast<int64_t>(lmdb::decodeU64(cursor_->key()));
-      if (cursor_->first()) first = static_cast<int64_t>(lmdb::decodeU64(cursor_->key()));
+      if (cursor_->last()) last = logformat::offsetOf(cursor_->key()).value_or(-1);
+      if (cursor_->first()) first = logformat::offsetOf(cursor_->key()).value_or(0);
       positioned_ = last >= 0;
     }
     start_ = Offsets{{first}};
@@ -54,7 +55,7 @@ class EmbeddedSource final : public LogSource {
     if (empty_ || !positioned_) return false;
     size_t n = 0;
     while (positioned_ && n < max) {
-      auto offset = static_cast<int64_t>(lmdb::decodeU64(cursor_->key()));
+      int64_t offset = logformat::offsetOf(cursor_->key()).value_or(-1);
       if (offset >= end_.next[0]) {
         positioned_ = false;
         break;
@@ -67,18 +68,11 @@ class EmbeddedSource final : public LogSource {
   }
 
  private:
-  // value = 4-byte big-endian key length, key, envelope. A record too short for its
-  // header yields an empty value (reported as malformed by the caller).
+  // A damaged record (too short for the key length it declares) yields an empty
+  // value, which the caller reports as malformed at its position.
   static LogRecord unpack(int64_t offset, std::string_view raw) {
-    LogRecord r;
-    r.position = Position{0, offset};
-    if (raw.size() < 4) return r;
-    uint32_t n = 0;
-    for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(raw[i]);
-    if (raw.size() < 4 + static_cast<size_t>(n)) return r;
-    r.key.assign(raw.substr(4, n));
-    r.value.assign(raw.substr(4 + n));
-    return r;
+    if (auto r = logformat::unpackRecord(offset, raw)) return std::move(*r);
+    return LogRecord{Position{0, offset}, "", ""};
   }
 
   std::string dir_;

@@ -407,15 +407,15 @@ TEST_CASE("a read model at its size limit refuses commands before anything is re
   // Every acknowledged token is in the read model.
   for (const auto& [key, secret] : filled.tokens) REQUIRE(f.verify(key, secret).status == 200);
   // A deactivation now is refused up front: not recorded, so nothing is left unenforced.
+  checkError(f.daemon.call("GET", "/readyz"), 503, "read_model_full");
   std::string applied = f.daemon.call("GET", "/healthz").headers.at("tokenledger-applied-position");
   const auto& [key, secret] = filled.tokens.front();
-  auto owner = f.get("/v1/users/late/tokens").json()["tokens"][0];
-  auto d = f.post("/v1/users/" + owner["owner"].get<std::string>() + "/tokens/" +
-                  owner["key"].get<std::string>() + "/deactivate");
+  std::string path = "/v1/users/" + f.verify(key, secret).json()["owner"].get<std::string>() +
+                     "/tokens/" + key + "/deactivate";
+  auto d = f.post(path);
   checkError(d, 503, "read_model_full");
   CHECK(d.json()["error"]["message"].get<std::string>().find("--map-size-mb") != std::string::npos);
   CHECK(f.daemon.call("GET", "/healthz").headers.at("tokenledger-applied-position") == applied);
-  checkError(f.daemon.call("GET", "/readyz"), 503, "read_model_full");
   CHECK(f.daemon.call("GET", "/healthz").status == 200);
   CHECK(f.verify(key, secret).status == 200);  // verification answers from what was applied
   CHECK(f.daemon.terminate() == 0);
@@ -423,10 +423,7 @@ TEST_CASE("a read model at its size limit refuses commands before anything is re
   CHECK(logEvents(f.data + "/log") == filled.tokens.size());
   // With a larger limit the same data takes commands again.
   Daemon bigger(kBinary, f.data, f.root, kOperator, {"--map-size-mb", "64"});
-  auto again = bigger.call("POST",
-                           "/v1/users/" + owner["owner"].get<std::string>() + "/tokens/" +
-                               owner["key"].get<std::string>() + "/deactivate",
-                           "", f.auth());
+  auto again = bigger.call("POST", path, "", f.auth());
   CHECK(again.status == 200);
   CHECK(bigger.call("GET", "/readyz").status == 200);
 }

@@ -1,0 +1,46 @@
+#include "events/log_format.h"
+
+namespace tokenledger::logformat {
+namespace {
+
+uint64_t readBigEndian(std::string_view bytes) {
+  uint64_t v = 0;
+  for (unsigned char c : bytes) v = (v << 8) | c;
+  return v;
+}
+
+void appendBigEndian(std::string& out, uint64_t v, size_t bytes) {
+  for (size_t i = bytes; i-- > 0;) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+}  // namespace
+
+std::string recordKey(int64_t offset) {
+  std::string out;
+  appendBigEndian(out, static_cast<uint64_t>(offset), kKeyBytes);
+  return out;
+}
+
+std::optional<int64_t> offsetOf(std::string_view key) {
+  if (key.size() != kKeyBytes) return std::nullopt;
+  return static_cast<int64_t>(readBigEndian(key));
+}
+
+std::string packRecord(std::string_view key, std::string_view value) {
+  std::string out;
+  out.reserve(kLengthBytes + key.size() + value.size());
+  appendBigEndian(out, key.size(), kLengthBytes);
+  out.append(key);
+  out.append(value);
+  return out;
+}
+
+std::optional<LogRecord> unpackRecord(int64_t offset, std::string_view raw) {
+  if (raw.size() < kLengthBytes) return std::nullopt;
+  uint64_t n = readBigEndian(raw.substr(0, kLengthBytes));
+  if (raw.size() - kLengthBytes < n) return std::nullopt;
+  return LogRecord{Position{0, offset}, std::string(raw.substr(kLengthBytes, n)),
+                   std::string(raw.substr(kLengthBytes + n))};
+}
+
+}  // namespace tokenledger::logformat

@@ -1,0 +1,103 @@
+#include "projections/read_model_layout.h"
+
+#include <cstring>
+#include <stdexcept>
+
+namespace tokenledger::layout {
+namespace {
+
+uint64_t readBigEndian(std::string_view bytes) {
+  uint64_t v = 0;
+  for (unsigned char c : bytes) v = (v << 8) | c;
+  return v;
+}
+
+void appendBigEndian(std::string& out, uint64_t v, size_t bytes) {
+  for (size_t i = bytes; i-- > 0;) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+}  // namespace
+
+const std::string& ownerKey(std::string& out, std::string_view owner, std::string_view key) {
+  out.assign(owner).push_back('\0');
+  out.append(key);
+  return out;
+}
+
+std::optional<std::pair<std::string_view, std::string_view>> splitOwnerKey(std::string_view k) {
+  auto z = k.find('\0');
+  if (z == std::string_view::npos) return std::nullopt;
+  return std::make_pair(k.substr(0, z), k.substr(z + 1));
+}
+
+const std::string& historyKey(std::string& out, std::string_view key, uint32_t seq) {
+  out.assign(key).push_back('\0');
+  appendBigEndian(out, seq, 4);
+  return out;
+}
+
+std::string historyPrefix(std::string_view key) {
+  std::string out(key);
+  out.push_back('\0');
+  return out;
+}
+
+std::optional<std::pair<std::string_view, uint32_t>> splitHistoryKey(std::string_view k) {
+  if (k.size() < 5 || k[k.size() - 5] != '\0') return std::nullopt;
+  return std::make_pair(k.substr(0, k.size() - 5),
+                        static_cast<uint32_t>(readBigEndian(k.substr(k.size() - 4))));
+}
+
+std::string partitionKey(uint32_t partition) {
+  std::string out;
+  appendBigEndian(out, partition, 4);
+  return out;
+}
+
+std::optional<uint32_t> partitionOf(std::string_view key) {
+  if (key.size() != 4) return std::nullopt;
+  return static_cast<uint32_t>(readBigEndian(key));
+}
+
+std::string nextOffsetValue(int64_t next) {
+  std::string out;
+  appendBigEndian(out, static_cast<uint64_t>(next), 8);
+  return out;
+}
+
+std::optional<int64_t> nextOffsetOf(std::string_view value) {
+  if (value.size() != 8) return std::nullopt;
+  return static_cast<int64_t>(readBigEndian(value));
+}
+
+const std::string& encodeVerifyRecord(std::string& out, const VerifyRecord& r) {
+  if (r.owner.size() > 255) throw std::logic_error("owner longer than a verify record holds");
+  out.clear();
+  out.append(reinterpret_cast<const char*>(r.secretHash.data()), r.secretHash.size());
+  out.push_back(r.active ? 1 : 0);
+  out.push_back(static_cast<char>(r.kind));
+  appendBigEndian(out, static_cast<uint64_t>(r.expiresAtUs), 8);
+  appendBigEndian(out, static_cast<uint64_t>(r.deactivateAtUs), 8);
+  out.push_back(static_cast<char>(r.owner.size()));
+  out.append(r.owner);
+  out.append(r.destinationId);
+  return out;
+}
+
+std::optional<VerifyRecord> decodeVerifyRecord(std::string_view raw) {
+  if (raw.size() < kVerifyFixedBytes) return std::nullopt;
+  VerifyRecord r;
+  const char* p = raw.data();
+  memcpy(r.secretHash.data(), p, r.secretHash.size());
+  r.active = p[32] != 0;
+  r.kind = static_cast<uint8_t>(p[33]);
+  r.expiresAtUs = static_cast<int64_t>(readBigEndian(raw.substr(34, 8)));
+  r.deactivateAtUs = static_cast<int64_t>(readBigEndian(raw.substr(42, 8)));
+  size_t ownerLen = static_cast<unsigned char>(p[50]);
+  if (raw.size() < kVerifyFixedBytes + ownerLen) return std::nullopt;
+  r.owner = raw.substr(kVerifyFixedBytes, ownerLen);
+  r.destinationId = raw.substr(kVerifyFixedBytes + ownerLen);
+  return r;
+}
+
+}  // namespace tokenledger::layout

@@ -1,0 +1,93 @@
+// The read model's on-disk layout: the one definition its writer (read_model.cpp)
+// and every other reader of its files (ledger-audit verify-projection, which opens
+// them read-only) share. Changing anything here changes the format of existing read
+// models: bump kLayoutVersion (they are then rebuilt from the log, which is the
+// truth), and tests/unit/projection_test.cpp pins the layout with literal bytes.
+//
+// One LMDB environment in DATA_DIR/projection with these named databases:
+//
+//   tokens     token key                  -> the token's state (token_state.capnp)
+//   by_owner   owner \0 token key         -> "" (a user's tokens; owners hold no NUL:
+//                                             checkEvent refuses them)
+//   history    token key \0 seq (4, BE)   -> the event's envelope, as on the log;
+//                                             seq 0, 1, … is the token's event count
+//   event_ids  event id (16 bytes)        -> its position "p:o" (de-duplication)
+//   positions  partition (4 bytes, BE)    -> the next offset to apply (8 bytes, BE)
+//   meta       "schema_version"           -> kLayoutVersion in decimal
+//   verify     token key                  -> what verification reads, fixed layout
+//                                             (see VerifyRecord), derived from
+//                                             tokens in the same transaction
+//
+// Invariants: one write transaction stores a batch's changes in every database
+// together with the positions they came from (exactly-once: a crash never applies
+// a record twice or skips one); tokens and verify hold the same keys; every event
+// in history was applied to its token.
+//
+// Writer: the projector's LmdbReadModel (one writer per process). Readers: that
+// process's readers, and ledger-audit from another process, read-only.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "events/secrets.h"
+
+namespace tokenledger::layout {
+
+constexpr uint32_t kLayoutVersion = 1;
+
+constexpr const char* kTokens = "tokens";
+constexpr const char* kByOwner = "by_owner";
+constexpr const char* kHistory = "history";
+constexpr const char* kEventIds = "event_ids";
+constexpr const char* kPositions = "positions";
+constexpr const char* kMeta = "meta";
+constexpr const char* kVerify = "verify";
+// Every database, in the order dumps and comparisons list them.
+constexpr std::array<const char*, 7> kDatabases = {kTokens,    kByOwner,  kHistory, kEventIds,
+                                                   kPositions, kMeta,     kVerify};
+constexpr std::string_view kSchemaVersionKey = "schema_version";
+
+// by_owner: into `out`, so that a loop can reuse one buffer.
+const std::string& ownerKey(std::string& out, std::string_view owner, std::string_view key);
+// (owner, token key); nullopt without the separator.
+std::optional<std::pair<std::string_view, std::string_view>> splitOwnerKey(std::string_view k);
+
+// history: into `out`, so that a loop can reuse one buffer.
+const std::string& historyKey(std::string& out, std::string_view key, uint32_t seq);
+// The prefix every history key of `key` starts with.
+std::string historyPrefix(std::string_view key);
+// (token key, seq); nullopt unless the key ends in the separator and 4 bytes.
+std::optional<std::pair<std::string_view, uint32_t>> splitHistoryKey(std::string_view k);
+
+// positions
+std::string partitionKey(uint32_t partition);
+std::optional<uint32_t> partitionOf(std::string_view key);
+std::string nextOffsetValue(int64_t next);
+std::optional<int64_t> nextOffsetOf(std::string_view value);
+
+// verify: secret hash (32) | active (1) | kind (1) | expiresAtUs (8, BE)
+// | deactivateAtUs (8, BE) | owner length (1) | owner | destination id.
+// No Cap'n Proto decoding on the hot path. Owners are at most 255 bytes (user ids
+// are at most 128: checkEvent keeps longer ones out).
+struct VerifyRecord {
+  SecretHash secretHash{};
+  bool active = false;
+  uint8_t kind = 0;  // TokenKind
+  int64_t expiresAtUs = 0;
+  int64_t deactivateAtUs = 0;
+  std::string_view owner;
+  std::string_view destinationId;
+};
+constexpr size_t kVerifyFixedBytes = 32 + 1 + 1 + 8 + 8 + 1;
+// Into `out`, so that a loop can reuse one buffer. Throws std::logic_error for an
+// owner over 255 bytes (checkEvent keeps them out before anything is stored).
+const std::string& encodeVerifyRecord(std::string& out, const VerifyRecord& r);
+// Views into `raw`; nullopt when it is shorter than it says.
+std::optional<VerifyRecord> decodeVerifyRecord(std::string_view raw);
+
+}  // namespace tokenledger::layout
