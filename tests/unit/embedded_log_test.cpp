@@ -5,6 +5,7 @@
 #include <string>
 
 #include "events/event_log.h"
+#include "events/log_format.h"
 #include "tests/unit/event_log_contract.h"
 #include "tests/unit/test_util.h"
 
@@ -93,6 +94,30 @@ TEST_CASE("offsets cover positions strictly below the next offset") {
   CHECK_FALSE(o.covers(Position{2, 0}));   // unknown partition
   CHECK_FALSE(o.covers(Position{-1, 0}));  // nonsense partition
   CHECK_FALSE(Offsets{}.covers(Position{0, 0}));
+}
+
+}  // namespace
+}  // namespace tokenledger
+
+namespace tokenledger {
+namespace {
+
+// The embedded log's format (events/log_format.h) in literal bytes: a change here
+// breaks every existing log, so it must fail this test first.
+TEST_CASE("the embedded log's record format, in literal bytes") {
+  using namespace std::string_literals;
+  CHECK(logformat::recordKey(258) == "\0\0\0\0\0\0\x01\x02"s);
+  CHECK(logformat::offsetOf("\0\0\0\0\0\0\x01\x02"s) == 258);
+  CHECK_FALSE(logformat::offsetOf("\x01\x02"s));
+  CHECK(logformat::packRecord("alice", "EV") == "\0\0\0\x05" "aliceEV"s);
+  auto r = logformat::unpackRecord(7, "\0\0\0\x05" "aliceEV"s);
+  REQUIRE(r);
+  CHECK(r->position == Position{0, 7});
+  CHECK(r->key == "alice");
+  CHECK(r->value == "EV");
+  CHECK_FALSE(logformat::unpackRecord(7, "\0\0\0\x09" "alice"s));  // shorter than it says
+  CHECK_FALSE(logformat::unpackRecord(7, "\0\0"s));
+  CHECK(std::string(logformat::kEventsDb) == "events");
 }
 
 }  // namespace

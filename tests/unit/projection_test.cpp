@@ -20,6 +20,7 @@
 #include "events/lmdb.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
+#include "projections/read_model_layout.h"
 #include "tests/unit/future_event.h"
 #include "tests/unit/test_util.h"
 
@@ -811,6 +812,50 @@ TEST_CASE("rebuild transactions: a quarter of the available memory, within bound
   CHECK(rebuildChunkRecords(0) == 65'536);
   CHECK(rebuildChunkRecords(kGiB) == 174'762);  // 1 GiB / 4 / 1.5 KiB
   CHECK(rebuildChunkRecords(64 * kGiB) == 1'048'576);
+}
+
+}  // namespace
+}  // namespace tokenledger
+
+namespace tokenledger {
+namespace {
+
+// The read model's layout (projections/read_model_layout.h) in literal bytes: a
+// change here must bump kLayoutVersion (existing read models are then rebuilt).
+TEST_CASE("the read model's layout, in literal bytes") {
+  using namespace std::string_literals;
+  std::string buf;
+  CHECK(layout::ownerKey(buf, "alice", "tlk_K") == "alice\0tlk_K"s);
+  CHECK(layout::splitOwnerKey("alice\0tlk_K"s)->second == "tlk_K");
+  CHECK(layout::historyKey(buf, "tlk_K", 258) == "tlk_K\0\0\0\x01\x02"s);
+  CHECK(layout::historyPrefix("tlk_K") == "tlk_K\0"s);
+  const std::string stored = "tlk_K\0\0\0\x01\x02"s;  // the views below point into it
+  auto h = layout::splitHistoryKey(stored);
+  REQUIRE(h);
+  CHECK(h->first == "tlk_K");
+  CHECK(h->second == 258);
+  CHECK(layout::partitionKey(3) == "\0\0\0\x03"s);
+  CHECK(layout::nextOffsetValue(258) == "\0\0\0\0\0\0\x01\x02"s);
+  CHECK(layout::nextOffsetOf("\0\0\0\0\0\0\x01\x02"s) == 258);
+  layout::VerifyRecord r;
+  r.secretHash.fill(0xAB);
+  r.active = true;
+  r.kind = 1;
+  r.expiresAtUs = 1;
+  r.deactivateAtUs = 2;
+  r.owner = "al";
+  r.destinationId = "d";
+  std::string expected = std::string(32, '\xAB') + "\x01\x01"s + "\0\0\0\0\0\0\0\x01"s +
+                         "\0\0\0\0\0\0\0\x02"s + "\x02" "al" "d"s;
+  CHECK(layout::encodeVerifyRecord(buf, r) == expected);
+  auto back = layout::decodeVerifyRecord(expected);
+  REQUIRE(back);
+  CHECK(back->owner == "al");
+  CHECK(back->destinationId == "d");
+  CHECK(back->deactivateAtUs == 2);
+  CHECK_FALSE(layout::decodeVerifyRecord(expected.substr(0, 52)));  // cut inside the owner
+  CHECK(layout::kLayoutVersion == 1);
+  CHECK(std::string(layout::kDatabases[0]) == "tokens");
 }
 
 }  // namespace
