@@ -1,5 +1,7 @@
-// Domain value types for token events and token state, their Cap'n Proto
-// encoding (schemas/tokenledger.capnp), and the pure state-machine rules.
+// The domain's events: value types, their Cap'n Proto encoding (the wire contract,
+// schemas/tokenledger.capnp) and decoding, and the contract's rules for one event.
+// What the projection makes of them (token state, the state machine) is in
+// projections/token.h.
 #pragma once
 
 #include <cstdint>
@@ -97,39 +99,6 @@ using DecodedView = std::variant<EventView, DecodeError>;
 // view's own copy), so `bytes` must outlive the result.
 DecodedView decodeEventView(std::string_view bytes);
 
-// A token as the read model stores it.
-struct Token {
-  std::string key;
-  std::string owner;
-  TokenKind kind = TokenKind::user;
-  std::string destinationId;
-  std::string description;
-  bool active = true;
-  SecretHash secretHash{};
-  int64_t createdAtUs = 0;
-  int64_t updatedAtUs = 0;
-  int64_t expiresAtUs = 0;     // 0 = never
-  int64_t deactivateAtUs = 0;  // active tokens: scheduled deactivation (0 = none);
-                               // inactive tokens: when the deactivation took effect
-  Reason deactivationReason = Reason::manual;
-  std::string replaces;
-  std::string replacedBy;
-  uint32_t eventCount = 0;
-
-  bool operator==(const Token&) const = default;
-};
-
-std::string encodeToken(const Token& token);
-// At least encodeToken(token).size(), and not much more.
-size_t encodedTokenBound(const Token& token);
-// Throws std::runtime_error on corrupt bytes.
-Token decodeToken(std::string_view bytes);
-
-enum class Status { active, inactive, expired };
-std::string_view toString(Status status);
-// Status at time `nowUs`, counting scheduled deactivations and expiry.
-Status statusAt(const Token& token, int64_t nowUs);
-
 // The contract's rules for one event, beyond what decoding checks (events/rules.h):
 // a well-formed token key, a valid user id as owner, a time, and for a creation a
 // valid description, destination id (exactly for kind destination), expiry and
@@ -140,11 +109,5 @@ std::optional<std::string> checkEvent(const EventView& event);
 // When a deactivation takes effect: its effectiveAtUs, or when it occurred if that
 // is absent (0, the schema's "absent"; negative times are treated the same).
 int64_t effectiveAt(const Deactivated& d, int64_t occurredAtUs);
-
-// The state machine. `current` is the token's state before the event (nullopt if
-// unknown). Returns the new state, or nullopt when the event does not apply (an
-// activation or deactivation of an unknown key, a second creation of a key).
-std::optional<Token> applyEvent(const std::optional<Token>& current, const EventView& event);
-std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event);
 
 }  // namespace tokenledger

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <tuple>
 
-#include "events/capnp_words.h"
+#include "events/capnp_util.h"
 #include "events/secrets.h"
 #include "schemas/tokenledger.capnp.h"
 
@@ -20,10 +20,6 @@ namespace tokenledger {
 namespace {
 
 namespace s = schema;
-
-std::string_view viewOf(capnp::Data::Reader d) {
-  return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
-}
 
 capnp::ReaderOptions readerOptions() {
   capnp::ReaderOptions o;

@@ -1,14 +1,7 @@
-// The LMDB read model: token state derived from the event log.
+// The LMDB read model: token state derived from the event log. Its databases and
+// their key and value layouts are defined, with their invariants, in
+// read_model_layout.h; token state in token.h.
 //
-// Named databases in one environment:
-//   tokens     key                      -> TokenState (Cap'n Proto)
-//   by_owner   owner \0 key             -> ""
-//   history    key \0 seq (4 bytes BE)  -> the event's envelope bytes, as on the log
-//   event_ids  event id (16 bytes)      -> position "p:o" (de-duplication)
-//   positions  partition (4 bytes BE)   -> next offset (8 bytes BE)
-//   meta       "schema_version"         -> "1"
-//   verify     key                      -> what verification reads, fixed layout
-//                                          (derived from tokens, same transaction)
 // One write transaction per batch stores the state changes together with the
 // positions they came from, so a crash never double-applies or skips: replaying
 // from the stored positions is exactly-once.
@@ -24,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "events/event.h"
+#include "projections/token.h"
 #include "events/event_log.h"
 #include "projections/room.h"
 

@@ -70,23 +70,3 @@ struct Envelope {
   prevDigest @13 :Data;         # BLAKE2b-256 of the signed bytes of the same writer's
                                 # event writerSeq - 1; empty for writerSeq 1
 }
-
-# The read model's stored value per token (LMDB database "tokens").
-struct TokenState {
-  key @0 :Text;
-  owner @1 :Text;
-  kind @2 :TokenKind;
-  destinationId @3 :Text;
-  description @4 :Text;
-  active @5 :Bool;
-  secretHash @6 :Data;
-  hashAlgorithm @7 :HashAlgorithm;
-  createdAtUs @8 :Int64;
-  updatedAtUs @9 :Int64;
-  expiresAtUs @10 :Int64;            # 0 = never
-  deactivateAtUs @11 :Int64;         # 0 = none scheduled; active tokens become inactive at this time
-  deactivationReason @12 :DeactivationReason;
-  replaces @13 :Text;
-  replacedBy @14 :Text;
-  eventCount @15 :UInt32;            # number of events applied to this token
-}

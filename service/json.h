@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "events/event.h"
+#include "projections/token.h"
 #include "events/times.h"
 
 namespace tokenledger {

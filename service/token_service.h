@@ -16,7 +16,7 @@
 #include <string>
 #include <variant>
 
-#include "events/event.h"
+#include "projections/token.h"
 #include "events/event_log.h"
 #include "events/rules.h"
 #include "events/signing.h"

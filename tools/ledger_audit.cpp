@@ -24,7 +24,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "events/event.h"
+#include "projections/token.h"
 #include "events/times.h"
 #include "events/lmdb.h"
 #include "events/secrets.h"

@@ -10,7 +10,7 @@
 #include <variant>
 #include <vector>
 
-#include "events/event.h"
+#include "projections/token.h"
 #include "events/signing.h"
 #include "tests/fuzz/fixture.h"
 

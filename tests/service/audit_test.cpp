@@ -12,6 +12,7 @@
 
 #include "events/lmdb.h"
 #include "events/secrets.h"
+#include "projections/token.h"
 #include "tests/service/audit_test.h"
 
 using namespace tltest;

@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-#include "events/event.h"
+#include "projections/token.h"
 #include "tests/unit/test_util.h"
 
 namespace tokenledger {

@@ -1,0 +1,41 @@
+// Conversions between the domain's types (events/event.h) and the wire schema's
+// (schemas/tokenledger.capnp): for the encoders of events and of stored token state.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+
+#include "events/event.h"
+#include "schemas/tokenledger.capnp.h"
+
+namespace tokenledger {
+
+inline schema::TokenKind toSchema(TokenKind k) {
+  return k == TokenKind::user ? schema::TokenKind::USER : schema::TokenKind::DESTINATION;
+}
+// Throws std::runtime_error for a value this build does not know.
+inline TokenKind fromSchema(schema::TokenKind k) {
+  if (k == schema::TokenKind::USER) return TokenKind::user;
+  if (k == schema::TokenKind::DESTINATION) return TokenKind::destination;
+  throw std::runtime_error("unknown token kind");
+}
+inline schema::DeactivationReason toSchema(Reason r) {
+  return static_cast<schema::DeactivationReason>(r);
+}
+// Throws std::runtime_error for a value this build does not know.
+inline Reason fromSchema(schema::DeactivationReason r) {
+  auto v = static_cast<uint16_t>(r);
+  if (v > static_cast<uint16_t>(Reason::bulk)) throw std::runtime_error("unknown reason");
+  return static_cast<Reason>(v);
+}
+
+// A stored secret hash; throws std::runtime_error unless it is 32 bytes.
+inline SecretHash hashFrom(capnp::Data::Reader d) {
+  SecretHash h{};
+  if (d.size() != h.size()) throw std::runtime_error("secret hash has wrong length");
+  memcpy(h.data(), d.begin(), h.size());
+  return h;
+}
+
+}  // namespace tokenledger

@@ -1,0 +1,57 @@
+// A token as the projection knows it: its state after the events applied to it,
+// the state machine that applies them, and the state's stored encoding
+// (token_state.capnp). Shared by the read model, the service (which shows tokens)
+// and ledger-audit (which replays a log without the service).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "events/event.h"
+#include "events/validity.h"
+
+namespace tokenledger {
+
+struct Token {
+  std::string key;
+  std::string owner;
+  TokenKind kind = TokenKind::user;
+  std::string destinationId;
+  std::string description;
+  bool active = true;
+  SecretHash secretHash{};
+  int64_t createdAtUs = 0;
+  int64_t updatedAtUs = 0;
+  int64_t expiresAtUs = 0;     // 0 = never
+  int64_t deactivateAtUs = 0;  // active tokens: scheduled deactivation (0 = none);
+                               // inactive tokens: when the deactivation took effect
+  Reason deactivationReason = Reason::manual;
+  std::string replaces;
+  std::string replacedBy;
+  uint32_t eventCount = 0;
+
+  bool operator==(const Token&) const = default;
+};
+
+// Status at time `nowUs`, counting scheduled deactivations and expiry
+// (events/validity.h).
+Status statusAt(const Token& token, int64_t nowUs);
+
+// The state machine. `current` is the token's state before the event (nullopt if
+// unknown). Returns the new state, or nullopt when the event does not apply (an
+// activation or deactivation of an unknown key or of another owner's token, a
+// second creation of a key). Events are checked against the contract
+// (checkEvent) before they get here.
+std::optional<Token> applyEvent(const std::optional<Token>& current, const EventView& event);
+std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event);
+
+// The stored encoding (one unpacked Cap'n Proto TokenState message).
+std::string encodeToken(const Token& token);
+// At least encodeToken(token).size(), and not much more.
+size_t encodedTokenBound(const Token& token);
+// Throws std::runtime_error on corrupt bytes.
+Token decodeToken(std::string_view bytes);
+
+}  // namespace tokenledger

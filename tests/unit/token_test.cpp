@@ -1,0 +1,104 @@
+// A token as the projection keeps it (projections/token.h): the stored encoding,
+// its bound, statuses, and the state machine from either decoder.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "projections/token.h"
+#include "tests/unit/test_util.h"
+
+namespace tokenledger {
+namespace {
+
+using test::makeEvent;
+
+constexpr int64_t kT = 1'764'300'000'000'000;  // 2025-11-28, in microseconds
+
+TEST_CASE("token state round trips") {
+  test::ensureCrypto();
+  Token t;
+  t.key = generateTokenKey();
+  t.owner = "dave";
+  t.kind = TokenKind::destination;
+  t.destinationId = "dest-1";
+  t.description = "Webhook für Bestellungen";
+  t.active = false;
+  t.secretHash = hashSecret(generateSecret());
+  t.createdAtUs = kT;
+  t.updatedAtUs = kT + 10;
+  t.expiresAtUs = kT + 1'000'000;
+  t.deactivateAtUs = kT + 5;
+  t.deactivationReason = Reason::compromised;
+  t.replaces = generateTokenKey();
+  t.replacedBy = generateTokenKey();
+  t.eventCount = 7;
+  Token got = decodeToken(encodeToken(t));
+  CHECK(got == t);
+  CHECK(got.description == "Webhook für Bestellungen");
+
+  Token fresh;
+  fresh.key = "tlk_a";
+  fresh.owner = "o";
+  CHECK(decodeToken(encodeToken(fresh)) == fresh);
+  CHECK_FALSE(decodeToken(encodeToken(fresh)) == t);
+}
+
+TEST_CASE("encodedTokenBound bounds the encoding closely") {
+  test::ensureCrypto();
+  Token t;
+  t.secretHash = hashSecret(generateSecret());
+  for (int i = 0; i < 40; ++i) {
+    CAPTURE(i);
+    std::string bytes = encodeToken(t);
+    CHECK(encodedTokenBound(t) >= bytes.size());
+    CHECK(encodedTokenBound(t) <= bytes.size() + 64);
+    // Grow a different field each round, through every length modulo 8.
+    std::string* fields[] = {&t.key,         &t.owner,    &t.destinationId,
+                             &t.description, &t.replaces, &t.replacedBy};
+    fields[i % 6]->append(std::string(1 + i % 9, 'x'));
+  }
+}
+
+TEST_CASE("decodeToken throws on corrupt bytes") {
+  CHECK_THROWS_AS((void)decodeToken(""), std::runtime_error);
+  CHECK_THROWS_AS((void)decodeToken(std::string(16, '\xff')), std::runtime_error);
+}
+
+TEST_CASE("stored token states never contain the secret") {
+  test::ensureCrypto();
+  for (int i = 0; i < 50; ++i) {
+    std::string secret = generateSecret();
+    std::string randomPart = secret.substr(kSecretPrefix.size(), kSecretRandomChars);
+    Event e = makeEvent(generateTokenKey(), "alice", kT, test::makeCreated(secret));
+    auto t = applyEvent(std::nullopt, e);
+    REQUIRE(t.has_value());
+    std::string state = encodeToken(*t);
+    CHECK(state.find(randomPart.substr(0, 16)) == std::string::npos);
+  }
+}
+
+TEST_CASE("the state machine gives the same token from either decoder") {
+  test::ensureCrypto();
+  Event e = makeEvent(generateTokenKey(), "alice", kT, test::makeCreated(generateSecret()));
+  std::string bytes = encodeEvent(e);
+  DecodedView v = decodeEventView(bytes);
+  REQUIRE(std::holds_alternative<EventView>(v));
+  CHECK(applyEvent(std::nullopt, std::get<EventView>(v)) == applyEvent(std::nullopt, e));
+}
+
+TEST_CASE("statuses: expiry wins, a scheduled deactivation takes effect at its time") {
+  CHECK(toString(Status::expired) == "expired");
+  CHECK(statusAt(true, 0, 0, kT) == Status::active);
+  CHECK(statusAt(true, kT, 0, kT) == Status::expired);
+  CHECK(statusAt(false, kT, 0, kT) == Status::expired);
+  CHECK(statusAt(false, 0, kT - 1, kT) == Status::inactive);
+  CHECK(statusAt(true, 0, kT + 1, kT) == Status::active);
+  CHECK(statusAt(true, 0, kT, kT) == Status::inactive);
+  Token t;
+  t.deactivateAtUs = kT;
+  CHECK(statusAt(t, kT - 1) == Status::active);
+  CHECK(statusAt(t, kT) == Status::inactive);
+}
+
+}  // namespace
+}  // namespace tokenledger
