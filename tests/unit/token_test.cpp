@@ -64,6 +64,37 @@ TEST_CASE("decodeToken throws on corrupt bytes") {
   CHECK_THROWS_AS((void)decodeToken(std::string(16, '\xff')), std::runtime_error);
 }
 
+// The stored state in literal bytes (computed with the encoding as it was when
+// TokenState moved out of the wire schema, and byte-identical to it): existing read
+// models must read the same, or kLayoutVersion must change.
+TEST_CASE("the stored token state, in literal bytes") {
+  Token t;
+  t.key = "tlk_AAAAAAAAAAAAAAAAAAAAAAAA";
+  t.owner = "alice";
+  t.kind = TokenKind::destination;
+  t.destinationId = "d1";
+  t.description = "Leads";
+  t.active = false;
+  t.secretHash.fill(0x11);
+  t.createdAtUs = 1;
+  t.updatedAtUs = 2;
+  t.expiresAtUs = 3;
+  t.deactivateAtUs = 4;
+  t.deactivationReason = Reason::compromised;
+  t.replaces = "r";
+  t.replacedBy = "s";
+  t.eventCount = 5;
+  const std::string expected =
+      "000000001b0000000000000006000700010000000000020001000000000000000200000000000000"
+      "03000000000000000400000000000000050000000000000019000000ea0000002500000032000000"
+      "250000001a0000002500000032000000250000000201000031000000120000003100000012000000"
+      "746c6b5f41414141414141414141414141414141414141414141414100000000616c696365000000"
+      "64310000000000004c65616473000000111111111111111111111111111111111111111111111111"
+      "111111111111111172000000000000007300000000000000";
+  CHECK(toHex(encodeToken(t)) == expected);
+  CHECK(decodeToken(encodeToken(t)) == t);
+}
+
 TEST_CASE("stored token states never contain the secret") {
   test::ensureCrypto();
   for (int i = 0; i < 50; ++i) {
