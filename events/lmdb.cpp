@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 namespace tokenledger::lmdb {
 
@@ -110,30 +111,42 @@ uint64_t Env::usedBytes() const {
 Txn Txn::write(Env& env) {
   MDB_txn* txn = nullptr;
   check(mdb_txn_begin(env.get(), nullptr, 0, &txn), "mdb_txn_begin(write)");
-  return Txn(txn);
+  return Txn(txn, false);
 }
 
 Txn Txn::read(Env& env) {
   MDB_txn* txn = nullptr;
   check(mdb_txn_begin(env.get(), nullptr, MDB_RDONLY, &txn), "mdb_txn_begin(read)");
-  return Txn(txn);
+  return Txn(txn, true);
 }
 
 Txn::~Txn() {
   abort();
 }
 
-Txn::Txn(Txn&& other) noexcept : txn_(other.txn_) {
-  other.txn_ = nullptr;
-}
+Txn::Txn(Txn&& other) noexcept
+    : txn_(std::exchange(other.txn_, nullptr)),
+      readOnly_(other.readOnly_),
+      cursors_(std::move(other.cursors_)) {}
 
 Txn& Txn::operator=(Txn&& other) noexcept {
   if (this != &other) {
     abort();
-    txn_ = other.txn_;
-    other.txn_ = nullptr;
+    txn_ = std::exchange(other.txn_, nullptr);
+    readOnly_ = other.readOnly_;
+    cursors_ = std::move(other.cursors_);
   }
   return *this;
+}
+
+void Txn::endCursors() {
+  if (!cursors_) return;
+  for (Cursor* c : *cursors_) {
+    if (readOnly_) mdb_cursor_close(c->cursor_);
+    c->cursor_ = nullptr;
+    c->registry_ = nullptr;
+  }
+  cursors_->clear();
 }
 
 MDB_dbi Txn::openDb(const char* name, unsigned flags, bool create) {
@@ -171,19 +184,20 @@ void Txn::drop(MDB_dbi dbi) {
 }
 
 void Txn::commit() {
-  MDB_txn* txn = txn_;
-  txn_ = nullptr;
+  endCursors();
+  MDB_txn* txn = std::exchange(txn_, nullptr);
   check(mdb_txn_commit(txn), "mdb_txn_commit");
 }
 
 void Txn::abort() {
   if (txn_ != nullptr) {
-    mdb_txn_abort(txn_);
-    txn_ = nullptr;
+    endCursors();
+    mdb_txn_abort(std::exchange(txn_, nullptr));
   }
 }
 
 void Txn::reset() {
+  endCursors();
   mdb_txn_reset(txn_);
 }
 
@@ -193,14 +207,23 @@ void Txn::renew() {
 
 Cursor::Cursor(const Txn& txn, MDB_dbi dbi) {
   check(mdb_cursor_open(txn.get(), dbi, &cursor_), "mdb_cursor_open");
+  registry_ = txn.cursors_.get();
+  registry_->push_back(this);
 }
 
 Cursor::~Cursor() {
+  if (registry_ == nullptr) return;  // the transaction ended and took care of it
   mdb_cursor_close(cursor_);
+  std::erase(*registry_, this);
+}
+
+MDB_cursor* Cursor::live() const {
+  if (cursor_ == nullptr) throw std::logic_error("LMDB cursor used after its transaction ended");
+  return cursor_;
 }
 
 bool Cursor::op(MDB_cursor_op operation) {
-  int rc = mdb_cursor_get(cursor_, &key_, &value_, operation);
+  int rc = mdb_cursor_get(live(), &key_, &value_, operation);
   if (rc == MDB_NOTFOUND) return false;
   check(rc, "mdb_cursor_get");
   return true;
@@ -223,7 +246,7 @@ bool Cursor::seek(std::string_view key) {
 void Cursor::put(std::string_view key, std::string_view value, unsigned flags) {
   MDB_val k = toVal(key);
   MDB_val v = toVal(value);
-  check(mdb_cursor_put(cursor_, &k, &v, flags), "mdb_cursor_put");
+  check(mdb_cursor_put(live(), &k, &v, flags), "mdb_cursor_put");
 }
 
 std::string encodeU64(uint64_t v) {

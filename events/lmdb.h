@@ -10,10 +10,12 @@
 #include <lmdb.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tokenledger::lmdb {
 
@@ -86,8 +88,15 @@ inline std::string_view fromVal(const MDB_val& v) {
   return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
 }
 
+class Cursor;
+
 // A transaction. Aborts in its destructor unless committed. A read transaction can
 // be reset() and renew()ed to reuse its reader slot cheaply.
+//
+// Its cursors cannot outlive it: when it ends (commit, abort, reset, destruction)
+// it closes or detaches every cursor still open on it (LMDB frees a write
+// transaction's cursors itself, and a cursor freed twice would crash), and a
+// detached cursor throws std::logic_error when used.
 class Txn {
  public:
   static Txn write(Env& env);
@@ -116,13 +125,21 @@ class Txn {
   void renew();  // read transactions only: take a fresh snapshot
 
  private:
-  explicit Txn(MDB_txn* txn) : txn_(txn) {}
+  friend class Cursor;
+  Txn(MDB_txn* txn, bool readOnly)
+      : txn_(txn), readOnly_(readOnly), cursors_(std::make_unique<std::vector<Cursor*>>()) {}
+  // Closes (read) or detaches (write: LMDB frees them) the cursors still open.
+  void endCursors();
+
   MDB_txn* txn_ = nullptr;
+  bool readOnly_ = false;
+  // The cursors open on this transaction; on the heap, so that it stays where the
+  // cursors point when the Txn moves.
+  std::unique_ptr<std::vector<Cursor*>> cursors_;
 };
 
-// A cursor over one database, closed in its destructor, which must run before its
-// transaction ends: LMDB frees a write transaction's cursors in commit() and
-// abort(), so a cursor that outlives them would be freed twice.
+// A cursor over one database of a transaction, closed in its destructor or when
+// the transaction ends, whichever comes first.
 class Cursor {
  public:
   Cursor(const Txn& txn, MDB_dbi dbi);
@@ -142,8 +159,11 @@ class Cursor {
   std::string_view value() const { return fromVal(value_); }
 
  private:
+  friend class Txn;
   bool op(MDB_cursor_op operation);
+  MDB_cursor* live() const;  // throws std::logic_error once the transaction ended
   MDB_cursor* cursor_ = nullptr;
+  std::vector<Cursor*>* registry_ = nullptr;  // the transaction's; null once it ended
   MDB_val key_{0, nullptr};
   MDB_val value_{0, nullptr};
 };

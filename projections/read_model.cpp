@@ -573,8 +573,6 @@ class LmdbReadModel final : public ReadModel {
         return x.slot != y.slot ? x.slot < y.slot : x.seq < y.seq;
       });
     });
-    // The writers are SortedWriters, whose cursors close when this returns: before
-    // the commit, which would free them (see lmdb::Cursor).
     SortedWriter idsOut(txn, dbs_.eventIds);
     std::string value;  // reused: no allocation per entry
     for (size_t i = 0; i < b.newIds.size(); ++i) {
