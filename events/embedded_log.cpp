@@ -8,7 +8,6 @@
 #include <mutex>
 
 #include "events/event_log.h"
-#include "events/group_commit.h"
 #include "events/lmdb.h"
 #include "events/log_format.h"
 
@@ -41,18 +40,20 @@ class EmbeddedLog final : public EventLog {
     txn.commit();
   }
 
-  // Concurrent appends share one transaction (one fsync): see GroupCommit.
+  // One transaction (one fsync) per call. The daemon's only appender is the
+  // signer's appending thread (events/signing.h), which already groups everything
+  // queued meanwhile into one call, so appends need no grouping of their own here.
   std::vector<Position> append(std::string_view key,
                                const std::vector<std::string>& values) override {
     Request mine{key, &values, {}, {}};
-    commits_.submit({&mine}, [this](const std::vector<Request*>& batch) { writeBatch(batch); });
+    writeBatch({&mine});
     // A failed LMDB transaction leaves nothing behind.
     if (!mine.error.empty())
       throw LogUnavailable(mine.error, LogUnavailable::Outcome::nothingRecorded);
     return mine.positions;
   }
 
-  // Many keys in one group commit (one transaction, one fsync), in order.
+  // Many keys in one transaction (one fsync), in order.
   std::vector<Position> appendBatch(
       const std::vector<std::pair<std::string, std::string>>& records) override {
     std::vector<std::vector<std::string>> runs;
@@ -68,7 +69,7 @@ class EmbeddedLog final : public EventLog {
       at += run.size();
     }
     for (auto& r : requests) queued.push_back(&r);
-    commits_.submit(queued, [this](const std::vector<Request*>& batch) { writeBatch(batch); });
+    writeBatch(queued);
     std::vector<Position> out;
     for (auto& r : requests) {
       if (!r.error.empty()) throw LogUnavailable(r.error, LogUnavailable::Outcome::nothingRecorded);
@@ -127,8 +128,10 @@ class EmbeddedLog final : public EventLog {
     std::string error;
   };
 
-  // Runs on one appender's thread at a time (the group commit's leader).
+  // One writer at a time (writeMutex_): LMDB has one write transaction anyway, and
+  // end_ must advance in the order records land.
   void writeBatch(const std::vector<Request*>& batch) {
+    std::lock_guard writing(writeMutex_);
     std::string error;
     int64_t next = end();
     std::vector<std::vector<Position>> positions(batch.size());
@@ -171,7 +174,7 @@ class EmbeddedLog final : public EventLog {
   std::string dir_;
   lmdb::Env env_;
   MDB_dbi events_ = 0;
-  GroupCommit<Request> commits_;
+  std::mutex writeMutex_;
   mutable std::mutex mutex_;  // guards end_ and lastError_
   std::string lastError_;     // of the last append, when it failed
   std::condition_variable changed_;

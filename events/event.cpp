@@ -8,8 +8,8 @@
 #include <stdexcept>
 
 #include "events/capnp_util.h"
-#include "events/schema_convert.h"
 #include "events/rules.h"
+#include "events/schema_convert.h"
 #include "schemas/tokenledger.capnp.h"
 
 namespace tokenledger {

@@ -107,4 +107,15 @@ std::string toHex(std::string_view bytes) {
   return out;
 }
 
+std::optional<std::string> fromHex(std::string_view hex) {
+  if (hex.size() % 2) return std::nullopt;
+  std::string out(hex.size() / 2, '\0');
+  size_t len = 0;
+  if (sodium_hex2bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), hex.data(),
+                     hex.size(), nullptr, &len, nullptr) != 0 ||
+      len != out.size())
+    return std::nullopt;
+  return out;
+}
+
 }  // namespace tokenledger

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -49,5 +50,7 @@ std::string randomBytes(size_t n);
 // n characters from [0-9A-Za-z], uniformly.
 std::string randomBase62(size_t n);
 std::string toHex(std::string_view bytes);
+// Lower- or upper-case hex to bytes; nullopt on an odd length or a non-hex digit.
+std::optional<std::string> fromHex(std::string_view hex);
 
 }  // namespace tokenledger

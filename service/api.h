@@ -12,7 +12,7 @@
 #include <variant>
 #include <vector>
 
-#include "events/signing.h"
+#include "events/signed_appender.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/clock.h"

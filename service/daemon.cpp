@@ -15,7 +15,7 @@
 #include "events/event_log.h"
 #include "events/kafka_log.h"
 #include "events/secrets.h"
-#include "events/signing.h"
+#include "events/signed_appender.h"
 
 #include <sodium.h>
 #include "projections/read_model.h"

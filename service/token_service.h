@@ -19,7 +19,7 @@
 #include "projections/token.h"
 #include "events/event_log.h"
 #include "events/rules.h"
-#include "events/signing.h"
+#include "events/signed_appender.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/clock.h"

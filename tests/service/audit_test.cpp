@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 
+#include "events/event_log.h"
 #include "events/lmdb.h"
 #include "events/secrets.h"
 #include "projections/token.h"

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "events/event_log.h"
-#include "events/signing.h"
+#include "events/signed_appender.h"
 #include "events/times.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"

@@ -6,7 +6,7 @@
 #include <set>
 #include <thread>
 
-#include "events/signing.h"
+#include "events/signed_appender.h"
 #include "tests/unit/future_event.h"
 #include "tests/unit/test_util.h"
 

@@ -1,0 +1,119 @@
+// The one writer of a data directory's events: signs them (events/signing.h),
+// sequences them in its chain (events/writer_state.h) and appends them to the log.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "events/event.h"
+#include "events/event_log.h"
+#include "events/signing.h"
+#include "events/writer_state.h"
+
+namespace tokenledger {
+
+// Signs and appends events as one writer: assigns writerSeq 1, 2, 3, … and chains
+// prevDigest, in exactly the order the events land in each partition. An append
+// that recorded nothing (LogUnavailable::nothingRecorded) gives its numbers back,
+// so the chain has no gap for it; it fails the passes signed after it too, since
+// they chained on it. Only an append of unknown outcome leaves its numbers spent. Two threads
+// of its own: one signs whatever callers queued meanwhile, the other appends
+// everything signed as one log append (group commit), so sequencing costs no extra
+// round trip, signing overlaps the previous append's round trip, and callers that
+// cannot block (the HTTP loops) queue and go on.
+class SignedAppender {
+ public:
+  using Persist = std::function<void(const WriterState&)>;
+  using Warn = std::function<void(const std::string&)>;
+  // What became of one append: the events with their signing fields filled in,
+  // and their positions, or the LogUnavailable (or other error) that failed them.
+  struct Appended {
+    std::vector<Event> events;
+    std::vector<Position> positions;
+    std::exception_ptr error;
+  };
+  using Done = std::function<void(Appended&)>;
+
+  SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist, Warn warn);
+  // Writes what is queued, then persists the last state (appends persist it at
+  // most every kPersistEvery).
+  ~SignedAppender();
+  SignedAppender(const SignedAppender&) = delete;
+  SignedAppender& operator=(const SignedAppender&) = delete;
+
+  // Appends `events` (all of `owner`) in order and waits; fills in their signing
+  // fields. Throws LogUnavailable like EventLog::append. Thread-safe.
+  std::vector<Position> append(const std::string& owner, std::vector<Event>& events);
+  // Queues `events` (all of `owner`) and returns at once; `done` runs on the
+  // appender's thread once they are appended or failed. It must not throw or block
+  // for long: the next batch waits for it. Thread-safe.
+  void appendAsync(std::string owner, std::vector<Event> events, Done done);
+
+  const SigningKey& key() const { return key_; }
+
+ private:
+  struct Request {
+    std::string owner;
+    Appended appended;
+    Done done;
+  };
+  // One signing pass: the requests it took, their records in order, and where the
+  // writer's sequence stood after it.
+  struct Signed {
+    std::vector<Request> requests;
+    std::vector<std::pair<std::string, std::string>> records;  // (owner, envelope)
+    uint64_t firstSeq = 0;
+    std::string startDigest;  // the chain's digest before this pass
+    uint64_t lastSeq = 0;
+    std::string lastDigest;
+    // None of it is appended: signing failed (and spent no number), or an earlier
+    // append that recorded nothing rewound the chain this pass was signed on.
+    std::exception_ptr error;
+  };
+  void signLoop();
+  Signed sign(std::vector<Request> batch);
+  void appendLoop();
+  void write(std::deque<Signed>& ready);
+
+  EventLog& log_;
+  SigningKey key_;
+  Persist persist_;
+  Warn warn_;
+  // A stale state file costs a restart a longer scan, never a wrong sequence
+  // (recoverWriterState reads on from scanFrom), so a busy writer does not pay a
+  // file write per batch.
+  static constexpr std::chrono::milliseconds kPersistEvery{200};
+  void persist();
+  WriterState state_;  // these three: the appender thread's (state_ as appended)
+  std::chrono::steady_clock::time_point persistedAt_{};
+  bool unpersisted_ = false;
+  uint64_t seq_;        // the signer thread's: the last sequence number handed out
+  std::string digest_;  // and its digest
+
+  std::mutex mutex_;
+  std::condition_variable queued_;       // the signer waits for requests
+  std::condition_variable signedReady_;  // the appender waits for signed passes
+  std::vector<Request> queue_;
+  std::deque<Signed> signed_;
+  // An append that recorded nothing gives its sequence numbers back: the appender
+  // sets where the chain continues, and bumps the epoch so that a pass signed
+  // meanwhile on the old chain is dropped (with the append's error).
+  std::optional<std::pair<uint64_t, std::string>> rewind_;
+  uint64_t epoch_ = 0;
+  std::exception_ptr rewoundBy_;
+  bool stopping_ = false;
+  bool signerDone_ = false;
+  std::thread signer_;  // last two: start once everything above is set up
+  std::thread appender_;
+};
+
+}  // namespace tokenledger
