@@ -53,12 +53,16 @@ class ProjectorImpl final : public Projector {
 
   std::variant<Admission, Refusal> admit(uint64_t events) override {
     std::lock_guard lock(admitMutex_);  // check and claim as one step
-    if (auto why = refusal(events)) return *why;
+    if (auto why = failing()) return *why;
+    if (auto why = model_.claimRoom(pending_->load() + events)) return *why;
     pending_->fetch_add(events);
     return Admission(pending_, events);
   }
 
-  std::optional<Refusal> refusal() const override { return refusal(1); }
+  std::optional<Refusal> refusal() const override {
+    if (auto why = failing()) return why;
+    return model_.roomFor(pending_->load() + 1);
+  }
 
   void stop() override {
     {
@@ -125,14 +129,13 @@ class ProjectorImpl final : public Projector {
   }
 
   // Why `events` more events (beyond those claimed) cannot be admitted now.
-  std::optional<Refusal> refusal(uint64_t events) const {
-    if (!healthy_) {
-      std::lock_guard lock(mutex_);
-      return Refusal{"projection_failing",
-                     "the read model cannot apply the log right now (" + failure_ +
-                         "); nothing was recorded. See the service log, retry later"};
-    }
-    return model_.roomFor(pending_->load() + events);
+  // Commands wait while batches fail to apply.
+  std::optional<Refusal> failing() const {
+    if (healthy_) return std::nullopt;
+    std::lock_guard lock(mutex_);
+    return Refusal{"projection_failing",
+                   "the read model cannot apply the log right now (" + failure_ +
+                       "); nothing was recorded. See the service log, retry later"};
   }
 
   static bool covers(const Offsets& have, const Offsets& want) {

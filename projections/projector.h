@@ -21,7 +21,7 @@ namespace tokenledger {
 using Logger = std::function<void(const std::string&)>;
 
 // Why this replica takes no commands now, in the API's terms: the read model's room
-// (read_model_full, disk_full, busy) or `projection_failing`.
+// (read_model_full, disk_full) or `projection_failing`.
 using Refusal = RoomProblem;
 
 // Room in the read model that a command claims from before it appends its events

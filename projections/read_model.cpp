@@ -45,8 +45,8 @@ Dbs openDbs(lmdb::Txn& txn, bool create) {
 const std::string& encodeVerifyRecord(std::string& out, const Token& t) {
   static_assert(kMaxIdLength <= 255, "the verify record holds an owner's length in one byte");
   return layout::encodeVerifyRecord(
-      out, layout::VerifyRecord{t.secretHash, t.active, static_cast<uint8_t>(t.kind),
-                                t.expiresAtUs, t.deactivateAtUs, t.owner, t.destinationId});
+      out, layout::VerifyRecord{t.secretHash, t.active, static_cast<uint8_t>(t.kind), t.expiresAtUs,
+                                t.deactivateAtUs, t.owner, t.destinationId});
 }
 
 class Reader;
@@ -242,6 +242,7 @@ class LmdbReadModel final : public ReadModel {
     return out;
   }
 
+  std::optional<RoomProblem> claimRoom(uint64_t events) override { return room_.claim(events); }
   std::optional<RoomProblem> roomFor(uint64_t events) const override { return room_.check(events); }
 
   Offsets applied(int32_t partitions) override {
@@ -261,7 +262,7 @@ class LmdbReadModel final : public ReadModel {
     const lmdb::Txn& txn = snapshot.txn();
     using namespace layout;
     const std::pair<const char*, MDB_dbi> all[] = {
-        {kTokens, dbs_.tokens},      {kByOwner, dbs_.byOwner},    {kHistory, dbs_.history},
+        {kTokens, dbs_.tokens},     {kByOwner, dbs_.byOwner},     {kHistory, dbs_.history},
         {kEventIds, dbs_.eventIds}, {kPositions, dbs_.positions}, {kMeta, dbs_.meta},
         {kVerify, dbs_.verify}};
     for (const auto& [name, dbi] : all) {

@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "projections/token.h"
 #include "events/event_log.h"
 #include "projections/room.h"
+#include "projections/token.h"
 
 namespace tokenledger {
 
@@ -106,9 +106,12 @@ class ReadModel {
   virtual Offsets applied(int32_t partitions) = 0;
   // Increments after every committed apply(); readers renew their snapshot on change.
   virtual uint64_t generation() const = 0;
-  // nullopt when a batch of `events` more events fits (under the size limit and in
-  // the disk reserved), else why not. Thread-safe and cheap: commands ask before
-  // they append, through Projector::admit.
+  // Room for `events` more events: nullopt when they fit under the size limit and
+  // in reserved disk (reserving more if needed), else why not. Thread-safe and
+  // cheap unless it reserves: commands ask before they append, through
+  // Projector::admit.
+  virtual std::optional<RoomProblem> claimRoom(uint64_t events) = 0;
+  // What claimRoom(events) would refuse with now, reserving nothing (readiness).
   virtual std::optional<RoomProblem> roomFor(uint64_t events) const = 0;
   virtual std::unique_ptr<ReadModelReader> reader() = 0;
   // Every entry of every database, one line each, in key order: equal dumps mean

@@ -48,8 +48,8 @@ constexpr const char* kPositions = "positions";
 constexpr const char* kMeta = "meta";
 constexpr const char* kVerify = "verify";
 // Every database, in the order dumps and comparisons list them.
-constexpr std::array<const char*, 7> kDatabases = {kTokens,    kByOwner,  kHistory, kEventIds,
-                                                   kPositions, kMeta,     kVerify};
+constexpr std::array<const char*, 7> kDatabases = {kTokens,    kByOwner, kHistory, kEventIds,
+                                                   kPositions, kMeta,    kVerify};
 constexpr std::string_view kSchemaVersionKey = "schema_version";
 
 // by_owner: into `out`, so that a loop can reuse one buffer.

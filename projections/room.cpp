@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 
+#include <cerrno>
+
 #include <algorithm>
 #include <cstring>
 
@@ -53,21 +55,37 @@ RoomProblem Room::full() const {
                          "larger --map-size-mb"};
 }
 
+RoomProblem Room::diskFull() const {
+  std::lock_guard lock(mutex_);
+  return RoomProblem{"disk_full", "the disk holding the read model in " + options_.dir +
+                                      " is full (" + diskError_ +
+                                      "); nothing was recorded. Free disk space; commands "
+                                      "are accepted again once the read model can grow"};
+}
+
+bool Room::diskRefused() const {
+  std::lock_guard lock(mutex_);
+  return !diskError_.empty();
+}
+
 std::optional<RoomProblem> Room::check(uint64_t events) const {
   uint64_t need = highWater() + boundFor(events);
   if (need > options_.limitBytes) return full();
-  if (options_.reserveDisk && need > reservedBytes()) {
-    std::lock_guard lock(mutex_);
-    if (!diskError_.empty())
-      return RoomProblem{"disk_full", "the disk holding the read model in " + options_.dir +
-                                          " is full (" + diskError_ +
-                                          "); nothing was recorded. Free disk space; commands "
-                                          "are accepted again once the read model can grow"};
-    return RoomProblem{"busy",
-                       "more commands are in flight than the read model has reserved room for; "
-                       "nothing was recorded, retry shortly"};
-  }
+  if (options_.reserveDisk && need > reservedBytes() && diskRefused()) return diskFull();
   return std::nullopt;
+}
+
+std::optional<RoomProblem> Room::claim(uint64_t events) {
+  uint64_t need = highWater() + boundFor(events);
+  if (need > options_.limitBytes) return full();
+  if (!options_.reserveDisk || need <= reservedBytes()) return std::nullopt;
+  // A burst beyond what was reserved ahead: reserve now, with room for more.
+  uint64_t ahead = std::min(options_.limitBytes, need + boundFor(64));
+  int rc = reserve(ahead);
+  if (rc != 0) rc = reserve(need);
+  if (rc == 0) return std::nullopt;
+  setDiskError(rc);
+  return diskFull();
 }
 
 bool Room::growMap(uint64_t atLeast) {
@@ -84,13 +102,20 @@ bool Room::growMap(uint64_t atLeast) {
 }
 
 int Room::reserve(uint64_t bytes) {
-  bytes = std::min(bytes, mapBytes());
+  std::lock_guard lock(reserving_);
   if (bytes <= reservedBytes()) return 0;
   int fd = -1;
   lmdb::check(mdb_env_get_fd(env_.get(), &fd), "mdb_env_get_fd");
-  // Allocates only the holes; blocks already in use are left as they are.
-  int rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
-  if (rc == 0) reserved_ = bytes;
+  // Allocates only the holes, also beyond the end of the file (the map grows into
+  // them later) without changing its size; blocks in use are left as they are.
+  int rc = ::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
+  if (rc == EOPNOTSUPP) {
+    // A file system without fallocate: glibc's emulation writes, so only up to
+    // the map (the file's size); beyond it the next growth tries again.
+    bytes = std::min(bytes, mapBytes());
+    rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+  }
+  if (rc == 0) reserved_ = std::max(reservedBytes(), bytes);
   return rc;
 }
 
@@ -117,7 +142,7 @@ void Room::makeRoomFor(uint64_t events) {
   // does not mean the next 64 events do.)
   if (int rc = reserve(need); rc != 0) {
     setDiskError(rc);
-    throw RoomExhausted(*check(events));
+    throw RoomExhausted(diskFull());
   }
 }
 

@@ -9,8 +9,8 @@
 // room before each transaction (makeRoomFor). So an event that was recorded in the
 // log because it was admitted always fits into the read model.
 //
-// Threads: check() and the getters from any thread; the rest only from the one
-// writer, with no write transaction open.
+// Threads: claim(), check() and the getters from any thread; the rest only from the
+// one writer, with no write transaction open.
 #pragma once
 
 #include <atomic>
@@ -26,9 +26,8 @@
 namespace tokenledger {
 
 // Why the read model cannot take more events now, in the API's terms: code
-// `read_model_full` (the size limit is reached), `disk_full`, or `busy` (more
-// events in flight than the room reserved so far), and a message that says what to
-// do.
+// `read_model_full` (the size limit is reached) or `disk_full`, and a message that
+// says what to do.
 struct RoomProblem {
   std::string code;
   std::string message;
@@ -68,8 +67,12 @@ class Room {
   // pages every transaction copies (roots, free list, meta).
   uint64_t boundFor(uint64_t events) const;
 
-  // nullopt when a transaction of `events` events fits: under the limit and, with a
-  // writable map, in the disk reserved so far.
+  // For admitting commands: nullopt when a transaction of `events` events fits
+  // under the limit and in disk reserved for it, reserving more first when a burst
+  // outgrew what was reserved ahead. Else read_model_full, or disk_full when the
+  // disk refused. Thread-safe.
+  std::optional<RoomProblem> claim(uint64_t events);
+  // What claim() would refuse with, reserving nothing (for readiness checks).
   std::optional<RoomProblem> check(uint64_t events) const;
 
   // Before a transaction of `events` events: grows the map and reserves disk so
@@ -90,9 +93,11 @@ class Room {
   uint64_t limitBytes() const { return options_.limitBytes; }
 
  private:
-  // Disk blocks for the file up to `bytes` (at most the map); posix_fallocate's
-  // result.
+  // Disk blocks for the file up to `bytes` (beyond its end too); 0 or the errno.
+  // Thread-safe.
   int reserve(uint64_t bytes);
+  RoomProblem diskFull() const;
+  bool diskRefused() const;
   // Keeps why the disk refused (0: it did not) for check(), logging changes.
   void setDiskError(int rc);
   bool growMap(uint64_t atLeast);
@@ -104,6 +109,7 @@ class Room {
   std::atomic<uint64_t> highWater_{0};
   std::atomic<uint64_t> map_{0};
   std::atomic<uint64_t> reserved_{0};
+  std::mutex reserving_;      // one fallocate at a time
   mutable std::mutex mutex_;  // guards diskError_
   std::string diskError_;     // why the last reservation failed; empty when it did not
 };
