@@ -128,18 +128,9 @@ std::unique_ptr<ReadModel> openReadModel(const std::string& dir,
                                          const ReadModelOptions& options = {},
                                          ReadModelLog log = nullptr);
 
-// The memory this process may still use: MemAvailable, or less when its memory
-// cgroup (a container's limit) leaves less; nullopt when neither is known. `root`
-// prefixes the /proc and /sys paths read (tests).
-std::optional<uint64_t> availableMemoryBytes(const std::string& root = "");
-
-// Records per rebuild transaction: as many as a quarter of `availableBytes` holds
-// while they are applied, between 2^16 and 2^20 (a batch also reserves up to 2 KB
-// of disk per record, see ReadModelOptions); 2^18 when unknown.
-size_t rebuildChunkRecords(std::optional<uint64_t> availableBytes);
-
 // Replays the whole log into a fresh read model in `dir` (which must not hold one),
-// in transactions of rebuildChunkRecords(availableMemoryBytes()) records.
+// in transactions of rebuildChunkRecords(availableMemoryBytes()) records
+// (memory_budget.h).
 ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipReporter& report,
                              const ReadModelOptions& options = {}, ReadModelLog modelLog = nullptr);
 

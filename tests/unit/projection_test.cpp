@@ -20,6 +20,7 @@
 #include "events/lmdb.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
+#include "projections/memory_budget.h"
 #include "projections/read_model_layout.h"
 #include "tests/unit/future_event.h"
 #include "tests/unit/test_util.h"
