@@ -35,7 +35,7 @@
 #include "events/event_log.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
-#include "service/clock.h"
+#include "events/clock.h"
 #include "service/token_service.h"
 #include "service/verifier.h"
 

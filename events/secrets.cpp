@@ -42,20 +42,28 @@ void initCrypto() {
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
 }
 
-std::string randomBytes(size_t n) {
+Entropy& systemEntropy() {
+  struct Sodium final : Entropy {
+    void fill(void* buf, size_t n) override { randombytes_buf(buf, n); }
+  };
+  static Sodium sodium;
+  return sodium;
+}
+
+std::string randomBytes(size_t n, Entropy& entropy) {
   std::string out(n, '\0');
-  randombytes_buf(out.data(), n);
+  entropy.fill(out.data(), n);
   return out;
 }
 
-std::string randomBase62(size_t n) {
+std::string randomBase62(size_t n, Entropy& entropy) {
   // One CSPRNG call for the lot (each call may be a getrandom() system call), then
   // rejection sampling: bytes of 248 and above would bias the modulo, so skip them.
   std::string out;
   out.reserve(n);
   unsigned char buf[128];
   while (out.size() < n) {
-    randombytes_buf(buf, sizeof buf);
+    entropy.fill(buf, sizeof buf);
     for (unsigned char b : buf) {
       if (b >= 248) continue;
       out.push_back(kAlphabet[b % 62]);
@@ -65,12 +73,12 @@ std::string randomBase62(size_t n) {
   return out;
 }
 
-std::string generateTokenKey() {
-  return std::string(kKeyPrefix) + randomBase62(kKeyRandomChars);
+std::string generateTokenKey(Entropy& entropy) {
+  return std::string(kKeyPrefix) + randomBase62(kKeyRandomChars, entropy);
 }
 
-std::string generateSecret() {
-  std::string body = std::string(kSecretPrefix) + randomBase62(kSecretRandomChars);
+std::string generateSecret(Entropy& entropy) {
+  std::string body = std::string(kSecretPrefix) + randomBase62(kSecretRandomChars, entropy);
   return body + secretChecksum(body);
 }
 

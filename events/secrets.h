@@ -30,8 +30,17 @@ using SecretHash = std::array<uint8_t, 32>;
 // Initialises libsodium; call once before anything else here (idempotent, thread-safe).
 void initCrypto();
 
-std::string generateTokenKey();
-std::string generateSecret();
+// Where randomness comes from: libsodium's CSPRNG (systemEntropy()), or in tests a
+// fixed sequence, injected like the clocks (events/clock.h).
+class Entropy {
+ public:
+  virtual ~Entropy() = default;
+  virtual void fill(void* buf, size_t n) = 0;  // thread-safe
+};
+Entropy& systemEntropy();
+
+std::string generateTokenKey(Entropy& entropy = systemEntropy());
+std::string generateSecret(Entropy& entropy = systemEntropy());
 
 // The 6 checksum characters of a secret whose first 47 characters are `body`: the
 // CRC-32 (zlib's) of `body` as 6 base62 digits, most significant first. Fixed
@@ -45,10 +54,10 @@ bool isWellFormedSecret(std::string_view secret);
 SecretHash hashSecret(std::string_view secret);
 bool hashesEqual(const SecretHash& a, const SecretHash& b);  // constant time
 
-// Random bytes from libsodium's CSPRNG.
-std::string randomBytes(size_t n);
+// Random bytes.
+std::string randomBytes(size_t n, Entropy& entropy = systemEntropy());
 // n characters from [0-9A-Za-z], uniformly.
-std::string randomBase62(size_t n);
+std::string randomBase62(size_t n, Entropy& entropy = systemEntropy());
 std::string toHex(std::string_view bytes);
 // Lower- or upper-case hex to bytes; nullopt on an odd length or a non-hex digit.
 std::optional<std::string> fromHex(std::string_view hex);

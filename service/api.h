@@ -15,7 +15,7 @@
 #include "events/signed_appender.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
-#include "service/clock.h"
+#include "events/clock.h"
 #include "service/token_service.h"
 
 namespace tokenledger {

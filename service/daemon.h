@@ -9,7 +9,7 @@
 #include "events/event_log.h"
 #include "events/signing.h"
 #include "projections/projector.h"
-#include "service/clock.h"
+#include "events/clock.h"
 
 namespace tokenledger {
 

@@ -22,7 +22,7 @@
 #include "events/signed_appender.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
-#include "service/clock.h"
+#include "events/clock.h"
 
 namespace tokenledger {
 

@@ -20,7 +20,7 @@
 #include "events/signing.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
-#include "service/clock.h"
+#include "events/clock.h"
 #include "tests/unit/test_util.h"
 
 // Aborts (which libFuzzer reports as a crash, with the input) when `cond` is false.

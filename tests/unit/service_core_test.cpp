@@ -19,7 +19,7 @@
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/api.h"
-#include "service/clock.h"
+#include "events/clock.h"
 #include "service/http_input.h"
 #include "service/token_service.h"
 #include "service/verifier.h"
