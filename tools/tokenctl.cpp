@@ -244,8 +244,8 @@ void check(std::optional<std::string> error) {
 void checkKeyArgument(const std::string& key) {
   bool ok = !key.empty() && key.size() <= kMaxIdLength;
   for (char c : key)
-    ok = ok && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                c == '_');
+    ok = ok &&
+         ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
   if (!ok) throw UsageError{"invalid KEY '" + sanitize(key) + "': token keys look like tlk_..."};
 }
 
