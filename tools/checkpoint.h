@@ -33,8 +33,8 @@ std::variant<Checkpoint, std::string> parseCheckpoint(std::string_view text);
 
 // The file's text: `checkpoint`, and for people the `log` it describes, when it was
 // written and where each writer's last event is (`positions`, by key id; a writer
-// missing there throws std::out_of_range). parseCheckpoint reads it back as
-// `checkpoint`.
+// missing there throws std::out_of_range, a `log` that is not UTF-8 throws
+// nlohmann::json::type_error). parseCheckpoint reads it back as `checkpoint`.
 std::string formatCheckpoint(const Checkpoint& checkpoint, const std::string& log,
                              int64_t writtenAtUs, const std::map<std::string, Position>& positions);
 
