@@ -3,6 +3,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "events/secrets.h"
+#include "events/times.h"
+
 namespace tokenledger::audit {
 namespace {
 
@@ -60,6 +63,25 @@ std::variant<Checkpoint, std::string> parseCheckpoint(std::string_view text) {
     c.writers[id] = {seq->get<uint64_t>(), digest->get<std::string>()};
   }
   return c;
+}
+
+std::string formatCheckpoint(const Checkpoint& checkpoint, const std::string& log,
+                             int64_t writtenAtUs,
+                             const std::map<std::string, Position>& positions) {
+  json w = json::object();
+  for (const auto& [id, last] : checkpoint.writers)
+    w[id] = json{
+        {"seq", last.first}, {"digest", last.second}, {"position", toString(positions.at(id))}};
+  json j{{"version", 1},
+         {"log", log},
+         {"end", checkpoint.end.toString()},
+         {"written_at", formatTime(writtenAtUs)},
+         {"writers", w}};
+  return j.dump(2) + "\n";
+}
+
+std::string digestHex(const Digest& digest) {
+  return toHex(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 }  // namespace tokenledger::audit

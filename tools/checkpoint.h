@@ -1,8 +1,8 @@
 // The checkpoint of `ledger-audit verify-log --checkpoint FILE` (docs/audit.md):
-// what the last successful run saw. A pure parser of the file's text, apart from
-// the tool, so that a damaged or hand-edited file is a clear error and never an
-// exception or a crash (unit-tested in tests/unit/checkpoint_test.cpp, fuzzed in
-// tests/fuzz).
+// what the last successful run saw. The file's one definition: the text verify-log
+// writes and a pure parser of it, apart from the tool, so that a damaged or
+// hand-edited file is a clear error and never an exception or a crash (unit-tested
+// in tests/unit/checkpoint_test.cpp, fuzzed in tests/fuzz).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,7 @@
 #include <variant>
 
 #include "events/event_log.h"
+#include "events/signing.h"
 
 namespace tokenledger::audit {
 
@@ -29,5 +30,15 @@ struct Checkpoint {
 // "writers":{KEY_ID:{"seq":N,"digest":HEX,…},…}, …}; other fields are ignored.
 // Never throws: on anything else, the error says what is wrong.
 std::variant<Checkpoint, std::string> parseCheckpoint(std::string_view text);
+
+// The file's text: `checkpoint`, and for people the `log` it describes, when it was
+// written and where each writer's last event is (`positions`, by key id; a writer
+// missing there throws std::out_of_range, a `log` that is not UTF-8 throws
+// nlohmann::json::type_error). parseCheckpoint reads it back as `checkpoint`.
+std::string formatCheckpoint(const Checkpoint& checkpoint, const std::string& log,
+                             int64_t writtenAtUs, const std::map<std::string, Position>& positions);
+
+// A digest as the file holds it: 64 lower-case hex characters.
+std::string digestHex(const Digest& digest);
 
 }  // namespace tokenledger::audit

@@ -1,24 +1,21 @@
-// ledger-audit internals shared by its source files: where records come from.
-// The tool reads the event log directly (events/ and projections/ libraries),
-// never through the service.
+// ledger-audit's view of the event log, shared by its source files: which log the
+// command line names (Options) and how records come out of it (LogSource). The
+// tool reads the event log directly (events/ and projections/ libraries), never
+// through the service. Errors the user can fix are UsageError (exit status 2).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "events/event_log.h"
+#include "tools/usage_error.h"
 
 namespace tokenledger::audit {
 
-// Usage, connection and "nothing to read there" errors: exit status 2.
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using tools::UsageError;
 
 // A snapshot of a log, read once from the beginning to the end it had when opened
 // (records appended later are not read), or up to `limit` per partition.
@@ -38,7 +35,8 @@ class LogSource {
   virtual bool next(std::vector<LogRecord>& out, size_t max) = 0;
 };
 
-// DIR/log of a data directory, read-only (works while tokenledgerd runs).
+// DIR/log of a data directory, read-only (works while tokenledgerd runs). Throws
+// UsageError when DIR/log holds no log, lmdb::LmdbError when LMDB cannot open it.
 std::unique_ptr<LogSource> openEmbeddedSource(const std::string& dataDir,
                                               const std::optional<Offsets>& limit);
 
@@ -48,8 +46,23 @@ struct KafkaSourceOptions {
   int timeoutMs = 10000;
 };
 // Assigns every partition of the topic from its beginning; never creates the topic,
-// joins no group and commits nothing.
+// joins no group and commits nothing. Throws UsageError when the broker cannot be
+// reached within the timeout, the topic does not exist or librdkafka refuses a
+// setting.
 std::unique_ptr<LogSource> openKafkaSource(const KafkaSourceOptions& options,
                                            const std::optional<Offsets>& limit);
+
+// The log of the command line (LOG in --help) and how to read it.
+struct Options {
+  std::string dataDir = "./data";
+  bool dataDirGiven = false;
+  std::string log = "embedded";  // or "kafka"
+  KafkaSourceOptions kafka;
+  bool quiet = false;  // no progress bar
+};
+
+// The embedded log or the Kafka topic `options` names; throws as the two above.
+std::unique_ptr<LogSource> openSource(const Options& options,
+                                      const std::optional<Offsets>& limit = {});
 
 }  // namespace tokenledger::audit

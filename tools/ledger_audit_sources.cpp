@@ -14,13 +14,17 @@
 namespace tokenledger::audit {
 namespace {
 
+// The flags were right; what they name cannot be read (no pointer to --help).
+constexpr auto kNoHint = UsageError::Hint::none;
+
 class EmbeddedSource final : public LogSource {
  public:
   EmbeddedSource(const std::string& dataDir, const std::optional<Offsets>& limit)
       : dir_(dataDir + "/log") {
     if (::access((dir_ + "/data.mdb").c_str(), R_OK) != 0)
-      throw UsageError("no embedded event log in " + dir_ +
-                       " (is --data-dir the daemon's data directory?)");
+      throw UsageError(
+          "no embedded event log in " + dir_ + " (is --data-dir the daemon's data directory?)",
+          kNoHint);
     // Read-only: the operator's files keep their modes, and nothing is created.
     env_ = std::make_unique<lmdb::Env>(
         dir_, lmdb::EnvOptions{
@@ -95,6 +99,7 @@ struct KafkaDeleter {
     rd_kafka_topic_partition_list_destroy(p);
   }
   void operator()(rd_kafka_message_t* p) const { rd_kafka_message_destroy(p); }
+  void operator()(rd_kafka_conf_t* p) const { rd_kafka_conf_destroy(p); }
 };
 
 void quietLog(const rd_kafka_t*, int level, const char* fac, const char* buf) {
@@ -104,14 +109,13 @@ void quietLog(const rd_kafka_t*, int level, const char* fac, const char* buf) {
 class KafkaSource final : public LogSource {
  public:
   KafkaSource(const KafkaSourceOptions& o, const std::optional<Offsets>& limit) : options_(o) {
-    if (o.brokers.empty()) throw UsageError("--log kafka needs --kafka-brokers HOST:PORT");
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    if (o.brokers.empty()) throw UsageError("--log kafka needs --kafka-brokers HOST:PORT", kNoHint);
+    // Ours until rd_kafka_new succeeds: it takes the configuration only then.
+    std::unique_ptr<rd_kafka_conf_t, KafkaDeleter> conf(rd_kafka_conf_new());
     char err[512];
     auto set = [&](const char* k, const std::string& v) {
-      if (rd_kafka_conf_set(conf, k, v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        throw UsageError(std::string("librdkafka setting ") + k + ": " + err);
-      }
+      if (rd_kafka_conf_set(conf.get(), k, v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+        throw UsageError(std::string("librdkafka setting ") + k + ": " + err, kNoHint);
     };
     set("bootstrap.servers", o.brokers);
     set("group.id", "ledger-audit");  // required by the consumer API; never joined
@@ -124,34 +128,34 @@ class KafkaSource final : public LogSource {
     set("fetch.message.max.bytes", "4194304");
     set("reconnect.backoff.max.ms", "1000");
     set("socket.timeout.ms", std::to_string(std::max(o.timeoutMs, 1000)));
-    rd_kafka_conf_set_log_cb(conf, quietLog);
-    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-    if (rk == nullptr) {
-      rd_kafka_conf_destroy(conf);
-      throw UsageError(std::string("cannot create a Kafka consumer: ") + err);
-    }
-    rk_.reset(rk);
+    rd_kafka_conf_set_log_cb(conf.get(), quietLog);
+    rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+    if (!rk_) throw UsageError(std::string("cannot create a Kafka consumer: ") + err, kNoHint);
+    conf.release();  // rd_kafka_new owns it now
 
     const rd_kafka_metadata_t* md = nullptr;
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk_.get(), 1, nullptr, &md, o.timeoutMs);
     if (e)
       throw UsageError("cannot reach Kafka at " + o.brokers + " within " +
-                       std::to_string(o.timeoutMs / 1000) + " s: " + rd_kafka_err2str(e) +
-                       "; check --kafka-brokers and that the broker runs");
+                           std::to_string(o.timeoutMs / 1000) + " s: " + rd_kafka_err2str(e) +
+                           "; check --kafka-brokers and that the broker runs",
+                       kNoHint);
     std::unique_ptr<const rd_kafka_metadata_t, KafkaDeleter> guard(md);
     int32_t count = -1;
     for (int i = 0; i < md->topic_cnt; ++i)
       if (o.topic == md->topics[i].topic && md->topics[i].err == 0)
         count = md->topics[i].partition_cnt;
     if (count <= 0)
-      throw UsageError("topic " + o.topic + " does not exist on " + o.brokers + " (check --topic)");
+      throw UsageError("topic " + o.topic + " does not exist on " + o.brokers + " (check --topic)",
+                       kNoHint);
     partitions_ = count;
     for (int32_t p = 0; p < count; ++p) {
       int64_t low = 0, high = 0;
       e = rd_kafka_query_watermark_offsets(rk_.get(), o.topic.c_str(), p, &low, &high, o.timeoutMs);
       if (e)
         throw UsageError("cannot read the offsets of " + o.topic + " partition " +
-                         std::to_string(p) + ": " + rd_kafka_err2str(e));
+                             std::to_string(p) + ": " + rd_kafka_err2str(e),
+                         kNoHint);
       start_.next.push_back(low);
       int64_t stop = high;
       if (limit && static_cast<size_t>(p) < limit->next.size())
@@ -164,7 +168,8 @@ class KafkaSource final : public LogSource {
     for (int32_t p = 0; p < count; ++p)
       rd_kafka_topic_partition_list_add(list.get(), o.topic.c_str(), p)->offset = start_.next[p];
     e = rd_kafka_assign(rk_.get(), list.get());
-    if (e) throw UsageError(std::string("cannot assign partitions: ") + rd_kafka_err2str(e));
+    if (e)
+      throw UsageError(std::string("cannot assign partitions: ") + rd_kafka_err2str(e), kNoHint);
   }
 
   std::string describe() const override {
@@ -237,6 +242,11 @@ std::unique_ptr<LogSource> openEmbeddedSource(const std::string& dataDir,
 std::unique_ptr<LogSource> openKafkaSource(const KafkaSourceOptions& options,
                                            const std::optional<Offsets>& limit) {
   return std::make_unique<KafkaSource>(options, limit);
+}
+
+std::unique_ptr<LogSource> openSource(const Options& options, const std::optional<Offsets>& limit) {
+  if (options.log == "kafka") return openKafkaSource(options.kafka, limit);
+  return openEmbeddedSource(options.dataDir, limit);
 }
 
 }  // namespace tokenledger::audit

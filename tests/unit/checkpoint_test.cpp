@@ -1,4 +1,4 @@
-// ledger-audit's checkpoint parser (tools/checkpoint.h): a file verify-log wrote
+// ledger-audit's checkpoint file (tools/checkpoint.h): a file verify-log wrote
 // reads back; anything else is an error that names the problem, never an exception.
 #include <doctest/doctest.h>
 
@@ -20,7 +20,7 @@ std::string errorOf(const std::string& text) {
 }
 
 TEST_CASE("a checkpoint as verify-log writes it") {
-  // The shape of writeCheckpoint in tools/ledger_audit.cpp.
+  // The shape formatCheckpoint writes (tools/checkpoint.cpp).
   const std::string text = R"({
   "end": "0:12,1:0",
   "log": "embedded log in data/log",
@@ -42,6 +42,27 @@ TEST_CASE("a checkpoint as verify-log writes it") {
   CHECK(c.writers.at("fedcba9876543210").first == 1);
   // No writers yet (an empty log) is a checkpoint too.
   CHECK(errorOf(R"({"end":"0:0","writers":{}})") == "ok");
+}
+
+TEST_CASE("what formatCheckpoint writes, parseCheckpoint reads back") {
+  Digest digest{};
+  digest.fill(0xab);
+  std::string hex;
+  for (int i = 0; i < 32; ++i) hex += "ab";
+  CHECK(digestHex(digest) == hex);
+  const Checkpoint c{Offsets{{12, 0}},
+                     {{"0123456789abcdef", {12, digestHex(digest)}},
+                      {"fedcba9876543210", {1, std::string(64, '0')}}}};
+  const std::string text = formatCheckpoint(
+      c, "embedded log in data/log", 1'795'860'000'000'000,
+      {{"0123456789abcdef", Position{0, 11}}, {"fedcba9876543210", Position{1, 3}}});
+  auto parsed = parseCheckpoint(text);
+  REQUIRE(std::holds_alternative<Checkpoint>(parsed));
+  CHECK(std::get<Checkpoint>(parsed) == c);
+  // For people: the log, when, and where each writer's last event is.
+  CHECK(text.find(R"("log": "embedded log in data/log")") != std::string::npos);
+  CHECK(text.find(R"("written_at": "2026-11-28T10:00:00.000Z")") != std::string::npos);
+  CHECK(text.find(R"("position": "1:3")") != std::string::npos);
 }
 
 TEST_CASE("a damaged checkpoint is an error that says what is wrong") {

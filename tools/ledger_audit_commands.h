@@ -1,0 +1,44 @@
+// ledger-audit's commands (docs/audit.md), one function each, called by main()
+// once the command line is checked. Each prints its answer on stdout and returns
+// the exit status: 0 ok, 1 a negative answer or a problem found (including
+// unreadable records, reported on stderr with their position). Each throws
+// UsageError (exit 2) for input it cannot use or a log it cannot open,
+// Interrupted on Ctrl-C (exit 130) and std::runtime_error when the log fails.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tools/ledger_audit.h"
+
+namespace tokenledger::audit {
+
+// ledger_audit_history.cpp: every token of `user` (or only `key`'s lineage) with its
+// events and rotations; format text, json or csv.
+int cmdHistory(const Options& o, const std::string& user, const std::string& key,
+               const std::string& format);
+// ledger_audit_history.cpp: whether `key` (or each token of `user`) was valid at
+// `time`, and the event that decided it; exit 1 if not (none) valid.
+int cmdAt(const Options& o, const std::string& user, const std::string& key, int64_t time,
+          const std::string& format);
+
+// ledger_audit_policy.cpp: tokens active longer than `maxAgeDays` at `now` without
+// rotation, per user; exit 1 if any.
+int cmdPolicy(const Options& o, int64_t maxAgeDays, int64_t now, const std::string& format);
+
+// ledger_audit_projection.cpp: a read model built from the log in `out`, which must
+// not hold one (UsageError); `out` is removed again when interrupted and it was new.
+int cmdRebuild(const Options& o, const std::string& out);
+// ledger_audit_projection.cpp: every difference between the read model in `dir` (a
+// UsageError when there is none) and a replay up to its applied positions.
+int cmdVerifyProjection(const Options& o, const std::string& dir);
+
+// ledger_audit_verify_log.cpp: signatures against the keys in `keyFiles` (default
+// DIR/signing-keys.pub; UsageError when unreadable or empty), each writer's order
+// and completeness, and the checkpoint in `checkpointPath` (UsageError when it is
+// not one), which is rewritten when all is well.
+int cmdVerifyLog(const Options& o, const std::vector<std::string>& keyFiles,
+                 const std::string& checkpointPath);
+
+}  // namespace tokenledger::audit

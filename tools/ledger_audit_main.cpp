@@ -1,0 +1,226 @@
+// ledger-audit: answers auditors' questions from the event log itself (embedded
+// data directory or Kafka topic), never through the service: rotation history,
+// point-in-time validity, the rotation policy, offline rebuilds and comparisons of
+// read models, and tamper evidence (signatures, order, completeness).
+// docs/audit.md describes every command, its output and its exit status; this file
+// reads the command line and runs one command (ledger_audit_commands.h).
+#include <signal.h>
+
+#include <initializer_list>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "events/secrets.h"
+#include "tools/ledger_audit_commands.h"
+#include "tools/ledger_audit_replay.h"
+#include "tools/ledger_audit_text.h"
+
+using namespace tokenledger;
+using namespace tokenledger::audit;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: ledger-audit [LOG] [--quiet] COMMAND [OPTIONS]
+
+Reads the event log from the beginning (never through the service) and answers:
+
+  history --user U [--key K] [--format text|json|csv]
+      every token of U with its lifecycle and rotation lineage (K: only K's lineage)
+  at --key K --time T [--format text|json]
+      was K valid at T, and which event decided it (exit 0 valid, 1 not valid)
+  at --user U --time T [--format text|json]
+      U's tokens valid at T (exit 0 if any, 1 if none)
+  policy --max-age DAYS [--now T] [--format text|json]
+      tokens active longer than DAYS without rotation, per user (exit 1 if any)
+  rebuild --out DIR
+      builds a read model from the log into DIR (which must not hold one)
+  verify-projection --projection DIR
+      replays the log up to DIR's applied positions and compares; prints each
+      difference (exit 1 on any)
+  verify-log [--keys FILE]... [--checkpoint FILE]
+      checks every signature and the order and completeness of each writer's
+      events; names the first bad event (exit 1 on any problem)
+
+LOG (default --data-dir ./data):
+  --data-dir DIR                 the embedded log in DIR/log (read-only; the
+                                 daemon may keep running)
+  --log kafka --kafka-brokers B [--topic T]
+                                 a Kafka topic (default token-events)
+  --timeout SECONDS              Kafka connection timeout (default 10)
+  --quiet                        no progress bar (it shows only on a terminal)
+
+T: RFC 3339 (2026-11-28T10:00:00Z, fractions and +hh:mm offsets allowed) or Unix
+seconds. verify-log trusts the keys in --keys FILE (repeatable; lines
+"KEY_ID BASE64_PUBLIC_KEY"), default DIR/signing-keys.pub.
+
+Exit status: 0 ok, 1 a negative answer or a problem found (including malformed
+events, which are reported with their position while the replay goes on),
+2 usage error, unreadable log or unreachable broker, 130 interrupted.
+)";
+
+// The command line, checked: a known command, its options, a log to read.
+struct CommandLine {
+  bool help = false;  // --help: print kUsage, nothing else
+  Options log;
+  std::string command;
+  std::map<std::string, std::string> opts;  // the command's options, by flag
+  std::vector<std::string> keyFiles;        // --keys (repeatable)
+  std::string format = "text";
+
+  std::string get(const std::string& name) const {
+    auto it = opts.find(name);
+    return it == opts.end() ? std::string() : it->second;
+  }
+  // The value of `name`; throws UsageError when it is missing or empty.
+  std::string need(const std::string& name, const std::string& what) const {
+    std::string v = get(name);
+    if (v.empty()) throw UsageError(command + " needs " + name + " " + what);
+    return v;
+  }
+  // Throws UsageError for an option `command` does not take.
+  void allowOnly(std::initializer_list<const char*> allowed) const {
+    for (const auto& [k, v] : opts) {
+      bool ok = k == "--format";
+      for (const char* a : allowed) ok = ok || k == a;
+      if (!ok) throw UsageError(k + " does not apply to " + command);
+    }
+    if (!keyFiles.empty() && command != "verify-log")
+      throw UsageError("--keys applies to verify-log only");
+  }
+};
+
+// Reads the arguments; throws UsageError for the first thing wrong with them.
+CommandLine parseCommandLine(const std::vector<std::string>& args) {
+  CommandLine c;
+  Options& o = c.log;
+  const std::set<std::string> commands = {"history",           "at",        "policy", "rebuild",
+                                          "verify-projection", "verify-log"};
+  const std::set<std::string> valued = {"--user",   "--key",        "--time",
+                                        "--format", "--max-age",    "--now",
+                                        "--out",    "--projection", "--checkpoint"};
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    std::string inlineValue;
+    bool hasInline = false;
+    if (a.starts_with("--") && a.find('=') != std::string::npos) {
+      inlineValue = a.substr(a.find('=') + 1);
+      a = a.substr(0, a.find('='));
+      hasInline = true;
+    }
+    auto value = [&]() -> std::string {
+      if (hasInline) return inlineValue;
+      if (i + 1 >= args.size()) throw UsageError(a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--help" || a == "-h" || a == "help") {
+      c.help = true;
+      return c;
+    } else if (a == "--data-dir") {
+      o.dataDir = value();
+      o.dataDirGiven = true;
+    } else if (a == "--log") {
+      o.log = value();
+      if (o.log != "embedded" && o.log != "kafka")
+        throw UsageError("--log wants embedded or kafka (got \"" + o.log + "\")");
+    } else if (a == "--kafka-brokers") {
+      o.kafka.brokers = value();
+    } else if (a == "--topic") {
+      o.kafka.topic = value();
+    } else if (a == "--timeout") {
+      std::string v = value();
+      if (v.empty() || v.size() > 4 || v.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoi(v) < 1)
+        throw UsageError("--timeout wants seconds (1-9999)");
+      o.kafka.timeoutMs = std::stoi(v) * 1000;
+    } else if (a == "--quiet" || a == "-q") {
+      o.quiet = true;
+    } else if (a == "--keys") {
+      c.keyFiles.push_back(value());
+    } else if (valued.count(a)) {
+      c.opts[a] = value();
+    } else if (!a.starts_with("-") && c.command.empty() && commands.count(a)) {
+      c.command = a;
+    } else if (!a.starts_with("-") && c.command.empty()) {
+      throw UsageError("unknown command " + a);
+    } else {
+      throw UsageError("unknown option " + a);
+    }
+  }
+  if (c.command.empty()) throw UsageError("no command given");
+  if (o.log == "kafka" && o.kafka.brokers.empty())
+    throw UsageError("--log kafka needs --kafka-brokers HOST:PORT");
+  if (o.log != "kafka" && !o.kafka.brokers.empty())
+    throw UsageError("--kafka-brokers needs --log kafka");
+  if (o.log == "kafka" && o.dataDirGiven)
+    throw UsageError(
+        "--data-dir is for the embedded log; with --log kafka pass --keys for verify-log");
+  if (c.opts.count("--format")) c.format = c.opts["--format"];
+  bool csvAllowed = c.command == "history";
+  if (c.format != "text" && c.format != "json" && !(csvAllowed && c.format == "csv"))
+    throw UsageError(std::string("--format wants text or json") + (csvAllowed ? " or csv" : ""));
+  return c;
+}
+
+// Runs the command `c` names; throws as the commands do (ledger_audit_commands.h)
+// and UsageError for an option the command does not take.
+int run(const CommandLine& c) {
+  const Options& o = c.log;
+  if (c.command == "history") {
+    c.allowOnly({"--user", "--key"});
+    return cmdHistory(o, c.need("--user", "USER"), c.get("--key"), c.format);
+  }
+  if (c.command == "at") {
+    c.allowOnly({"--user", "--key", "--time"});
+    std::string user = c.get("--user"), key = c.get("--key");
+    if (user.empty() == key.empty()) throw UsageError("at needs either --key K or --user U");
+    int64_t t = requireTime("--time", c.need("--time", "T (RFC 3339 or Unix seconds)"));
+    return cmdAt(o, user, key, t, c.format);
+  }
+  if (c.command == "policy") {
+    c.allowOnly({"--max-age", "--now"});
+    std::string days = c.need("--max-age", "DAYS");
+    if (days.size() > 6 || days.find_first_not_of("0123456789") != std::string::npos)
+      throw UsageError("--max-age wants a whole number of days");
+    int64_t now = c.opts.count("--now") ? requireTime("--now", c.get("--now")) : nowUs();
+    return cmdPolicy(o, std::stoll(days), now, c.format);
+  }
+  if (c.command == "rebuild") {
+    c.allowOnly({"--out"});
+    return cmdRebuild(o, c.need("--out", "DIR"));
+  }
+  if (c.command == "verify-projection") {
+    c.allowOnly({"--projection"});
+    return cmdVerifyProjection(o, c.need("--projection", "DIR"));
+  }
+  c.allowOnly({"--checkpoint"});
+  return cmdVerifyLog(o, c.keyFiles, c.get("--checkpoint"));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    CommandLine c = parseCommandLine(std::vector<std::string>(argv + 1, argv + argc));
+    if (c.help) {
+      std::cout << kUsage;
+      return 0;
+    }
+    stopReplaysOnSigint();
+    ::signal(SIGPIPE, SIG_IGN);
+    initCrypto();
+    return run(c);
+  } catch (const Interrupted&) {
+    std::cerr << "\nledger-audit: interrupted; no answer was given (the log is unchanged)\n";
+    return 130;
+  } catch (const UsageError& e) {
+    std::cerr << "ledger-audit: " << e.what() << "\n";
+    if (e.seeHelp()) std::cerr << "run ledger-audit --help for usage\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "ledger-audit: " << e.what() << "\n";
+    return 2;
+  }
+}

@@ -1,0 +1,290 @@
+// ledger-audit rebuild and verify-projection: a read model built offline from the
+// log, and a projection compared, database by database and entry by entry, with a
+// fresh replay up to the positions it says it applied.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "events/lmdb.h"
+#include "events/signing.h"
+#include "events/times.h"
+#include "projections/read_model.h"
+#include "projections/read_model_layout.h"
+#include "tools/ledger_audit_commands.h"
+#include "tools/ledger_audit_replay.h"
+#include "tools/ledger_audit_text.h"
+
+namespace tokenledger::audit {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Replays `source` into a fresh read model in `dir`.
+struct RebuildResult {
+  uint64_t records = 0;
+  ApplyReport report;
+  size_t malformed = 0;
+};
+RebuildResult rebuildInto(LogSource& source, const std::string& dir, bool quiet) {
+  RebuildResult out;
+  auto model = openReadModel(dir);
+  Decoder decoder;
+  std::vector<LogRecord> pending;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    auto r = model->apply(pending, [&](const Position& p, const std::string& why) {
+      // Decode failures were reported by the decoder already.
+      if (why.find("does not apply") != std::string::npos)
+        std::cerr << "note: event at " << toString(p) << " " << printable(why) << "\n";
+    });
+    out.report.applied += r.applied;
+    out.report.duplicates += r.duplicates;
+    out.report.skipped += r.skipped;
+    pending.clear();
+  };
+  out.records = replay(source, quiet, [&](const LogRecord& r) {
+    decoder.decode(r);  // reports malformed records with their position
+    pending.push_back(r);
+    if (pending.size() >= 8192) flush();
+  });
+  flush();
+  out.malformed = decoder.malformed + decoder.unknown;
+  return out;
+}
+
+struct Db {
+  std::string name;
+  std::map<std::string, std::string> entries;
+};
+
+// Every database of the read model in `dir` (read_model_layout.h), in layout order.
+std::vector<Db> readModelDbs(const std::string& dir) {
+  // Read-only: a live replica's files stay as they are.
+  lmdb::Env env(dir,
+                lmdb::EnvOptions{
+                    .mapSizeBytes = 64ull << 30, .maxDbs = 8, .maxReaders = 126, .readOnly = true});
+  auto txn = lmdb::Txn::read(env);
+  std::vector<Db> out;
+  for (const char* name : layout::kDatabases) {
+    Db db{name, {}};
+    try {
+      MDB_dbi dbi = txn.openDb(name);
+      lmdb::Cursor c(txn, dbi);
+      for (bool ok = c.first(); ok; ok = c.next()) db.entries.emplace(c.key(), c.value());
+    } catch (const lmdb::LmdbError& e) {
+      if (e.code() != MDB_NOTFOUND) throw;
+    }
+    out.push_back(std::move(db));
+  }
+  return out;
+}
+
+const Db& dbNamed(const std::vector<Db>& dbs, std::string_view name) {
+  for (const auto& db : dbs)
+    if (db.name == name) return db;
+  throw std::logic_error("no database " + std::string(name));
+}
+
+Offsets positionsOf(const Db& positions) {
+  Offsets o;
+  for (const auto& [k, v] : positions.entries) {
+    auto p = layout::partitionOf(k);
+    auto n = layout::nextOffsetOf(v);
+    if (!p || !n) continue;  // shown as a difference by the comparison
+    if (o.next.size() <= *p) o.next.resize(*p + 1, 0);
+    o.next[*p] = *n;
+  }
+  return o;
+}
+
+std::string describeKey(const std::string& db, const std::string& k) {
+  if (db == layout::kTokens || db == layout::kMeta || db == layout::kVerify) return printable(k);
+  if (db == layout::kByOwner) {
+    auto parts = layout::splitOwnerKey(k);
+    return parts ? printable(parts->first) + "/" + std::string(parts->second) : toHex(k);
+  }
+  if (db == layout::kHistory) {
+    auto parts = layout::splitHistoryKey(k);
+    return parts ? std::string(parts->first) + " event #" + std::to_string(parts->second + 1)
+                 : toHex(k);
+  }
+  if (db == layout::kPositions) {
+    auto p = layout::partitionOf(k);
+    return p ? "partition " + std::to_string(*p) : toHex(k);
+  }
+  return toHex(k);  // event_ids
+}
+
+std::string describeValue(const std::string& db, const std::string& v) {
+  if (db == layout::kPositions)
+    if (auto n = layout::nextOffsetOf(v)) return "next offset " + std::to_string(*n);
+  if (db == layout::kEventIds || db == layout::kMeta) return printable(v);
+  if (db == layout::kByOwner) return "present";
+  if (db == layout::kHistory) {
+    auto d = decodeEvent(v);
+    if (auto* e = std::get_if<Event>(&d))
+      return std::string(e->typeName()) + " at " + formatTime(e->occurredAtUs) + " (" +
+             std::to_string(v.size()) + " bytes)";
+  }
+  return std::to_string(v.size()) + " bytes";
+}
+
+// Field-by-field differences of two stored tokens.
+std::vector<std::string> tokenDiff(const std::string& a, const std::string& b) {
+  std::vector<std::string> out;
+  Token x, y;
+  try {
+    x = decodeToken(a);
+    y = decodeToken(b);
+  } catch (const std::exception& e) {
+    out.push_back(std::string("unreadable stored state: ") + e.what());
+    return out;
+  }
+  auto field = [&](const char* name, const std::string& p, const std::string& l) {
+    if (p != l) out.push_back(std::string(name) + ": projection " + p + ", log " + l);
+  };
+  auto b2s = [](bool v) { return std::string(v ? "true" : "false"); };
+  auto t2s = [](int64_t us) { return us ? formatTime(us) : std::string("none"); };
+  field("owner", printable(x.owner), printable(y.owner));
+  field("kind", std::string(toString(x.kind)), std::string(toString(y.kind)));
+  field("destination_id", printable(x.destinationId), printable(y.destinationId));
+  field("description", "\"" + printable(x.description) + "\"",
+        "\"" + printable(y.description) + "\"");
+  field("active", b2s(x.active), b2s(y.active));
+  if (x.secretHash != y.secretHash) out.push_back("secret hash differs");
+  field("created_at", t2s(x.createdAtUs), t2s(y.createdAtUs));
+  field("updated_at", t2s(x.updatedAtUs), t2s(y.updatedAtUs));
+  field("expires_at", t2s(x.expiresAtUs), t2s(y.expiresAtUs));
+  field("deactivate_at", t2s(x.deactivateAtUs), t2s(y.deactivateAtUs));
+  field("deactivation_reason", std::string(toString(x.deactivationReason)),
+        std::string(toString(y.deactivationReason)));
+  field("replaces", x.replaces, y.replaces);
+  field("replaced_by", x.replacedBy, y.replacedBy);
+  field("event_count", std::to_string(x.eventCount), std::to_string(y.eventCount));
+  if (out.empty()) out.push_back("encoded differently (same fields)");
+  return out;
+}
+
+// A fresh directory under $TMPDIR (else /tmp), removed with its contents when done.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string base = tmp && *tmp ? tmp : "/tmp";
+    std::string pattern = base + "/ledger-audit-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw std::runtime_error("cannot create a temporary directory in " + base);
+    path_ = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Prints every difference between a database of the projection and the same one of
+// the log replay, entry by entry in key order; returns how many.
+size_t printDifferences(const Db& projection, const Db& replay) {
+  const auto& name = replay.name;
+  const auto& a = projection.entries;
+  const auto& b = replay.entries;
+  size_t differences = 0;
+  auto ia = a.begin();
+  auto ib = b.begin();
+  while (ia != a.end() || ib != b.end()) {
+    if (ib == b.end() || (ia != a.end() && ia->first < ib->first)) {
+      std::cout << name << " " << describeKey(name, ia->first)
+                << ": in the projection, not in the log replay (" << describeValue(name, ia->second)
+                << ")\n";
+      ++differences;
+      ++ia;
+    } else if (ia == a.end() || ib->first < ia->first) {
+      std::cout << name << " " << describeKey(name, ib->first)
+                << ": missing from the projection (log replay has "
+                << describeValue(name, ib->second) << ")\n";
+      ++differences;
+      ++ib;
+    } else {
+      if (ia->second != ib->second) {
+        ++differences;
+        if (name == layout::kTokens) {
+          for (const auto& d : tokenDiff(ia->second, ib->second))
+            std::cout << name << " " << describeKey(name, ia->first) << ": " << d << "\n";
+        } else {
+          std::cout << name << " " << describeKey(name, ia->first) << ": projection has "
+                    << describeValue(name, ia->second) << ", log replay has "
+                    << describeValue(name, ib->second) << "\n";
+        }
+      }
+      ++ia;
+      ++ib;
+    }
+  }
+  return differences;
+}
+
+}  // namespace
+
+int cmdRebuild(const Options& o, const std::string& out) {
+  if (fs::exists(fs::path(out) / "data.mdb"))
+    throw UsageError("a read model already exists in " + out + "; choose an empty --out directory");
+  auto source = openSource(o);
+  bool created = !fs::exists(out);
+  try {
+    auto r = rebuildInto(*source, out, o.quiet);
+    std::cout << "rebuilt the read model in " << out << " from the " << source->describe() << ": "
+              << r.records << " records, " << r.report.applied << " events applied, "
+              << r.report.skipped << " skipped, " << r.report.duplicates << " duplicates\n";
+    return r.malformed == 0 ? 0 : 1;
+  } catch (const Interrupted&) {
+    if (created) fs::remove_all(out);
+    throw;
+  }
+}
+
+int cmdVerifyProjection(const Options& o, const std::string& dir) {
+  if (::access((dir + "/data.mdb").c_str(), R_OK) != 0)
+    throw UsageError("no read model in " + dir +
+                     " (want the directory holding data.mdb, e.g. DATA_DIR/projection)");
+  auto theirs = readModelDbs(dir);
+  Offsets applied = positionsOf(dbNamed(theirs, layout::kPositions));
+  auto source = openSource(o, applied.next.empty() ? std::optional<Offsets>(Offsets{{0}})
+                                                   : std::optional<Offsets>(applied));
+  // The log must reach the projection's positions.
+  Offsets end = source->end();
+  size_t differences = 0;
+  for (size_t p = 0; p < applied.next.size(); ++p) {
+    int64_t logEnd = p < end.next.size() ? end.next[p] : 0;
+    if (logEnd < applied.next[p]) {
+      std::cout << "positions: the projection applied partition " << p << " up to offset "
+                << applied.next[p] << " but the log ends at " << logEnd
+                << " (events missing from the log, or another log)\n";
+      ++differences;
+    }
+  }
+  ScratchDir work;
+  auto r = rebuildInto(*source, work.path() + "/model", o.quiet);
+  auto ours = readModelDbs(work.path() + "/model");
+  for (size_t i = 0; i < ours.size(); ++i) differences += printDifferences(theirs[i], ours[i]);
+  if (differences == 0)
+    std::cout << "the projection in " << dir << " equals a replay of the " << source->describe()
+              << " up to " << applied.toString() << " (" << r.records << " records)\n";
+  else
+    std::cout << differences << " differences between the projection in " << dir
+              << " and a replay of the " << source->describe() << "\n";
+  return differences == 0 && r.malformed == 0 ? 0 : 1;
+}
+
+}  // namespace tokenledger::audit

@@ -1,0 +1,120 @@
+#include "tools/ledger_audit_timeline.h"
+
+#include <algorithm>
+#include <variant>
+
+namespace tokenledger::audit {
+
+void Timeline::add(const LogRecord& r, Event e, std::set<std::string>& seenIds) {
+  Entry entry{r.position, std::move(e), true, ""};
+  if (key.empty()) {
+    key = entry.event.tokenKey;
+    owner = entry.event.owner;
+  }
+  if (!seenIds.insert(entry.event.eventId).second) {
+    entry.applied = false;
+    entry.note = "duplicate event id (ignored)";
+  } else if (auto why = checkEvent(view(entry.event))) {
+    entry.applied = false;
+    entry.note = "breaks the contract (ignored by the projection): " + *why;
+  } else if (auto next = applyEvent(state, entry.event)) {
+    state = std::move(next);
+  } else {
+    entry.applied = false;
+    entry.note = "does not apply (ignored by the projection)";
+  }
+  // Keep only what history needs of a created event; the hash is not shown.
+  if (auto* c = std::get_if<Created>(&entry.event.body)) c->secretHash = SecretHash{};
+  entries.push_back(std::move(entry));
+}
+
+int64_t Timeline::effectAt(const Event& e) {
+  if (auto* d = std::get_if<Deactivated>(&e.body)) return effectiveAt(*d, e.occurredAtUs);
+  return e.occurredAtUs;
+}
+
+bool Timeline::makesValid(const Event& e) {
+  return !std::holds_alternative<Deactivated>(e.body);
+}
+
+const Entry* Timeline::decider(int64_t t) const {
+  const Entry* out = nullptr;
+  for (const auto& en : entries)
+    if (en.applied && effectAt(en.event) <= t) out = &en;
+  return out;
+}
+
+int64_t Timeline::expiresAt() const {
+  return state ? state->expiresAtUs : 0;
+}
+
+bool Timeline::validAt(int64_t t) const {
+  const Entry* d = decider(t);
+  if (!d || !makesValid(d->event)) return false;
+  return expiresAt() == 0 || t < expiresAt();
+}
+
+int64_t Timeline::validUntil(int64_t t) const {
+  int64_t best = 0;
+  for (const auto& en : entries) {
+    if (!en.applied || makesValid(en.event)) continue;
+    int64_t x = effectAt(en.event);
+    if (x > t && !validAt(x) && (best == 0 || x < best)) best = x;
+  }
+  int64_t exp = expiresAt();
+  if (exp != 0 && exp > t && (best == 0 || exp < best)) best = exp;
+  return best;
+}
+
+const Entry* Timeline::created() const {
+  for (const auto& en : entries)
+    if (en.applied && std::holds_alternative<Created>(en.event.body)) return &en;
+  return nullptr;
+}
+
+void Timelines::add(const LogRecord& r, const Event& e) {
+  auto [it, inserted] = byKey.try_emplace(e.tokenKey);
+  if (inserted) order.push_back(e.tokenKey);
+  it->second.add(r, e, seenIds);
+}
+
+void Timelines::link() {
+  for (auto& [key, t] : byKey) {
+    const Entry* c = t.created();
+    if (!c) continue;
+    const auto& replaces = std::get<Created>(c->event.body).replaces;
+    if (replaces.empty()) continue;
+    auto pred = byKey.find(replaces);
+    if (pred != byKey.end() && pred->second.owner == t.owner) {
+      pred->second.replacedBy = key;
+      pred->second.replacedAt = c->event.occurredAtUs;
+    }
+  }
+}
+
+std::set<std::string> lineageOf(const Timelines& tl, const std::string& key) {
+  std::set<std::string> out;
+  if (!tl.byKey.count(key)) return out;
+  std::string k = key;
+  while (!k.empty() && tl.byKey.count(k) && out.insert(k).second) {
+    const Entry* c = tl.byKey.at(k).created();
+    k = c ? std::get<Created>(c->event.body).replaces : "";
+  }
+  k = tl.byKey.at(key).replacedBy;
+  while (!k.empty() && tl.byKey.count(k) && out.insert(k).second) k = tl.byKey.at(k).replacedBy;
+  return out;
+}
+
+Overlap overlapOf(const Timeline& p, const Timeline& s) {
+  Overlap o;
+  const Entry* c = s.created();
+  if (!c) return o;
+  o.from = c->event.occurredAtUs;
+  o.any = p.validAt(o.from) && s.validAt(o.from);
+  if (!o.any) return o;
+  int64_t a = p.validUntil(o.from), b = s.validUntil(o.from);
+  o.until = a == 0 ? b : (b == 0 ? a : std::min(a, b));
+  return o;
+}
+
+}  // namespace tokenledger::audit

@@ -1,0 +1,76 @@
+// Token timelines for `history` and `at`: each token's events in log order, which
+// of them the projection applies, and what follows for validity at any time t and
+// for rotation lineage (which token replaced which, and when both were valid).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "projections/token.h"
+#include "events/event_log.h"
+
+namespace tokenledger::audit {
+
+struct Entry {
+  Position position;
+  Event event;
+  bool applied = true;  // false: the projection ignores it (does not apply, duplicate)
+  std::string note;
+};
+
+// One token's events and its state as the projection computes it.
+struct Timeline {
+  std::string key, owner;
+  std::vector<Entry> entries;
+  std::optional<Token> state;
+  std::string replacedBy;
+  int64_t replacedAt = 0;
+
+  // Appends the event at `r`'s position; `seenIds` holds the event ids applied so
+  // far (across tokens), so that a duplicate is noted and not applied.
+  void add(const LogRecord& r, Event e, std::set<std::string>& seenIds);
+
+  // When an entry takes effect, and what it makes the token from then on.
+  static int64_t effectAt(const Event& e);
+  static bool makesValid(const Event& e);
+
+  // The applied entry that decides validity at `t`: the last one in log order whose
+  // effect time is at or before t (each event sets the state from its effect time
+  // on; later events in the log override earlier ones, as in the projection).
+  const Entry* decider(int64_t t) const;
+  int64_t expiresAt() const;
+  bool validAt(int64_t t) const;
+  // The first time after `t` at which the token stops being valid (0: never).
+  int64_t validUntil(int64_t t) const;
+  // The applied created event; nullptr when there is none.
+  const Entry* created() const;
+};
+
+// Timelines of the tokens an audit looks at, in creation order.
+struct Timelines {
+  std::map<std::string, Timeline> byKey;
+  std::vector<std::string> order;
+  std::set<std::string> seenIds;
+
+  void add(const LogRecord& r, const Event& e);
+  // Links successors to predecessors (same owner only, as in the projection).
+  void link();
+};
+
+// `key` with its rotation lineage (predecessors and successors); empty when `key`
+// is not in `tl`.
+std::set<std::string> lineageOf(const Timelines& tl, const std::string& key);
+
+// The window in which predecessor `p` and its successor `s` were both valid.
+struct Overlap {
+  int64_t from = 0;
+  int64_t until = 0;  // 0: open-ended (the predecessor is still valid)
+  bool any = false;
+};
+Overlap overlapOf(const Timeline& p, const Timeline& s);
+
+}  // namespace tokenledger::audit

@@ -1,0 +1,245 @@
+// ledger-audit verify-log: tamper evidence from the log itself. Every signature is
+// checked against the trusted keys (on every core); what concerns the log as a
+// whole (deleted records, unreadable envelopes) is checked here, each writer's
+// chain by WriterChainChecker (writer_chain.h), and a checkpoint of the last clean
+// run is compared and, when all is well, rewritten.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "events/event.h"
+#include "events/signing.h"
+#include "tools/checkpoint.h"
+#include "tools/ledger_audit_commands.h"
+#include "tools/ledger_audit_replay.h"
+#include "tools/ledger_audit_text.h"
+#include "tools/writer_chain.h"
+
+namespace tokenledger::audit {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The whole of a file; nullopt when it cannot be opened.
+std::optional<std::string> readWholeFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The keys verify-log trusts: those in `keyFiles`, else DATA_DIR/signing-keys.pub.
+// Throws UsageError when a file cannot be read or holds no key (Kafka: when none
+// is named, as a topic has no data directory).
+KeyRing trustedKeys(const Options& o, const std::vector<std::string>& keyFiles) {
+  KeyRing ring;
+  std::vector<std::string> files = keyFiles;
+  if (files.empty()) {
+    if (o.log == "kafka")
+      throw UsageError(
+          "verify-log on Kafka needs --keys FILE: the signing-keys.pub of every replica that "
+          "writes to the topic (concatenate them)");
+    files.push_back(o.dataDir + "/signing-keys.pub");
+  }
+  for (const auto& f : files) {
+    auto text = readWholeFile(f);
+    if (!text) throw UsageError("cannot read keys file " + f);
+    if (auto err = ring.addLines(*text, f)) throw UsageError(*err);
+  }
+  if (ring.keys().empty()) throw UsageError("no public keys in " + files.front());
+  return ring;
+}
+
+// The checkpoint in `path`; nullopt when there is no file yet (the first run).
+// Throws UsageError when the file is not a checkpoint.
+std::optional<Checkpoint> readCheckpoint(const std::string& path) {
+  auto text = readWholeFile(path);
+  if (!text) return std::nullopt;
+  auto parsed = parseCheckpoint(*text);
+  if (auto* err = std::get_if<std::string>(&parsed))
+    throw UsageError("checkpoint " + path + " is not a ledger-audit checkpoint: " + *err +
+                     "; restore it from your copy, or pass a new --checkpoint FILE to start over");
+  return std::get<Checkpoint>(std::move(parsed));
+}
+
+// Replaces `path` (through a temporary file and a rename, so a crash leaves the old
+// one) with what this run saw. Throws std::runtime_error when it cannot write.
+void writeCheckpoint(const std::string& path, const std::string& log, const Offsets& end,
+                     const std::map<std::string, WriterChainChecker::Writer>& writers) {
+  Checkpoint checkpoint{end, {}};
+  std::map<std::string, Position> positions;
+  for (const auto& [id, w] : writers) {
+    if (w.lastSeq == 0) continue;
+    checkpoint.writers[id] = {w.lastSeq, digestHex(w.lastDigest)};
+    positions[id] = w.lastPosition;
+  }
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << formatCheckpoint(checkpoint, log, nowUs(), positions);
+    if (!out) throw std::runtime_error("cannot write " + tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+// The signature checks of `records`, on up to 8 cores.
+std::vector<SignatureCheck> checkSignatures(const std::vector<LogRecord>& records,
+                                            const KeyRing& ring) {
+  unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+  std::vector<SignatureCheck> checks(records.size());
+  std::vector<std::thread> pool;
+  size_t per = (records.size() + threads - 1) / threads;
+  for (unsigned t = 0; t < threads && t * per < records.size(); ++t) {
+    pool.emplace_back([&, t] {
+      for (size_t i = t * per; i < std::min(records.size(), (t + 1) * per); ++i)
+        checks[i] = checkSignature(records[i].value, ring);
+    });
+  }
+  for (auto& th : pool) th.join();
+  return checks;
+}
+
+// The checks of the log as a whole, record by record in log order per partition:
+// records deleted from a partition, and envelopes that are not validly signed
+// events.
+class LogChecker {
+ public:
+  explicit LogChecker(const LogSource& source)
+      : dense_(source.denseOffsets()), lastOffset_(static_cast<size_t>(source.partitions()), -1) {
+    Offsets start = source.start();
+    for (size_t p = 0; p < start.next.size(); ++p) {
+      if (start.next[p] > 0) {
+        findings_.push_back({Position{static_cast<int32_t>(p), 0}, true, "missing",
+                             "partition " + std::to_string(p) + " starts at offset " +
+                                 std::to_string(start.next[p]) +
+                                 ": the records before it were deleted (retention or tampering)"});
+      }
+      lastOffset_[p] = start.next[p] - 1;
+    }
+  }
+
+  // True when the record is validly signed, for the writer checks.
+  bool add(const LogRecord& r, const SignatureCheck& c) {
+    const Position& pos = r.position;
+    auto part = static_cast<size_t>(pos.partition);
+    if (dense_ && part < lastOffset_.size() && pos.offset != lastOffset_[part] + 1)
+      findings_.push_back({pos, true, "missing",
+                           "records at offsets " + std::to_string(lastOffset_[part] + 1) + ".." +
+                               std::to_string(pos.offset - 1) + " of partition " +
+                               std::to_string(pos.partition) + " are gone from the log"});
+    if (part < lastOffset_.size()) lastOffset_[part] = pos.offset;
+    switch (c.status) {
+      case SignatureStatus::malformed:
+        findings_.push_back({pos, true, "malformed", "not a readable event envelope"});
+        return false;
+      case SignatureStatus::unsignedEvent:
+        findings_.push_back({pos, true, "unsigned", "the event carries no signature"});
+        return false;
+      case SignatureStatus::unknownKey:
+        findings_.push_back({pos, true, "forged",
+                             "signed by key \"" + printable(c.keyId) +
+                                 "\", which is not among the trusted keys (another producer?)"});
+        return false;
+      case SignatureStatus::invalid:
+        findings_.push_back({pos, true, "altered",
+                             "the signature by key " + c.keyId + " (writer seq " +
+                                 std::to_string(c.writerSeq) +
+                                 ") does not match the event's content"});
+        return false;
+      case SignatureStatus::valid:
+        break;
+    }
+    auto decoded = decodeEvent(r.value);
+    if (auto* err = std::get_if<DecodeError>(&decoded);
+        err && err->kind == DecodeError::Kind::malformed) {
+      findings_.push_back(
+          {pos, true, "malformed", "signed, but not a valid event: " + printable(err->message)});
+    }
+    return true;
+  }
+
+  // A partition that ends before the checkpoint's end lost its newest records.
+  void compareEnd(const Checkpoint& checkpoint, const Offsets& end) {
+    for (size_t p = 0; p < checkpoint.end.next.size(); ++p) {
+      int64_t now = p < end.next.size() ? end.next[p] : 0;
+      if (now < checkpoint.end.next[p])
+        findings_.push_back({Position{static_cast<int32_t>(p), now}, true, "missing",
+                             "partition " + std::to_string(p) + " ended at offset " +
+                                 std::to_string(checkpoint.end.next[p]) +
+                                 " at the checkpoint and ends at " + std::to_string(now) +
+                                 " now: its newest records were deleted"});
+    }
+  }
+
+  const std::vector<Finding>& findings() const { return findings_; }
+
+ private:
+  bool dense_;
+  std::vector<int64_t> lastOffset_;
+  std::vector<Finding> findings_;
+};
+
+}  // namespace
+
+int cmdVerifyLog(const Options& o, const std::vector<std::string>& keyFiles,
+                 const std::string& checkpointPath) {
+  KeyRing ring = trustedKeys(o, keyFiles);
+  std::optional<Checkpoint> checkpoint;
+  if (!checkpointPath.empty()) checkpoint = readCheckpoint(checkpointPath);
+
+  auto source = openSource(o);
+  WriterChainChecker writers;
+  LogChecker log(*source);
+  // Signatures are checked on every core; the order checks run in log order.
+  std::vector<LogRecord> chunk;
+  auto drain = [&] {
+    auto checks = checkSignatures(chunk, ring);
+    for (size_t i = 0; i < chunk.size(); ++i)
+      if (log.add(chunk[i], checks[i])) writers.add(chunk[i].position, checks[i]);
+    chunk.clear();
+  };
+  uint64_t records = replay(*source, o.quiet, [&](const LogRecord& r) {
+    chunk.push_back(r);
+    if (chunk.size() >= 4096) drain();
+  });
+  drain();
+  Offsets end = source->end();
+  writers.finish(checkpoint);
+  if (checkpoint) log.compareEnd(*checkpoint, end);
+
+  // At one position the log's findings come first: they were found first.
+  std::vector<Finding> findings = log.findings();
+  findings.insert(findings.end(), writers.findings().begin(), writers.findings().end());
+  sortFindings(findings);
+  std::cout << "read " << records << " records from the " << source->describe() << "\n";
+  for (const auto& [id, w] : writers.writers())
+    std::cout << "writer " << id << ": " << w.events << " events, seq 1.." << w.lastSeq << "\n";
+  if (findings.empty()) {
+    std::cout << "OK: every event is signed by a trusted key, and each writer's events are "
+                 "complete and in order (up to its newest event)\n";
+    if (!checkpointPath.empty()) {
+      writeCheckpoint(checkpointPath, source->describe(), end, writers.writers());
+      std::cout << "checkpoint written to " << checkpointPath << "\n";
+    }
+    return 0;
+  }
+  const auto& first = findings.front();
+  std::cout << "FAILED: " << findings.size() << " problems; first bad event: "
+            << (first.hasPosition ? toString(first.position) : std::string("(end of log)")) << " ("
+            << first.kind << ")\n";
+  for (const auto& f : findings)
+    std::cout << (f.hasPosition ? toString(f.position) : std::string("-")) << "  " << f.kind << ": "
+              << f.message << "\n";
+  if (!checkpointPath.empty()) std::cout << "checkpoint not updated\n";
+  return 1;
+}
+
+}  // namespace tokenledger::audit

@@ -1,0 +1,23 @@
+// The HTTP request of each tokenctl command (docs/api.md): method, path, headers
+// and JSON body, built from checked arguments.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "tools/http_client.h"
+#include "tools/tokenctl_args.h"
+
+namespace tokenledger::tools::tokenctl {
+
+struct Call {
+  HttpRequest request;
+  std::optional<std::string> verifyCredential;  // verify: "KEY:TOKEN"
+};
+
+// The request of `args.command` against the service at `base` (no operator secret
+// yet). Reads KEY:TOKEN from stdin for verify --stdin. Throws UsageError for a
+// flag value the service would refuse (description, kind, reason, times, …).
+Call buildCall(const Arguments& args, const std::string& base);
+
+}  // namespace tokenledger::tools::tokenctl
