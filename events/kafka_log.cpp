@@ -12,6 +12,9 @@
 namespace tokenledger {
 namespace {
 
+// How long a new topic, and partitions whose leader moves, are waited for.
+constexpr std::chrono::seconds kSettleTime{5};
+
 // RAII for librdkafka handles.
 struct KafkaDeleter {
   void operator()(rd_kafka_t* p) const { rd_kafka_destroy(p); }
@@ -92,7 +95,7 @@ void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
 class KafkaReader final : public LogReader {
  public:
   KafkaReader(const KafkaLogOptions& o, int32_t partitions, const Offsets& from)
-      : topic_(o.topic), partitions_(partitions) {
+      : topic_(o.topic), partitions_(partitions), clock_(*o.clock) {
     auto conf = makeConf({{"bootstrap.servers", o.brokers},
                           // Required by librdkafka's consumer; nothing is committed or joined.
                           {"group.id", "tokenledger-projection"},
@@ -148,11 +151,12 @@ class KafkaReader final : public LogReader {
       rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
       // Right after a topic is created or a broker restarted, leadership may still be
       // moving: retry those answers for a while.
-      for (int attempt = 0; attempt < 50; ++attempt) {
+      for (auto until = clock_.now() + kSettleTime;;) {
         err = rd_kafka_query_watermark_offsets(rk_.get(), topic_.c_str(), p, &low, &high, 10000);
-        if (err != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
-            err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
-            err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        if ((err != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
+             err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+             err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) ||
+            clock_.now() >= until)
           break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
@@ -167,6 +171,7 @@ class KafkaReader final : public LogReader {
  private:
   std::string topic_;
   int32_t partitions_;
+  const MonotonicClock& clock_;
   KPtr<rd_kafka_t> rk_;
 };
 
@@ -229,7 +234,8 @@ class KafkaLog final : public EventLog {
     int32_t n = topicPartitions();
     if (n == 0 && !topicExists()) createTopic();
     if (n == 0) {
-      for (int i = 0; i < 50 && n == 0; ++i) {
+      for (auto until = options_.clock->now() + kSettleTime;
+           n == 0 && options_.clock->now() < until;) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         n = topicPartitions();
       }

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "events/clock.h"
 #include "events/event_log.h"
 
 namespace tokenledger {
@@ -26,6 +27,8 @@ struct KafkaLogOptions {
   int replicationFactor = -1;  // only when the topic is created; -1: broker default
   int appendTimeoutMs = 10000;
   int connectTimeoutMs = 15000;  // for the start-up checks
+  // Times how long a new topic and moving leaders are waited for (5 s each).
+  const MonotonicClock* clock = &steadyClock();
 };
 
 // Connects, checks or creates the topic. Throws std::runtime_error (unreachable

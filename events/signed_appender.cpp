@@ -6,8 +6,9 @@
 namespace tokenledger {
 
 SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist,
-                               Warn warn)
+                               Warn warn, const MonotonicClock& clock)
     : log_(log),
+      clock_(clock),
       key_(std::move(key)),
       persist_(std::move(persist)),
       warn_(std::move(warn)),
@@ -32,7 +33,7 @@ SignedAppender::~SignedAppender() {
 
 void SignedAppender::persist() {
   unpersisted_ = false;
-  persistedAt_ = std::chrono::steady_clock::now();
+  persistedAt_ = clock_.now();
   if (!persist_) return;
   try {
     persist_(state_);
@@ -213,7 +214,7 @@ void SignedAppender::write(std::deque<Signed>& ready) {
       }
     }
     unpersisted_ = true;
-    if (error || std::chrono::steady_clock::now() - persistedAt_ >= kPersistEvery) persist();
+    if (error || clock_.now() - persistedAt_ >= kPersistEvery) persist();
   }
   size_t i = 0;
   for (auto& s : ready) {

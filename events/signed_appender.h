@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "events/clock.h"
 #include "events/event.h"
 #include "events/event_log.h"
 #include "events/signing.h"
@@ -43,7 +44,9 @@ class SignedAppender {
   };
   using Done = std::function<void(Appended&)>;
 
-  SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist, Warn warn);
+  // `clock` (which must outlive the appender) times how often the state is persisted.
+  SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist, Warn warn,
+                 const MonotonicClock& clock = steadyClock());
   // Writes what is queued, then persists the last state (appends persist it at
   // most every kPersistEvery).
   ~SignedAppender();
@@ -85,6 +88,7 @@ class SignedAppender {
   void write(std::deque<Signed>& ready);
 
   EventLog& log_;
+  const MonotonicClock& clock_;
   SigningKey key_;
   Persist persist_;
   Warn warn_;
@@ -94,7 +98,7 @@ class SignedAppender {
   static constexpr std::chrono::milliseconds kPersistEvery{200};
   void persist();
   WriterState state_;  // these three: the appender thread's (state_ as appended)
-  std::chrono::steady_clock::time_point persistedAt_{};
+  MonotonicClock::time_point persistedAt_{};
   bool unpersisted_ = false;
   uint64_t seq_;        // the signer thread's: the last sequence number handed out
   std::string digest_;  // and its digest

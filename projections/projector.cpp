@@ -13,8 +13,8 @@ namespace {
 
 class ProjectorImpl final : public Projector {
  public:
-  ProjectorImpl(EventLog& log, ReadModel& model, Logger logger)
-      : log_(log), model_(model), logger_(std::move(logger)) {
+  ProjectorImpl(EventLog& log, ReadModel& model, Logger logger, const MonotonicClock& clock)
+      : log_(log), model_(model), logger_(std::move(logger)), clock_(clock) {
     applied_ = model_.applied(log_.partitionCount());
     reader_ = log_.openReader(applied_);
     startEnd_ = reader_->endOffsets();
@@ -89,8 +89,8 @@ class ProjectorImpl final : public Projector {
       std::lock_guard lock(mutex_);
       now = satisfied(applied_);
       if (!now && !stopping_) {
-        callbacks_.push_back(Callback{std::move(satisfied),
-                                      std::chrono::steady_clock::now() + timeout, std::move(done)});
+        callbacks_.push_back(
+            Callback{std::move(satisfied), clock_.now() + timeout, std::move(done)});
         return;
       }
     }
@@ -102,9 +102,9 @@ class ProjectorImpl final : public Projector {
     auto result = std::make_shared<std::promise<bool>>();
     auto answer = result->get_future();
     whenSatisfied(satisfied, timeout, [result](bool ok) { result->set_value(ok); });
-    if (answer.wait_for(timeout) == std::future_status::ready) return answer.get();
-    std::lock_guard lock(mutex_);
-    return satisfied(applied_);
+    // The callback always runs: satisfied, on its deadline (by the injected clock),
+    // or at stop.
+    return answer.get();
   }
 
   // Runs the callbacks that applied_ satisfies or whose time is up (all of them when
@@ -114,7 +114,7 @@ class ProjectorImpl final : public Projector {
     {
       std::lock_guard lock(mutex_);
       if (callbacks_.empty()) return;
-      auto now = std::chrono::steady_clock::now();
+      auto now = clock_.now();
       auto kept = callbacks_.begin();
       for (auto& c : callbacks_) {
         bool ok = c.satisfied(applied_);
@@ -212,12 +212,13 @@ class ProjectorImpl final : public Projector {
   EventLog& log_;
   ReadModel& model_;
   Logger logger_;
+  const MonotonicClock& clock_;
   std::unique_ptr<LogReader> reader_;
   Offsets startEnd_;
   mutable std::mutex mutex_;
   struct Callback {
     std::function<bool(const Offsets&)> satisfied;
-    std::chrono::steady_clock::time_point deadline;
+    MonotonicClock::time_point deadline;
     std::function<void(bool)> done;
   };
   std::vector<Callback> callbacks_;
@@ -236,8 +237,9 @@ class ProjectorImpl final : public Projector {
 
 }  // namespace
 
-std::unique_ptr<Projector> startProjector(EventLog& log, ReadModel& model, Logger logger) {
-  return std::make_unique<ProjectorImpl>(log, model, std::move(logger));
+std::unique_ptr<Projector> startProjector(EventLog& log, ReadModel& model, Logger logger,
+                                          const MonotonicClock& clock) {
+  return std::make_unique<ProjectorImpl>(log, model, std::move(logger), clock);
 }
 
 }  // namespace tokenledger

@@ -11,6 +11,7 @@
 #include <utility>
 #include <variant>
 
+#include "events/clock.h"
 #include "events/event_log.h"
 #include "projections/read_model.h"
 
@@ -59,7 +60,8 @@ class Admission {
 class Projector {
  public:
   virtual ~Projector() = default;
-  // Blocks until the read model covers `p` or `timeout` passes; true when covered.
+  // Blocks until the read model covers `p` or `timeout` passes (by the projector's
+  // clock, checked at least every 100 ms); true when covered.
   virtual bool waitFor(const Position& p, std::chrono::milliseconds timeout) = 0;
   virtual bool waitFor(const Offsets& o, std::chrono::milliseconds timeout) = 0;
   // The same without blocking: `done(true)` once the read model covers `p`,
@@ -91,7 +93,9 @@ class Projector {
 };
 
 // Starts the projector thread on `log` and `model`, resuming after the stored
-// positions. Both must outlive the projector.
-std::unique_ptr<Projector> startProjector(EventLog& log, ReadModel& model, Logger logger);
+// positions. Both must outlive the projector, and so must `clock`, which times the
+// deadlines of waitFor and whenApplied (tests move it by hand).
+std::unique_ptr<Projector> startProjector(EventLog& log, ReadModel& model, Logger logger,
+                                          const MonotonicClock& clock = steadyClock());
 
 }  // namespace tokenledger

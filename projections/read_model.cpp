@@ -40,7 +40,7 @@ void writeFile(const std::string& path, const std::string& content) {
 
 class LmdbReadModel final : public ReadModel {
  public:
-  LmdbReadModel(const std::string& dir, const ReadModelOptions& options, ReadModelLog log)
+  LmdbReadModel(const std::string& dir, const ReadModelOptions& options, ReadModelHooks hooks)
       // MDB_NOMETASYNC: one fsync per batch instead of two. An OS crash may undo the
       // last batches, never corrupt them; their positions go with them, so the
       // projector simply re-applies those events from the log.
@@ -54,7 +54,8 @@ class LmdbReadModel final : public ReadModel {
         lazy_(!options.syncEachCommit),
         syncAtClose_(options.syncAtClose),
         room_(env_,
-              Room::Options{dir, options.mapSizeBytes, !options.syncEachCommit, std::move(log)},
+              Room::Options{dir, options.mapSizeBytes, !options.syncEachCommit,
+                            std::move(hooks.log), std::move(hooks.reserveDisk)},
               [this](const std::function<void()>& resize) {
                 // Readers step out at their next call, or within 50 ms when idle
                 // (see ReadModelReader::releaseIfStale), once the generation moves.
@@ -356,12 +357,12 @@ bool readModelNeedsRebuild(const std::string& dir) {
 }
 
 std::unique_ptr<ReadModel> openReadModel(const std::string& dir, const ReadModelOptions& options,
-                                         ReadModelLog log) {
-  return std::make_unique<LmdbReadModel>(dir, options, std::move(log));
+                                         ReadModelHooks hooks) {
+  return std::make_unique<LmdbReadModel>(dir, options, std::move(hooks));
 }
 
 ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipReporter& report,
-                             const ReadModelOptions& options, ReadModelLog modelLog) {
+                             const ReadModelOptions& options, ReadModelHooks hooks) {
   if (std::filesystem::exists(std::filesystem::path(dir) / "data.mdb"))
     throw std::runtime_error("a read model already exists in " + dir +
                              "; move it away before rebuilding");
@@ -370,7 +371,7 @@ ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipRe
   ReadModelOptions lazy = options;
   lazy.syncEachCommit = false;
   lazy.syncAtClose = false;
-  auto model = openReadModel(dir, lazy, std::move(modelLog));
+  auto model = openReadModel(dir, lazy, std::move(hooks));
   auto reader = log.openReader(Offsets{std::vector<int64_t>(log.partitionCount(), 0)});
   Offsets end = reader->endOffsets();
   ApplyReport total;

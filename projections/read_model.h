@@ -48,9 +48,16 @@ struct ReadModelOptions {
   bool syncAtClose = true;
 };
 
-// Receives what the read model reports on its own: map growth and disk-reservation
-// trouble. May be empty.
-using ReadModelLog = std::function<void(const std::string&)>;
+// What the read model is given besides its options (injected, so tests can give
+// it a small disk without mounting one).
+struct ReadModelHooks {
+  // Receives what it reports on its own: map growth and disk-reservation trouble.
+  // May be empty.
+  std::function<void(const std::string&)> log;
+  // Reserves disk blocks for the data file `fd` up to `bytes`: 0, or the errno
+  // (ENOSPC: the disk is full). Empty: fallocate.
+  std::function<int(int fd, uint64_t bytes)> reserveDisk;
+};
 
 // What verification needs of a token, without copying the rest.
 struct VerifyView {
@@ -126,12 +133,12 @@ bool readModelNeedsRebuild(const std::string& dir);
 
 std::unique_ptr<ReadModel> openReadModel(const std::string& dir,
                                          const ReadModelOptions& options = {},
-                                         ReadModelLog log = nullptr);
+                                         ReadModelHooks hooks = {});
 
 // Replays the whole log into a fresh read model in `dir` (which must not hold one),
 // in transactions of rebuildChunkRecords(availableMemoryBytes()) records
 // (memory_budget.h).
 ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipReporter& report,
-                             const ReadModelOptions& options = {}, ReadModelLog modelLog = nullptr);
+                             const ReadModelOptions& options = {}, ReadModelHooks hooks = {});
 
 }  // namespace tokenledger

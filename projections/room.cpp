@@ -106,6 +106,11 @@ int Room::reserve(uint64_t bytes) {
   if (bytes <= reservedBytes()) return 0;
   int fd = -1;
   lmdb::check(mdb_env_get_fd(env_.get(), &fd), "mdb_env_get_fd");
+  if (options_.reserve) {
+    int rc = options_.reserve(fd, bytes);
+    if (rc == 0) reserved_ = std::max(reservedBytes(), bytes);
+    return rc;
+  }
   // Allocates only the holes, also beyond the end of the file (the map grows into
   // them later) without changing its size; blocks in use are left as they are.
   int rc = ::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes)) == 0 ? 0 : errno;

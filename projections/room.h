@@ -57,6 +57,9 @@ class Room {
     uint64_t limitBytes = 0;   // the map never grows beyond this
     bool reserveDisk = false;  // MDB_WRITEMAP: reserve blocks before writing
     Log log;                   // map growth and reservation trouble; may be empty
+    // Disk blocks for the data file `fd` up to `bytes`: 0 or the errno. Empty:
+    // fallocate (tests inject a small disk).
+    std::function<int(int fd, uint64_t bytes)> reserve;
   };
 
   // Sets the map to what the data needs plus room to grow (at most the limit).

@@ -140,7 +140,7 @@ class DaemonImpl final : public Daemon {
       logger_(replaceProjection(*log_, o, logger_));
     }
     // Lazy commits, synced at close (see ReadModelOptions).
-    model_ = openReadModel(o.dataDir + "/projection", {o.mapSizeBytes, false}, logger_);
+    model_ = openReadModel(o.dataDir + "/projection", {o.mapSizeBytes, false}, {logger_, nullptr});
     projector_ = startProjector(*log_, *model_, logger_);
     api_ = std::make_unique<Api>(secret, *projector_, clock);
     KeyRing published;
@@ -347,7 +347,7 @@ std::string replaceProjection(EventLog& log, const DaemonOptions& o, const Logge
                                  [&](const Position& p, const std::string& why) {
                                    logger("rebuild: skipped event at " + toString(p) + ": " + why);
                                  },
-                                 {o.mapSizeBytes}, logger);
+                                 {o.mapSizeBytes}, {logger, nullptr});
   std::string old = o.dataDir + "/projection.old";
   fs::remove_all(old);
   if (fs::exists(target)) fs::rename(target, old);

@@ -18,9 +18,9 @@
 #include <cstring>
 
 #include "events/lmdb.h"
+#include "projections/memory_budget.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
-#include "projections/memory_budget.h"
 #include "projections/read_model_layout.h"
 #include "tests/unit/future_event.h"
 #include "tests/unit/test_util.h"
@@ -440,24 +440,17 @@ TEST_CASE_FIXTURE(ModelFixture, "a released reader does not make the file grow")
 // write into the map would be SIGBUS, so apply() reserves blocks first and fails
 // with a clear error instead. Needs a small file system: a 4 MiB tmpfs (root only).
 TEST_CASE("a small disk fills up; then events are refused up front, not a crash") {
+  // A 4 MB disk, injected: reservations past it fail as fallocate does on a full
+  // disk (no root, no mount needed). The daemon's test mounts a real tmpfs.
   test::TempDir dir;
-  std::string mnt = dir.sub("small");
-  std::filesystem::create_directories(mnt);
-  if (::mount("tokenledger-test", mnt.c_str(), "tmpfs", 0, "size=4m") != 0) {
-    MESSAGE("SKIPPED: mounting a small tmpfs needs root (" << std::strerror(errno) << ")");
-    return;
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
-  auto model = openReadModel(mnt + "/model", ReadModelOptions{kMap, false});
+  auto smallDisk = [](int, uint64_t bytes) { return bytes > (4u << 20) ? ENOSPC : 0; };
+  auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap, false}, {nullptr, smallDisk});
   Script s;
   Skips skips;
   size_t applied = 0;
   std::optional<RoomProblem> refused;
-  // What roomFor() admits always fits: each admitted batch applies.
-  for (int round = 0; round < 1000 && !(refused = model->roomFor(20)); ++round) {
+  // What claimRoom() admits always fits: each admitted batch applies.
+  for (int round = 0; round < 1000 && !(refused = model->claimRoom(20)); ++round) {
     size_t from = s.records.size();
     for (int i = 0; i < 20; ++i) s.create(generateTokenKey(), "alice", kT + round * 20 + i);
     applied += model->apply({s.records.begin() + from, s.records.end()}, skips.reporter()).applied;
@@ -477,6 +470,9 @@ TEST_CASE("a small disk fills up; then events are refused up front, not a crash"
     CHECK(e.problem().code == "disk_full");
   }
   CHECK(model->applied(1) == before);
+  auto readiness = model->roomFor(20);  // what /readyz says, reserving nothing
+  REQUIRE(readiness.has_value());
+  CHECK(readiness->code == "disk_full");
   // What was applied still reads.
   CHECK(model->reader()->tokensOf("alice").size() == applied);
 }
@@ -513,7 +509,7 @@ TEST_CASE("the map grows on demand up to the limit, with readers open") {
   test::TempDir dir;
   std::vector<std::string> logged;
   auto model = openReadModel(dir.sub("model"), ReadModelOptions{256ull << 20, false},
-                             [&](const std::string& line) { logged.push_back(line); });
+                             {[&](const std::string& line) { logged.push_back(line); }, nullptr});
   auto reader = model->reader();  // an idle reader must not block growth for good
   std::atomic<bool> stop{false};
   std::atomic<int> reads{0};
@@ -646,15 +642,12 @@ struct ProjectorFixture {
   test::TempDir dir;
   std::unique_ptr<EventLog> log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{kMap});
   std::unique_ptr<ReadModel> model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
-  std::unique_ptr<Projector> projector =
-      startProjector(*log, *model, [](const std::string&) {});  // stopped first
+  test::ManualClock clock;  // deadlines move only when the test moves it
+  std::unique_ptr<Projector> projector = startProjector(
+      *log, *model, [](const std::string&) {}, clock);  // stopped first
 };
 
 TEST_CASE_FIXTURE(ProjectorFixture, "projector: waitFor, applied and ready") {
-  auto start = std::chrono::steady_clock::now();
-  CHECK_FALSE(projector->waitFor(Position{0, 0}, 200ms));
-  CHECK(test::msSince(start) >= 150);
-
   std::string key = generateTokenKey();
   auto p = log->append(
       "alice", {encodeEvent(makeEvent(key, "alice", kT, test::makeCreated(generateSecret())))});
@@ -663,21 +656,24 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: waitFor, applied and ready") {
   CHECK(projector->waitFor(Offsets{{1}}, 1s));
   CHECK(model->reader()->token(key).has_value());
 
-  start = std::chrono::steady_clock::now();
-  CHECK_FALSE(projector->waitFor(Position{0, 5}, 300ms));
-  CHECK(test::msSince(start) >= 250);
-  CHECK_FALSE(projector->waitFor(Offsets{{6}}, 50ms));
-  CHECK_FALSE(projector->waitFor(Position{1, 0}, 50ms));  // no such partition
+  // A position never applied: false once the projector's clock passed the deadline
+  // (waitFor waits as whenApplied does; "not before" is checked there, below).
+  auto timedOut = [&](auto wanted) {
+    auto answer = std::async(std::launch::async, [&] { return projector->waitFor(wanted, 300ms); });
+    while (answer.wait_for(10ms) != std::future_status::ready) clock.advance(300ms);
+    return !answer.get();
+  };
+  CHECK(timedOut(Position{0, 5}));
+  CHECK(timedOut(Position{1, 0}));  // no such partition
+  CHECK(timedOut(Offsets{{6}}));
 
   // ready() once caught up with the log as found at start.
-  for (int i = 0; i < 50 && !projector->ready(); ++i) std::this_thread::sleep_for(20ms);
+  test::waitUntil([&] { return projector->ready(); });
   CHECK(projector->ready());
   projector->stop();
   projector->stop();  // idempotent
   // After stop, waitFor does not wait for what will never come.
-  start = std::chrono::steady_clock::now();
   CHECK_FALSE(projector->waitFor(Position{0, 9}, 2s));
-  CHECK(test::msSince(start) < 1500);
 }
 
 TEST_CASE_FIXTURE(ProjectorFixture, "projector: whenApplied calls back without blocking") {
@@ -696,16 +692,17 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: whenApplied calls back without b
       r.applied.set_value(applied);
     };
   };
+  auto appendOne = [&] {
+    return log->append("alice", {encodeEvent(makeEvent(generateTokenKey(), "alice", kT,
+                                                       test::makeCreated(generateSecret())))})[0];
+  };
 
   // Not yet appended: called back from the projector's thread once applied.
   Result later;
   projector->whenApplied(Position{0, 0}, 5s, callback(later));
-  std::string key = generateTokenKey();
-  log->append("alice",
-              {encodeEvent(makeEvent(key, "alice", kT, test::makeCreated(generateSecret())))});
+  appendOne();
   CHECK(await(later));
   CHECK(later.thread != std::this_thread::get_id());
-  CHECK(model->reader()->token(key).has_value());  // applied before the callback
 
   // Covered already: at once, on the caller's thread.
   Result now;
@@ -713,20 +710,26 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: whenApplied calls back without b
   CHECK(await(now));
   CHECK(now.thread == std::this_thread::get_id());
 
-  // Never applied: false once the time is up, not before.
+  // Never applied: false once the time is up, not before. The projector checks
+  // deadlines whenever it applies a batch: a batch applied after the clock moved to
+  // just before the deadline leaves the callback pending.
   Result late;
-  auto start = std::chrono::steady_clock::now();
-  projector->whenApplied(Position{0, 7}, 300ms, callback(late));
-  CHECK_FALSE(await(late));
-  CHECK(test::msSince(start) >= 250);
+  auto lateAnswer = late.applied.get_future();
+  projector->whenApplied(Position{0, 7}, 300ms, [&late](bool ok) { late.applied.set_value(ok); });
+  clock.advance(299ms);
+  Result nextBatch;
+  projector->whenApplied(appendOne(), 5s, callback(nextBatch));
+  CHECK(await(nextBatch));
+  CHECK(lateAnswer.wait_for(0s) == std::future_status::timeout);
+  clock.advance(1ms);
+  REQUIRE(lateAnswer.wait_for(5s) == std::future_status::ready);
+  CHECK_FALSE(lateAnswer.get());
 
   // Stopping answers every pending callback with false.
   Result pending;
   projector->whenApplied(Position{0, 9}, 60s, callback(pending));
-  start = std::chrono::steady_clock::now();
   projector->stop();
   CHECK_FALSE(await(pending));
-  CHECK(test::msSince(start) < 1500);
   Result afterStop;
   projector->whenApplied(Position{0, 9}, 60s, callback(afterStop));
   CHECK_FALSE(await(afterStop));

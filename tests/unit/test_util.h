@@ -4,12 +4,15 @@
 
 #include <stdlib.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 
+#include "events/clock.h"
 #include "events/event.h"
 #include "events/event_log.h"
 #include "events/secrets.h"
@@ -38,6 +41,29 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// A monotonic clock that moves only when the test moves it: timeouts then happen
+// when the test says, never by waiting.
+class ManualClock final : public MonotonicClock {
+ public:
+  time_point now() const override { return time_point(std::chrono::nanoseconds(now_.load())); }
+  void advance(std::chrono::nanoseconds d) { now_ += d.count(); }
+
+ private:
+  std::atomic<int64_t> now_{std::chrono::steady_clock::now().time_since_epoch().count()};
+};
+
+// Polls `condition` until it holds or 10 s pass (then the caller's CHECK fails):
+// for what another thread or process makes true in its own time.
+template <typename Condition>
+bool waitUntil(Condition condition, std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+  auto until = std::chrono::steady_clock::now() + deadline;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
 
 // libsodium must be initialised before keys, secrets or hashes are made.
 inline void ensureCrypto() {
