@@ -1,6 +1,8 @@
 #include "service/api.h"
 
+#include <algorithm>
 #include <atomic>
+#include <optional>
 #include <vector>
 
 #include "service/http_input.h"
@@ -13,11 +15,142 @@ namespace {
 
 using nlohmann::json;
 
-HttpResponse methodNotAllowed(std::string_view allow) {
-  auto r =
-      errorResponse(405, "method_not_allowed", "this path accepts " + std::string(allow) + " only");
+// Every error code the service answers with, and its HTTP status: the one place
+// where a code meets a status. docs/api.md ("Errors") is this table for people; a
+// unit test keeps the two equal.
+constexpr ErrorStatus kErrorStatuses[] = {
+    // Bad input.
+    {"invalid_json", 400},
+    {"unknown_field", 400},
+    {"invalid_field", 400},
+    {"invalid_description", 400},
+    {"invalid_user", 400},
+    {"invalid_destination_id", 400},
+    {"invalid_expires_at", 400},
+    {"invalid_grace_seconds", 400},  // TokenService's own; over HTTP invalid_field comes first
+    {"invalid_min_position", 400},
+    {"invalid_path", 400},
+    {"invalid_framing", 400},
+    {"unauthorized", 401},
+    {"not_found", 404},
+    {"method_not_allowed", 405},
+    // The token's state forbids the command.
+    {"expired", 409},
+    {"already_rotated", 409},
+    {"payload_too_large", 413},
+    {"unsupported_media_type", 415},
+    {"internal_error", 500},
+    // Refused before anything was recorded: the read model has no room, or cannot apply.
+    {"read_model_full", 503},
+    {"disk_full", 503},
+    {"busy", 503},
+    {"projection_failing", 503},
+    // The log, or something else on the way, failed.
+    {"log_unavailable", 503},
+    {"unavailable", 503},
+    // Try again later.
+    {"projection_lagging", 503},
+    {"shutting_down", 503},
+    {"not_ready", 503},
+    {"position_not_reached", 503},
+    {"too_many_waiters", 503},
+    {"too_many_connections", 503},
+};
+
+// The methods a route answers: GET (and so HEAD: h2o_send_inline leaves the body
+// out) and POST.
+enum Methods : unsigned { kGet = 1, kPost = 2 };
+
+unsigned methodOf(std::string_view method) {
+  if (method == "GET" || method == "HEAD") return kGet;
+  if (method == "POST") return kPost;
+  return 0;
+}
+
+// The Allow header of a path whose routes answer `methods`.
+std::string_view allowHeader(unsigned methods) {
+  if (methods == (kGet | kPost)) return "GET, HEAD, POST";
+  return methods == kGet ? "GET, HEAD" : "POST";
+}
+
+HttpResponse methodNotAllowed(unsigned methods) {
+  std::string_view allow = allowHeader(methods);
+  auto r = errorResponse("method_not_allowed", "this path accepts " + std::string(allow) + " only");
   r.allow = std::string(allow);
   return r;
+}
+
+// Who may call a route.
+enum class Access {
+  anyone,
+  // Authorization: Bearer <operator secret> (413 for a body past kMaxBodyBytes, then
+  // 401 unauthorized, before the handler runs).
+  operatorOnly,
+  // The same, and a command: 503 shutting_down while the daemon drains.
+  operatorCommand,
+};
+
+// A route's path parameters, one per kind:
+//   {user}  any segment; checked by checkUserId after authentication (400 invalid_user)
+//   {key}   any segment; the handler looks the token up (404 not_found)
+//   {file}  the whole path, as sent, names one of the web page's files ("/" is
+//           /index.html); a path that names none does not match
+struct PathParams {
+  std::optional<std::string_view> user;  // decoded
+  std::string_view key;                  // decoded
+  const WebAsset* file = nullptr;
+};
+
+// Calls `f` with each segment of `pattern` ("/v1/{user}": "v1", then "{user}") while
+// it returns true; true if it always did.
+template <typename F>
+constexpr bool eachSegment(std::string_view pattern, F f) {
+  for (std::string_view rest = pattern.substr(1);;) {
+    auto slash = rest.find('/');
+    if (!f(rest.substr(0, slash))) return false;
+    if (slash == std::string_view::npos) return true;
+    rest.remove_prefix(slash + 1);
+  }
+}
+
+// Whether `pattern` is "/" and segments, each a literal or one of the parameters
+// above, with {file} only as the whole pattern.
+constexpr bool validPattern(std::string_view pattern) {
+  if (!pattern.starts_with('/')) return false;
+  return pattern == "/{file}" || eachSegment(pattern, [](std::string_view segment) {
+           return !segment.empty() &&
+                  (segment.front() != '{' || segment == "{user}" || segment == "{key}");
+         });
+}
+
+const WebAsset* webAssetAt(std::string_view path) {
+  if (path == "/") path = "/index.html";
+  for (const auto& asset : webAssets())
+    if (asset.path == path) return &asset;
+  return nullptr;
+}
+
+// Whether the path (`parts`, decoded; `rawPath`, as sent) matches `pattern`; if it
+// does, its parameters are in `params`.
+bool matches(std::string_view pattern, const std::vector<std::string>& parts,
+             std::string_view rawPath, PathParams& params) {
+  if (pattern == "/{file}") {
+    params.file = parts.size() == 1 ? webAssetAt(rawPath) : nullptr;
+    return params.file != nullptr;
+  }
+  size_t i = 0;
+  bool same = eachSegment(pattern, [&](std::string_view segment) {
+    if (i == parts.size()) return false;
+    const std::string& part = parts[i++];
+    if (segment == "{user}")
+      params.user = part;
+    else if (segment == "{key}")
+      params.key = part;
+    else if (segment != part)
+      return false;
+    return true;
+  });
+  return same && i == parts.size();
 }
 
 HttpResponse okJson(int status, const json& j) {
@@ -37,30 +170,21 @@ std::variant<json, HttpResponse> parseBody(const HttpRequest& req,
     // curl -d sends x-www-form-urlencoded by default; accept it when the body is JSON.
     if (type != "application/json" && type != "application/x-www-form-urlencoded" &&
         type != "text/plain")
-      return errorResponse(415, "unsupported_media_type",
+      return errorResponse("unsupported_media_type",
                            "send the body as application/json, not " + type);
   }
   if (!req.hasBody || req.body.empty()) {
-    if (required) return errorResponse(400, "invalid_json", "this call needs a JSON object body");
+    if (required) return errorResponse("invalid_json", "this call needs a JSON object body");
     return json::object();
   }
   auto parsed = parseJsonObject(req.body, allowed);
-  if (auto* err = std::get_if<InputError>(&parsed))
-    return errorResponse(400, err->code, err->message);
+  if (auto* err = std::get_if<InputError>(&parsed)) return errorResponse(*err);
   return std::move(std::get<json>(parsed));
 }
 
 HttpResponse invalidField(std::string_view field, std::string_view expected) {
-  return errorResponse(400, "invalid_field",
+  return errorResponse("invalid_field",
                        "field \"" + std::string(field) + "\" must be " + std::string(expected));
-}
-
-HttpResponse shuttingDown() {
-  return errorResponse(503, "shutting_down", "the service is shutting down; retry elsewhere");
-}
-
-HttpResponse fromError(const CommandError& e) {
-  return errorResponse(e.status, e.code, e.message);
 }
 
 json withPosition(json j, const TokenResult& r) {
@@ -68,13 +192,117 @@ json withPosition(json j, const TokenResult& r) {
   return j;
 }
 
+// The response of activate and deactivate: the token, whether it changed, and the
+// position of the event when it did.
+HttpResponse changedResponse(const CommandResult& result, int64_t nowUs) {
+  if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
+  const auto& r = std::get<TokenResult>(result);
+  json out = withPosition(tokenJson(r.token, nowUs), r);
+  out["changed"] = r.position.has_value();
+  return okJson(200, out);
+}
+
 }  // namespace
 
-HttpResponse errorResponse(int status, std::string_view code, std::string_view message) {
+int httpStatusOf(std::string_view code) {
+  for (const auto& e : kErrorStatuses)
+    if (e.code == code) return e.status;
+  return 500;
+}
+
+std::span<const ErrorStatus> errorStatuses() {
+  return kErrorStatuses;
+}
+
+HttpResponse errorResponse(std::string_view code, std::string_view message) {
   HttpResponse r;
-  r.status = status;
+  r.status = httpStatusOf(code);
   r.body = errorBody(code, message);
   return r;
+}
+
+HttpResponse errorResponse(const Error& error) {
+  return errorResponse(error.code, error.message);
+}
+
+struct Api::Call {
+  const HttpRequest& req;
+  ReadModelReader& reader;
+  PathParams params;
+};
+
+struct Api::Route {
+  unsigned methods;          // Methods
+  std::string_view pattern;  // "/v1/users/{user}/tokens", see PathParams
+  Access access;
+  Routed (Api::*handler)(const Call&);
+};
+
+// The route table: every route of the API, once. The first route whose pattern
+// matches the path and which answers the method serves the request; a path no
+// pattern matches is 404, one whose routes answer other methods 405 with Allow.
+std::span<const Api::Route> Api::routes() {
+  static constexpr Route kRoutes[] = {
+      {kGet, "/healthz", Access::anyone, &Api::health},
+      {kGet, "/readyz", Access::anyone, &Api::readiness},
+      {kGet, "/v1/keys", Access::anyone, &Api::signingKeys},
+      // Api::handle answers a plain verify before the table (the hot path).
+      {kGet | kPost, "/v1/verify", Access::anyone, &Api::verifyRoute},
+      {kGet, "/{file}", Access::anyone, &Api::page},
+      {kGet, "/v1/users/{user}/tokens", Access::operatorOnly, &Api::listTokens},
+      {kPost, "/v1/users/{user}/tokens", Access::operatorCommand, &Api::createToken},
+      {kGet, "/v1/users/{user}/tokens/{key}", Access::operatorOnly, &Api::showToken},
+      {kGet, "/v1/users/{user}/tokens/{key}/history", Access::operatorOnly, &Api::tokenHistory},
+      {kPost, "/v1/users/{user}/tokens/{key}/activate", Access::operatorCommand,
+       &Api::activateToken},
+      {kPost, "/v1/users/{user}/tokens/{key}/deactivate", Access::operatorCommand,
+       &Api::deactivateToken},
+      {kPost, "/v1/users/{user}/tokens/{key}/rotate", Access::operatorCommand, &Api::rotateToken},
+  };
+  static_assert(std::ranges::all_of(kRoutes, [](const Route& r) {
+    return validPattern(r.pattern) && (r.methods & ~unsigned{kGet | kPost}) == 0 && r.methods != 0;
+  }));
+  return kRoutes;
+}
+
+Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
+  // The hot path: a plain verify is the /v1/verify route's answer without the
+  // table's path splitting.
+  if (req.path == "/v1/verify" && (req.method == "GET" || req.method == "POST") &&
+      req.minPosition.empty() && req.query.empty())
+    return verify(req.authorization, reader);
+  return route(req, reader);
+}
+
+Routed Api::route(const HttpRequest& req, ReadModelReader& reader) {
+  auto parts = splitPath(req.path);
+  if (!parts) return errorResponse("invalid_path", "the path has a broken %-escape");
+  unsigned method = methodOf(req.method);
+  unsigned answered = 0;  // the methods of the routes whose pattern matches
+  for (const Route& r : routes()) {
+    PathParams params;
+    if (!matches(r.pattern, *parts, req.path, params)) continue;
+    answered |= r.methods;
+    if ((r.methods & method) == 0) continue;
+    // Method before authentication: a wrong method is wrong for everybody.
+    if (r.access != Access::anyone) {
+      if (req.body.size() > kMaxBodyBytes)
+        return errorResponse("payload_too_large",
+                             "the body exceeds " + std::to_string(kMaxBodyBytes) + " bytes");
+      if (req.authorization.empty())
+        return errorResponse("unauthorized",
+                             "send the operator secret as Authorization: Bearer <secret>");
+      if (!operatorAuthorized(req.authorization))
+        return errorResponse("unauthorized", "the operator secret is wrong");
+    }
+    if (params.user)
+      if (auto err = checkUserId(*params.user)) return errorResponse("invalid_user", *err);
+    if (r.access == Access::operatorCommand && shuttingDown_)
+      return errorResponse("shutting_down", "the service is shutting down; retry elsewhere");
+    return (this->*r.handler)(Call{req, reader, params});
+  }
+  if (answered != 0) return methodNotAllowed(answered);
+  return errorResponse("not_found", "no such route; see docs/api.md");
 }
 
 Api::Api(std::string_view operatorSecret, Projector& projector, const Clock& clock)
@@ -132,7 +360,7 @@ Routed Api::waitThenVerify(const std::vector<Position>& wanted, std::string_view
   // credential, can queue unbounded work.
   if (positionWaiters_.fetch_add(1) >= maxPositionWaiters_) {
     positionWaiters_.fetch_sub(1);
-    return errorResponse(503, "too_many_waiters",
+    return errorResponse("too_many_waiters",
                          std::to_string(maxPositionWaiters_) +
                              " verifications already wait for positions this replica has not "
                              "applied; retry shortly, or ask another replica");
@@ -151,7 +379,7 @@ Routed Api::waitThenVerify(const std::vector<Position>& wanted, std::string_view
               positionWaiters_.fetch_sub(1);
               reply([this, applied, auth](ReadModelReader& reader) {
                 if (!applied)
-                  return errorResponse(503, "position_not_reached",
+                  return errorResponse("position_not_reached",
                                        "this replica has applied the log up to " +
                                            projector_.applied().toString() +
                                            ", not yet the position asked for; retry, or ask "
@@ -164,222 +392,184 @@ Routed Api::waitThenVerify(const std::vector<Position>& wanted, std::string_view
       });
 }
 
-Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
-  // The hot path: a plain verify needs no path splitting.
-  if (req.path == "/v1/verify" && (req.method == "GET" || req.method == "POST") &&
-      req.minPosition.empty() && req.query.empty())
-    return verify(req.authorization, reader);
-  auto split = splitPath(req.path);
-  if (!split) return errorResponse(400, "invalid_path", "the path has a broken %-escape");
-  const std::vector<std::string>& parts = *split;
-  const auto& m = req.method;
-  // HEAD is GET without the body (h2o_send_inline leaves it out).
-  bool get = m == "GET" || m == "HEAD", post = m == "POST";
+Routed Api::health(const Call&) {
+  return okJson(200, json{{"status", "ok"}});
+}
 
-  if (parts.size() == 1 && parts[0] == "healthz") {
-    if (!get) return methodNotAllowed("GET, HEAD");
-    return okJson(200, json{{"status", "ok"}});
-  }
-  if (parts.size() == 1 && parts[0] == "readyz") {
-    if (!get) return methodNotAllowed("GET, HEAD");
-    if (!projector_.ready())
-      return errorResponse(503, "not_ready",
-                           "the read model is still catching up with the log, or the projector "
-                           "is failing (see the service log)");
-    // Verification still answers then, but commands are refused: take this replica
-    // out of rotation until the operator acts.
-    if (auto refusal = projector_.refusal())
-      return errorResponse(503, refusal->code, refusal->message);
-    if (auto why = log_ ? log_->refusing() : std::nullopt)
-      return errorResponse(503, "log_unavailable", *why + "; commands are refused until it works");
-    return okJson(200, json{{"status", "ready"}, {"applied", projector_.applied().toString()}});
-  }
-  if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "keys") {
-    // Public keys that sign this service's events (docs/audit.md); no secret here.
-    if (!get) return methodNotAllowed("GET, HEAD");
-    HttpResponse r;
-    r.body = keysBody_;
-    return r;
-  }
-  if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "verify") {
-    if (!get && !post) return methodNotAllowed("GET, HEAD, POST");
-    std::string_view minPosition = req.minPosition;
-    if (minPosition.empty()) minPosition = queryValue(req.query, "min_position");
-    if (minPosition.empty()) return verify(req.authorization, reader);
-    // A consistency token: the positions of events the caller needs to see.
-    std::vector<Position> wanted;
-    for (std::string_view rest = minPosition; !rest.empty();) {
-      auto comma = rest.find(',');
-      auto p = parsePosition(rest.substr(0, comma));
-      if (!p)
-        return errorResponse(400, "invalid_min_position",
-                             "min_position must be positions p:o[,p:o…] as returned by commands");
-      wanted.push_back(*p);
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    }
-    Offsets applied = reader.applied();
-    bool covered = true;
-    for (const auto& p : wanted) covered = covered && applied.covers(p);
-    if (covered) return verify(req.authorization, reader);
-    return waitThenVerify(wanted, req.authorization);
-  }
-  if (parts.size() == 1) {
-    std::string_view path = req.path == "/" ? std::string_view("/index.html") : req.path;
-    for (const auto& asset : webAssets()) {
-      if (asset.path != path) continue;
-      if (!get) return methodNotAllowed("GET, HEAD");
-      HttpResponse r;
-      r.body = std::string(asset.body);
-      r.contentType = asset.contentType;
-      r.page = true;
-      return r;
-    }
-  }
-  if (parts.size() < 4 || parts.size() > 6 || parts[0] != "v1" || parts[1] != "users" ||
-      parts[3] != "tokens")
-    return errorResponse(404, "not_found", "no such route; see docs/api.md");
-  if (parts.size() == 6 && parts[5] != "activate" && parts[5] != "deactivate" &&
-      parts[5] != "rotate" && parts[5] != "history")
-    return errorResponse(404, "not_found", "no such route; see docs/api.md");
+Routed Api::readiness(const Call&) {
+  if (!projector_.ready())
+    return errorResponse("not_ready",
+                         "the read model is still catching up with the log, or the projector "
+                         "is failing (see the service log)");
+  // Verification still answers then, but commands are refused: take this replica
+  // out of rotation until the operator acts.
+  if (auto refusal = projector_.refusal()) return errorResponse(refusal->code, refusal->message);
+  if (auto why = log_ ? log_->refusing() : std::nullopt)
+    return errorResponse("log_unavailable", *why + "; commands are refused until it works");
+  return okJson(200, json{{"status", "ready"}, {"applied", projector_.applied().toString()}});
+}
 
-  // Method check before authentication: a wrong method is wrong for everybody.
-  std::string_view allow = parts.size() == 4       ? "GET, HEAD, POST"
-                           : parts.size() == 5     ? "GET, HEAD"
-                           : parts[5] == "history" ? "GET, HEAD"
-                                                   : "POST";
-  if (!((get && allow.find("GET") != std::string_view::npos) ||
-        (post && allow.find("POST") != std::string_view::npos)))
-    return methodNotAllowed(allow);
-  if (req.body.size() > kMaxBodyBytes)
-    return errorResponse(413, "payload_too_large",
-                         "the body exceeds " + std::to_string(kMaxBodyBytes) + " bytes");
-  if (req.authorization.empty())
-    return errorResponse(401, "unauthorized",
-                         "send the operator secret as Authorization: Bearer <secret>");
-  if (!operatorAuthorized(req.authorization))
-    return errorResponse(401, "unauthorized", "the operator secret is wrong");
+Routed Api::signingKeys(const Call&) {
+  // Public keys that sign this service's events (docs/audit.md); no secret here.
+  HttpResponse r;
+  r.body = keysBody_;
+  return r;
+}
 
-  const std::string& user = parts[2];
-  if (auto err = checkUserId(user)) return errorResponse(400, "invalid_user", *err);
+Routed Api::verifyRoute(const Call& call) {
+  const HttpRequest& req = call.req;
+  std::string_view minPosition = req.minPosition;
+  if (minPosition.empty()) minPosition = queryValue(req.query, "min_position");
+  if (minPosition.empty()) return verify(req.authorization, call.reader);
+  // A consistency token: the positions of events the caller needs to see.
+  std::vector<Position> wanted;
+  for (std::string_view rest = minPosition; !rest.empty();) {
+    auto comma = rest.find(',');
+    auto p = parsePosition(rest.substr(0, comma));
+    if (!p)
+      return errorResponse("invalid_min_position",
+                           "min_position must be positions p:o[,p:o…] as returned by commands");
+    wanted.push_back(*p);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  Offsets applied = call.reader.applied();
+  bool covered = true;
+  for (const auto& p : wanted) covered = covered && applied.covers(p);
+  if (covered) return verify(req.authorization, call.reader);
+  return waitThenVerify(wanted, req.authorization);
+}
+
+Routed Api::page(const Call& call) {
+  HttpResponse r;
+  r.body = std::string(call.params.file->body);
+  r.contentType = call.params.file->contentType;
+  r.page = true;
+  return r;
+}
+
+Routed Api::listTokens(const Call& call) {
+  std::string_view user = *call.params.user;
   int64_t now = clock_.nowUs();
-  CommandContext ctx{"operator", req.requestId};
+  json tokens = json::array();
+  for (const auto& t : call.reader.tokensOf(user)) tokens.push_back(tokenJson(t, now));
+  return okJson(200, json{{"user", std::string(user)}, {"tokens", std::move(tokens)}});
+}
 
-  if (parts.size() == 4 && get) {
-    json tokens = json::array();
-    for (const auto& t : reader.tokensOf(user)) tokens.push_back(tokenJson(t, now));
-    return okJson(200, json{{"user", user}, {"tokens", std::move(tokens)}});
-  }
-  if (parts.size() == 4 && post) {
-    if (shuttingDown_) return shuttingDown();
-    auto parsed = parseBody(req, {"description", "kind", "destination_id", "expires_at"}, true);
-    if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
-    const json& j = std::get<json>(parsed);
-    CreateCommand cmd;
-    cmd.user = user;
-    if (!j.contains("description"))
-      return invalidField("description", "present (1-200 characters)");
-    if (!j["description"].is_string()) return invalidField("description", "a string");
-    cmd.description = j["description"].get<std::string>();
-    if (j.contains("kind")) {
-      auto kind = j["kind"].is_string() ? parseKind(j["kind"].get<std::string>()) : std::nullopt;
-      if (!kind) return invalidField("kind", "\"user\" or \"destination\"");
-      cmd.kind = *kind;
-    }
-    if (j.contains("destination_id")) {
-      if (!j["destination_id"].is_string()) return invalidField("destination_id", "a string");
-      cmd.destinationId = j["destination_id"].get<std::string>();
-    }
-    if (j.contains("expires_at")) {
-      auto t = parseTime(j["expires_at"]);
-      if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds, after 1970");
-      cmd.expiresAtUs = *t;
-    }
-    if (!signer_)
-      return Deferred([cmd, ctx, this](TokenService& svc) {
-        auto result = svc.create(cmd, ctx);
-        if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
-        return created(std::get<TokenResult>(result));
-      });
-    auto prepared = prepareCreate(cmd, ctx, clock_);
-    if (auto* e = std::get_if<CommandError>(&prepared)) return fromError(*e);
-    return Started([this, p = std::move(std::get<PreparedCreate>(prepared))](Reply reply) mutable {
-      startCreate(*signer_, projector_, visibilityTimeout_, std::move(p),
-                  [this, reply = std::move(reply)](auto outcome) {
-                    reply([this, outcome = std::move(outcome)](ReadModelReader& reader) {
-                      if (auto* e = std::get_if<CommandError>(&outcome)) return fromError(*e);
-                      const auto& o = std::get<CreateOutcome>(outcome);
-                      // The snapshot may predate the commit that added the token.
-                      reader.release();
-                      auto token = reader.token(o.key);
-                      if (!token)
-                        return errorResponse(503, "projection_lagging",
-                                             "the token is not visible yet");
-                      return created(TokenResult{*token, o.secret, o.position, std::nullopt});
-                    });
-                  });
-    });
-  }
-
-  const std::string& key = parts[4];
-  if (parts.size() == 5 || parts[5] == "history") {
-    auto token = isWellFormedKey(key) ? reader.token(key) : std::nullopt;
-    if (!token || token->owner != user)
-      return errorResponse(404, "not_found", "no token " + key + " for this user");
-    if (parts.size() == 5) return okJson(200, tokenJson(*token, now));
-    json events = json::array();
-    for (const auto& e : reader.history(key)) events.push_back(eventJson(e));
-    json out{{"key", key}, {"events", std::move(events)}};
-    if (!token->replaces.empty()) out["replaces"] = token->replaces;
-    if (!token->replacedBy.empty()) out["replaced_by"] = token->replacedBy;
-    return okJson(200, out);
-  }
-  if (shuttingDown_) return shuttingDown();
-
-  if (parts[5] == "activate") {
-    auto parsed = parseBody(req, {}, false);
-    if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
-    return Deferred([user, key, ctx, this](TokenService& svc) {
-      auto result = svc.activate(user, key, ctx);
-      if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
-      const auto& r = std::get<TokenResult>(result);
-      json out = withPosition(tokenJson(r.token, clock_.nowUs()), r);
-      out["changed"] = r.position.has_value();
-      return okJson(200, out);
-    });
-  }
-  if (parts[5] == "deactivate") {
-    auto parsed = parseBody(req, {"reason", "effective_at"}, false);
-    if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
-    const json& j = std::get<json>(parsed);
-    DeactivateCommand cmd{user, key, Reason::manual, std::nullopt};
-    if (j.contains("reason")) {
-      auto reason =
-          j["reason"].is_string() ? parseReason(j["reason"].get<std::string>()) : std::nullopt;
-      if (!reason)
-        return invalidField("reason",
-                            "one of \"manual\", \"rotation\", \"compromised\", \"expired\", "
-                            "\"bulk\"");
-      cmd.reason = *reason;
-    }
-    if (j.contains("effective_at")) {
-      auto t = parseTime(j["effective_at"]);
-      if (!t) return invalidField("effective_at", "an RFC 3339 time or Unix seconds, after 1970");
-      cmd.effectiveAtUs = *t;
-    }
-    return Deferred([cmd, ctx, this](TokenService& svc) {
-      auto result = svc.deactivate(cmd, ctx);
-      if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
-      const auto& r = std::get<TokenResult>(result);
-      json out = withPosition(tokenJson(r.token, clock_.nowUs()), r);
-      out["changed"] = r.position.has_value();
-      return okJson(200, out);
-    });
-  }
-  // rotate
-  auto parsed = parseBody(req, {"grace_seconds", "expires_at"}, false);
+Routed Api::createToken(const Call& call) {
+  auto parsed = parseBody(call.req, {"description", "kind", "destination_id", "expires_at"}, true);
   if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
   const json& j = std::get<json>(parsed);
-  RotateCommand cmd{user, key, 0, std::nullopt};
+  CreateCommand cmd;
+  cmd.user = *call.params.user;
+  if (!j.contains("description")) return invalidField("description", "present (1-200 characters)");
+  if (!j["description"].is_string()) return invalidField("description", "a string");
+  cmd.description = j["description"].get<std::string>();
+  if (j.contains("kind")) {
+    auto kind = j["kind"].is_string() ? parseKind(j["kind"].get<std::string>()) : std::nullopt;
+    if (!kind) return invalidField("kind", "\"user\" or \"destination\"");
+    cmd.kind = *kind;
+  }
+  if (j.contains("destination_id")) {
+    if (!j["destination_id"].is_string()) return invalidField("destination_id", "a string");
+    cmd.destinationId = j["destination_id"].get<std::string>();
+  }
+  if (j.contains("expires_at")) {
+    auto t = parseTime(j["expires_at"]);
+    if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds, after 1970");
+    cmd.expiresAtUs = *t;
+  }
+  CommandContext ctx{"operator", call.req.requestId};
+  if (!signer_)
+    return Deferred([cmd, ctx, this](TokenService& svc) {
+      auto result = svc.create(cmd, ctx);
+      if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
+      return created(std::get<TokenResult>(result));
+    });
+  auto prepared = prepareCreate(cmd, ctx, clock_);
+  if (auto* e = std::get_if<CommandError>(&prepared)) return errorResponse(*e);
+  return Started([this, p = std::move(std::get<PreparedCreate>(prepared))](Reply reply) mutable {
+    startCreate(*signer_, projector_, visibilityTimeout_, std::move(p),
+                [this, reply = std::move(reply)](auto outcome) {
+                  reply([this, outcome = std::move(outcome)](ReadModelReader& reader) {
+                    if (auto* e = std::get_if<CommandError>(&outcome)) return errorResponse(*e);
+                    const auto& o = std::get<CreateOutcome>(outcome);
+                    // The snapshot may predate the commit that added the token.
+                    reader.release();
+                    auto token = reader.token(o.key);
+                    if (!token)
+                      return errorResponse("projection_lagging", "the token is not visible yet");
+                    return created(TokenResult{*token, o.secret, o.position, std::nullopt});
+                  });
+                });
+  });
+}
+
+std::variant<Token, HttpResponse> Api::ownedToken(const Call& call) {
+  std::string_view key = call.params.key;
+  auto token = isWellFormedKey(key) ? call.reader.token(key) : std::nullopt;
+  if (!token || token->owner != *call.params.user)
+    return errorResponse("not_found", "no token " + std::string(key) + " for this user");
+  return std::move(*token);
+}
+
+Routed Api::showToken(const Call& call) {
+  auto token = ownedToken(call);
+  if (auto* r = std::get_if<HttpResponse>(&token)) return std::move(*r);
+  return okJson(200, tokenJson(std::get<Token>(token), clock_.nowUs()));
+}
+
+Routed Api::tokenHistory(const Call& call) {
+  auto found = ownedToken(call);
+  if (auto* r = std::get_if<HttpResponse>(&found)) return std::move(*r);
+  const Token& token = std::get<Token>(found);
+  json events = json::array();
+  for (const auto& e : call.reader.history(token.key)) events.push_back(eventJson(e));
+  json out{{"key", token.key}, {"events", std::move(events)}};
+  if (!token.replaces.empty()) out["replaces"] = token.replaces;
+  if (!token.replacedBy.empty()) out["replaced_by"] = token.replacedBy;
+  return okJson(200, out);
+}
+
+Routed Api::activateToken(const Call& call) {
+  auto parsed = parseBody(call.req, {}, false);
+  if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
+  return Deferred([user = std::string(*call.params.user), key = std::string(call.params.key),
+                   ctx = CommandContext{"operator", call.req.requestId}, this](TokenService& svc) {
+    return changedResponse(svc.activate(user, key, ctx), clock_.nowUs());
+  });
+}
+
+Routed Api::deactivateToken(const Call& call) {
+  auto parsed = parseBody(call.req, {"reason", "effective_at"}, false);
+  if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
+  const json& j = std::get<json>(parsed);
+  DeactivateCommand cmd{std::string(*call.params.user), std::string(call.params.key),
+                        Reason::manual, std::nullopt};
+  if (j.contains("reason")) {
+    auto reason =
+        j["reason"].is_string() ? parseReason(j["reason"].get<std::string>()) : std::nullopt;
+    if (!reason)
+      return invalidField("reason",
+                          "one of \"manual\", \"rotation\", \"compromised\", \"expired\", "
+                          "\"bulk\"");
+    cmd.reason = *reason;
+  }
+  if (j.contains("effective_at")) {
+    auto t = parseTime(j["effective_at"]);
+    if (!t) return invalidField("effective_at", "an RFC 3339 time or Unix seconds, after 1970");
+    cmd.effectiveAtUs = *t;
+  }
+  return Deferred(
+      [cmd, ctx = CommandContext{"operator", call.req.requestId}, this](TokenService& svc) {
+        return changedResponse(svc.deactivate(cmd, ctx), clock_.nowUs());
+      });
+}
+
+Routed Api::rotateToken(const Call& call) {
+  auto parsed = parseBody(call.req, {"grace_seconds", "expires_at"}, false);
+  if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
+  const json& j = std::get<json>(parsed);
+  RotateCommand cmd{std::string(*call.params.user), std::string(call.params.key), 0, std::nullopt};
   if (j.contains("expires_at")) {
     auto t = parseTime(j["expires_at"]);
     if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds, after 1970");
@@ -392,16 +582,17 @@ Routed Api::handle(const HttpRequest& req, ReadModelReader& reader) {
                           "an integer from 0 to " + std::to_string(kMaxGraceSeconds));
     cmd.graceSeconds = g.get<int64_t>();
   }
-  return Deferred([cmd, ctx, this](TokenService& svc) {
-    auto result = svc.rotate(cmd, ctx);
-    if (auto* e = std::get_if<CommandError>(&result)) return fromError(*e);
-    const auto& r = std::get<TokenResult>(result);
-    int64_t nowUs = clock_.nowUs();
-    json out = withPosition(tokenJson(r.token, nowUs), r);
-    out["token"] = r.secret;
-    if (r.previous) out["previous"] = tokenJson(*r.previous, nowUs);
-    return okJson(200, out);
-  });
+  return Deferred(
+      [cmd, ctx = CommandContext{"operator", call.req.requestId}, this](TokenService& svc) {
+        auto result = svc.rotate(cmd, ctx);
+        if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
+        const auto& r = std::get<TokenResult>(result);
+        int64_t nowUs = clock_.nowUs();
+        json out = withPosition(tokenJson(r.token, nowUs), r);
+        out["token"] = r.secret;
+        if (r.previous) out["previous"] = tokenJson(*r.previous, nowUs);
+        return okJson(200, out);
+      });
 }
 
 }  // namespace tokenledger

@@ -1,12 +1,18 @@
 // The HTTP API as plain functions of a request: routing, authentication, input
 // validation and JSON. No sockets here (http_server.cpp carries bytes), so the
 // rules are testable and the transport replaceable.
+//
+// Every route is one row of the route table in api.cpp (method, path pattern, who
+// may call it, handler); 404, 405 with `Allow`, the operator check and the
+// shutdown refusal of commands follow from it. Every error code meets its HTTP
+// status in one table (httpStatusOf).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -16,6 +22,7 @@
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "events/clock.h"
+#include "service/error.h"
 #include "service/token_service.h"
 
 namespace tokenledger {
@@ -64,7 +71,8 @@ class Api {
   Api(std::string_view operatorSecret, Projector& projector, const Clock& clock);
 
   // Runs on an HTTP thread with that thread's reader. Fast calls (verify, reads,
-  // errors) answer at once; commands come back as Deferred or Started.
+  // errors) answer at once; commands come back as Deferred or Started. A plain
+  // verify (GET or POST /v1/verify, no min_position) skips the route table.
   Routed handle(const HttpRequest& request, ReadModelReader& reader);
 
   // Creates from now on go through `signer` without a command thread (Started), and
@@ -88,6 +96,28 @@ class Api {
   void setSigningKeys(const KeyRing& keys, const std::string& currentKeyId);
 
  private:
+  struct Call;   // a request that matched a route, with its path parameters
+  struct Route;  // a row of the route table
+  static std::span<const Route> routes();
+  // Everything but the hot path: the route table.
+  Routed route(const HttpRequest& request, ReadModelReader& reader);
+
+  // The routes' handlers (api.cpp's table says which route each serves).
+  Routed health(const Call& call);
+  Routed readiness(const Call& call);
+  Routed signingKeys(const Call& call);
+  Routed verifyRoute(const Call& call);
+  Routed page(const Call& call);
+  Routed listTokens(const Call& call);
+  Routed createToken(const Call& call);
+  Routed showToken(const Call& call);
+  Routed tokenHistory(const Call& call);
+  Routed activateToken(const Call& call);
+  Routed deactivateToken(const Call& call);
+  Routed rotateToken(const Call& call);
+
+  // The token `call`'s {key} names if it is {user}'s; else the 404 to send.
+  std::variant<Token, HttpResponse> ownedToken(const Call& call);
   HttpResponse verify(std::string_view authorization, ReadModelReader& reader);
   Routed waitThenVerify(const std::vector<Position>& wanted, std::string_view authorization);
   // 201 with the new token and its secret (shown this once).
@@ -106,6 +136,19 @@ class Api {
   std::chrono::milliseconds visibilityTimeout_{10000};
 };
 
-HttpResponse errorResponse(int status, std::string_view code, std::string_view message);
+// The HTTP status of an error code: the one table where codes meet statuses
+// (docs/api.md, "Errors", lists the same). 500 for a code the table lacks.
+int httpStatusOf(std::string_view code);
+
+struct ErrorStatus {
+  std::string_view code;
+  int status;
+};
+// The table itself, every code once (for tests and docs).
+std::span<const ErrorStatus> errorStatuses();
+
+// {"error":{"code":…,"message":…}} with the code's status.
+HttpResponse errorResponse(std::string_view code, std::string_view message);
+HttpResponse errorResponse(const Error& error);
 
 }  // namespace tokenledger

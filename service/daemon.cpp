@@ -21,8 +21,10 @@
 #include "projections/read_model.h"
 #include "service/api.h"
 #include "service/executor.h"
+#include "service/files.h"
 #include "service/http_server.h"
 #include "service/token_service.h"
+#include "service/unique_fd.h"
 
 namespace tokenledger {
 namespace fs = std::filesystem;
@@ -36,21 +38,16 @@ class DirLock {
  public:
   explicit DirLock(const std::string& dir) {
     std::string path = dir + "/LOCK";
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ < 0) throw std::runtime_error("cannot open " + path + ": " + strerror(errno));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
+    fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd_) throw std::runtime_error("cannot open " + path + ": " + strerror(errno));
+    if (::flock(fd_.get(), LOCK_EX | LOCK_NB) != 0)
       throw std::runtime_error("data directory " + dir +
                                " is in use by another tokenledgerd; stop it or use another "
                                "--data-dir");
-    }
   }
-  ~DirLock() { ::close(fd_); }
-  DirLock(const DirLock&) = delete;
-  DirLock& operator=(const DirLock&) = delete;
 
  private:
-  int fd_ = -1;
+  UniqueFd fd_;  // closing it releases the lock
 };
 
 void prepareDataDir(const std::string& dir) {
@@ -79,16 +76,10 @@ std::string readText(const std::string& path) {
   return ss.str();
 }
 
-// Replaces `path` atomically (write a temporary file, rename). No fsync: the state is
-// a hint that may lag behind the log, never run ahead of it (see openSigner).
+// Replaces DATA_DIR/signing-state. No fsync: the state is a hint that may lag behind
+// the log, never run ahead of it (see openSigner).
 void writeState(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("cannot write " + tmp + ": " + strerror(errno));
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
-    throw std::runtime_error("cannot write " + path + ": " + strerror(errno));
+  writeFileAtomically(path, text, 0600, Sync::no);
 }
 
 uint64_t openFilesLimit() {
@@ -254,17 +245,11 @@ std::string raiseOpenFilesLimit() {
 
 std::string loadOrCreateOperatorSecret(const std::string& dataDir) {
   std::string path = dataDir + "/operator-secret";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) {
+  if (::access(path.c_str(), F_OK) != 0) {
+    // Linked into place: never over a secret that is there already.
     std::string secret = "tlop_" + randomBase62(43);
-    std::string line = secret + "\n";
-    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
-              ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok) throw std::runtime_error("cannot write " + path + ": " + strerror(errno));
-    return secret;
+    if (writeFileAtomically(path, secret + "\n", 0600, Sync::yes, IfExists::keep)) return secret;
   }
-  if (errno != EEXIST) throw std::runtime_error("cannot create " + path + ": " + strerror(errno));
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
     throw std::runtime_error(path + " is readable by other users; run `chmod 600 " + path + "`");
@@ -286,26 +271,17 @@ SigningKey loadOrCreateSigningKey(const std::string& dataDir, bool& created) {
   std::optional<SigningKey> key;
   if (::access(path.c_str(), F_OK) != 0) {
     // Written under a temporary name and linked into place, so a crash never leaves
-    // a half-written key and two starts never make two keys.
+    // a half-written key and two starts never make two keys (the second link fails).
     SigningKey fresh = SigningKey::generate();
-    std::string tmp = path + ".tmp";
-    ::unlink(tmp.c_str());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::runtime_error("cannot create " + tmp + ": " + strerror(errno));
     std::string text = fresh.toFileText();
-    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-              ::fsync(fd) == 0;
-    ::close(fd);
-    sodium_memzero(text.data(), text.size());
-    if (!ok) throw std::runtime_error("cannot write " + tmp + ": " + strerror(errno));
-    if (::link(tmp.c_str(), path.c_str()) == 0) {
+    struct Wipe {
+      std::string& text;
+      ~Wipe() { sodium_memzero(text.data(), text.size()); }
+    } wipe{text};
+    if (writeFileAtomically(path, text, 0600, Sync::yes, IfExists::keep)) {
       created = true;
       key = std::move(fresh);
-    } else if (errno != EEXIST) {
-      ::unlink(tmp.c_str());
-      throw std::runtime_error("cannot create " + path + ": " + strerror(errno));
     }
-    ::unlink(tmp.c_str());
   }
   if (!key) {
     struct stat st {};
@@ -322,15 +298,8 @@ SigningKey loadOrCreateSigningKey(const std::string& dataDir, bool& created) {
   // Publish the public key (append: keys used before stay listed).
   KeyRing listed;
   if (auto err = listed.addLines(readText(pubPath), pubPath)) throw std::runtime_error(*err);
-  if (!listed.find(key->keyId())) {
-    int fd = ::open(pubPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error("cannot write " + pubPath + ": " + strerror(errno));
-    std::string line = key->publicKeyLine() + "\n";
-    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
-              ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok) throw std::runtime_error("cannot write " + pubPath + ": " + strerror(errno));
-  }
+  if (!listed.find(key->keyId()))
+    appendToFile(pubPath, key->publicKeyLine() + "\n", 0644, Sync::yes);
   return std::move(*key);
 }
 

@@ -11,6 +11,8 @@
 #include <variant>
 #include <vector>
 
+#include "service/error.h"
+
 namespace tokenledger {
 
 // The credentials of an `Authorization` header of scheme `scheme`: the scheme name
@@ -30,15 +32,13 @@ std::optional<std::vector<std::string>> splitPath(std::string_view path);
 // empty when absent.
 std::string_view queryValue(std::string_view query, std::string_view name);
 
-// A refusal of the request's input: a stable code and a message that says what to do.
-struct InputError {
-  std::string code;
-  std::string message;
-};
+// A refusal of the request's input (service/error.h).
+using InputError = Error;
 
 // A command's JSON body: valid UTF-8 JSON, one object, no key twice in any object
 // (parsers disagree on which of two would count), and only the `allowed` fields.
-// Codes: invalid_json, unknown_field.
+// Fails with invalid_json (not JSON, not UTF-8, not an object, a key twice) or
+// unknown_field (a field not in `allowed`).
 std::variant<nlohmann::json, InputError> parseJsonObject(
     std::string_view body, std::initializer_list<std::string_view> allowed);
 

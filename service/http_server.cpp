@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "events/secrets.h"
+#include "service/unique_fd.h"
 
 namespace tokenledger {
 namespace {
@@ -159,41 +161,142 @@ class Throttle {
   uint64_t count_ = 0;
 };
 
+// Owners of libh2o's C objects. What libh2o 2.2.5 provides: h2o_config_init and
+// h2o_config_dispose; h2o_evloop_create and h2o_evloop_destroy (it frees the loop and
+// the sockets closed on it, not the loop's epoll descriptor: later libh2o closes it,
+// 2.2.5 leaks one per loop per run); h2o_context_init and h2o_context_dispose (which
+// asserts that no connection is left, see closeConnections);
+// h2o_multithread_create_queue and h2o_multithread_destroy_queue (in the evloop
+// build of 2.2.5 it closes the queue's pipe but never frees the queue: later libh2o
+// does, so it is not freed here either).
+
+// The global configuration: disposed last, after every context made from it
+// (h2o_context_dispose reads its hosts).
+class GlobalConfig {
+ public:
+  GlobalConfig() { h2o_config_init(&config_); }
+  ~GlobalConfig() { h2o_config_dispose(&config_); }
+  GlobalConfig(const GlobalConfig&) = delete;
+  GlobalConfig& operator=(const GlobalConfig&) = delete;
+  h2o_globalconf_t* get() { return &config_; }
+
+ private:
+  h2o_globalconf_t config_{};
+};
+
+struct EvloopDestroy {
+  void operator()(h2o_evloop_t* loop) const { h2o_evloop_destroy(loop); }
+};
+using Evloop = std::unique_ptr<h2o_evloop_t, EvloopDestroy>;
+
+// A loop's context: disposed before its loop is destroyed (it registers timeouts
+// with the loop, and h2o_evloop_destroy asserts that none is left).
+struct ContextDispose {
+  void operator()(h2o_context_t* ctx) const {
+    // h2o_context_dispose asserts that no timeout has an entry left. Once
+    // h2o_context_request_shutdown ran, HTTP/2's graceful-shutdown timer has one for
+    // a second, even with HTTP/2 off; with no HTTP/2 connection it would do nothing.
+    h2o_timeout_unlink(&ctx->http2._graceful_shutdown_timeout);
+    h2o_context_dispose(ctx);
+    delete ctx;
+  }
+};
+using Context = std::unique_ptr<h2o_context_t, ContextDispose>;
+
+Context makeContext(h2o_evloop_t* loop, h2o_globalconf_t* config) {
+  auto ctx = std::make_unique<h2o_context_t>();
+  h2o_context_init(ctx.get(), loop, config);
+  return Context(ctx.release());
+}
+
+// A loop's multithread queue with its one receiver (where other threads send a
+// loop its finished commands); destroyed before its loop.
+class MessageQueue {
+ public:
+  MessageQueue(h2o_evloop_t* loop, h2o_multithread_receiver_cb onMessages)
+      : queue_(h2o_multithread_create_queue(loop)) {
+    h2o_multithread_register_receiver(queue_, &receiver_, onMessages);
+  }
+  ~MessageQueue() {
+    h2o_multithread_unregister_receiver(queue_, &receiver_);
+    h2o_multithread_destroy_queue(queue_);
+  }
+  MessageQueue(const MessageQueue&) = delete;
+  MessageQueue& operator=(const MessageQueue&) = delete;
+  h2o_multithread_receiver_t* receiver() { return &receiver_; }
+
+ private:
+  h2o_multithread_queue_t* queue_;
+  h2o_multithread_receiver_t receiver_{};
+};
+
+struct SocketClose {
+  void operator()(h2o_socket_t* sock) const { h2o_socket_close(sock); }
+};
+using Socket = std::unique_ptr<h2o_socket_t, SocketClose>;
+
 class Server;
 struct Loop;
 
-// A command in flight (on the executor, or Started). Owned by the loop; `req` is
-// cleared by the request pool's dispose hook if the client goes away first.
+// A command in flight (on the executor, or Started). Created on its loop, it
+// belongs to the command from the hand-off (onRequest releases it) until the
+// command sends it back as its loop's message (sendBack), and then to the loop
+// again (onMessages reclaims it). `req` is cleared by the request pool's dispose
+// hook if the client goes away first.
 struct PendingJob {
-  h2o_multithread_message_t message;  // first member: messages are linked through it
+  h2o_multithread_message_t message{};  // first member: messages are linked through it
   Loop* loop = nullptr;
   h2o_req_t* req = nullptr;
   struct Guard* guard = nullptr;
   HttpResponse response;
   Finish finish;  // Started commands: builds `response` back on the loop
+
+  static PendingJob* of(h2o_linklist_t* message) { return reinterpret_cast<PendingJob*>(message); }
 };
 
+// In the request's pool (h2o_mem_alloc_shared): disposed with the request.
 struct Guard {
   PendingJob* job;
+};
+
+// An accepted connection, listed by its loop until libh2o closes its socket.
+struct OpenConnection {
+  Loop* loop;
+  h2o_socket_t* sock;
+  std::list<OpenConnection>::iterator self;
 };
 
 struct Loop {
   Server* server = nullptr;
   int index = 0;
-  h2o_evloop_t* evloop = nullptr;
-  h2o_context_t ctx{};
-  h2o_accept_ctx_t accept{};
-  h2o_socket_t* listener = nullptr;
-  std::optional<std::chrono::steady_clock::time_point> acceptResumesAt;  // set while paused
-  h2o_multithread_queue_t* queue = nullptr;
-  h2o_multithread_receiver_t receiver{};
   std::unique_ptr<ReadModelReader> reader;
+  std::list<OpenConnection> connections;  // outlives the h2o objects below
+  // libh2o's objects, made on the loop's thread in this order and destroyed in
+  // reverse at the end of runLoop (or with the Loop): the context registers timeouts
+  // with the event loop; the queue and the listener are sockets of it.
+  Evloop evloop;
+  Context ctx;
+  h2o_accept_ctx_t accept{};
+  std::unique_ptr<MessageQueue> queue;
+  Socket listener;                                                       // null once draining
+  std::optional<std::chrono::steady_clock::time_point> acceptResumesAt;  // set while paused
   size_t pending = 0;
   uint64_t requestCounter = 0;
   uint64_t headerGeneration = 0;
   std::string appliedHeader;
   std::thread thread;
 };
+
+// Sets what every listening socket of ours has, binds it to `addr` and listens:
+// false (with errno) if that fails.
+bool listenOn(int fd, const sockaddr* addr, socklen_t len) {
+  int one = 1;
+  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // Every event loop gets its own socket on this port (SO_REUSEPORT), so the kernel
+  // spreads connections evenly instead of one loop taking most of them.
+  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  return ::bind(fd, addr, len) == 0 && ::listen(fd, 4096) == 0;
+}
 
 thread_local Loop* tlsLoop = nullptr;
 
@@ -208,15 +311,15 @@ class Server final : public HttpServer {
         logger_(std::move(logger)),
         runId_(toHex(randomBytes(4))),
         maxConnections_(options.maxConnections),
-        refusal_(refusalResponse()) {
-    listenFd_ = bindListener(options.host, options.port);
-    h2o_config_init(&config_);
-    config_.server_name = h2o_iovec_init(H2O_STRLIT("tokenledger"));
-    config_.max_request_entity_size = kH2oEntityLimit;
+        refusal_(refusalResponse()),
+        listenFd_(bindListener(options.host, options.port)) {
+    h2o_globalconf_t& config = *config_.get();
+    config.server_name = h2o_iovec_init(H2O_STRLIT("tokenledger"));
+    config.max_request_entity_size = kH2oEntityLimit;
     // HTTP/1.1 only: the framing check reads HTTP/1 request heads, and an h2c upgrade
     // would let a proxy that passes Upgrade through tunnel requests past its own rules.
-    config_.http1.upgrade_to_http2 = 0;
-    auto* host = h2o_config_register_host(&config_, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    config.http1.upgrade_to_http2 = 0;
+    auto* host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     auto* path = h2o_config_register_path(host, "/", 0);
     auto* handler = h2o_create_handler(path, sizeof(h2o_handler_t));
     handler->on_req = &Server::onRequest;
@@ -226,10 +329,6 @@ class Server final : public HttpServer {
       loops_.back()->server = this;
       loops_.back()->index = i;
     }
-  }
-
-  ~Server() override {
-    if (listenFd_ >= 0) ::close(listenFd_);
   }
 
   std::string address() const override { return address_; }
@@ -245,36 +344,31 @@ class Server final : public HttpServer {
   void stop() override { stopping_ = true; }
 
  private:
-  int bindListener(const std::string& host, uint16_t port) {
+  // The first loop's listening socket (the others bind their own to the same
+  // address); sets address_ to where it listens.
+  UniqueFd bindListener(const std::string& host, uint16_t port) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-    addrinfo* res = nullptr;
+    addrinfo* found = nullptr;
     std::string service = std::to_string(port);
-    int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
+    int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
     if (rc != 0)
       throw std::runtime_error("cannot resolve listen address " + host + ": " + gai_strerror(rc));
-    int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    // Every event loop gets its own socket on this port (SO_REUSEPORT), so the
-    // kernel spreads connections evenly instead of one loop taking most of them.
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (fd < 0 || ::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 4096) != 0) {
+    std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> res(found, &freeaddrinfo);
+    UniqueFd fd(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd || !listenOn(fd.get(), res->ai_addr, res->ai_addrlen)) {
       int err = errno;
-      freeaddrinfo(res);
-      if (fd >= 0) ::close(fd);
       throw std::runtime_error("cannot listen on " + host + ":" + service + ": " + strerror(err) +
                                (err == EADDRINUSE ? " (another process uses the port; pick "
                                                     "another with --listen HOST:PORT, or 0 for "
                                                     "any free port)"
                                                   : ""));
     }
-    freeaddrinfo(res);
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len);
     char buf[INET6_ADDRSTRLEN] = {0};
     uint16_t bound = 0;
     boundAddr_ = addr;
@@ -293,16 +387,13 @@ class Server final : public HttpServer {
     return fd;
   }
 
-  int reuseportListener() {
-    int fd = ::socket(boundAddr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&boundAddr_), boundLen_) != 0 ||
-        ::listen(fd, 4096) != 0) {
+  // A listening socket of its own for a loop other than the first, on the same
+  // address.
+  UniqueFd reuseportListener() {
+    UniqueFd fd(::socket(boundAddr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd || !listenOn(fd.get(), reinterpret_cast<const sockaddr*>(&boundAddr_), boundLen_)) {
       // Fall back to sharing the first socket: slower spreading, same service.
-      if (fd >= 0) ::close(fd);
-      return ::dup(listenFd_);
+      return UniqueFd(::dup(listenFd_.get()));
     }
     return fd;
   }
@@ -310,24 +401,24 @@ class Server final : public HttpServer {
   void runLoop(Loop& l) {
     tlsLoop = &l;
     l.reader = model_.reader();
-    l.evloop = h2o_evloop_create();
-    h2o_context_init(&l.ctx, l.evloop, &config_);
-    l.accept.ctx = &l.ctx;
-    l.accept.hosts = config_.hosts;
-    l.queue = h2o_multithread_create_queue(l.evloop);
-    h2o_multithread_register_receiver(l.queue, &l.receiver, &Server::onMessages);
+    l.evloop.reset(h2o_evloop_create());
+    l.ctx = makeContext(l.evloop.get(), config_.get());
+    l.accept.ctx = l.ctx.get();
+    l.accept.hosts = config_.get()->hosts;
+    l.queue = std::make_unique<MessageQueue>(l.evloop.get(), &Server::onMessages);
     // Loop 0 uses the socket bound at construction; the others bind their own.
-    int fd = l.index == 0 ? ::dup(listenFd_) : reuseportListener();
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    l.listener = h2o_evloop_socket_create(l.evloop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    UniqueFd fd = l.index == 0 ? UniqueFd(::dup(listenFd_.get())) : reuseportListener();
+    fcntl(fd.get(), F_SETFL, O_NONBLOCK);
+    l.listener.reset(
+        h2o_evloop_socket_create(l.evloop.get(), fd.release(), H2O_SOCKET_FLAG_DONT_READ));
     l.listener->data = &l;
-    h2o_socket_read_start(l.listener, &Server::onAccept);
+    h2o_socket_read_start(l.listener.get(), &Server::onAccept);
 
     using Clock = std::chrono::steady_clock;
     Clock::time_point drainedAt{};
     bool draining = false;
     while (true) {
-      h2o_evloop_run(l.evloop, 50);
+      h2o_evloop_run(l.evloop.get(), 50);
       resumeAcceptingIfDue(l);
       // At most 50 ms idle with a snapshot older than the newest commit: an idle loop
       // must not stop LMDB from reusing freed pages (see ReadModelReader::release).
@@ -335,10 +426,9 @@ class Server final : public HttpServer {
       if (!draining && stopping_) {
         draining = true;
         api_.setShuttingDown();
-        h2o_socket_read_stop(l.listener);
-        h2o_socket_close(l.listener);
-        l.listener = nullptr;
-        h2o_context_request_shutdown(&l.ctx);
+        h2o_socket_read_stop(l.listener.get());
+        l.listener.reset();
+        h2o_context_request_shutdown(l.ctx.get());
       }
       if (draining) {
         if (l.pending > 0) {
@@ -350,9 +440,34 @@ class Server final : public HttpServer {
         }
       }
     }
-    h2o_multithread_unregister_receiver(l.queue, &l.receiver);
-    h2o_multithread_destroy_queue(l.queue);
+    bool closed = closeConnections(l);
+    l.queue.reset();  // nothing pending: no command will send to it
+    if (!closed) {
+      // h2o_context_dispose would abort on a connection (and the loop cannot be
+      // destroyed before its context): leave both undestroyed, as the process is about
+      // to exit.
+      logger_("HTTP loop " + std::to_string(l.index) + ": " + std::to_string(l.connections.size()) +
+              " connections did not close; leaving the loop undestroyed");
+      (void)l.ctx.release();
+      (void)l.evloop.release();
+    }
+    l.ctx.reset();
+    l.evloop.reset();
     l.reader.reset();
+  }
+
+  // Closes the loop's connections after draining. libh2o 2.2.5 keeps an idle
+  // keep-alive connection open until its request timeout, even after
+  // h2o_context_request_shutdown, and h2o_context_dispose asserts that none is left.
+  // Shutting each socket down makes libh2o close it as it would one the client
+  // closed. Waits for any command that a request read meanwhile started, as draining
+  // does; true once no connection is left (within a second).
+  static bool closeConnections(Loop& l) {
+    for (const auto& c : l.connections) ::shutdown(h2o_socket_get_fd(c.sock), SHUT_RDWR);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (l.pending > 0 || (!l.connections.empty() && std::chrono::steady_clock::now() < deadline))
+      h2o_evloop_run(l.evloop.get(), 10);
+    return l.connections.empty();
   }
 
   static void onAccept(h2o_socket_t* listener, const char* err) {
@@ -378,13 +493,18 @@ class Server final : public HttpServer {
       refuse(sock);
       return;
     }
+    l.connections.push_back(OpenConnection{&l, sock, {}});
+    l.connections.back().self = std::prev(l.connections.end());
     sock->on_close.cb = &Server::onConnectionClosed;  // unused by libh2o's HTTP/1 server
-    sock->on_close.data = this;
+    sock->on_close.data = &l.connections.back();
     h2o_accept(&l.accept, sock);
   }
 
-  static void onConnectionClosed(void* server) {
-    static_cast<Server*>(server)->connections_.fetch_sub(1);
+  static void onConnectionClosed(void* connection) {
+    auto* c = static_cast<OpenConnection*>(connection);
+    Loop& l = *c->loop;
+    l.server->connections_.fetch_sub(1);
+    l.connections.erase(c->self);
   }
 
   // Answers 503 and closes at once: cheaper for both sides than leaving the client
@@ -407,19 +527,19 @@ class Server final : public HttpServer {
   }
 
   std::string refusalResponse() const {
-    std::string body = errorResponse(503, "too_many_connections",
-                                     "the server has as many connections open as it allows "
-                                     "(--max-connections); retry later, or reuse a connection")
-                           .body;
-    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    HttpResponse r = errorResponse("too_many_connections",
+                                   "the server has as many connections open as it allows "
+                                   "(--max-connections); retry later, or reuse a connection");
+    return "HTTP/1.1 " + std::to_string(r.status) + " " + reasonPhrase(r.status) +
+           "\r\nContent-Type: application/json\r\n"
            "Cache-Control: no-store\r\nConnection: close\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n\r\n" + body;
+           std::to_string(r.body.size()) + "\r\n\r\n" + r.body;
   }
 
   // accept() found no descriptor (or memory) for a new connection. The listener stays
   // readable, so retrying at once would spin: rest it for kAcceptPause instead.
   void pauseAccepting(Loop& l, int err) {
-    h2o_socket_read_stop(l.listener);
+    h2o_socket_read_stop(l.listener.get());
     l.acceptResumesAt = std::chrono::steady_clock::now() + kAcceptPause;
     uint64_t held = 0;
     if (acceptErrorLog_.allow(held))
@@ -435,7 +555,7 @@ class Server final : public HttpServer {
     if (!l.acceptResumesAt || l.listener == nullptr) return;
     if (std::chrono::steady_clock::now() < *l.acceptResumesAt) return;
     l.acceptResumesAt.reset();
-    h2o_socket_read_start(l.listener, &Server::onAccept);
+    h2o_socket_read_start(l.listener.get(), &Server::onAccept);
   }
 
   static void onGuardDisposed(void* p) {
@@ -457,11 +577,11 @@ class Server final : public HttpServer {
     std::optional<std::string_view> head = rawHead(req);
     if (!head) {
       logger_("cannot check a request's framing: its head is not where libh2o 2.2.5 keeps it");
-      return errorResponse(500, "internal_error",
+      return errorResponse("internal_error",
                            "the server could not check the request's framing; see its log");
     }
     if (auto problem = framingProblem(scanFraming(*head)))
-      return errorResponse(400, "invalid_framing", *problem);
+      return errorResponse("invalid_framing", *problem);
     return std::nullopt;
   }
 
@@ -502,7 +622,7 @@ class Server final : public HttpServer {
         return s.api_.handle(r, *l.reader);
       } catch (const std::exception& e) {
         s.logger_(std::string("request failed: ") + e.what());
-        return errorResponse(503, "unavailable",
+        return errorResponse("unavailable",
                              "the service could not read its read model; retry, and see the "
                              "service log if it persists");
       }
@@ -511,40 +631,51 @@ class Server final : public HttpServer {
       s.send(l, req, *resp);
       return 0;
     }
-    auto* job = new PendingJob();
+    auto job = std::make_unique<PendingJob>();
     job->loop = &l;
     job->req = req;
     auto* guard =
         static_cast<Guard*>(h2o_mem_alloc_shared(&req->pool, sizeof(Guard), &onGuardDisposed));
-    guard->job = job;
+    guard->job = job.get();
     job->guard = guard;
     l.pending++;
+    // The hand-off: the job now belongs to the command, which gives it back with
+    // sendBack, exactly once, from whichever thread finishes it.
+    PendingJob* inFlight = job.release();
     if (auto* started = std::get_if<Started>(&routed)) {
       // No command thread: the command replies from whichever thread finishes it.
-      (*started)([job](Finish finish) {
-        job->finish = std::move(finish);
-        h2o_multithread_send_message(&job->loop->receiver, &job->message);
+      (*started)([inFlight](Finish finish) {
+        inFlight->finish = std::move(finish);
+        sendBack(inFlight);
       });
       return 0;
     }
     s.executor_.post(
-        [job, deferred = std::move(std::get<Deferred>(routed)), &s](TokenService& svc) {
+        [inFlight, deferred = std::move(std::get<Deferred>(routed)), &s](TokenService& svc) {
           try {
-            job->response = deferred(svc);
+            inFlight->response = deferred(svc);
           } catch (const std::exception& e) {
             s.logger_(std::string("command failed: ") + e.what());
-            job->response = errorResponse(503, "unavailable",
-                                          "the command could not complete; check the token's state "
-                                          "before retrying, and see the service log");
+            inFlight->response =
+                errorResponse("unavailable",
+                              "the command could not complete; check the token's state before "
+                              "retrying, and see the service log");
           }
-          h2o_multithread_send_message(&job->loop->receiver, &job->message);
+          sendBack(inFlight);
         });
     return 0;
   }
 
+  // A command's end of the hand-off (any thread): the job travels to its loop as the
+  // message, and onMessages takes it back.
+  static void sendBack(PendingJob* job) {
+    h2o_multithread_send_message(job->loop->queue->receiver(), &job->message);
+  }
+
   static void onMessages(h2o_multithread_receiver_t*, h2o_linklist_t* messages) {
     while (!h2o_linklist_is_empty(messages)) {
-      auto* job = reinterpret_cast<PendingJob*>(messages->next);
+      // The loop's end of the hand-off: the job is owned here again.
+      std::unique_ptr<PendingJob> job(PendingJob::of(messages->next));
       h2o_linklist_unlink(&job->message.link);
       Loop& l = *job->loop;
       if (job->req != nullptr) {
@@ -553,7 +684,6 @@ class Server final : public HttpServer {
         l.server->send(l, job->req, job->response);
       }
       l.pending--;
-      delete job;
     }
   }
 
@@ -562,7 +692,7 @@ class Server final : public HttpServer {
       return f(*l.reader);
     } catch (const std::exception& e) {
       logger_(std::string("command failed: ") + e.what());
-      return errorResponse(503, "unavailable",
+      return errorResponse("unavailable",
                            "the command could not complete; check the token's state before "
                            "retrying, and see the service log");
     }
@@ -618,11 +748,11 @@ class Server final : public HttpServer {
   std::atomic<size_t> connections_{0};
   Throttle refusedLog_;
   Throttle acceptErrorLog_;
-  int listenFd_ = -1;
   sockaddr_storage boundAddr_{};
   socklen_t boundLen_ = 0;
   std::string address_;
-  h2o_globalconf_t config_{};
+  UniqueFd listenFd_;    // after boundAddr_ and address_, which bindListener sets
+  GlobalConfig config_;  // destroyed after the loops' contexts
   std::vector<std::unique_ptr<Loop>> loops_;
   std::atomic<bool> stopping_{false};
 };

@@ -1,5 +1,6 @@
-// The HTTP transport: libh2o event loops (one per thread, sharing one listening
-// socket) that feed requests to Api and carry responses back. Commands run on the
+// The HTTP transport: libh2o event loops (one per thread, each with its own
+// SO_REUSEPORT listening socket on the one port) that feed requests to Api and carry
+// responses back. Commands run on the
 // CommandExecutor's pool; their responses return to the request's loop through h2o's
 // multithread queue. If the client went away meanwhile, the response is dropped
 // (the command itself still completes: nothing acknowledged is lost).
@@ -28,8 +29,8 @@ class HttpServer {
   virtual ~HttpServer() = default;
   // "HOST:PORT" actually bound.
   virtual std::string address() const = 0;
-  // Serves until stop(), then stops accepting, finishes in-flight commands and
-  // returns. Call once.
+  // Serves until stop(), then stops accepting, finishes in-flight commands, closes
+  // the connections left and returns. Call once.
   virtual void run() = 0;
   // Thread-safe; returns at once.
   virtual void stop() = 0;

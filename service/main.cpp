@@ -6,6 +6,7 @@
 #include <cstring>
 #include <iostream>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -58,10 +59,10 @@ void logLine(const std::string& msg) {
   std::cerr << formatTime(clock.nowUs()) << " " << msg << std::endl;
 }
 
-[[noreturn]] void usageError(const std::string& msg) {
-  std::cerr << "tokenledgerd: " << msg << "\nrun tokenledgerd --help for the options\n";
-  std::exit(2);
-}
+// A command line main() refuses: it prints the message and exits 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 bool parseUint(const std::string& s, uint64_t max, uint64_t& out) {
   if (s.empty() || s.size() > 20) return false;
@@ -74,21 +75,26 @@ bool parseUint(const std::string& s, uint64_t max, uint64_t& out) {
   return true;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct Flags {
   DaemonOptions options;
   bool rebuild = false;
+  bool help = false;  // --help: print the usage, nothing else
+};
+
+// The command line as options. Throws UsageError.
+Flags parseFlags(int argc, char** argv) {
+  Flags flags;
+  DaemonOptions& options = flags.options;
   bool commandThreadsSet = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usageError(a + " needs a value");
+      if (i + 1 >= argc) throw UsageError(a + " needs a value");
       return argv[++i];
     };
     if (a == "--help" || a == "-h") {
-      std::cout << kUsage;
-      return 0;
+      flags.help = true;
+      return flags;
     } else if (a == "--data-dir") {
       options.dataDir = value();
     } else if (a == "--listen") {
@@ -96,7 +102,7 @@ int main(int argc, char** argv) {
       auto colon = v.rfind(':');
       uint64_t port = 0;
       if (colon == std::string::npos || colon == 0 || !parseUint(v.substr(colon + 1), 65535, port))
-        usageError("--listen wants HOST:PORT, e.g. 127.0.0.1:8080 (got \"" + v + "\")");
+        throw UsageError("--listen wants HOST:PORT, e.g. 127.0.0.1:8080 (got \"" + v + "\")");
       options.listenHost = v.substr(0, colon);
       if (options.listenHost.size() > 2 && options.listenHost.front() == '[' &&
           options.listenHost.back() == ']')
@@ -105,46 +111,71 @@ int main(int argc, char** argv) {
     } else if (a == "--log") {
       options.log = value();
       if (options.log != "embedded" && options.log != "kafka")
-        usageError("--log wants embedded or kafka (got \"" + options.log + "\")");
+        throw UsageError("--log wants embedded or kafka (got \"" + options.log + "\")");
     } else if (a == "--kafka-brokers") {
       options.kafkaBrokers = value();
     } else if (a == "--topic") {
       options.topic = value();
       if (options.topic.empty() || options.topic.size() > 249)
-        usageError("--topic wants a Kafka topic name (1-249 characters)");
+        throw UsageError("--topic wants a Kafka topic name (1-249 characters)");
     } else if (a == "--partitions") {
       uint64_t n = 0;
-      if (!parseUint(value(), 10000, n) || n == 0) usageError("--partitions wants 1-10000");
+      if (!parseUint(value(), 10000, n) || n == 0) throw UsageError("--partitions wants 1-10000");
       options.partitions = static_cast<int>(n);
     } else if (a == "--threads") {
       uint64_t n = 0;
-      if (!parseUint(value(), 64, n) || n == 0) usageError("--threads wants 1-64");
+      if (!parseUint(value(), 64, n) || n == 0) throw UsageError("--threads wants 1-64");
       options.httpThreads = static_cast<int>(n);
     } else if (a == "--command-threads") {
       uint64_t n = 0;
-      if (!parseUint(value(), 1024, n) || n == 0) usageError("--command-threads wants 1-1024");
+      if (!parseUint(value(), 1024, n) || n == 0)
+        throw UsageError("--command-threads wants 1-1024");
       options.commandThreads = static_cast<int>(n);
       commandThreadsSet = true;
     } else if (a == "--max-connections") {
       uint64_t n = 0;
       if (!parseUint(value(), 1u << 20, n) || n == 0)
-        usageError("--max-connections wants 1-1048576");
+        throw UsageError("--max-connections wants 1-1048576");
       options.maxConnections = n;
     } else if (a == "--map-size-mb") {
       uint64_t n = 0;
-      if (!parseUint(value(), 1ull << 24, n) || n < 1) usageError("--map-size-mb wants 1-16777216");
+      if (!parseUint(value(), 1ull << 24, n) || n < 1)
+        throw UsageError("--map-size-mb wants 1-16777216");
       options.mapSizeBytes = n << 20;
     } else if (a == "--max-position-waiters") {
       uint64_t n = 0;
       if (!parseUint(value(), 1000000, n) || n == 0)
-        usageError("--max-position-waiters wants 1-1000000");
+        throw UsageError("--max-position-waiters wants 1-1000000");
       options.maxPositionWaiters = static_cast<int>(n);
     } else if (a == "--rebuild") {
-      rebuild = true;
+      flags.rebuild = true;
     } else {
-      usageError("unknown option " + a);
+      throw UsageError("unknown option " + a);
     }
   }
+  if (options.log == "kafka" && !commandThreadsSet) options.commandThreads = 64;
+  if (options.log == "kafka" && options.kafkaBrokers.empty())
+    throw UsageError("--log kafka needs --kafka-brokers HOST:PORT");
+  if (options.log != "kafka" && !options.kafkaBrokers.empty())
+    throw UsageError("--kafka-brokers needs --log kafka");
+  return flags;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  try {
+    flags = parseFlags(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << "tokenledgerd: " << e.what() << "\nrun tokenledgerd --help for the options\n";
+    return 2;
+  }
+  if (flags.help) {
+    std::cout << kUsage;
+    return 0;
+  }
+  DaemonOptions& options = flags.options;
 
   // Signals go to a dedicated thread (sigwait), never to a random worker.
   sigset_t signals;
@@ -154,14 +185,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  if (options.log == "kafka" && !commandThreadsSet) options.commandThreads = 64;
-  if (options.log == "kafka" && options.kafkaBrokers.empty())
-    usageError("--log kafka needs --kafka-brokers HOST:PORT");
-  if (options.log != "kafka" && !options.kafkaBrokers.empty())
-    usageError("--kafka-brokers needs --log kafka");
   try {
     initCrypto();
-    if (rebuild) {
+    if (flags.rebuild) {
       std::cout << rebuildProjection(options, logLine) << std::endl;
       return 0;
     }

@@ -12,37 +12,37 @@ CommandError appendFailed(const std::exception_ptr& error) {
     std::rethrow_exception(error);
   } catch (const LogUnavailable& e) {
     if (e.nothingRecorded())
-      return CommandError{503, "log_unavailable",
+      return CommandError{"log_unavailable",
                           std::string(e.what()) + "; nothing was recorded, retry later"};
-    return CommandError{503, "log_unavailable",
+    return CommandError{"log_unavailable",
                         std::string(e.what()) +
                             "; the command may or may not have been recorded: check the "
                             "token's state before retrying"};
   } catch (const std::exception& e) {
-    return CommandError{503, "unavailable",
-                        std::string("the command could not complete (") + e.what() +
-                            "); check the token's state before retrying"};
+    return CommandError{"unavailable", std::string("the command could not complete (") + e.what() +
+                                           "); check the token's state before retrying"};
   } catch (...) {
-    return CommandError{503, "unavailable",
+    return CommandError{"unavailable",
                         "the command could not complete; check the token's state before "
                         "retrying"};
   }
 }
 
 CommandError notYetApplied(const Position& at) {
-  return CommandError{503, "projection_lagging",
+  return CommandError{"projection_lagging",
                       "the event was recorded at " + toString(at) +
                           " but the read model has not applied it yet; it will, retry the read "
                           "later"};
 }
 
-// Refused before anything was recorded: the read model has no room, or cannot apply.
+// Refused before anything was recorded: the read model has no room, or cannot apply
+// (read_model_full, disk_full, busy, projection_failing).
 CommandError refused(const Refusal& r) {
-  return CommandError{503, r.code, r.message};
+  return CommandError{r.code, r.message};
 }
 
 CommandError notFound(const std::string& key) {
-  return CommandError{404, "not_found", "no token " + key + " for this user"};
+  return CommandError{"not_found", "no token " + key + " for this user"};
 }
 
 }  // namespace
@@ -108,20 +108,19 @@ std::variant<std::vector<Position>, CommandError> TokenService::appendAndWait(
 std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cmd,
                                                          const CommandContext& ctx,
                                                          const Clock& clock) {
-  if (auto err = checkUserId(cmd.user)) return CommandError{400, "invalid_user", *err};
+  if (auto err = checkUserId(cmd.user)) return CommandError{"invalid_user", *err};
   std::string description;
   if (auto err = checkDescription(cmd.description, description))
-    return CommandError{400, "invalid_description", *err};
+    return CommandError{"invalid_description", *err};
   if (cmd.kind == TokenKind::destination) {
     if (auto err = checkDestinationId(cmd.destinationId))
-      return CommandError{400, "invalid_destination_id",
-                          *err + " (required for kind \"destination\")"};
+      return CommandError{"invalid_destination_id", *err + " (required for kind \"destination\")"};
   } else if (!cmd.destinationId.empty()) {
-    return CommandError{400, "invalid_destination_id",
+    return CommandError{"invalid_destination_id",
                         "destination_id is only allowed with kind \"destination\""};
   }
   if (cmd.expiresAtUs != 0 && cmd.expiresAtUs <= clock.nowUs())
-    return CommandError{400, "invalid_expires_at", "expires_at must lie in the future"};
+    return CommandError{"invalid_expires_at", "expires_at must lie in the future"};
 
   PreparedCreate p{newEvent(generateTokenKey(), cmd.user, ctx, clock), generateSecret()};
   Created c;
@@ -175,7 +174,7 @@ CommandResult TokenService::create(const CreateCommand& cmd, const CommandContex
   auto appended = appendAndWait(cmd.user, {e});
   if (auto* err = std::get_if<CommandError>(&appended)) return *err;
   auto token = reader_->token(e.tokenKey);
-  if (!token) return CommandError{503, "projection_lagging", "the token is not visible yet"};
+  if (!token) return CommandError{"projection_lagging", "the token is not visible yet"};
   return TokenResult{*token, std::move(secret), std::get<0>(appended).back(), std::nullopt};
 }
 
@@ -187,7 +186,7 @@ CommandResult TokenService::activate(const std::string& user, const std::string&
   const Token& t = std::get<Token>(found);
   int64_t now = clock_.nowUs();
   if (statusAt(t, now) == Status::expired)
-    return CommandError{409, "expired",
+    return CommandError{"expired",
                         "token " + key + " expired and cannot be activated; create a new one"};
   // Idempotent: an active token without a scheduled deactivation changes nothing.
   if (t.active && t.deactivateAtUs == 0) return TokenResult{t, "", std::nullopt, std::nullopt};
@@ -222,19 +221,18 @@ CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContex
   if (auto* err = std::get_if<CommandError>(&found)) return *err;
   const Token& old = std::get<Token>(found);
   if (cmd.graceSeconds < 0 || cmd.graceSeconds > kMaxGraceSeconds)
-    return CommandError{400, "invalid_grace_seconds",
+    return CommandError{"invalid_grace_seconds",
                         "grace_seconds must be between 0 and " + std::to_string(kMaxGraceSeconds)};
   if (!old.replacedBy.empty())
-    return CommandError{409, "already_rotated",
-                        "token " + cmd.key + " was already rotated to " + old.replacedBy +
-                            "; rotate that one instead"};
+    return CommandError{"already_rotated", "token " + cmd.key + " was already rotated to " +
+                                               old.replacedBy + "; rotate that one instead"};
   int64_t now = clock_.nowUs();
   // A rotation renews the secret, not the policy: an expired token stays expired.
   if (statusAt(old, now) == Status::expired)
-    return CommandError{409, "expired",
+    return CommandError{"expired",
                         "token " + cmd.key + " expired and cannot be rotated; create a new one"};
   if (cmd.expiresAtUs && *cmd.expiresAtUs <= now)
-    return CommandError{400, "invalid_expires_at", "expires_at must lie in the future"};
+    return CommandError{"invalid_expires_at", "expires_at must lie in the future"};
   std::string secret = generateSecret();
   Event created = newEvent(generateTokenKey(), cmd.user, ctx, clock_);
   Created c;
@@ -255,7 +253,7 @@ CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContex
   auto appended = appendAndWait(cmd.user, events);
   if (auto* err = std::get_if<CommandError>(&appended)) return *err;
   auto successor = reader_->token(created.tokenKey);
-  if (!successor) return CommandError{503, "projection_lagging", "the token is not visible yet"};
+  if (!successor) return CommandError{"projection_lagging", "the token is not visible yet"};
   return TokenResult{*successor, std::move(secret), std::get<0>(appended).back(),
                      reader_->token(old.key)};
 }

@@ -23,6 +23,7 @@
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "events/clock.h"
+#include "service/error.h"
 
 namespace tokenledger {
 
@@ -31,12 +32,19 @@ struct CommandContext {
   std::string requestId;
 };
 
-// A refusal: HTTP status, a stable machine code, and a message that says what to do.
-struct CommandError {
-  int status;
-  std::string code;
-  std::string message;
-};
+// A command's refusal: a stable machine code and a message that says what to do
+// (service/error.h; the API gives it its HTTP status). Every command may also fail
+// the way an append does:
+//   before anything is recorded: read_model_full, disk_full, busy or
+//     projection_failing (the read model has no room for the events, or cannot apply
+//     them: Projector::admit), or log_unavailable (the log refused the append and
+//     recorded nothing);
+//   with the outcome unknown: log_unavailable (the log cannot tell whether it
+//     recorded the events), or, from startCreate, unavailable (the append failed
+//     some other way; TokenService's commands let that exception through);
+//   after the events were recorded: projection_lagging (the read model did not show
+//     them within the visibility timeout; it will).
+using CommandError = Error;
 
 struct TokenResult {
   Token token;
@@ -86,6 +94,9 @@ struct PreparedCreate {
   std::string secret;
 };
 
+// Validates a create and builds its event, appending nothing. Fails with
+// invalid_user, invalid_description, invalid_destination_id (missing for kind
+// destination, or given for kind user) or invalid_expires_at (not in the future).
 std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cmd,
                                                          const CommandContext& ctx,
                                                          const Clock& clock);
@@ -101,7 +112,8 @@ using CreateDone = std::function<void(std::variant<CreateOutcome, CommandError>)
 
 // A create without a thread of its own (the HTTP loops' path): appends `prepared`
 // through `signer` (on its thread) and calls `done` once the read model shows the
-// token (on the projector's thread), or with the error. Returns at once.
+// token (on the projector's thread), or with the error: any of an append's (see
+// CommandError). Returns at once.
 void startCreate(SignedAppender& signer, Projector& projector,
                  std::chrono::milliseconds visibilityTimeout, PreparedCreate prepared,
                  CreateDone done);
@@ -116,10 +128,21 @@ class TokenService {
                std::shared_ptr<KeyLocks> locks = nullptr,
                std::shared_ptr<SignedAppender> signer = nullptr);
 
+  // Each returns once the read model shows its events, or fails as an append may
+  // (see CommandError) and as it says. A token of another user is not_found, like a
+  // missing one.
+
+  // Fails as prepareCreate does.
   CommandResult create(const CreateCommand& cmd, const CommandContext& ctx);
+  // Idempotent (an active token without a scheduled deactivation appends nothing).
+  // Fails with not_found, or expired (an expired token cannot be activated).
   CommandResult activate(const std::string& user, const std::string& key,
                          const CommandContext& ctx);
+  // Idempotent (a deactivated token appends nothing). Fails with not_found.
   CommandResult deactivate(const DeactivateCommand& cmd, const CommandContext& ctx);
+  // Fails with not_found, invalid_grace_seconds (outside 0..kMaxGraceSeconds),
+  // already_rotated (rotate its successor instead), expired, or invalid_expires_at
+  // (not in the future).
   CommandResult rotate(const RotateCommand& cmd, const CommandContext& ctx);
 
   // This thread's read-model reader.

@@ -115,7 +115,8 @@ Parsed parse(std::string_view in) {
   return p;
 }
 
-// Every status docs/api.md names, and the codes it names for each.
+// The codes Api::handle may answer, each with the status docs/api.md names for it
+// (docs/api.md lists more: those of the transport, http_server.cpp).
 bool documented(int status, const std::string& code) {
   static const std::set<std::pair<int, std::string>> codes = {
       {400, "invalid_json"},
@@ -139,7 +140,6 @@ bool documented(int status, const std::string& code) {
       {503, "shutting_down"},
       {503, "not_ready"},
       {503, "position_not_reached"},
-      // service/api.cpp (the cap of --max-position-waiters), missing from docs/api.md.
       {503, "too_many_waiters"},
   };
   return codes.count({status, code}) > 0;

@@ -4,13 +4,17 @@
 #include <doctest/doctest.h>
 
 #include <sodium.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <map>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "events/event_log.h"
@@ -20,6 +24,7 @@
 #include "projections/read_model.h"
 #include "service/api.h"
 #include "events/clock.h"
+#include "service/files.h"
 #include "service/http_input.h"
 #include "service/token_service.h"
 #include "service/verifier.h"
@@ -42,6 +47,11 @@ class FakeClock final : public Clock {
   std::atomic<int64_t> now_{kT};
 };
 
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 std::string base64(std::string_view s) {
   std::string out(sodium_base64_encoded_len(s.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
   sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(s.data()),
@@ -62,7 +72,7 @@ struct ServiceFixture {
 
   TokenResult ok(const CommandResult& r) {
     if (const auto* err = std::get_if<CommandError>(&r))
-      FAIL("command failed: " << err->status << " " << err->code << ": " << err->message);
+      FAIL("command failed: " << err->code << ": " << err->message);
     return std::get<TokenResult>(r);
   }
   CommandError refused(const CommandResult& r) {
@@ -248,7 +258,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "a token is rotated only once") {
   TokenResult first = ok(rotate("alice", old.token.key));
   int64_t end = logEnd();
   CommandError e = refused(rotate("alice", old.token.key));
-  CHECK(e.status == 409);
+  CHECK(httpStatusOf(e.code) == 409);
   CHECK(e.code == "already_rotated");
   CHECK(e.message.find(first.token.key) != std::string::npos);
   CHECK(logEnd() == end);
@@ -270,7 +280,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "an inactive token rotates without another dea
 TEST_CASE_FIXTURE(ServiceFixture, "grace_seconds must be in range") {
   TokenResult old = create();
   CHECK(refused(rotate("alice", old.token.key, -1)).code == "invalid_grace_seconds");
-  CHECK(refused(rotate("alice", old.token.key, kMaxGraceSeconds + 1)).status == 400);
+  CHECK(httpStatusOf(refused(rotate("alice", old.token.key, kMaxGraceSeconds + 1)).code) == 400);
   CHECK(logEnd() == 1);
   CHECK(ok(rotate("alice", old.token.key, kMaxGraceSeconds)).previous->active);
 }
@@ -279,12 +289,12 @@ TEST_CASE_FIXTURE(ServiceFixture, "another user's token is not found") {
   TokenResult t = create("alice");
   int64_t end = logEnd();
   CommandError a = refused(service->activate("bob", t.token.key, ctx));
-  CHECK(a.status == 404);
+  CHECK(httpStatusOf(a.code) == 404);
   CHECK(a.code == "not_found");
-  CHECK(refused(deactivate("bob", t.token.key)).status == 404);
-  CHECK(refused(rotate("bob", t.token.key)).status == 404);
-  CHECK(refused(deactivate("alice", generateTokenKey())).status == 404);
-  CHECK(refused(deactivate("alice", "not-a-key")).status == 404);
+  CHECK(httpStatusOf(refused(deactivate("bob", t.token.key)).code) == 404);
+  CHECK(httpStatusOf(refused(rotate("bob", t.token.key)).code) == 404);
+  CHECK(httpStatusOf(refused(deactivate("alice", generateTokenKey())).code) == 404);
+  CHECK(httpStatusOf(refused(deactivate("alice", "not-a-key")).code) == 404);
   CHECK(logEnd() == end);
   CHECK(verify(t.token.key, t.secret) == VerifyReason::ok);
 }
@@ -300,7 +310,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "create validates its input and appends nothin
   SUBCASE("description") {
     c.description = " \t ";
     CommandError e = refused(service->create(c, ctx));
-    CHECK(e.status == 400);
+    CHECK(httpStatusOf(e.code) == 400);
     CHECK(e.code == "invalid_description");
   }
   SUBCASE("destination kind needs a destination id") {
@@ -346,7 +356,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "expired tokens fail verification and cannot b
   clock.advance(10 * kSec);
   CHECK(verify(t.token.key, t.secret) == VerifyReason::expired);
   CommandError e = refused(service->activate("alice", t.token.key, ctx));
-  CHECK(e.status == 409);
+  CHECK(httpStatusOf(e.code) == 409);
   CHECK(e.code == "expired");
   CHECK(logEnd() == 1);
   // An expired token that was never deactivated still records a deactivation (say, a
@@ -453,7 +463,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "startCreate: 503 when the read model does not
   projector->stop();  // nothing will be applied
   auto start = std::chrono::steady_clock::now();
   auto e = refusedAsync(startCreateAndWait(signer, *projector, 300ms, "alice", "lagging", clock));
-  CHECK(e.status == 503);
+  CHECK(httpStatusOf(e.code) == 503);
   CHECK(e.code == "projection_lagging");
   CHECK(e.message.find("recorded at 0:0") != std::string::npos);
   CHECK(test::msSince(start) < 5000);
@@ -481,7 +491,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "startCreate: 503 log_unavailable when the app
     SignedAppender signer(refusing, SigningKey::generate(), WriterState{}, nullptr,
                           [&](const std::string& w) { warnings.push_back(w); });
     auto e = refusedAsync(startCreateAndWait(signer, *projector, 5s, "alice", "refused", clock));
-    CHECK(e.status == 503);
+    CHECK(httpStatusOf(e.code) == 503);
     CHECK(e.code == "log_unavailable");
     CHECK(logEnd() == 0);
     CHECK(warnings.size() == 1);  // the writer sequence given back, or spent, is reported
@@ -533,6 +543,267 @@ TEST_CASE_FIXTURE(ServiceFixture, "while shutting down, commands get 503 and rea
   auto list = call("GET", "/v1/users/alice/tokens", "");
   REQUIRE(std::holds_alternative<HttpResponse>(list));
   CHECK(std::get<HttpResponse>(list).status == 200);
+}
+
+// Api::handle in-process: what the route table gives every route.
+struct ApiFixture : ServiceFixture {
+  const std::string secret = "operator-secret-for-this-test";
+  const std::string bearer = "Bearer " + secret;
+  Api api{secret, *projector, clock};
+
+  HttpResponse call(std::string_view method, std::string_view path,
+                    std::string_view authorization = "", std::string_view body = "",
+                    std::string_view query = "") {
+    HttpRequest req;
+    req.method = method;
+    req.path = path;
+    req.query = query;
+    req.authorization = authorization;
+    req.body = body;
+    req.hasBody = !body.empty();
+    auto routed = api.handle(req, *reader);
+    REQUIRE_MESSAGE(std::holds_alternative<HttpResponse>(routed), "work queued, not answered");
+    return std::get<HttpResponse>(routed);
+  }
+  static std::string code(const HttpResponse& r) {
+    return nlohmann::json::parse(r.body)["error"]["code"].get<std::string>();
+  }
+  static std::string message(const HttpResponse& r) {
+    return nlohmann::json::parse(r.body)["error"]["message"].get<std::string>();
+  }
+};
+
+TEST_CASE_FIXTURE(ApiFixture, "the route table: 404, 405 with Allow, HEAD as GET") {
+  for (std::string_view path :
+       {"/nothing", "/v2/keys", "/v1/users/alice", "/v1/users/alice/tokens/k/explode",
+        "/v1/users/alice/tokens/k/rotate/again", "", "healthz", "//healthz", "/healthz/"}) {
+    CAPTURE(path);
+    HttpResponse r = call("GET", path, bearer);
+    CHECK(r.status == 404);
+    CHECK(code(r) == "not_found");
+    CHECK(r.allow.empty());
+  }
+  CHECK(call("POST", "/nothing").status == 404);  // not a file of the page either
+  struct Case {
+    std::string_view method, path, allow;
+  };
+  for (const auto& c :
+       {Case{"POST", "/healthz", "GET, HEAD"}, Case{"PUT", "/readyz", "GET, HEAD"},
+        Case{"POST", "/v1/keys", "GET, HEAD"}, Case{"POST", "/", "GET, HEAD"},
+        Case{"DELETE", "/index.html", "GET, HEAD"}, Case{"PUT", "/v1/verify", "GET, HEAD, POST"},
+        Case{"DELETE", "/v1/users/alice/tokens", "GET, HEAD, POST"},
+        Case{"DELETE", "/v1/users/alice/tokens/k", "GET, HEAD"},
+        Case{"POST", "/v1/users/alice/tokens/k/history", "GET, HEAD"},
+        Case{"GET", "/v1/users/alice/tokens/k/activate", "POST"},
+        Case{"HEAD", "/v1/users/alice/tokens/k/deactivate", "POST"},
+        Case{"get", "/v1/users/alice/tokens/k/rotate", "POST"}}) {
+    CAPTURE(c.method);
+    CAPTURE(c.path);
+    // A wrong method is wrong for everybody: 405 before authentication.
+    for (std::string_view auth : {std::string_view(), std::string_view(bearer)}) {
+      HttpResponse r = call(c.method, c.path, auth);
+      CHECK(r.status == 405);
+      CHECK(code(r) == "method_not_allowed");
+      CHECK(r.allow == c.allow);
+      CHECK(message(r) == "this path accepts " + std::string(c.allow) + " only");
+    }
+  }
+  for (std::string_view method : {"GET", "HEAD"}) {
+    CAPTURE(method);
+    CHECK(call(method, "/healthz").status == 200);
+    CHECK(call(method, "/v1/keys").status == 200);
+    CHECK(call(method, "/v1/users/alice/tokens", bearer).status == 200);
+    HttpResponse page = call(method, "/");
+    CHECK(page.status == 200);
+    CHECK(page.page);
+    CHECK(page.contentType != "application/json");
+    CHECK(call(method, "/index.html").body == page.body);
+  }
+  // The page's files are named as sent; the API's segments are percent-decoded.
+  CHECK(call("GET", "/index%2Ehtml").status == 404);
+  CHECK(call("GET", "/%68ealthz").status == 200);
+  CHECK(call("GET", "/v1/users/al%69ce/tokens", bearer).status == 200);
+  CHECK(code(call("GET", "/v1/users/a%zz/tokens", bearer)) == "invalid_path");
+}
+
+TEST_CASE_FIXTURE(ApiFixture, "the route table: the operator's routes, in order") {
+  std::string key = create("alice").token.key;
+  const std::string tokens = "/v1/users/alice/tokens";
+  std::vector<std::pair<std::string_view, std::string>> routes = {
+      {"GET", tokens},
+      {"POST", tokens},
+      {"GET", tokens + "/" + key},
+      {"GET", tokens + "/" + key + "/history"},
+      {"POST", tokens + "/" + key + "/activate"},
+      {"POST", tokens + "/" + key + "/deactivate"},
+      {"POST", tokens + "/" + key + "/rotate"}};
+  for (const auto& [method, path] : routes) {
+    CAPTURE(method);
+    CAPTURE(path);
+    // The body's size first, then the secret, then the user id.
+    HttpResponse big = call(method, path, "", std::string(kMaxBodyBytes + 1, ' '));
+    CHECK(big.status == 413);
+    CHECK(code(big) == "payload_too_large");
+    HttpResponse none = call(method, path);
+    CHECK(none.status == 401);
+    CHECK(message(none) == "send the operator secret as Authorization: Bearer <secret>");
+    HttpResponse wrong = call(method, path, "Bearer not-the-secret");
+    CHECK(wrong.status == 401);
+    CHECK(message(wrong) == "the operator secret is wrong");
+    std::string otherUser = path;
+    otherUser.replace(otherUser.find("alice"), 5, "al%20ice");
+    CHECK(code(call(method, otherUser)) == "unauthorized");
+    HttpResponse badUser = call(method, otherUser, bearer);
+    CHECK(badUser.status == 400);
+    CHECK(code(badUser) == "invalid_user");
+  }
+  // Reads answer at once; another user's token, or a key that is none, is not found.
+  CHECK(call("GET", tokens + "/" + key, bearer).status == 200);
+  CHECK(call("GET", tokens + "/" + key + "/history", bearer).status == 200);
+  for (const std::string& path :
+       {"/v1/users/bob/tokens/" + key, "/v1/users/bob/tokens/" + key + "/history",
+        tokens + "/garbage", tokens + "/"}) {
+    CAPTURE(path);
+    HttpResponse r = call("GET", path, bearer);
+    CHECK(r.status == 404);
+    CHECK(code(r) == "not_found");
+  }
+  // Commands are queued; while draining, refused before their body is read.
+  api.setShuttingDown();
+  for (const auto& [method, path] : routes) {
+    if (method != "POST") continue;
+    CAPTURE(path);
+    HttpResponse r = call(method, path, bearer, "not json");
+    CHECK(r.status == 503);
+    CHECK(code(r) == "shutting_down");
+  }
+  CHECK(call("GET", tokens, bearer).status == 200);
+}
+
+TEST_CASE_FIXTURE(ApiFixture, "a plain verify answers as the /v1/verify route does") {
+  TokenResult t = create("alice");
+  std::string basic = "Basic " + base64(t.token.key + ":" + t.secret);
+  std::string wrong = "Basic " + base64(t.token.key + ":" + generateSecret());
+  for (const std::string& auth : {basic, wrong, std::string()}) {
+    HttpResponse hot = call("POST", "/v1/verify", auth);  // Api::handle's hot path
+    CHECK(hot.status == (auth == basic ? 200 : 401));
+    CHECK(hot.wwwAuthenticate == (auth != basic));
+    // The same request through the route table.
+    for (const auto& [method, path, query] :
+         {std::tuple<std::string_view, std::string_view, std::string_view>{"GET", "/v1/verify", ""},
+          {"HEAD", "/v1/verify", ""},
+          {"POST", "/v1/%76erify", ""},
+          {"GET", "/v1/verify", "other=1"},
+          {"POST", "/v1/verify", "min_position=0:0"}}) {
+      CAPTURE(method);
+      CAPTURE(path);
+      CAPTURE(query);
+      HttpResponse r = call(method, path, auth, "", query);
+      CHECK(r.status == hot.status);
+      CHECK(r.body == hot.body);
+      CHECK(r.wwwAuthenticate == hot.wwwAuthenticate);
+    }
+  }
+  CHECK(code(call("GET", "/v1/verify", basic, "", "min_position=x")) == "invalid_min_position");
+}
+
+TEST_CASE("every error code has one status, and docs/api.md lists the same") {
+  std::set<std::string_view> seen;
+  for (const auto& e : errorStatuses()) {
+    CAPTURE(e.code);
+    CHECK(seen.insert(e.code).second);
+    CHECK(httpStatusOf(e.code) == e.status);
+    HttpResponse r = errorResponse(e.code, "why");
+    CHECK(r.status == e.status);
+    CHECK(r.body == R"({"error":{"code":")" + std::string(e.code) + R"(","message":"why"}})");
+  }
+  CHECK(httpStatusOf("no_such_code") == 500);
+  CHECK(errorResponse(Error{"expired", "x"}).status == 409);
+  // The codes TokenService and the projector give (refusals before an append).
+  for (std::string_view code :
+       {"invalid_user", "invalid_description", "invalid_destination_id", "invalid_expires_at",
+        "invalid_grace_seconds", "not_found", "expired", "already_rotated", "log_unavailable",
+        "unavailable", "projection_lagging", "read_model_full", "disk_full", "busy",
+        "projection_failing"}) {
+    CAPTURE(code);
+    CHECK(seen.count(code) == 1);
+  }
+
+  // docs/api.md, "## Errors": | status | `code` (remark), `code` | when |
+  std::ifstream in(API_DOC_PATH);
+  REQUIRE(in);
+  std::string line;
+  bool inErrors = false;
+  std::map<std::string, int> documented;
+  while (std::getline(in, line)) {
+    if (line.starts_with("## ")) inErrors = line == "## Errors";
+    if (!inErrors || !line.starts_with("| ") || line.starts_with("| status") ||
+        line.starts_with("|---"))
+      continue;
+    auto second = line.find('|', 1);
+    auto third = line.find('|', second + 1);
+    int status = std::stoi(line.substr(2, second - 2));
+    std::string codes = line.substr(second + 1, third - second - 1);
+    // Remarks in parentheses name fields and flags, not codes.
+    std::string bare;
+    int depth = 0;
+    for (char c : codes) {
+      if (c == '(') ++depth;
+      if (depth == 0) bare += c;
+      if (c == ')') --depth;
+    }
+    for (size_t open = bare.find('`'); open != std::string::npos;
+         open = bare.find('`', bare.find('`', open + 1) + 1)) {
+      std::string code = bare.substr(open + 1, bare.find('`', open + 1) - open - 1);
+      CAPTURE(code);
+      CHECK(documented.emplace(code, status).second);
+    }
+  }
+  REQUIRE_FALSE(documented.empty());
+  for (const auto& [code, status] : documented) {
+    CAPTURE(code);
+    CHECK(httpStatusOf(code) == status);
+    CHECK(seen.count(code) == 1);
+  }
+  for (const auto& e : errorStatuses()) {
+    CAPTURE(e.code);
+    CHECK(documented.count(std::string(e.code)) == 1);
+  }
+}
+
+TEST_CASE("writeFileAtomically and appendToFile") {
+  test::TempDir dir;
+  std::string path = dir.sub("state");
+  mode_t umask = ::umask(022);
+  CHECK(writeFileAtomically(path, "one\n", 0600, Sync::no));
+  CHECK(readFile(path) == "one\n");
+  CHECK((std::filesystem::status(path).permissions() & std::filesystem::perms::all) ==
+        (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+  // A temporary file a crash left behind is replaced, not reused.
+  { std::ofstream(path + ".tmp") << "half a secret"; }
+  CHECK(writeFileAtomically(path, "two\n", 0600, Sync::yes));
+  CHECK(readFile(path) == "two\n");
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  // keep: never over an existing file.
+  CHECK_FALSE(writeFileAtomically(path, "three\n", 0600, Sync::yes, IfExists::keep));
+  CHECK(readFile(path) == "two\n");
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::string fresh = dir.sub("fresh");
+  CHECK(writeFileAtomically(fresh, "new", 0600, Sync::yes, IfExists::keep));
+  CHECK(readFile(fresh) == "new");
+  CHECK_FALSE(std::filesystem::exists(fresh + ".tmp"));
+  CHECK_THROWS_WITH_AS(writeFileAtomically(dir.sub("no/such/dir"), "x", 0600, Sync::no),
+                       doctest::Contains("cannot write"), std::runtime_error);
+
+  std::string pub = dir.sub("keys.pub");
+  appendToFile(pub, "a\n", 0644, Sync::yes);
+  appendToFile(pub, "b\n", 0644, Sync::no);
+  CHECK(readFile(pub) == "a\nb\n");
+  CHECK((std::filesystem::status(pub).permissions() & std::filesystem::perms::all) ==
+        (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+         std::filesystem::perms::group_read | std::filesystem::perms::others_read));
+  CHECK_THROWS_AS(appendToFile(dir.sub("no/such/dir"), "x", 0644, Sync::no), std::runtime_error);
+  ::umask(umask);
 }
 
 TEST_CASE_FIXTURE(ServiceFixture, "secrets reach no event and no file") {
