@@ -43,7 +43,6 @@ constexpr ErrorStatus kErrorStatuses[] = {
     // Refused before anything was recorded: the read model has no room, or cannot apply.
     {"read_model_full", 503},
     {"disk_full", 503},
-    {"busy", 503},
     {"projection_failing", 503},
     // The log, or something else on the way, failed.
     {"log_unavailable", 503},
