@@ -17,13 +17,13 @@
 #include <tuple>
 #include <vector>
 
+#include "events/clock.h"
 #include "events/event_log.h"
 #include "events/signed_appender.h"
 #include "events/times.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/api.h"
-#include "events/clock.h"
 #include "service/files.h"
 #include "service/http_input.h"
 #include "service/token_service.h"
@@ -723,7 +723,7 @@ TEST_CASE("every error code has one status, and docs/api.md lists the same") {
   for (std::string_view code :
        {"invalid_user", "invalid_description", "invalid_destination_id", "invalid_expires_at",
         "invalid_grace_seconds", "not_found", "expired", "already_rotated", "log_unavailable",
-        "unavailable", "projection_lagging", "read_model_full", "disk_full", "busy",
+        "unavailable", "projection_lagging", "read_model_full", "disk_full",
         "projection_failing"}) {
     CAPTURE(code);
     CHECK(seen.count(code) == 1);
