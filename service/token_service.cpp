@@ -49,19 +49,21 @@ CommandError notFound(const std::string& key) {
 
 TokenService::TokenService(EventLog& log, ReadModel& model, Projector& projector,
                            const Clock& clock, std::chrono::milliseconds visibilityTimeout,
-                           std::shared_ptr<KeyLocks> locks, std::shared_ptr<SignedAppender> signer)
+                           std::shared_ptr<KeyLocks> locks, std::shared_ptr<SignedAppender> signer,
+                           Entropy& entropy)
     : log_(log),
       projector_(projector),
       clock_(clock),
+      entropy_(entropy),
       visibilityTimeout_(visibilityTimeout),
       reader_(model.reader()),
       locks_(locks ? std::move(locks) : std::make_shared<KeyLocks>()),
       signer_(std::move(signer)) {}
 
 static Event newEvent(const std::string& key, const std::string& owner, const CommandContext& ctx,
-                      const Clock& clock) {
+                      const Clock& clock, Entropy& entropy) {
   Event e;
-  e.eventId = randomBytes(16);
+  e.eventId = randomBytes(16, entropy);
   e.tokenKey = key;
   e.owner = owner;
   e.actor = ctx.actor;
@@ -107,7 +109,7 @@ std::variant<std::vector<Position>, CommandError> TokenService::appendAndWait(
 
 std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cmd,
                                                          const CommandContext& ctx,
-                                                         const Clock& clock) {
+                                                         const Clock& clock, Entropy& entropy) {
   if (auto err = checkUserId(cmd.user)) return CommandError{"invalid_user", *err};
   std::string description;
   if (auto err = checkDescription(cmd.description, description))
@@ -122,7 +124,8 @@ std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cm
   if (cmd.expiresAtUs != 0 && cmd.expiresAtUs <= clock.nowUs())
     return CommandError{"invalid_expires_at", "expires_at must lie in the future"};
 
-  PreparedCreate p{newEvent(generateTokenKey(), cmd.user, ctx, clock), generateSecret()};
+  PreparedCreate p{newEvent(generateTokenKey(entropy), cmd.user, ctx, clock, entropy),
+                   generateSecret(entropy)};
   Created c;
   c.kind = cmd.kind;
   c.destinationId = cmd.destinationId;
@@ -168,7 +171,7 @@ void startCreate(SignedAppender& signer, Projector& projector,
 }
 
 CommandResult TokenService::create(const CreateCommand& cmd, const CommandContext& ctx) {
-  auto prepared = prepareCreate(cmd, ctx, clock_);
+  auto prepared = prepareCreate(cmd, ctx, clock_, entropy_);
   if (auto* err = std::get_if<CommandError>(&prepared)) return *err;
   auto& [e, secret] = std::get<PreparedCreate>(prepared);
   auto appended = appendAndWait(cmd.user, {e});
@@ -190,7 +193,7 @@ CommandResult TokenService::activate(const std::string& user, const std::string&
                         "token " + key + " expired and cannot be activated; create a new one"};
   // Idempotent: an active token without a scheduled deactivation changes nothing.
   if (t.active && t.deactivateAtUs == 0) return TokenResult{t, "", std::nullopt, std::nullopt};
-  Event e = newEvent(key, user, ctx, clock_);
+  Event e = newEvent(key, user, ctx, clock_, entropy_);
   e.body = Activated{};
   auto appended = appendAndWait(user, {e});
   if (auto* err = std::get_if<CommandError>(&appended)) return *err;
@@ -208,7 +211,7 @@ CommandResult TokenService::deactivate(const DeactivateCommand& cmd, const Comma
   // that was never deactivated still takes the event (e.g. a late "compromised").
   bool alreadyOff = !t.active || (t.deactivateAtUs != 0 && now >= t.deactivateAtUs);
   if (alreadyOff) return TokenResult{t, "", std::nullopt, std::nullopt};
-  Event e = newEvent(cmd.key, cmd.user, ctx, clock_);
+  Event e = newEvent(cmd.key, cmd.user, ctx, clock_, entropy_);
   e.body = Deactivated{cmd.reason, effective};
   auto appended = appendAndWait(cmd.user, {e});
   if (auto* err = std::get_if<CommandError>(&appended)) return *err;
@@ -233,8 +236,8 @@ CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContex
                         "token " + cmd.key + " expired and cannot be rotated; create a new one"};
   if (cmd.expiresAtUs && *cmd.expiresAtUs <= now)
     return CommandError{"invalid_expires_at", "expires_at must lie in the future"};
-  std::string secret = generateSecret();
-  Event created = newEvent(generateTokenKey(), cmd.user, ctx, clock_);
+  std::string secret = generateSecret(entropy_);
+  Event created = newEvent(generateTokenKey(entropy_), cmd.user, ctx, clock_, entropy_);
   Created c;
   c.kind = old.kind;
   c.destinationId = old.destinationId;
@@ -245,7 +248,7 @@ CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContex
   created.body = c;
   std::vector<Event> events{created};
   if (statusAt(old, now) == Status::active) {
-    Event d = newEvent(old.key, cmd.user, ctx, clock_);
+    Event d = newEvent(old.key, cmd.user, ctx, clock_, entropy_);
     d.occurredAtUs = created.occurredAtUs;
     d.body = Deactivated{Reason::rotation, now + cmd.graceSeconds * 1'000'000};
     events.push_back(d);

@@ -16,13 +16,13 @@
 #include <string>
 #include <variant>
 
-#include "projections/token.h"
+#include "events/clock.h"
 #include "events/event_log.h"
 #include "events/rules.h"
 #include "events/signed_appender.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
-#include "events/clock.h"
+#include "projections/token.h"
 #include "service/error.h"
 
 namespace tokenledger {
@@ -97,9 +97,11 @@ struct PreparedCreate {
 // Validates a create and builds its event, appending nothing. Fails with
 // invalid_user, invalid_description, invalid_destination_id (missing for kind
 // destination, or given for kind user) or invalid_expires_at (not in the future).
+// Keys, secrets and event ids come from `entropy`.
 std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cmd,
                                                          const CommandContext& ctx,
-                                                         const Clock& clock);
+                                                         const Clock& clock,
+                                                         Entropy& entropy = systemEntropy());
 
 // Where an asynchronous create ended: the new token's key, its secret and its
 // event's position, once the read model shows it.
@@ -123,10 +125,12 @@ class TokenService {
   // `locks` is shared by every TokenService of one daemon; null: a private one.
   // `signer` (shared by every TokenService of one daemon) signs and sequences every
   // event before it is appended; null: events are appended unsigned (unit tests).
+  // Keys, secrets and event ids come from `entropy`, which must outlive the service.
   TokenService(EventLog& log, ReadModel& model, Projector& projector, const Clock& clock,
                std::chrono::milliseconds visibilityTimeout = std::chrono::seconds(10),
                std::shared_ptr<KeyLocks> locks = nullptr,
-               std::shared_ptr<SignedAppender> signer = nullptr);
+               std::shared_ptr<SignedAppender> signer = nullptr,
+               Entropy& entropy = systemEntropy());
 
   // Each returns once the read model shows its events, or fails as an append may
   // (see CommandError) and as it says. A token of another user is not_found, like a
@@ -156,6 +160,7 @@ class TokenService {
   EventLog& log_;
   Projector& projector_;
   const Clock& clock_;
+  Entropy& entropy_;
   std::chrono::milliseconds visibilityTimeout_;
   std::unique_ptr<ReadModelReader> reader_;
   std::shared_ptr<KeyLocks> locks_;

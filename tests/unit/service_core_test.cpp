@@ -924,5 +924,22 @@ TEST_CASE("decodeBasicAuth") {
   CHECK(out == "unchanged");
 }
 
+TEST_CASE("keys, secrets and event ids come from the injected entropy") {
+  struct Ones final : Entropy {
+    void fill(void* buf, size_t n) override { memset(buf, 1, n); }
+  } ones;
+  FakeClock clock;
+  CreateCommand cmd;
+  cmd.user = "alice";
+  cmd.description = "fixed";
+  auto prepared = prepareCreate(cmd, CommandContext{"operator", "req"}, clock, ones);
+  REQUIRE(std::holds_alternative<PreparedCreate>(prepared));
+  const auto& p = std::get<PreparedCreate>(prepared);
+  CHECK(p.event.tokenKey == "tlk_" + std::string(24, '1'));
+  CHECK(p.secret.substr(0, 47) == "tls_" + std::string(43, '1'));
+  CHECK(isWellFormedSecret(p.secret));
+  CHECK(p.event.eventId == std::string(16, '\x01'));
+}
+
 }  // namespace
 }  // namespace tokenledger
