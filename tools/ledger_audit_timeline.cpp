@@ -48,10 +48,17 @@ int64_t Timeline::expiresAt() const {
   return state ? state->expiresAtUs : 0;
 }
 
+std::optional<Token> Timeline::stateAt(int64_t t) const {
+  std::optional<Token> s;
+  for (const auto& en : entries)
+    if (en.applied && effectAt(en.event) <= t)
+      if (auto next = applyEvent(s, en.event)) s = std::move(next);
+  return s;
+}
+
 bool Timeline::validAt(int64_t t) const {
-  const Entry* d = decider(t);
-  if (!d || !makesValid(d->event)) return false;
-  return expiresAt() == 0 || t < expiresAt();
+  auto s = stateAt(t);
+  return s && statusAt(*s, t) == Status::active;
 }
 
 int64_t Timeline::validUntil(int64_t t) const {

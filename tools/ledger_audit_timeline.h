@@ -38,12 +38,17 @@ struct Timeline {
   static int64_t effectAt(const Event& e);
   static bool makesValid(const Event& e);
 
-  // The applied entry that decides validity at `t`: the last one in log order whose
-  // effect time is at or before t (each event sets the state from its effect time
-  // on; later events in the log override earlier ones, as in the projection).
+  // The token as it stood at `t`, as known now: the projection's state machine
+  // (projections/token.h) over the applied entries that took effect at or before t,
+  // in log order (a deactivation recorded later but effective earlier counts).
+  std::optional<Token> stateAt(int64_t t) const;
+  // Valid at `t`: that state's status at t (events/validity.h), the one rule the
+  // read model and verification use too.
+  bool validAt(int64_t t) const;
+  // The applied entry that decided validity at `t`, for the answer's explanation:
+  // the last one in log order whose effect time is at or before t.
   const Entry* decider(int64_t t) const;
   int64_t expiresAt() const;
-  bool validAt(int64_t t) const;
   // The first time after `t` at which the token stops being valid (0: never).
   int64_t validUntil(int64_t t) const;
   // The applied created event; nullptr when there is none.
