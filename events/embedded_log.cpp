@@ -18,13 +18,13 @@ class EmbeddedLog;
 
 class EmbeddedReader final : public LogReader {
  public:
-  EmbeddedReader(EmbeddedLog& log, int64_t next) : log_(log), next_(next) {}
+  EmbeddedReader(EmbeddedLog& log, NextOffset next) : log_(log), next_(next) {}
   std::vector<LogRecord> poll(size_t max, std::chrono::milliseconds wait) override;
   Offsets endOffsets() override;
 
  private:
   EmbeddedLog& log_;
-  int64_t next_;
+  NextOffset next_;
 };
 
 class EmbeddedLog final : public EventLog {
@@ -35,7 +35,7 @@ class EmbeddedLog final : public EventLog {
     events_ = txn.openDb(logformat::kEventsDb, 0, true);
     {
       lmdb::Cursor c(txn, events_);
-      end_ = c.last() ? logformat::offsetOf(c.key()).value_or(-1) + 1 : 0;
+      if (c.last()) end_ = after(logformat::offsetOf(c.key()).value_or(Offset{-1}));
     }
     txn.commit();
   }
@@ -81,7 +81,7 @@ class EmbeddedLog final : public EventLog {
   int32_t partitionCount() const override { return 1; }
 
   std::unique_ptr<LogReader> openReader(const Offsets& from) override {
-    int64_t next = from.next.empty() ? 0 : from.next[0];
+    NextOffset next = from.of(Partition{0});
     return std::make_unique<EmbeddedReader>(*this, next);
   }
 
@@ -93,27 +93,28 @@ class EmbeddedLog final : public EventLog {
     return lastError_;
   }
 
-  int64_t end() {
+  NextOffset end() {
     std::lock_guard lock(mutex_);
     return end_;
   }
 
   // Waits until the log extends past `next` or `wait` passes.
-  void waitBeyond(int64_t next, std::chrono::milliseconds wait) {
+  void waitBeyond(NextOffset next, std::chrono::milliseconds wait) {
     std::unique_lock lock(mutex_);
     changed_.wait_for(lock, wait, [&] { return end_ > next; });
   }
 
-  std::vector<LogRecord> readFrom(int64_t next, size_t max) {
+  std::vector<LogRecord> readFrom(NextOffset next, size_t max) {
     std::vector<LogRecord> out;
     auto txn = lmdb::Txn::read(env_);
     lmdb::Cursor c(txn, events_);
-    for (bool ok = c.seek(logformat::recordKey(next)); ok && out.size() < max; ok = c.next()) {
+    for (bool ok = c.seek(logformat::recordKey(next.first())); ok && out.size() < max;
+         ok = c.next()) {
       auto offset = logformat::offsetOf(c.key());
       auto record = offset ? logformat::unpackRecord(*offset, c.value()) : std::nullopt;
       if (!record)
         throw std::runtime_error("corrupt record in the " + describe() + " at offset " +
-                                 std::to_string(offset.value_or(-1)) +
+                                 std::to_string(offset.value_or(Offset{-1}).value) +
                                  "; restore the log from a copy");
       out.push_back(std::move(*record));
     }
@@ -133,15 +134,17 @@ class EmbeddedLog final : public EventLog {
   void writeBatch(const std::vector<Request*>& batch) {
     std::lock_guard writing(writeMutex_);
     std::string error;
-    int64_t next = end();
+    NextOffset next = end();
     std::vector<std::vector<Position>> positions(batch.size());
     try {
       auto txn = lmdb::Txn::write(env_);
       for (size_t i = 0; i < batch.size(); ++i) {
         for (const auto& v : *batch[i]->values) {
-          txn.put(events_, logformat::recordKey(next), logformat::packRecord(batch[i]->key, v),
+          Offset at = next.first();
+          txn.put(events_, logformat::recordKey(at), logformat::packRecord(batch[i]->key, v),
                   MDB_APPEND);
-          positions[i].push_back(Position{0, next++});
+          positions[i].push_back(Position{Partition{0}, at});
+          next = after(at);
         }
       }
       txn.commit();  // durable: the environment syncs on commit
@@ -178,14 +181,14 @@ class EmbeddedLog final : public EventLog {
   mutable std::mutex mutex_;  // guards end_ and lastError_
   std::string lastError_;     // of the last append, when it failed
   std::condition_variable changed_;
-  int64_t end_ = 0;
+  NextOffset end_;
 };
 
 std::vector<LogRecord> EmbeddedReader::poll(size_t max, std::chrono::milliseconds wait) {
   if (log_.end() <= next_) log_.waitBeyond(next_, wait);
   if (log_.end() <= next_) return {};
   auto records = log_.readFrom(next_, max);
-  if (!records.empty()) next_ = records.back().position.offset + 1;
+  if (!records.empty()) next_ = after(records.back().position.offset);
   return records;
 }
 
@@ -207,37 +210,46 @@ std::string toString(const Position& p) {
 
 const std::string& toString(const Position& p, std::string& out) {
   char buf[48];
-  char* end = std::to_chars(buf, buf + 20, p.partition).ptr;
+  char* end = std::to_chars(buf, buf + 20, p.partition.value).ptr;
   *end++ = ':';
-  end = std::to_chars(end, buf + sizeof buf, p.offset).ptr;
+  end = std::to_chars(end, buf + sizeof buf, p.offset.value).ptr;
   out.assign(buf, end);
   return out;
 }
 
-std::optional<Position> parsePosition(std::string_view s) {
+namespace {
+
+// "p:n": a partition and a number, the text of both a position (n: the record's
+// offset) and an entry of Offsets (n: the next offset).
+std::optional<std::pair<Partition, int64_t>> parsePair(std::string_view s) {
   auto colon = s.find(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == s.size()) return std::nullopt;
-  Position p;
   int64_t part = 0;
   for (char c : s.substr(0, colon)) {
     if (c < '0' || c > '9' || part > 100000) return std::nullopt;
     part = part * 10 + (c - '0');
   }
-  int64_t off = 0;
+  int64_t n = 0;
   for (char c : s.substr(colon + 1)) {
-    if (c < '0' || c > '9' || off > (INT64_MAX - 9) / 10) return std::nullopt;
-    off = off * 10 + (c - '0');
+    if (c < '0' || c > '9' || n > (INT64_MAX - 9) / 10) return std::nullopt;
+    n = n * 10 + (c - '0');
   }
-  p.partition = static_cast<int32_t>(part);
-  p.offset = off;
-  return p;
+  return std::make_pair(Partition{static_cast<int32_t>(part)}, n);
+}
+
+}  // namespace
+
+std::optional<Position> parsePosition(std::string_view s) {
+  auto pair = parsePair(s);
+  if (!pair) return std::nullopt;
+  return Position{pair->first, Offset{pair->second}};
 }
 
 std::string Offsets::toString() const {
   std::string out;
   for (size_t i = 0; i < next.size(); ++i) {
     if (i) out += ',';
-    out += std::to_string(i) + ":" + std::to_string(next[i]);
+    out += std::to_string(i) + ":" + std::to_string(next[i].value);
   }
   return out;
 }
@@ -246,10 +258,9 @@ std::optional<Offsets> Offsets::parse(std::string_view s) {
   Offsets out;
   while (!s.empty()) {
     auto comma = s.find(',');
-    auto item = s.substr(0, comma);
-    auto p = parsePosition(item);
-    if (!p || static_cast<size_t>(p->partition) != out.next.size()) return std::nullopt;
-    out.next.push_back(p->offset);
+    auto pair = parsePair(s.substr(0, comma));
+    if (!pair || pair->first.index() != out.next.size()) return std::nullopt;
+    out.next.push_back(NextOffset{pair->second});
     if (comma == std::string_view::npos) break;
     s = s.substr(comma + 1);
     if (s.empty()) return std::nullopt;

@@ -5,8 +5,10 @@
 // owner) land in the same partition, in append order. A Position names one record.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -17,21 +19,86 @@
 
 namespace tokenledger {
 
+// Coordinates in the log, as distinct types (as redpanda's model::offset): a
+// partition, the offset of one record, and a next offset, which is where a reader
+// (or the projection) goes on: one past the last record it has. Mixing them up
+// does not compile; the one conversion between offsets is explicit: after().
+struct Partition {
+  int32_t value = 0;
+  auto operator<=>(const Partition&) const = default;
+  size_t index() const { return static_cast<size_t>(value); }
+};
+
+struct Offset {
+  int64_t value = 0;
+  auto operator<=>(const Offset&) const = default;
+  // The record `n` further on in the same partition, and how far apart two are.
+  Offset operator+(int64_t n) const { return Offset{value + n}; }
+  int64_t operator-(Offset o) const { return value - o.value; }
+};
+
+struct NextOffset {
+  int64_t value = 0;
+  auto operator<=>(const NextOffset&) const = default;
+  // Whether a reader going on here has every record up to and including `o`.
+  bool covers(Offset o) const { return o.value < value; }
+  // The first record such a reader has not got yet.
+  Offset first() const { return Offset{value}; }
+};
+
+// Where a reader goes on once it has the record at `o`.
+inline NextOffset after(Offset o) {
+  return NextOffset{o.value + 1};
+}
+// Where a reader goes on when it has every record before `o` (and `o` is next).
+inline NextOffset before(Offset o) {
+  return NextOffset{o.value};
+}
+
+// One record.
 struct Position {
-  int32_t partition = 0;
-  int64_t offset = 0;
+  Partition partition;
+  Offset offset;
   bool operator==(const Position&) const = default;
 };
 
 // Next offset to read, per partition: how far a reader (or the projection) got.
 // Rendered as "p:o,p:o" (e.g. "0:42") in HTTP headers and consistency tokens.
 struct Offsets {
-  std::vector<int64_t> next;
+  std::vector<NextOffset> next;
 
   // True when every record up to and including `p` is covered.
   bool covers(const Position& p) const {
-    return p.partition >= 0 && static_cast<size_t>(p.partition) < next.size() &&
-           next[p.partition] > p.offset;
+    return p.partition.value >= 0 && p.partition.index() < next.size() &&
+           next[p.partition.index()].covers(p.offset);
+  }
+  // True when every partition is at least as far as in `want`.
+  bool covers(const Offsets& want) const {
+    for (size_t p = 0; p < want.next.size(); ++p)
+      if (of(Partition{static_cast<int32_t>(p)}) < want.next[p]) return false;
+    return true;
+  }
+  // The next offset of partition `p` (0 for one not listed).
+  NextOffset of(Partition p) const {
+    return p.index() < next.size() ? next[p.index()] : NextOffset{};
+  }
+  // Moves partition `p`'s next offset past `o`, if it is not past it already
+  // (growing the list as needed).
+  void advancePast(Partition p, Offset o) {
+    if (next.size() <= p.index()) next.resize(p.index() + 1);
+    next[p.index()] = std::max(next[p.index()], after(o));
+  }
+  // The start of every one of `partitions` partitions.
+  static Offsets atStart(int32_t partitions) {
+    Offsets o;
+    o.next.resize(static_cast<size_t>(partitions));
+    return o;
+  }
+  // Offsets::of({n0, n1, …}) from plain numbers (tests, parsing).
+  static Offsets of(std::initializer_list<int64_t> nexts) {
+    Offsets o;
+    for (int64_t n : nexts) o.next.push_back(NextOffset{n});
+    return o;
   }
   bool operator==(const Offsets&) const = default;
   std::string toString() const;

@@ -110,8 +110,8 @@ class KafkaReader final : public LogReader {
     rk_ = makeClient(RD_KAFKA_CONSUMER, std::move(conf));
     KPtr<rd_kafka_topic_partition_list_t> list(rd_kafka_topic_partition_list_new(partitions));
     for (int32_t p = 0; p < partitions; ++p) {
-      int64_t off = static_cast<size_t>(p) < from.next.size() ? from.next[p] : 0;
-      rd_kafka_topic_partition_list_add(list.get(), topic_.c_str(), p)->offset = off;
+      rd_kafka_topic_partition_list_add(list.get(), topic_.c_str(), p)->offset =
+          from.of(Partition{p}).value;
     }
     rd_kafka_resp_err_t err = rd_kafka_assign(rk_.get(), list.get());
     if (err)
@@ -163,7 +163,7 @@ class KafkaReader final : public LogReader {
       if (err)
         throw LogUnavailable("cannot read the end of topic " + topic_ + ": " +
                              rd_kafka_err2str(err));
-      o.next.push_back(high);
+      o.next.push_back(NextOffset{high});
     }
     return o;
   }

@@ -15,15 +15,15 @@ void appendBigEndian(std::string& out, uint64_t v, size_t bytes) {
 
 }  // namespace
 
-std::string recordKey(int64_t offset) {
+std::string recordKey(Offset offset) {
   std::string out;
-  appendBigEndian(out, static_cast<uint64_t>(offset), kKeyBytes);
+  appendBigEndian(out, static_cast<uint64_t>(offset.value), kKeyBytes);
   return out;
 }
 
-std::optional<int64_t> offsetOf(std::string_view key) {
+std::optional<Offset> offsetOf(std::string_view key) {
   if (key.size() != kKeyBytes) return std::nullopt;
-  return static_cast<int64_t>(readBigEndian(key));
+  return Offset{static_cast<int64_t>(readBigEndian(key))};
 }
 
 std::string packRecord(std::string_view key, std::string_view value) {
@@ -35,11 +35,11 @@ std::string packRecord(std::string_view key, std::string_view value) {
   return out;
 }
 
-std::optional<LogRecord> unpackRecord(int64_t offset, std::string_view raw) {
+std::optional<LogRecord> unpackRecord(Offset offset, std::string_view raw) {
   if (raw.size() < kLengthBytes) return std::nullopt;
   uint64_t n = readBigEndian(raw.substr(0, kLengthBytes));
   if (raw.size() - kLengthBytes < n) return std::nullopt;
-  return LogRecord{Position{0, offset}, std::string(raw.substr(kLengthBytes, n)),
+  return LogRecord{Position{Partition{0}, offset}, std::string(raw.substr(kLengthBytes, n)),
                    std::string(raw.substr(kLengthBytes + n))};
 }
 

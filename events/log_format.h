@@ -36,14 +36,14 @@ constexpr size_t kKeyBytes = 8;
 constexpr size_t kLengthBytes = 4;
 
 // The database key of the record at `offset`.
-std::string recordKey(int64_t offset);
+std::string recordKey(Offset offset);
 // The offset a database key names; nullopt unless it is kKeyBytes long.
-std::optional<int64_t> offsetOf(std::string_view key);
+std::optional<Offset> offsetOf(std::string_view key);
 
 // The database value of a record with key (owner) `key` and value `value`.
 std::string packRecord(std::string_view key, std::string_view value);
 // The record stored at `offset` as `raw`; nullopt when `raw` is too short for the
 // key length it declares (a damaged record). Never throws.
-std::optional<LogRecord> unpackRecord(int64_t offset, std::string_view raw);
+std::optional<LogRecord> unpackRecord(Offset offset, std::string_view raw);
 
 }  // namespace tokenledger::logformat

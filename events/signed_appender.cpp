@@ -15,7 +15,7 @@ SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state,
       state_(std::move(state)),
       seq_(state_.lastSeq),
       digest_(state_.lastDigest) {
-  state_.scanFrom.next.resize(static_cast<size_t>(log_.partitionCount()), 0);
+  state_.scanFrom.next.resize(static_cast<size_t>(log_.partitionCount()));
   signer_ = std::thread([this] { signLoop(); });
   appender_ = std::thread([this] { appendLoop(); });
 }
@@ -207,11 +207,7 @@ void SignedAppender::write(std::deque<Signed>& ready) {
             " failed with an unknown outcome; events that did not reach the log will show as "
             "missing in ledger-audit verify-log");
     if (!error) {
-      for (const auto& p : positions) {
-        auto part = static_cast<size_t>(p.partition);
-        if (state_.scanFrom.next.size() <= part) state_.scanFrom.next.resize(part + 1, 0);
-        state_.scanFrom.next[part] = std::max(state_.scanFrom.next[part], p.offset + 1);
-      }
+      for (const auto& p : positions) state_.scanFrom.advancePast(p.partition, p.offset);
     }
     unpersisted_ = true;
     if (error || clock_.now() - persistedAt_ >= kPersistEvery) persist();

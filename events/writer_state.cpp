@@ -37,20 +37,15 @@ std::optional<WriterState> parseWriterState(std::string_view text, const std::st
 
 WriterState recoverWriterState(EventLog& log, const std::string& keyId, WriterState state) {
   Offsets from = state.scanFrom;
-  from.next.resize(static_cast<size_t>(log.partitionCount()), 0);
+  from.next.resize(static_cast<size_t>(log.partitionCount()));
   auto reader = log.openReader(from);
   Offsets end = reader->endOffsets();
-  std::vector<int64_t> seen = from.next;
-  auto reached = [&] {
-    for (size_t p = 0; p < end.next.size(); ++p)
-      if (seen[p] < end.next[p]) return false;
-    return true;
-  };
+  Offsets seen = from;
+  auto reached = [&] { return seen.covers(end); };
   KeyRing none;
   while (!reached()) {
     for (const auto& r : reader->poll(4096, std::chrono::milliseconds(500))) {
-      auto p = static_cast<size_t>(r.position.partition);
-      if (p < seen.size()) seen[p] = std::max(seen[p], r.position.offset + 1);
+      seen.advancePast(r.position.partition, r.position.offset);
       auto check = checkSignature(r.value, none);
       if (check.status == SignatureStatus::malformed || check.keyId != keyId) continue;
       if (check.writerSeq > state.lastSeq) {

@@ -18,7 +18,7 @@ class ProjectorImpl final : public Projector {
     applied_ = model_.applied(log_.partitionCount());
     reader_ = log_.openReader(applied_);
     startEnd_ = reader_->endOffsets();
-    ready_ = covers(applied_, startEnd_);
+    ready_ = applied_.covers(startEnd_);
     thread_ = std::thread([this] { run(); });
   }
 
@@ -29,7 +29,7 @@ class ProjectorImpl final : public Projector {
   }
 
   bool waitFor(const Offsets& o, std::chrono::milliseconds timeout) override {
-    return waitUntil([o](const Offsets& a) { return covers(a, o); }, timeout);
+    return waitUntil([o](const Offsets& a) { return a.covers(o); }, timeout);
   }
 
   void whenApplied(const Position& p, std::chrono::milliseconds timeout,
@@ -39,7 +39,7 @@ class ProjectorImpl final : public Projector {
 
   void whenApplied(const Offsets& o, std::chrono::milliseconds timeout,
                    std::function<void(bool)> done) override {
-    whenSatisfied([o](const Offsets& a) { return covers(a, o); }, timeout, std::move(done));
+    whenSatisfied([o](const Offsets& a) { return a.covers(o); }, timeout, std::move(done));
   }
 
   Offsets applied() const override {
@@ -138,14 +138,6 @@ class ProjectorImpl final : public Projector {
                        "); nothing was recorded. See the service log, retry later"};
   }
 
-  static bool covers(const Offsets& have, const Offsets& want) {
-    for (size_t p = 0; p < want.next.size(); ++p) {
-      int64_t h = p < have.next.size() ? have.next[p] : 0;
-      if (h < want.next[p]) return false;
-    }
-    return true;
-  }
-
   bool stopping() {
     std::lock_guard lock(mutex_);
     return stopping_;
@@ -206,7 +198,7 @@ class ProjectorImpl final : public Projector {
 
   void markReadyIfCaughtUp() {
     std::lock_guard lock(mutex_);
-    if (covers(applied_, startEnd_)) ready_ = true;
+    if (applied_.covers(startEnd_)) ready_ = true;
   }
 
   EventLog& log_;

@@ -96,23 +96,21 @@ class LmdbReadModel final : public ReadModel {
             batch::populate(next.data(), next.size());
           });
     auto txn = lmdb::Txn::write(env_);
-    std::vector<int64_t> next = readPositions(txn);
+    Offsets next = readPositions(txn);
     std::vector<const LogRecord*> recs;
     recs.reserve(records.size());
     for (const auto& rec : records) {  // which records are new, by position
-      auto part = static_cast<size_t>(rec.position.partition);
-      if (next.size() <= part) next.resize(part + 1, 0);
-      if (rec.position.offset < next[part]) {
+      if (next.covers(rec.position)) {
         out.duplicates++;
         continue;
       }
-      next[part] = rec.position.offset + 1;
+      next.advancePast(rec.position.partition, rec.position.offset);
       recs.push_back(&rec);
     }
     batch::apply(txn, dbs_, std::move(recs), report, out);
-    for (size_t p = 0; p < next.size(); ++p)
-      txn.put(dbs_.positions, layout::partitionKey(static_cast<uint32_t>(p)),
-              layout::nextOffsetValue(next[p]));
+    for (size_t p = 0; p < next.next.size(); ++p)
+      txn.put(dbs_.positions, layout::partitionKey(Partition{static_cast<int32_t>(p)}),
+              layout::nextOffsetValue(next.next[p]));
     txn.commit();
     if (prefaulted.valid()) prefaulted.get();
     generation_.fetch_add(1, std::memory_order_release);
@@ -125,8 +123,8 @@ class LmdbReadModel final : public ReadModel {
 
   Offsets applied(int32_t partitions) override {
     Snapshot snapshot(gate_, env_);
-    Offsets o{readPositions(snapshot.txn())};
-    if (o.next.size() < static_cast<size_t>(partitions)) o.next.resize(partitions, 0);
+    Offsets o = readPositions(snapshot.txn());
+    if (o.next.size() < static_cast<size_t>(partitions)) o.next.resize(partitions);
     return o;
   }
 
@@ -182,15 +180,15 @@ class LmdbReadModel final : public ReadModel {
   const batch::Dbs& dbs() const { return dbs_; }
   SnapshotGate& gate() { return gate_; }
 
-  std::vector<int64_t> readPositions(const lmdb::Txn& txn) {
-    std::vector<int64_t> next;
+  Offsets readPositions(const lmdb::Txn& txn) {
+    Offsets next;
     lmdb::Cursor c(txn, dbs_.positions);
     for (bool ok = c.first(); ok; ok = c.next()) {
       auto p = layout::partitionOf(c.key());
       auto n = layout::nextOffsetOf(c.value());
       if (!p || !n) throw std::runtime_error("corrupt applied position in the read model");
-      if (next.size() <= *p) next.resize(*p + 1, 0);
-      next[*p] = *n;
+      if (next.next.size() <= p->index()) next.next.resize(p->index() + 1);
+      next.next[p->index()] = *n;
     }
     return next;
   }
@@ -281,7 +279,7 @@ class Reader final : public ReadModelReader {
 
   Offsets applied() override {
     refresh();
-    return Offsets{model_.readPositions(txn_)};
+    return model_.readPositions(txn_);
   }
 
   void release() override {
@@ -372,28 +370,24 @@ ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipRe
   lazy.syncEachCommit = false;
   lazy.syncAtClose = false;
   auto model = openReadModel(dir, lazy, std::move(hooks));
-  auto reader = log.openReader(Offsets{std::vector<int64_t>(log.partitionCount(), 0)});
+  Offsets start = Offsets::atStart(log.partitionCount());
+  auto reader = log.openReader(start);
   Offsets end = reader->endOffsets();
   ApplyReport total;
-  std::vector<int64_t> polled(end.next.size(), 0);
-  auto reached = [&] {
-    for (size_t p = 0; p < end.next.size(); ++p)
-      if (polled[p] < end.next[p]) return false;
-    return true;
-  };
+  Offsets polled = start;
+  auto reached = [&] { return polled.covers(end); };
   // Big transactions: apply() sorts each one's writes, and an empty read model
   // takes them all with MDB_APPEND; a later transaction inserts among what the
   // earlier ones stored, at about twice the cost per record.
   const size_t kChunk = rebuildChunkRecords(availableMemoryBytes());
   int64_t records = 0;
-  for (int64_t next : end.next) records += next;
+  for (NextOffset next : end.next) records += next.value;
   std::vector<LogRecord> chunk;
   chunk.reserve(std::min<size_t>(kChunk, static_cast<size_t>(records)));
   while (!reached()) {
     auto batch = reader->poll(65536, std::chrono::milliseconds(1000));
     for (auto& r : batch) {
-      auto p = static_cast<size_t>(r.position.partition);
-      if (p < polled.size()) polled[p] = std::max(polled[p], r.position.offset + 1);
+      polled.advancePast(r.position.partition, r.position.offset);
       chunk.push_back(std::move(r));
     }
     if (chunk.empty() || (chunk.size() < kChunk && !reached())) continue;

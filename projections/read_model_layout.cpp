@@ -48,26 +48,26 @@ std::optional<std::pair<std::string_view, uint32_t>> splitHistoryKey(std::string
                         static_cast<uint32_t>(readBigEndian(k.substr(k.size() - 4))));
 }
 
-std::string partitionKey(uint32_t partition) {
+std::string partitionKey(Partition partition) {
   std::string out;
-  appendBigEndian(out, partition, 4);
+  appendBigEndian(out, static_cast<uint32_t>(partition.value), 4);
   return out;
 }
 
-std::optional<uint32_t> partitionOf(std::string_view key) {
+std::optional<Partition> partitionOf(std::string_view key) {
   if (key.size() != 4) return std::nullopt;
-  return static_cast<uint32_t>(readBigEndian(key));
+  return Partition{static_cast<int32_t>(readBigEndian(key))};
 }
 
-std::string nextOffsetValue(int64_t next) {
+std::string nextOffsetValue(NextOffset next) {
   std::string out;
-  appendBigEndian(out, static_cast<uint64_t>(next), 8);
+  appendBigEndian(out, static_cast<uint64_t>(next.value), 8);
   return out;
 }
 
-std::optional<int64_t> nextOffsetOf(std::string_view value) {
+std::optional<NextOffset> nextOffsetOf(std::string_view value) {
   if (value.size() != 8) return std::nullopt;
-  return static_cast<int64_t>(readBigEndian(value));
+  return NextOffset{static_cast<int64_t>(readBigEndian(value))};
 }
 
 const std::string& encodeVerifyRecord(std::string& out, const VerifyRecord& r) {

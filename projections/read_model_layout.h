@@ -34,6 +34,7 @@
 #include <string_view>
 #include <utility>
 
+#include "events/event_log.h"
 #include "events/secrets.h"
 
 namespace tokenledger::layout {
@@ -65,10 +66,10 @@ std::string historyPrefix(std::string_view key);
 std::optional<std::pair<std::string_view, uint32_t>> splitHistoryKey(std::string_view k);
 
 // positions
-std::string partitionKey(uint32_t partition);
-std::optional<uint32_t> partitionOf(std::string_view key);
-std::string nextOffsetValue(int64_t next);
-std::optional<int64_t> nextOffsetOf(std::string_view value);
+std::string partitionKey(Partition partition);
+std::optional<Partition> partitionOf(std::string_view key);
+std::string nextOffsetValue(NextOffset next);
+std::optional<NextOffset> nextOffsetOf(std::string_view value);
 
 // verify: secret hash (32) | active (1) | kind (1) | expiresAtUs (8, BE)
 // | deactivateAtUs (8, BE) | owner length (1) | owner | destination id.

@@ -365,11 +365,7 @@ Routed Api::waitThenVerify(const std::vector<Position>& wanted, std::string_view
                              "applied; retry shortly, or ask another replica");
   }
   Offsets want;
-  for (const auto& p : wanted) {
-    auto part = static_cast<size_t>(p.partition);
-    if (want.next.size() <= part) want.next.resize(part + 1, 0);
-    want.next[part] = std::max(want.next[part], p.offset + 1);
-  }
+  for (const auto& p : wanted) want.advancePast(p.partition, p.offset);
   return Started(
       [this, want = std::move(want), auth = std::string(authorization)](Reply reply) mutable {
         projector_.whenApplied(

@@ -10,8 +10,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "projections/token.h"
 #include "events/times.h"
+#include "projections/token.h"
 #include "tools/ledger_audit_commands.h"
 #include "tools/ledger_audit_replay.h"
 #include "tools/ledger_audit_text.h"

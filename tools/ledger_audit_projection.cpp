@@ -97,8 +97,8 @@ Offsets positionsOf(const Db& positions) {
     auto p = layout::partitionOf(k);
     auto n = layout::nextOffsetOf(v);
     if (!p || !n) continue;  // shown as a difference by the comparison
-    if (o.next.size() <= *p) o.next.resize(*p + 1, 0);
-    o.next[*p] = *n;
+    if (o.next.size() <= p->index()) o.next.resize(p->index() + 1);
+    o.next[p->index()] = *n;
   }
   return o;
 }
@@ -116,14 +116,14 @@ std::string describeKey(const std::string& db, const std::string& k) {
   }
   if (db == layout::kPositions) {
     auto p = layout::partitionOf(k);
-    return p ? "partition " + std::to_string(*p) : toHex(k);
+    return p ? "partition " + std::to_string(p->value) : toHex(k);
   }
   return toHex(k);  // event_ids
 }
 
 std::string describeValue(const std::string& db, const std::string& v) {
   if (db == layout::kPositions)
-    if (auto n = layout::nextOffsetOf(v)) return "next offset " + std::to_string(*n);
+    if (auto n = layout::nextOffsetOf(v)) return "next offset " + std::to_string(n->value);
   if (db == layout::kEventIds || db == layout::kMeta) return printable(v);
   if (db == layout::kByOwner) return "present";
   if (db == layout::kHistory) {
@@ -260,16 +260,16 @@ int cmdVerifyProjection(const Options& o, const std::string& dir) {
                      " (want the directory holding data.mdb, e.g. DATA_DIR/projection)");
   auto theirs = readModelDbs(dir);
   Offsets applied = positionsOf(dbNamed(theirs, layout::kPositions));
-  auto source = openSource(o, applied.next.empty() ? std::optional<Offsets>(Offsets{{0}})
+  auto source = openSource(o, applied.next.empty() ? std::optional<Offsets>(Offsets::atStart(1))
                                                    : std::optional<Offsets>(applied));
   // The log must reach the projection's positions.
   Offsets end = source->end();
   size_t differences = 0;
   for (size_t p = 0; p < applied.next.size(); ++p) {
-    int64_t logEnd = p < end.next.size() ? end.next[p] : 0;
+    NextOffset logEnd = end.of(Partition{static_cast<int32_t>(p)});
     if (logEnd < applied.next[p]) {
       std::cout << "positions: the projection applied partition " << p << " up to offset "
-                << applied.next[p] << " but the log ends at " << logEnd
+                << applied.next[p].value << " but the log ends at " << logEnd.value
                 << " (events missing from the log, or another log)\n";
       ++differences;
     }

@@ -81,7 +81,7 @@ uint64_t replay(LogSource& source, bool quiet,
   uint64_t total = 0;
   Offsets start = source.start(), end = source.end();
   for (size_t p = 0; p < end.next.size(); ++p)
-    total += static_cast<uint64_t>(std::max<int64_t>(0, end.next[p] - start.next[p]));
+    total += static_cast<uint64_t>(std::max<int64_t>(0, end.next[p].value - start.next[p].value));
   Progress progress(!quiet && ::isatty(2), total);
   std::vector<LogRecord> batch;
   uint64_t done = 0;

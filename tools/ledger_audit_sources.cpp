@@ -36,15 +36,16 @@ class EmbeddedSource final : public LogSource {
       if (e.code() != MDB_NOTFOUND) throw;
       empty_ = true;
     }
-    int64_t first = 0, last = -1;
+    Offset first{0}, last{-1};
     if (!empty_) {
       cursor_ = std::make_unique<lmdb::Cursor>(*txn_, dbi_);
-      if (cursor_->last()) last = logformat::offsetOf(cursor_->key()).value_or(-1);
-      if (cursor_->first()) first = logformat::offsetOf(cursor_->key()).value_or(0);
-      positioned_ = last >= 0;
+      if (cursor_->last()) last = logformat::offsetOf(cursor_->key()).value_or(Offset{-1});
+      if (cursor_->first()) first = logformat::offsetOf(cursor_->key()).value_or(Offset{0});
+      positioned_ = last.value >= 0;
     }
-    start_ = Offsets{{first}};
-    end_ = Offsets{{last + 1}};
+    // Where a reader starts: at the oldest record (its offset is the next to read).
+    start_ = Offsets{{NextOffset{first.value}}};
+    end_ = Offsets{{after(last)}};
     if (limit && !limit->next.empty() && limit->next[0] < end_.next[0])
       end_.next[0] = limit->next[0];
   }
@@ -59,8 +60,8 @@ class EmbeddedSource final : public LogSource {
     if (empty_ || !positioned_) return false;
     size_t n = 0;
     while (positioned_ && n < max) {
-      int64_t offset = logformat::offsetOf(cursor_->key()).value_or(-1);
-      if (offset >= end_.next[0]) {
+      Offset offset = logformat::offsetOf(cursor_->key()).value_or(Offset{-1});
+      if (!end_.next[0].covers(offset)) {
         positioned_ = false;
         break;
       }
@@ -74,9 +75,9 @@ class EmbeddedSource final : public LogSource {
  private:
   // A damaged record (too short for the key length it declares) yields an empty
   // value, which the caller reports as malformed at its position.
-  static LogRecord unpack(int64_t offset, std::string_view raw) {
+  static LogRecord unpack(Offset offset, std::string_view raw) {
     if (auto r = logformat::unpackRecord(offset, raw)) return std::move(*r);
-    return LogRecord{Position{0, offset}, "", ""};
+    return LogRecord{Position{Partition{0}, offset}, "", ""};
   }
 
   std::string dir_;
@@ -156,17 +157,18 @@ class KafkaSource final : public LogSource {
         throw UsageError("cannot read the offsets of " + o.topic + " partition " +
                              std::to_string(p) + ": " + rd_kafka_err2str(e),
                          kNoHint);
-      start_.next.push_back(low);
-      int64_t stop = high;
+      start_.next.push_back(NextOffset{low});
+      NextOffset stop{high};
       if (limit && static_cast<size_t>(p) < limit->next.size())
         stop = std::min(stop, limit->next[p]);
       end_.next.push_back(stop);
     }
-    seen_ = start_.next;
+    seen_ = start_;
     std::unique_ptr<rd_kafka_topic_partition_list_t, KafkaDeleter> list(
         rd_kafka_topic_partition_list_new(count));
     for (int32_t p = 0; p < count; ++p)
-      rd_kafka_topic_partition_list_add(list.get(), o.topic.c_str(), p)->offset = start_.next[p];
+      rd_kafka_topic_partition_list_add(list.get(), o.topic.c_str(), p)->offset =
+          start_.next[p].value;
     e = rd_kafka_assign(rk_.get(), list.get());
     if (e)
       throw UsageError(std::string("cannot assign partitions: ") + rd_kafka_err2str(e), kNoHint);
@@ -204,11 +206,11 @@ class KafkaSource final : public LogSource {
                                    " failed: " + rd_kafka_message_errstr(m.get()));
         continue;
       }
-      auto p = static_cast<size_t>(m->partition);
-      if (p >= end_.next.size() || m->offset >= end_.next[p]) continue;  // beyond the snapshot
-      seen_[p] = m->offset + 1;
+      Position at{Partition{m->partition}, Offset{m->offset}};
+      if (!end_.covers(at)) continue;  // beyond the snapshot
+      seen_.advancePast(at.partition, at.offset);
       LogRecord r;
-      r.position = Position{m->partition, m->offset};
+      r.position = at;
       if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
       out.push_back(std::move(r));
@@ -219,17 +221,13 @@ class KafkaSource final : public LogSource {
   }
 
  private:
-  bool done() const {
-    for (size_t p = 0; p < end_.next.size(); ++p)
-      if (seen_[p] < end_.next[p]) return false;
-    return true;
-  }
+  bool done() const { return seen_.covers(end_); }
 
   KafkaSourceOptions options_;
   std::unique_ptr<rd_kafka_t, KafkaDeleter> rk_;
   int32_t partitions_ = 0;
   Offsets start_, end_;
-  std::vector<int64_t> seen_;
+  Offsets seen_;
 };
 
 }  // namespace

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "projections/token.h"
 #include "events/event_log.h"
+#include "projections/token.h"
 
 namespace tokenledger::audit {
 

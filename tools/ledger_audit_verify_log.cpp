@@ -113,29 +113,29 @@ std::vector<SignatureCheck> checkSignatures(const std::vector<LogRecord>& record
 class LogChecker {
  public:
   explicit LogChecker(const LogSource& source)
-      : dense_(source.denseOffsets()), lastOffset_(static_cast<size_t>(source.partitions()), -1) {
-    Offsets start = source.start();
-    for (size_t p = 0; p < start.next.size(); ++p) {
-      if (start.next[p] > 0) {
-        findings_.push_back({Position{static_cast<int32_t>(p), 0}, true, "missing",
+      : dense_(source.denseOffsets()), expected_(source.start()) {
+    for (size_t p = 0; p < expected_.next.size(); ++p) {
+      if (expected_.next[p].value > 0) {
+        findings_.push_back({Position{Partition{static_cast<int32_t>(p)}, Offset{0}}, true,
+                             "missing",
                              "partition " + std::to_string(p) + " starts at offset " +
-                                 std::to_string(start.next[p]) +
+                                 std::to_string(expected_.next[p].value) +
                                  ": the records before it were deleted (retention or tampering)"});
       }
-      lastOffset_[p] = start.next[p] - 1;
     }
   }
 
   // True when the record is validly signed, for the writer checks.
   bool add(const LogRecord& r, const SignatureCheck& c) {
     const Position& pos = r.position;
-    auto part = static_cast<size_t>(pos.partition);
-    if (dense_ && part < lastOffset_.size() && pos.offset != lastOffset_[part] + 1)
+    // The record every reader expects here is the one at the next offset.
+    Offset expected = expected_.of(pos.partition).first();
+    if (dense_ && pos.offset != expected)
       findings_.push_back({pos, true, "missing",
-                           "records at offsets " + std::to_string(lastOffset_[part] + 1) + ".." +
-                               std::to_string(pos.offset - 1) + " of partition " +
-                               std::to_string(pos.partition) + " are gone from the log"});
-    if (part < lastOffset_.size()) lastOffset_[part] = pos.offset;
+                           "records at offsets " + std::to_string(expected.value) + ".." +
+                               std::to_string(pos.offset.value - 1) + " of partition " +
+                               std::to_string(pos.partition.value) + " are gone from the log"});
+    expected_.advancePast(pos.partition, pos.offset);
     switch (c.status) {
       case SignatureStatus::malformed:
         findings_.push_back({pos, true, "malformed", "not a readable event envelope"});
@@ -169,12 +169,13 @@ class LogChecker {
   // A partition that ends before the checkpoint's end lost its newest records.
   void compareEnd(const Checkpoint& checkpoint, const Offsets& end) {
     for (size_t p = 0; p < checkpoint.end.next.size(); ++p) {
-      int64_t now = p < end.next.size() ? end.next[p] : 0;
+      Partition part{static_cast<int32_t>(p)};
+      NextOffset now = end.of(part);
       if (now < checkpoint.end.next[p])
-        findings_.push_back({Position{static_cast<int32_t>(p), now}, true, "missing",
+        findings_.push_back({Position{part, now.first()}, true, "missing",
                              "partition " + std::to_string(p) + " ended at offset " +
-                                 std::to_string(checkpoint.end.next[p]) +
-                                 " at the checkpoint and ends at " + std::to_string(now) +
+                                 std::to_string(checkpoint.end.next[p].value) +
+                                 " at the checkpoint and ends at " + std::to_string(now.value) +
                                  " now: its newest records were deleted"});
     }
   }
@@ -183,7 +184,7 @@ class LogChecker {
 
  private:
   bool dense_;
-  std::vector<int64_t> lastOffset_;
+  Offsets expected_;  // per partition: the offset of the record that comes next
   std::vector<Finding> findings_;
 };
 

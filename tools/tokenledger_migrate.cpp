@@ -100,17 +100,12 @@ class DataDirLock {
 // Every event id on the topic, read from the beginning up to its current end.
 std::set<std::string> eventIdsOn(EventLog& log, size_t& records) {
   std::set<std::string> ids;
-  auto reader = log.openReader(Offsets{std::vector<int64_t>(log.partitionCount(), 0)});
+  Offsets seen = Offsets::atStart(log.partitionCount());
+  auto reader = log.openReader(seen);
   Offsets end = reader->endOffsets();
-  std::vector<int64_t> seen(end.next.size(), 0);
-  auto done = [&] {
-    for (size_t p = 0; p < end.next.size(); ++p)
-      if (seen[p] < end.next[p]) return false;
-    return true;
-  };
-  while (!done()) {
+  while (!seen.covers(end)) {
     for (auto& r : reader->poll(10000, std::chrono::milliseconds(1000))) {
-      seen[r.position.partition] = r.position.offset + 1;
+      seen.advancePast(r.position.partition, r.position.offset);
       records++;
       auto decoded = decodeEvent(r.value);
       if (auto* e = std::get_if<Event>(&decoded)) ids.insert(e->eventId);
@@ -134,8 +129,8 @@ int migrate(const Arguments& args) {
   size_t before = 0;
   std::set<std::string> present = eventIdsOn(*target, before);
 
-  auto reader = source->openReader(Offsets{{0}});
-  int64_t end = reader->endOffsets().next[0];
+  auto reader = source->openReader(Offsets::atStart(1));
+  NextOffset end = reader->endOffsets().of(Partition{0});
   size_t copied = 0, skipped = 0, total = 0;
   std::set<std::string> sourceIds;
   while (true) {
@@ -159,7 +154,8 @@ int migrate(const Arguments& args) {
     }
     if (!out.empty()) target->appendBatch(out);
     copied += out.size();
-    if (batch.back().position.offset + 1 >= end) break;
+    if (end.covers(batch.back().position.offset) && after(batch.back().position.offset) == end)
+      break;
   }
   // Verify: every event of the embedded log is now on the topic.
   size_t after = 0;

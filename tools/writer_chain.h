@@ -66,8 +66,8 @@ class WriterChainChecker {
     bool present = false;
   };
   struct Chain {
-    std::vector<Slot> bySeq;                                           // index seq - 1
-    std::map<int32_t, std::pair<uint64_t, Position>> lastInPartition;  // seq, position
+    std::vector<Slot> bySeq;                                             // index seq - 1
+    std::map<Partition, std::pair<uint64_t, Position>> lastInPartition;  // seq, position
     // Events whose predecessor was not seen yet: seq -> its prevDigest and position.
     std::map<uint64_t, std::pair<std::string, Position>> pendingPrev;
     uint64_t count = 0;

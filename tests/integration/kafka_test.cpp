@@ -298,7 +298,7 @@ TEST_CASE("malformed and future events on the topic are reported, skipped, not f
   json after = c.create("dave");
   CHECK(c.verify(before["key"], before["token"]).status == 200);
   CHECK(c.verify(after["key"], after["token"]).status == 200);
-  std::string expected = "skipped event at 0:" + std::to_string(end.next[0]);
+  std::string expected = "skipped event at 0:" + std::to_string(end.next[0].value);
   CHECK(eventually([&] { return d.stderrText().find(expected) != std::string::npos; }, 5000));
   CHECK(eventually([&] { return d.stderrText().find("unknown event type") != std::string::npos; },
                    5000));
@@ -338,7 +338,7 @@ TEST_CASE("a replica killed with -9 mid-stream catches up and equals a fresh reb
           Offsets::parse(replica->call("GET", "/healthz").headers["tokenledger-applied-position"]);
       int64_t n = 0;
       if (p)
-        for (int64_t next : p->next) n += next;
+        for (NextOffset next : p->next) n += next.value;
       return n;
     };
     // Killed mid-stream: the replica is applying the writer's events and the

@@ -387,8 +387,8 @@ void createUntilFull(Daemon& d, Filled& filled) {
 
 size_t logEvents(const std::string& logDir) {
   auto log = openEmbeddedLog(logDir);
-  auto reader = log->openReader(Offsets{{0}});
-  return static_cast<size_t>(reader->endOffsets().next.at(0));
+  auto reader = log->openReader(Offsets::of({0}));
+  return static_cast<size_t>(reader->endOffsets().next.at(0).value);
 }
 
 }  // namespace
@@ -456,7 +456,7 @@ TEST_CASE("on an 8 MB disk tokens are created until it is full, then refused up 
   KeyRing ring;
   REQUIRE_FALSE(ring.addLines(readFile(dataDir + "/signing-keys.pub"), "signing-keys.pub"));
   auto log = openEmbeddedLog(dataDir + "/log");
-  auto reader = log->openReader(Offsets{{0}});
+  auto reader = log->openReader(Offsets::of({0}));
   uint64_t seq = 0;
   for (auto batch = reader->poll(4096, Ms(100)); !batch.empty();
        batch = reader->poll(4096, Ms(100)))

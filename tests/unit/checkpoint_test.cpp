@@ -36,7 +36,7 @@ TEST_CASE("a checkpoint as verify-log writes it") {
   auto parsed = parseCheckpoint(text);
   REQUIRE(std::holds_alternative<Checkpoint>(parsed));
   const auto& c = std::get<Checkpoint>(parsed);
-  CHECK(c.end == Offsets{{12, 0}});
+  CHECK(c.end == Offsets::of({12, 0}));
   REQUIRE(c.writers.size() == 2);
   CHECK(c.writers.at("0123456789abcdef") == std::pair<uint64_t, std::string>{12, kDigest});
   CHECK(c.writers.at("fedcba9876543210").first == 1);
@@ -50,7 +50,7 @@ TEST_CASE("what formatCheckpoint writes, parseCheckpoint reads back") {
   std::string hex;
   for (int i = 0; i < 32; ++i) hex += "ab";
   CHECK(digestHex(digest) == hex);
-  const Checkpoint c{Offsets{{12, 0}},
+  const Checkpoint c{Offsets::of({12, 0}),
                      {{"0123456789abcdef", {12, digestHex(digest)}},
                       {"fedcba9876543210", {1, std::string(64, '0')}}}};
   const std::string text = formatCheckpoint(

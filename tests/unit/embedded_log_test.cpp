@@ -40,7 +40,7 @@ TEST_CASE("embedded log: a full disk budget is LogUnavailable and loses nothing"
   for (int i = 0; i < 1000 && !unavailable; ++i) {
     try {
       auto pos = log->append("alice", {value + std::to_string(i)});
-      CHECK(pos[0].offset == appended);
+      CHECK(pos[0].offset.value == appended);
       ++appended;
     } catch (const LogUnavailable& e) {
       unavailable = true;
@@ -50,8 +50,8 @@ TEST_CASE("embedded log: a full disk budget is LogUnavailable and loses nothing"
   }
   REQUIRE(unavailable);
   REQUIRE(appended > 0);
-  auto reader = log->openReader(Offsets{{0}});
-  CHECK(reader->endOffsets() == Offsets{{appended}});
+  auto reader = log->openReader(Offsets::of({0}));
+  CHECK(reader->endOffsets() == Offsets::of({appended}));
   auto got = test::contract::readN(*reader, static_cast<size_t>(appended));
   REQUIRE(got.size() == static_cast<size_t>(appended));
   CHECK(got.back().value == value + std::to_string(appended - 1));
@@ -75,10 +75,10 @@ TEST_CASE("positions render as p:o and parse back") {
 }
 
 TEST_CASE("offsets render as p:o,p:o and parse back") {
-  Offsets o{{42, 0, 7}};
+  Offsets o = Offsets::of({42, 0, 7});
   CHECK(o.toString() == "0:42,1:0,2:7");
   CHECK(Offsets::parse("0:42,1:0,2:7") == o);
-  CHECK(Offsets::parse("0:5") == Offsets{{5}});
+  CHECK(Offsets::parse("0:5") == Offsets::of({5}));
   for (const char* bad : {"", "0:1,", ",0:1", "1:5", "0:1,2:3", "0:1,0:2", "0:x", "0:1,,1:2"}) {
     CAPTURE(bad);
     CHECK_FALSE(Offsets::parse(bad).has_value());
@@ -86,7 +86,7 @@ TEST_CASE("offsets render as p:o,p:o and parse back") {
 }
 
 TEST_CASE("offsets cover positions strictly below the next offset") {
-  Offsets o{{3, 0}};
+  Offsets o = Offsets::of({3, 0});
   CHECK(o.covers(Position{0, 0}));
   CHECK(o.covers(Position{0, 2}));
   CHECK_FALSE(o.covers(Position{0, 3}));
@@ -106,17 +106,23 @@ namespace {
 // breaks every existing log, so it must fail this test first.
 TEST_CASE("the embedded log's record format, in literal bytes") {
   using namespace std::string_literals;
-  CHECK(logformat::recordKey(258) == "\0\0\0\0\0\0\x01\x02"s);
-  CHECK(logformat::offsetOf("\0\0\0\0\0\0\x01\x02"s) == 258);
+  CHECK(logformat::recordKey(Offset{258}) == "\0\0\0\0\0\0\x01\x02"s);
+  CHECK(logformat::offsetOf("\0\0\0\0\0\0\x01\x02"s) == Offset{258});
   CHECK_FALSE(logformat::offsetOf("\x01\x02"s));
-  CHECK(logformat::packRecord("alice", "EV") == "\0\0\0\x05" "aliceEV"s);
-  auto r = logformat::unpackRecord(7, "\0\0\0\x05" "aliceEV"s);
+  CHECK(logformat::packRecord("alice", "EV") ==
+        "\0\0\0\x05"
+        "aliceEV"s);
+  auto r = logformat::unpackRecord(Offset{7},
+                                   "\0\0\0\x05"
+                                   "aliceEV"s);
   REQUIRE(r);
   CHECK(r->position == Position{0, 7});
   CHECK(r->key == "alice");
   CHECK(r->value == "EV");
-  CHECK_FALSE(logformat::unpackRecord(7, "\0\0\0\x09" "alice"s));  // shorter than it says
-  CHECK_FALSE(logformat::unpackRecord(7, "\0\0"s));
+  CHECK_FALSE(logformat::unpackRecord(Offset{7},
+                                      "\0\0\0\x09"
+                                      "alice"s));  // shorter than it says
+  CHECK_FALSE(logformat::unpackRecord(Offset{7}, "\0\0"s));
   CHECK(std::string(logformat::kEventsDb) == "events");
 }
 

@@ -38,7 +38,7 @@ using LogFactory = std::function<std::unique_ptr<EventLog>(const std::string& di
 namespace contract {
 
 inline Offsets zeros(const EventLog& log) {
-  return Offsets{std::vector<int64_t>(static_cast<size_t>(log.partitionCount()), 0)};
+  return Offsets::atStart(log.partitionCount());
 }
 
 // Whether thread `tid` of this process is asleep (state S in /proc: blocked in a
@@ -63,7 +63,7 @@ inline std::vector<LogRecord> readN(LogReader& reader, size_t n,
 }
 
 // Records of one partition, from a reader that started at `from`.
-inline std::vector<LogRecord> inPartition(const std::vector<LogRecord>& records, int32_t p) {
+inline std::vector<LogRecord> inPartition(const std::vector<LogRecord>& records, Partition p) {
   std::vector<LogRecord> out;
   for (const auto& r : records)
     if (r.position.partition == p) out.push_back(r);
@@ -98,10 +98,10 @@ inline void runEventLogContract(const LogFactory& open) {
     auto log = open(where);
     auto first = log->append("alice", {"a0"});
     REQUIRE(first.size() == 1);
-    int32_t p = first[0].partition;
-    CHECK(p >= 0);
-    CHECK(p < log->partitionCount());
-    int64_t o = first[0].offset;
+    Partition p = first[0].partition;
+    CHECK(p.value >= 0);
+    CHECK(p.value < log->partitionCount());
+    Offset o = first[0].offset;
     for (int64_t i = 1; i <= 5; ++i) {
       auto next = log->append("alice", {"a" + std::to_string(i)});
       REQUIRE(next.size() == 1);
@@ -132,7 +132,7 @@ inline void runEventLogContract(const LogFactory& open) {
     for (int i = 0; i < 6; ++i)
       positions.push_back(log->append("bob", {"v" + std::to_string(i)})[0]);
     Offsets from = contract::zeros(*log);
-    from.next[static_cast<size_t>(positions[3].partition)] = positions[3].offset;
+    from.next[positions[3].partition.index()] = before(positions[3].offset);
     auto reader = log->openReader(from);
     auto got = readN(*reader, 3);
     REQUIRE(got.size() == 3);
@@ -202,7 +202,7 @@ inline void runEventLogContract(const LogFactory& open) {
     REQUIRE(pos.size() == 3);
     Offsets end = reader->endOffsets();
     REQUIRE(end.next.size() == static_cast<size_t>(log->partitionCount()));
-    CHECK(end.next[static_cast<size_t>(pos[0].partition)] == pos[2].offset + 1);
+    CHECK(end.next[pos[0].partition.index()] == after(pos[2].offset));
     CHECK(end.covers(pos[2]));
     CHECK_FALSE(end.covers(Position{pos[2].partition, pos[2].offset + 1}));
     // A reader opened later sees the same end.
@@ -218,8 +218,7 @@ inline void runEventLogContract(const LogFactory& open) {
     }
     auto log = open(where);
     auto reader = log->openReader(contract::zeros(*log));
-    CHECK(reader->endOffsets().next[static_cast<size_t>(before[0].partition)] ==
-          before[2].offset + 1);
+    CHECK(reader->endOffsets().next[before[0].partition.index()] == after(before[2].offset));
     auto after = log->append("gina", {"new"});
     REQUIRE(after.size() == 1);
     CHECK(after[0] == Position{before[0].partition, before[2].offset + 1});
@@ -274,9 +273,9 @@ inline void runEventLogContract(const LogFactory& open) {
     for (auto& th : threads) th.join();
     REQUIRE_FALSE(failed.load());
 
-    std::set<int64_t> offsets;
+    std::set<Offset> offsets;
     size_t total = 0;
-    int32_t partition = got[0].at(0).partition;
+    Partition partition = got[0].at(0).partition;
     for (const auto& v : got) {
       total += v.size();
       for (const auto& p : v) {
@@ -291,7 +290,7 @@ inline void runEventLogContract(const LogFactory& open) {
     auto reader = log->openReader(contract::zeros(*log));
     auto records = contract::inPartition(readN(*reader, total), partition);
     REQUIRE(records.size() == total);
-    std::map<std::string, int64_t> at;
+    std::map<std::string, Offset> at;
     for (size_t i = 0; i < records.size(); ++i) {
       if (i > 0) CHECK(records[i].position.offset == records[i - 1].position.offset + 1);
       at[records[i].value] = records[i].position.offset;

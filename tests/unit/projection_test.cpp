@@ -249,7 +249,7 @@ TEST_CASE_FIXTURE(ModelFixture, "the same event id at a new position is applied 
   auto t = model->reader()->token(key);
   CHECK(t->eventCount == 2);
   CHECK(model->reader()->history(key).size() == 2);
-  CHECK(model->applied(1) == Offsets{{3}});  // the position is consumed all the same
+  CHECK(model->applied(1) == Offsets::of({3}));  // the position is consumed all the same
 }
 
 // apply() reads, applies and writes a batch in three passes (key order, log order,
@@ -356,7 +356,7 @@ TEST_CASE_FIXTURE(ModelFixture,
   CHECK(skips.seen[2].second.find("does not apply") != std::string::npos);
   for (const auto& [p, why] : skips.seen) CHECK_FALSE(why.empty());
   CHECK_FALSE(model->reader()->token(key)->active);
-  CHECK(model->applied(1) == Offsets{{5}});
+  CHECK(model->applied(1) == Offsets::of({5}));
   // Skipping works without a reporter too.
   Script more;
   more.next = 5;
@@ -365,18 +365,18 @@ TEST_CASE_FIXTURE(ModelFixture,
 }
 
 TEST_CASE_FIXTURE(ModelFixture, "applied offsets advance per partition") {
-  CHECK(model->applied(1) == Offsets{{0}});
-  CHECK(model->applied(3) == Offsets{{0, 0, 0}});
+  CHECK(model->applied(1) == Offsets::of({0}));
+  CHECK(model->applied(3) == Offsets::of({0, 0, 0}));
   Script s;
   s.create(generateTokenKey(), "alice", kT);
   s.create(generateTokenKey(), "alice", kT + 1);
   model->apply(s.records, skips.reporter());
-  CHECK(model->applied(1) == Offsets{{2}});
+  CHECK(model->applied(1) == Offsets::of({2}));
   Event e = makeEvent(generateTokenKey(), "bob", kT + 2, test::makeCreated(generateSecret()));
   model->apply({record(7, e, 1)}, skips.reporter());
-  CHECK(model->applied(2) == Offsets{{2, 8}});
-  CHECK(model->applied(3) == Offsets{{2, 8, 0}});
-  CHECK(model->reader()->applied() == Offsets{{2, 8}});
+  CHECK(model->applied(2) == Offsets::of({2, 8}));
+  CHECK(model->applied(3) == Offsets::of({2, 8, 0}));
+  CHECK(model->reader()->applied() == Offsets::of({2, 8}));
 }
 
 TEST_CASE_FIXTURE(ModelFixture, "a reader's snapshot follows later applies") {
@@ -390,7 +390,7 @@ TEST_CASE_FIXTURE(ModelFixture, "a reader's snapshot follows later applies") {
   CHECK(model->generation() > gen);
   CHECK(reader->token(key).has_value());
   CHECK(reader->tokensOf("alice").size() == 1);
-  CHECK(reader->applied() == Offsets{{1}});
+  CHECK(reader->applied() == Offsets::of({1}));
 }
 
 // LMDB reuses a freed page only once no snapshot older than the free is open: a
@@ -485,7 +485,7 @@ TEST_CASE_FIXTURE(ModelFixture, "a batch that does not fit under the size limit 
   REQUIRE(tiny->roomFor(1000).has_value());
   CHECK(tiny->roomFor(1000)->code == "read_model_full");
   CHECK_THROWS_AS(tiny->apply(s.records, skips.reporter()), RoomExhausted);
-  CHECK(tiny->applied(1) == Offsets{{0}});
+  CHECK(tiny->applied(1) == Offsets::of({0}));
   CHECK(tiny->reader()->tokensOf("alice").empty());
   // A batch that fits still applies afterwards.
   CHECK_FALSE(tiny->roomFor(1).has_value());
@@ -554,7 +554,7 @@ TEST_CASE_FIXTURE(ModelFixture, "reopening the read model keeps its state") {
   model.reset();
   model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
   CHECK(model->dump() == before);
-  CHECK(model->applied(1) == Offsets{{1}});
+  CHECK(model->applied(1) == Offsets::of({1}));
   CHECK(before.find("meta ") != std::string::npos);
 }
 
@@ -614,7 +614,7 @@ TEST_CASE("rebuilding from the log gives the same read model as live projection"
   std::string liveDump = live->dump();
   CHECK(rebuilt->dump() == liveDump);
   CHECK(liveDump.find("tokens ") != std::string::npos);
-  CHECK(rebuilt->applied(1) == Offsets{{static_cast<int64_t>(positions.size())}});
+  CHECK(rebuilt->applied(1) == Offsets::of({static_cast<int64_t>(positions.size())}));
 }
 
 TEST_CASE("rebuilding refuses a directory that already holds a read model") {
@@ -629,7 +629,7 @@ TEST_CASE("rebuilding refuses a directory that already holds a read model") {
       rebuildReadModel(*log, dir.sub("existing"), skips.reporter(), ReadModelOptions{kMap}),
       std::runtime_error);
   // It did not touch the existing model.
-  CHECK(openReadModel(dir.sub("existing"), ReadModelOptions{kMap})->applied(1) == Offsets{{0}});
+  CHECK(openReadModel(dir.sub("existing"), ReadModelOptions{kMap})->applied(1) == Offsets::of({0}));
   // An empty log rebuilds into an empty model.
   auto empty = openEmbeddedLog(dir.sub("empty-log"), EmbeddedLogOptions{kMap});
   auto r = rebuildReadModel(*empty, dir.sub("fresh"), skips.reporter(), ReadModelOptions{kMap});
@@ -652,8 +652,8 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: waitFor, applied and ready") {
   auto p = log->append(
       "alice", {encodeEvent(makeEvent(key, "alice", kT, test::makeCreated(generateSecret())))});
   CHECK(projector->waitFor(p[0], 5s));
-  CHECK(projector->applied() == Offsets{{1}});
-  CHECK(projector->waitFor(Offsets{{1}}, 1s));
+  CHECK(projector->applied() == Offsets::of({1}));
+  CHECK(projector->waitFor(Offsets::of({1}), 1s));
   CHECK(model->reader()->token(key).has_value());
 
   // A position never applied: false once the projector's clock passed the deadline
@@ -665,7 +665,7 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: waitFor, applied and ready") {
   };
   CHECK(timedOut(Position{0, 5}));
   CHECK(timedOut(Position{1, 0}));  // no such partition
-  CHECK(timedOut(Offsets{{6}}));
+  CHECK(timedOut(Offsets::of({6})));
 
   // ready() once caught up with the log as found at start.
   test::waitUntil([&] { return projector->ready(); });
@@ -851,9 +851,9 @@ TEST_CASE("the read model's layout, in literal bytes") {
   REQUIRE(h);
   CHECK(h->first == "tlk_K");
   CHECK(h->second == 258);
-  CHECK(layout::partitionKey(3) == "\0\0\0\x03"s);
-  CHECK(layout::nextOffsetValue(258) == "\0\0\0\0\0\0\x01\x02"s);
-  CHECK(layout::nextOffsetOf("\0\0\0\0\0\0\x01\x02"s) == 258);
+  CHECK(layout::partitionKey(Partition{3}) == "\0\0\0\x03"s);
+  CHECK(layout::nextOffsetValue(NextOffset{258}) == "\0\0\0\0\0\0\x01\x02"s);
+  CHECK(layout::nextOffsetOf("\0\0\0\0\0\0\x01\x02"s) == NextOffset{258});
   layout::VerifyRecord r;
   r.secretHash.fill(0xAB);
   r.active = true;

@@ -108,7 +108,7 @@ struct ServiceFixture {
   VerifyReason verify(const std::string& key, const std::string& secret) {
     return verifyCredentials(key + ":" + secret, *reader, clock.nowUs()).reason;
   }
-  int64_t logEnd() { return log->openReader(Offsets{{0}})->endOffsets().next.at(0); }
+  int64_t logEnd() { return log->openReader(Offsets::of({0}))->endOffsets().next.at(0).value; }
 
   test::TempDir dir;
   std::unique_ptr<EventLog> log;
@@ -446,7 +446,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "startCreate answers once the read model shows
   CHECK(t->description == "async");
   CHECK(verify(o.key, o.secret) == VerifyReason::ok);
   // Signed like every event.
-  auto records = log->openReader(Offsets{{0}})->poll(10, 100ms);
+  auto records = log->openReader(Offsets::of({0}))->poll(10, 100ms);
   REQUIRE(records.size() == 1);
   KeyRing ring;
   ring.add(signer.key().publicKey());
@@ -812,7 +812,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "secrets reach no event and no file") {
   ok(deactivate("alice", b.token.key));
   for (const auto& secret : {a.secret, b.secret}) {
     std::string randomPart = secret.substr(kSecretPrefix.size(), 20);
-    auto r = log->openReader(Offsets{{0}});
+    auto r = log->openReader(Offsets::of({0}));
     for (const auto& rec : r->poll(100, 100ms)) {
       CHECK(rec.value.find(randomPart) == std::string::npos);
       CHECK(rec.key.find(randomPart) == std::string::npos);

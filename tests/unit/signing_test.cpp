@@ -29,8 +29,8 @@ KeyRing ringOf(const SigningKey& key) {
 }
 
 std::vector<LogRecord> readAll(EventLog& log) {
-  auto reader = log.openReader(Offsets{std::vector<int64_t>(log.partitionCount(), 0)});
-  int64_t end = reader->endOffsets().next[0];
+  auto reader = log.openReader(Offsets::atStart(log.partitionCount()));
+  int64_t end = reader->endOffsets().next[0].value;
   std::vector<LogRecord> out;
   while (static_cast<int64_t>(out.size()) < end)
     for (auto& r : reader->poll(1000, std::chrono::milliseconds(100))) out.push_back(std::move(r));
@@ -341,7 +341,7 @@ TEST_CASE("fixed vectors: an envelope written by an earlier build decodes and ve
 }
 
 TEST_CASE("writer state: text round trip") {
-  WriterState st{42, std::string(32, '\x07'), Offsets{{3, 0, 9}}};
+  WriterState st{42, std::string(32, '\x07'), Offsets::of({3, 0, 9})};
   auto text = formatWriterState("0123456789abcdef", st);
   auto back = parseWriterState(text, "0123456789abcdef");
   REQUIRE(back.has_value());
@@ -401,7 +401,7 @@ TEST_CASE(
   }
   CHECK(persisted.lastSeq == records.size());
   CHECK(persisted.lastDigest == prev);
-  CHECK(persisted.scanFrom == Offsets{{static_cast<int64_t>(records.size())}});
+  CHECK(persisted.scanFrom == Offsets::of({static_cast<int64_t>(records.size())}));
 
   // A restart that lost its state file recovers it from the log.
   auto recovered = recoverWriterState(*log, keyId, WriterState{});
@@ -442,7 +442,7 @@ TEST_CASE("appendAsync: queued appends are signed in order, and destruction writ
     REQUIRE(done[i].positions.size() == 1);
     // In the order queued: sequence and log offset alike.
     CHECK(done[i].events[0].writerSeq == i + 1);
-    CHECK(done[i].positions[0].offset == static_cast<int64_t>(i));
+    CHECK(done[i].positions[0].offset.value == static_cast<int64_t>(i));
     CHECK(threads[i] != std::this_thread::get_id());
   }
   auto records = readAll(*log);
@@ -608,7 +608,7 @@ TEST_CASE("embedded appendBatch: many owners, one commit, in order") {
       {"a", "1"}, {"a", "2"}, {"b", "3"}, {"a", "4"}, {"c", "5"}};
   auto pos = log->appendBatch(batch);
   REQUIRE(pos.size() == 5);
-  for (size_t i = 0; i < pos.size(); ++i) CHECK(pos[i].offset == static_cast<int64_t>(i + 1));
+  for (size_t i = 0; i < pos.size(); ++i) CHECK(pos[i].offset.value == static_cast<int64_t>(i + 1));
   auto all = readAll(*log);
   REQUIRE(all.size() == 6);
   CHECK(all[3].key == "b");

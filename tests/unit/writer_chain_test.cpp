@@ -197,7 +197,7 @@ TEST_CASE("checkpoint: what it recorded must still be there, unchanged") {
   const std::vector<Fed> chain = {
       {at(0, 0), signedEvent(1)}, {at(0, 1), signedEvent(2)}, {at(0, 2), signedEvent(3)}};
   auto checkpointAt = [](std::string writer, uint64_t seq, const Digest& digest) {
-    return Checkpoint{Offsets{{3}}, {{writer, {seq, digestHex(digest)}}}};
+    return Checkpoint{Offsets::of({3}), {{writer, {seq, digestHex(digest)}}}};
   };
 
   SUBCASE("the same events, and more since: no finding") {
