@@ -24,12 +24,16 @@ namespace tokenledger {
 // (or the projection) goes on: one past the last record it has. Mixing them up
 // does not compile; the one conversion between offsets is explicit: after().
 struct Partition {
+  constexpr Partition() = default;
+  constexpr explicit Partition(int32_t v) : value(v) {}
   int32_t value = 0;
   auto operator<=>(const Partition&) const = default;
   size_t index() const { return static_cast<size_t>(value); }
 };
 
 struct Offset {
+  constexpr Offset() = default;
+  constexpr explicit Offset(int64_t v) : value(v) {}
   int64_t value = 0;
   auto operator<=>(const Offset&) const = default;
   // The record `n` further on in the same partition, and how far apart two are.
@@ -38,6 +42,8 @@ struct Offset {
 };
 
 struct NextOffset {
+  constexpr NextOffset() = default;
+  constexpr explicit NextOffset(int64_t v) : value(v) {}
   int64_t value = 0;
   auto operator<=>(const NextOffset&) const = default;
   // Whether a reader going on here has every record up to and including `o`.

@@ -85,7 +85,7 @@ void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
         p.nothingPersisted = false;
     } else {
       p.nothingPersisted = false;
-      p.positions[slot->index] = Position{m->partition, m->offset};
+      p.positions[slot->index] = Position{Partition{m->partition}, Offset{m->offset}};
     }
     p.remaining--;
   }
@@ -134,7 +134,7 @@ class KafkaReader final : public LogReader {
         continue;
       }
       LogRecord r;
-      r.position = Position{m->partition, m->offset};
+      r.position = Position{Partition{m->partition}, Offset{m->offset}};
       if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
       out.push_back(std::move(r));

@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const Checkpoint& c = std::get<Checkpoint>(parsed);
   FUZZ_CHECK(!c.end.next.empty(), "no partitions");
-  for (auto n : c.end.next) FUZZ_CHECK(n >= 0, "a negative end offset");
+  for (auto n : c.end.next) FUZZ_CHECK(n.value >= 0, "a negative end offset");
   for (const auto& [id, w] : c.writers) {
     FUZZ_CHECK(id.size() == 16 && w.second.size() == 64, "a key id or digest of the wrong size");
     FUZZ_CHECK(w.first >= 1, "seq " + std::to_string(w.first));  // verify-log reads seq - 1

@@ -10,8 +10,8 @@
 #include <variant>
 #include <vector>
 
-#include "projections/token.h"
 #include "events/signing.h"
+#include "projections/token.h"
 #include "tests/fuzz/fixture.h"
 
 namespace tokenledger::fuzz {

@@ -115,14 +115,14 @@ void checkMediaType(std::string_view in) {
 
 void checkPositions(std::string_view in) {
   if (auto p = parsePosition(in)) {
-    FUZZ_CHECK(p->partition >= 0 && p->offset >= 0, "a negative position");
+    FUZZ_CHECK(p->partition.value >= 0 && p->offset.value >= 0, "a negative position");
     FUZZ_CHECK(parsePosition(toString(*p)) == p, "toString does not parse back");
     std::string buf;
     FUZZ_CHECK(toString(*p, buf) == toString(*p), "the two toStrings differ");
   }
   if (auto o = Offsets::parse(in)) {
     FUZZ_CHECK(!o->next.empty(), "no partitions");
-    for (auto n : o->next) FUZZ_CHECK(n >= 0, "a negative offset");
+    for (auto n : o->next) FUZZ_CHECK(n.value >= 0, "a negative offset");
     FUZZ_CHECK(Offsets::parse(o->toString()) == o, "toString does not parse back");
   }
 }

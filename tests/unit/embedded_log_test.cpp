@@ -21,8 +21,8 @@ TEST_CASE("embedded log: one partition, numbered from 0, described by its direct
   test::TempDir dir;
   auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
   CHECK(log->partitionCount() == 1);
-  CHECK(log->append("alice", {"a"}) == std::vector<Position>{Position{0, 0}});
-  CHECK(log->append("bob", {"b", "c"}) == std::vector<Position>{Position{0, 1}, Position{0, 2}});
+  CHECK(log->append("alice", {"a"}) == std::vector<Position>{test::pos(0, 0)});
+  CHECK(log->append("bob", {"b", "c"}) == std::vector<Position>{test::pos(0, 1), test::pos(0, 2)});
   CHECK(log->describe().find(dir.sub("log")) != std::string::npos);
   auto reader = log->openReader(Offsets{});  // no offsets: from the start
   auto got = test::contract::readN(*reader, 3);
@@ -59,14 +59,14 @@ TEST_CASE("embedded log: a full disk budget is LogUnavailable and loses nothing"
   // next record continues the numbering.
   log.reset();
   auto bigger = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
-  CHECK(bigger->append("alice", {"more"})[0] == Position{0, appended});
+  CHECK(bigger->append("alice", {"more"})[0] == test::pos(0, appended));
 }
 
 TEST_CASE("positions render as p:o and parse back") {
-  CHECK(toString(Position{0, 42}) == "0:42");
-  CHECK(toString(Position{3, 0}) == "3:0");
-  CHECK(parsePosition("0:42") == Position{0, 42});
-  CHECK(parsePosition("12:9000000000") == Position{12, 9'000'000'000});
+  CHECK(toString(test::pos(0, 42)) == "0:42");
+  CHECK(toString(test::pos(3, 0)) == "3:0");
+  CHECK(parsePosition("0:42") == test::pos(0, 42));
+  CHECK(parsePosition("12:9000000000") == test::pos(12, 9'000'000'000));
   for (const char* bad : {"", ":", "0:", ":5", "a:1", "1:b", "-1:2", "1:-2", "1:2:3", " 1:2",
                           "1:2 ", "1;2", "99999999999999999999:1", "0:99999999999999999999"}) {
     CAPTURE(bad);
@@ -87,13 +87,13 @@ TEST_CASE("offsets render as p:o,p:o and parse back") {
 
 TEST_CASE("offsets cover positions strictly below the next offset") {
   Offsets o = Offsets::of({3, 0});
-  CHECK(o.covers(Position{0, 0}));
-  CHECK(o.covers(Position{0, 2}));
-  CHECK_FALSE(o.covers(Position{0, 3}));
-  CHECK_FALSE(o.covers(Position{1, 0}));
-  CHECK_FALSE(o.covers(Position{2, 0}));   // unknown partition
-  CHECK_FALSE(o.covers(Position{-1, 0}));  // nonsense partition
-  CHECK_FALSE(Offsets{}.covers(Position{0, 0}));
+  CHECK(o.covers(test::pos(0, 0)));
+  CHECK(o.covers(test::pos(0, 2)));
+  CHECK_FALSE(o.covers(test::pos(0, 3)));
+  CHECK_FALSE(o.covers(test::pos(1, 0)));
+  CHECK_FALSE(o.covers(test::pos(2, 0)));   // unknown partition
+  CHECK_FALSE(o.covers(test::pos(-1, 0)));  // nonsense partition
+  CHECK_FALSE(Offsets{}.covers(test::pos(0, 0)));
 }
 
 }  // namespace
@@ -116,7 +116,7 @@ TEST_CASE("the embedded log's record format, in literal bytes") {
                                    "\0\0\0\x05"
                                    "aliceEV"s);
   REQUIRE(r);
-  CHECK(r->position == Position{0, 7});
+  CHECK(r->position == test::pos(0, 7));
   CHECK(r->key == "alice");
   CHECK(r->value == "EV");
   CHECK_FALSE(logformat::unpackRecord(Offset{7},

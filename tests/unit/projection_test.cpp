@@ -69,7 +69,7 @@ struct Script {
     return e;
   }
   void raw(const std::string& owner, std::string bytes) {
-    records.push_back(LogRecord{Position{0, next++}, owner, std::move(bytes)});
+    records.push_back(LogRecord{test::pos(0, next++), owner, std::move(bytes)});
   }
 };
 
@@ -265,7 +265,7 @@ TEST_CASE_FIXTURE(ModelFixture, "an event that breaks the contract is skipped an
   CHECK(r.applied == 1);
   CHECK(r.skipped == 1);
   REQUIRE(skips.seen.size() == 1);
-  CHECK(skips.seen[0].first == Position{0, 0});
+  CHECK(skips.seen[0].first == test::pos(0, 0));
   CHECK(skips.seen[0].second.find("owner") != std::string::npos);
   auto reader = model->reader();
   VerifyView v;
@@ -304,7 +304,7 @@ TEST_CASE("a batch applies exactly like its records one at a time") {
     } else if (pick < 9) {
       // The same event again at a later offset (inside this batch): applied once.
       const LogRecord& earlier = s.records[rng() % s.records.size()];
-      s.records.push_back(LogRecord{Position{0, s.next++}, earlier.key, earlier.value});
+      s.records.push_back(LogRecord{test::pos(0, s.next++), earlier.key, earlier.value});
     } else {
       s.raw(owner, "garbage " + std::to_string(i));
     }
@@ -349,10 +349,10 @@ TEST_CASE_FIXTURE(ModelFixture,
   CHECK(r.applied == 2);
   CHECK(r.skipped == 3);
   REQUIRE(skips.seen.size() == 3);
-  CHECK(skips.seen[0].first == Position{0, 1});
-  CHECK(skips.seen[1].first == Position{0, 2});
+  CHECK(skips.seen[0].first == test::pos(0, 1));
+  CHECK(skips.seen[1].first == test::pos(0, 2));
   CHECK(skips.seen[1].second.find("unknown event type") != std::string::npos);
-  CHECK(skips.seen[2].first == Position{0, 3});
+  CHECK(skips.seen[2].first == test::pos(0, 3));
   CHECK(skips.seen[2].second.find("does not apply") != std::string::npos);
   for (const auto& [p, why] : skips.seen) CHECK_FALSE(why.empty());
   CHECK_FALSE(model->reader()->token(key)->active);
@@ -663,8 +663,8 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: waitFor, applied and ready") {
     while (answer.wait_for(10ms) != std::future_status::ready) clock.advance(300ms);
     return !answer.get();
   };
-  CHECK(timedOut(Position{0, 5}));
-  CHECK(timedOut(Position{1, 0}));  // no such partition
+  CHECK(timedOut(test::pos(0, 5)));
+  CHECK(timedOut(test::pos(1, 0)));  // no such partition
   CHECK(timedOut(Offsets::of({6})));
 
   // ready() once caught up with the log as found at start.
@@ -673,7 +673,7 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: waitFor, applied and ready") {
   projector->stop();
   projector->stop();  // idempotent
   // After stop, waitFor does not wait for what will never come.
-  CHECK_FALSE(projector->waitFor(Position{0, 9}, 2s));
+  CHECK_FALSE(projector->waitFor(test::pos(0, 9), 2s));
 }
 
 TEST_CASE_FIXTURE(ProjectorFixture, "projector: whenApplied calls back without blocking") {
@@ -699,14 +699,14 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: whenApplied calls back without b
 
   // Not yet appended: called back from the projector's thread once applied.
   Result later;
-  projector->whenApplied(Position{0, 0}, 5s, callback(later));
+  projector->whenApplied(test::pos(0, 0), 5s, callback(later));
   appendOne();
   CHECK(await(later));
   CHECK(later.thread != std::this_thread::get_id());
 
   // Covered already: at once, on the caller's thread.
   Result now;
-  projector->whenApplied(Position{0, 0}, 5s, callback(now));
+  projector->whenApplied(test::pos(0, 0), 5s, callback(now));
   CHECK(await(now));
   CHECK(now.thread == std::this_thread::get_id());
 
@@ -715,7 +715,7 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: whenApplied calls back without b
   // just before the deadline leaves the callback pending.
   Result late;
   auto lateAnswer = late.applied.get_future();
-  projector->whenApplied(Position{0, 7}, 300ms, [&late](bool ok) { late.applied.set_value(ok); });
+  projector->whenApplied(test::pos(0, 7), 300ms, [&late](bool ok) { late.applied.set_value(ok); });
   clock.advance(299ms);
   Result nextBatch;
   projector->whenApplied(appendOne(), 5s, callback(nextBatch));
@@ -727,11 +727,11 @@ TEST_CASE_FIXTURE(ProjectorFixture, "projector: whenApplied calls back without b
 
   // Stopping answers every pending callback with false.
   Result pending;
-  projector->whenApplied(Position{0, 9}, 60s, callback(pending));
+  projector->whenApplied(test::pos(0, 9), 60s, callback(pending));
   projector->stop();
   CHECK_FALSE(await(pending));
   Result afterStop;
-  projector->whenApplied(Position{0, 9}, 60s, callback(afterStop));
+  projector->whenApplied(test::pos(0, 9), 60s, callback(afterStop));
   CHECK_FALSE(await(afterStop));
 }
 

@@ -130,7 +130,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "create returns a secret that verifies") {
   CHECK(r.token.active);
   CHECK(r.token.createdAtUs == kT);
   REQUIRE(r.position.has_value());
-  CHECK(*r.position == Position{0, 0});
+  CHECK(*r.position == test::pos(0, 0));
   CHECK(logEnd() == 1);
 
   VerifyOutcome v = verifyCredentials(r.token.key + ":" + r.secret, *reader, clock.nowUs());
@@ -437,7 +437,7 @@ TEST_CASE_FIXTURE(ServiceFixture, "startCreate answers once the read model shows
   auto outcome = startCreateAndWait(signer, *projector, 5s, "alice", " async ", clock);
   REQUIRE(std::holds_alternative<CreateOutcome>(outcome));
   const auto& o = std::get<CreateOutcome>(outcome);
-  CHECK(o.position == Position{0, 0});
+  CHECK(o.position == test::pos(0, 0));
   CHECK(isWellFormedKey(o.key));
   // Applied before `done`: a fresh read shows it, and the secret verifies.
   reader->release();

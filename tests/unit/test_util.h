@@ -65,6 +65,11 @@ bool waitUntil(Condition condition, std::chrono::milliseconds deadline = std::ch
   return true;
 }
 
+// A position from plain numbers, for tests' literals.
+inline Position pos(int32_t partition, int64_t offset) {
+  return Position{Partition{partition}, Offset{offset}};
+}
+
 // libsodium must be initialised before keys, secrets or hashes are made.
 inline void ensureCrypto() {
   static const bool done = [] {
@@ -100,7 +105,7 @@ inline Created makeCreated(const std::string& secret, TokenKind kind = TokenKind
 }
 
 inline LogRecord record(int64_t offset, const Event& e, int32_t partition = 0) {
-  return LogRecord{Position{partition, offset}, e.owner, encodeEvent(e)};
+  return LogRecord{pos(partition, offset), e.owner, encodeEvent(e)};
 }
 
 inline int64_t msSince(std::chrono::steady_clock::time_point start) {

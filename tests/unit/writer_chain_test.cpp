@@ -17,7 +17,7 @@ const std::string kWriter = "0123456789abcdef";
 const std::string kOther = "fedcba9876543210";
 
 Position at(int32_t partition, int64_t offset) {
-  return Position{partition, offset};
+  return Position{Partition{partition}, Offset{offset}};
 }
 
 // The digest of a writer's event `seq`; another `version` stands for a replaced one.
