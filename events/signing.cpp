@@ -144,6 +144,15 @@ std::string SigningKey::sign(std::string_view message) const {
   return sig;
 }
 
+bool signatureValid(std::string_view publicKey, std::string_view message,
+                    std::string_view signature) {
+  return publicKey.size() == crypto_sign_PUBLICKEYBYTES && signature.size() == crypto_sign_BYTES &&
+         crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(signature.data()),
+                                     reinterpret_cast<const unsigned char*>(message.data()),
+                                     message.size(),
+                                     reinterpret_cast<const unsigned char*>(publicKey.data())) == 0;
+}
+
 std::string SigningKey::toFileText() const {
   unsigned char seed[crypto_sign_SEEDBYTES];
   crypto_sign_ed25519_sk_to_seed(seed, secret_.data());
@@ -275,12 +284,8 @@ SignatureCheck checkSignature(std::string_view envelope, const KeyRing& keys) {
       out.status = SignatureStatus::unknownKey;
       return out;
     }
-    bool ok = signature.size() == crypto_sign_BYTES &&
-              crypto_sign_verify_detached(
-                  reinterpret_cast<const unsigned char*>(signature.data()),
-                  reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
-                  reinterpret_cast<const unsigned char*>(key->key.data())) == 0;
-    out.status = ok ? SignatureStatus::valid : SignatureStatus::invalid;
+    out.status = signatureValid(key->key, bytes, signature) ? SignatureStatus::valid
+                                                            : SignatureStatus::invalid;
     return out;
   } catch (const kj::Exception&) {
     out.status = SignatureStatus::malformed;

@@ -72,6 +72,11 @@ class SigningKey {
   std::string keyId_;
 };
 
+// Whether `signature` (64 bytes) by `publicKey` (32 raw bytes) covers `message`.
+// Never throws.
+bool signatureValid(std::string_view publicKey, std::string_view message,
+                    std::string_view signature);
+
 // Parses the contents of a signing-key file; nullopt when it is not one.
 std::optional<SigningKey> parseSigningKeyFile(std::string_view text);
 

@@ -44,6 +44,22 @@ struct Activated {}
 struct Deactivated {
   reason @0 :DeactivationReason;
   effectiveAtUs @1 :Int64;      # may lie in the future (grace period) or the past (late compromise)
+  rotatedTo @2 :Text;           # set when it is the old token's half of a rotation: applies
+                                # only if the token was rotated to this successor (the
+                                # rotation's `created` event won; docs/kafka.md)
+}
+
+# A writer key, certified by the operator's root key (kept offline): replicas and
+# ledger-audit that trust the root trust the events this key signs. A writer appends
+# it to every partition before its first event there (docs/kafka.md, "Trusted
+# writers").
+struct WriterCertificate {
+  writerKey @0 :Data;           # the writer's Ed25519 public key, 32 bytes
+  rootKeyId @1 :Text;           # key id of the root key that certifies it
+  issuedAtUs @2 :Int64;
+  rootSignature @3 :Data;       # Ed25519 by the root over the canonical encoding of this
+                                # struct with rootSignature cleared, prefixed by
+                                # "tokenledger-writer-certificate-v1\n"
 }
 
 struct Envelope {
@@ -63,10 +79,32 @@ struct Envelope {
     created @9 :Created;
     activated @10 :Activated;
     deactivated @11 :Deactivated;
+    writerCertified @21 :WriterCertificate;  # not about a token: tokenKey and owner empty
   }
 
   writerSeq @12 :UInt64;        # per signing key: 1, 2, 3, … for every event that writer
                                 # appends (gaps, repeats and inversions are evidence)
   prevDigest @13 :Data;         # BLAKE2b-256 of the signed bytes of the same writer's
                                 # event writerSeq - 1; empty for writerSeq 1
+
+  # Linearizable commands (docs/kafka.md, "Conditional events"): the token's version
+  # (the number of events applied to it) the command was decided on, or for a
+  # rotation's `created` the predecessor's. The event applies only if it still holds;
+  # else it loses (a conflict) and changes nothing anywhere. 0 = unconditional
+  # (events written before this field existed).
+  basedOnVersion @14 :UInt32;
+
+  # Retry-safe commands (docs/api.md, "Idempotency-Key"): the client's key, and a
+  # digest of the request it came with.
+  idempotencyKey @15 :Text;
+  requestDigest @16 :Data;
+
+  # Group signatures (docs/audit.md): one Ed25519 signature by the writer over the
+  # Merkle root of an append group's event digests, and this event's path to it, so
+  # that each event stays verifiable on its own. With groupSignature set, `signature`
+  # is empty.
+  groupSignature @17 :Data;
+  groupProof @18 :List(Data);   # sibling digests from this event's leaf up to the root
+  groupLeaf @19 :UInt32;        # this event's index in the group
+  groupSize @20 :UInt32;
 }

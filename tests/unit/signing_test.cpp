@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "events/certificate.h"
 #include "events/signed_appender.h"
 #include "tests/unit/future_event.h"
 #include "tests/unit/test_util.h"
@@ -614,6 +615,35 @@ TEST_CASE("embedded appendBatch: many owners, one commit, in order") {
   CHECK(all[3].key == "b");
   CHECK(all[4].value == "4");
   CHECK(log->appendBatch({}).empty());
+}
+
+TEST_CASE("writer certificates: the root certifies a writer key; nothing else passes") {
+  test::ensureCrypto();
+  SigningKey root = SigningKey::generate();
+  SigningKey writer = SigningKey::generate();
+  PublicKey rootPublic{root.keyId(), root.publicKey()};
+  WriterCertificate cert = certifyWriter(root, writer.publicKey(), 1'800'000'000'000'000);
+  CHECK(cert.writerKeyId() == writer.keyId());
+  CHECK(certificateValid(cert, rootPublic));
+  // The file round trip.
+  auto back = parseCertificateFile(certificateFileText(cert));
+  REQUIRE(back.has_value());
+  CHECK(*back == cert);
+  CHECK(certificateValid(*back, rootPublic));
+  // Another writer's key under the same signature, a changed time, another root.
+  WriterCertificate swapped = cert;
+  swapped.writerKey = SigningKey::generate().publicKey();
+  CHECK_FALSE(certificateValid(swapped, rootPublic));
+  WriterCertificate later = cert;
+  later.issuedAtUs += 1;
+  CHECK_FALSE(certificateValid(later, rootPublic));
+  SigningKey other = SigningKey::generate();
+  CHECK_FALSE(certificateValid(cert, PublicKey{other.keyId(), other.publicKey()}));
+  CHECK_FALSE(certificateValid(certifyWriter(other, writer.publicKey(), 1), rootPublic));
+  // Not a certificate file.
+  CHECK_FALSE(parseCertificateFile("tokenledger-writer-certificate !!!"));
+  CHECK_FALSE(parseCertificateFile(writer.publicKeyLine()));
+  CHECK_FALSE(decodeCertificate(std::string(24, '\xff')));
 }
 
 }  // namespace
