@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "events/certificate.h"
+#include "events/merkle.h"
 #include "events/signed_appender.h"
 #include "tests/unit/future_event.h"
 #include "tests/unit/test_util.h"
@@ -644,6 +645,35 @@ TEST_CASE("writer certificates: the root certifies a writer key; nothing else pa
   CHECK_FALSE(parseCertificateFile("tokenledger-writer-certificate !!!"));
   CHECK_FALSE(parseCertificateFile(writer.publicKeyLine()));
   CHECK_FALSE(decodeCertificate(std::string(24, '\xff')));
+}
+
+TEST_CASE("Merkle paths lead every leaf to the root, for every group size; nothing else does") {
+  test::ensureCrypto();
+  for (size_t n = 1; n <= 33; ++n) {
+    std::vector<Digest> leaves(n);
+    for (size_t i = 0; i < n; ++i) leaves[i] = digestOf("event " + std::to_string(i));
+    Digest r = merkle::root(leaves);
+    for (size_t i = 0; i < n; ++i) {
+      CAPTURE(n);
+      CAPTURE(i);
+      auto path = merkle::proof(leaves, i);
+      CHECK(path.size() <= 6);  // log2(33) rounded up
+      CHECK(merkle::rootFrom(leaves[i], i, n, path) == r);
+      if (n > 1) {
+        CHECK(merkle::rootFrom(leaves[(i + 1) % n], i, n, path) != r);  // another leaf
+        CHECK(merkle::rootFrom(leaves[i], (i + 1) % n, n, path) != r);  // another place
+        auto cut = path;
+        cut.pop_back();
+        CHECK(merkle::rootFrom(leaves[i], i, n, cut) != r);
+      }
+    }
+  }
+  // A fixed vector: the format must not change silently (old logs must verify).
+  std::vector<Digest> three{digestOf("a"), digestOf("b"), digestOf("c")};
+  CHECK(toHex(std::string(reinterpret_cast<const char*>(merkle::root(three).data()), 32)) ==
+        "e085991d864c3bb6ef24bf41548ec6c983fe49dc248f48d5a0247d170e1209ec");
+  CHECK_THROWS_AS(merkle::root({}), std::invalid_argument);
+  CHECK_FALSE(merkle::rootFrom(three[0], 3, 3, {}));
 }
 
 }  // namespace
