@@ -1,5 +1,6 @@
 #include "projections/read_model_layout.h"
 
+#include <bit>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -23,8 +24,12 @@ void appendTime(std::string& out, const std::optional<Timestamp>& t) {
   appendBigEndian(out, static_cast<uint64_t>(t ? t->time_since_epoch().count() : 0), 8);
 }
 
-std::optional<Timestamp> readTime(std::string_view bytes) {
-  const auto us = static_cast<int64_t>(readBigEndian(bytes));
+// From the 8 bytes at `p` (verification reads two per call: one load each).
+std::optional<Timestamp> readTime(const char* p) {
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
+  if constexpr (std::endian::native == std::endian::little) v = __builtin_bswap64(v);
+  const auto us = static_cast<int64_t>(v);
   if (us == 0) return std::nullopt;
   return Timestamp{std::chrono::microseconds{us}};
 }
@@ -104,8 +109,8 @@ std::optional<VerifyRecord> decodeVerifyRecord(std::string_view raw) {
   memcpy(r.secretHash.data(), p, r.secretHash.size());
   r.active = p[32] != 0;
   r.kind = static_cast<uint8_t>(p[33]);
-  r.expiresAt = readTime(raw.substr(34, 8));
-  r.deactivateAt = readTime(raw.substr(42, 8));
+  r.expiresAt = readTime(p + 34);
+  r.deactivateAt = readTime(p + 42);
   size_t ownerLen = static_cast<unsigned char>(p[50]);
   if (raw.size() < kVerifyFixedBytes + ownerLen) return std::nullopt;
   r.owner = raw.substr(kVerifyFixedBytes, ownerLen);
