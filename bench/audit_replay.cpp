@@ -62,11 +62,12 @@ void generate(size_t n, const SigningKey& key, Sink&& sink) {
       e.owner = "user" + std::to_string(k % 1000);
       e.actor = "operator";
       e.requestId = "bench-" + std::to_string(k);
-      e.occurredAtUs = 1'700'000'000'000'000 + static_cast<int64_t>(k) * 1000;
+      e.occurredAt = Timestamp{std::chrono::microseconds{1'700'000'000'000'000}} +
+                     std::chrono::milliseconds{static_cast<int64_t>(k)};
       if (k % 4 == 3) {
         e.tokenKey = lastKey;
         e.owner = "user" + std::to_string((k - 1) % 1000);
-        e.body = Deactivated{Reason::manual, e.occurredAtUs};
+        e.body = Deactivated{Reason::manual, e.occurredAt};
       } else {
         e.tokenKey = "tlk_bench" + std::to_string(k);
         Created c;

@@ -10,6 +10,7 @@
 // and event id; the secret hash is one of 64 precomputed ones (the read model
 // stores it, nobody verifies these tokens). Prints
 //   result events=N seconds=T rate=R bytes=TOTAL_VALUE_BYTES
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
         e.owner = "fill-" + std::to_string(i % users);
         e.actor = "operator";
         e.requestId = "fill-" + std::to_string(i);
-        e.occurredAtUs = (start / 1000) + i;
+        e.occurredAt = Timestamp{std::chrono::microseconds{(start / 1000) + i}};
         Created c;
         c.description = "fill_topic event " + std::to_string(i);
         c.secretHash = hashes[static_cast<size_t>(i) % hashes.size()];

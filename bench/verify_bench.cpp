@@ -31,11 +31,11 @@
 #include <variant>
 #include <vector>
 
+#include "events/clock.h"
 #include "events/event.h"
 #include "events/event_log.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
-#include "events/clock.h"
 #include "service/token_service.h"
 #include "service/verifier.h"
 
@@ -191,14 +191,14 @@ struct Credential {
 };
 
 tl::Event createdEvent(const std::string& key, const std::string& owner, const std::string& secret,
-                       size_t n, int64_t nowUs) {
+                       size_t n, tl::Timestamp now) {
   tl::Event e;
   e.eventId = tl::randomBytes(16);
   e.tokenKey = key;
   e.owner = owner;
   e.actor = "operator";
   e.requestId = "verify-bench-" + std::to_string(n);
-  e.occurredAtUs = nowUs;
+  e.occurredAt = now;
   tl::Created c;
   c.kind = tl::TokenKind::user;
   c.description = "verify bench token " + std::to_string(n);
@@ -240,7 +240,7 @@ std::vector<Credential> populate(const Options& o, tl::EventLog& log, tl::ReadMo
     // One owner per batch: a batch must share its partition key.
     std::string owner = "bench-" + std::to_string(i / o.batch);
     std::vector<std::string> values;
-    int64_t now = clock.nowUs();
+    tl::Timestamp now = clock.now();
     for (size_t j = 0; j < o.batch && i < o.tokens; ++j, ++i) {
       std::string key = tl::generateTokenKey();
       std::string secret = tl::generateSecret();
@@ -341,9 +341,9 @@ int run(const Options& o) {
   const size_t n = creds.size();
 
   // Sanity: every credential verifies, and every key is in the copy.
-  int64_t nowUs = clock.nowUs();
+  tl::Timestamp now = clock.now();
   for (const auto& c : creds) {
-    auto out = tl::verifyCredentials(c.joined, *reader, nowUs);
+    auto out = tl::verifyCredentials(c.joined, *reader, now);
     if (!out.valid())
       throw std::runtime_error("setup token " + std::string(c.key) +
                                " does not verify: " + std::string(tl::toString(out.reason)));
@@ -355,7 +355,7 @@ int run(const Options& o) {
   uint64_t invalid = 0;
   auto verifyOp = [&](uint64_t i) {
     // The clock is read per call, as the HTTP handler does.
-    auto out = tl::verifyCredentials(creds[i % n].joined, *reader, clock.nowUs());
+    auto out = tl::verifyCredentials(creds[i % n].joined, *reader, clock.now());
     invalid += out.valid() ? 0 : 1;
   };
   auto limitOp = [&](uint64_t i) {

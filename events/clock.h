@@ -3,7 +3,8 @@
 #pragma once
 
 #include <chrono>
-#include <cstdint>
+
+#include "events/times.h"
 
 namespace tokenledger {
 
@@ -11,15 +12,13 @@ namespace tokenledger {
 class Clock {
  public:
   virtual ~Clock() = default;
-  virtual int64_t nowUs() const = 0;  // microseconds since the Unix epoch
+  virtual Timestamp now() const = 0;
 };
 
 class SystemClock final : public Clock {
  public:
-  int64_t nowUs() const override {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+  Timestamp now() const override {
+    return std::chrono::time_point_cast<Timestamp::duration>(std::chrono::system_clock::now());
   }
 };
 

@@ -70,7 +70,7 @@ std::string encodeEvent(const Event& event) {
   env.setOwner(textOf(event.owner));
   env.setActor(textOf(event.actor));
   env.setRequestId(textOf(event.requestId));
-  env.setOccurredAtUs(event.occurredAtUs);
+  env.setOccurredAtUs(toSchema(event.occurredAt));
   env.setSchemaVersion(event.schemaVersion);
   if (!event.signature.empty()) env.setSignature(bytesOf(event.signature));
   if (!event.signingKeyId.empty()) env.setSigningKeyId(textOf(event.signingKeyId));
@@ -83,7 +83,7 @@ std::string encodeEvent(const Event& event) {
     b.setDescription(textOf(c->description));
     b.setSecretHash(kj::arrayPtr(c->secretHash.data(), c->secretHash.size()));
     b.setHashAlgorithm(s::HashAlgorithm::BLAKE2B256);
-    b.setExpiresAtUs(c->expiresAtUs);
+    b.setExpiresAtUs(toSchema(c->expiresAt));
     b.setReplaces(textOf(c->replaces));
   } else if (std::holds_alternative<Activated>(event.body)) {
     env.initEvent().initActivated();
@@ -91,7 +91,7 @@ std::string encodeEvent(const Event& event) {
     const auto& d = std::get<Deactivated>(event.body);
     auto b = env.initEvent().initDeactivated();
     b.setReason(toSchema(d.reason));
-    b.setEffectiveAtUs(d.effectiveAtUs);
+    b.setEffectiveAtUs(toSchema(d.effectiveAt));
   }
   return toBytes(message);
 }
@@ -103,7 +103,7 @@ std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
   e.eventId = viewOf(env.getEventId());
   e.tokenKey = viewOf(env.getTokenKey());
   e.owner = viewOf(env.getOwner());
-  e.occurredAtUs = env.getOccurredAtUs();
+  e.occurredAt = timeFromSchema(env.getOccurredAtUs());
   // Read (and so bounds-checked) for both decoders, though only decodeEvent keeps
   // them: a record one decoder refuses, the other must refuse too.
   (void)env.getActor();
@@ -124,7 +124,7 @@ std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
       if (c.getHashAlgorithm() != s::HashAlgorithm::BLAKE2B256)
         return DecodeError{DecodeError::Kind::unknownType, "unknown secret hash algorithm"};
       out.secretHash = hashFrom(c.getSecretHash());
-      out.expiresAtUs = c.getExpiresAtUs();
+      out.expiresAt = optionalTimeFromSchema(c.getExpiresAtUs());
       out.replaces = viewOf(c.getReplaces());
       e.body = out;
       return std::nullopt;
@@ -134,7 +134,7 @@ std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
       return std::nullopt;
     case s::Envelope::Event::DEACTIVATED: {
       auto d = ev.getDeactivated();
-      e.body = Deactivated{fromSchema(d.getReason()), d.getEffectiveAtUs()};
+      e.body = Deactivated{fromSchema(d.getReason()), optionalTimeFromSchema(d.getEffectiveAtUs())};
       return std::nullopt;
     }
     default:
@@ -174,10 +174,10 @@ EventView view(const Event& event) {
   v.eventId = event.eventId;
   v.tokenKey = event.tokenKey;
   v.owner = event.owner;
-  v.occurredAtUs = event.occurredAtUs;
+  v.occurredAt = event.occurredAt;
   if (const auto* c = std::get_if<Created>(&event.body))
     v.body = CreatedView{c->kind,       c->destinationId, c->description,
-                         c->secretHash, c->expiresAtUs,   c->replaces};
+                         c->secretHash, c->expiresAt,     c->replaces};
   else if (std::holds_alternative<Activated>(event.body))
     v.body = Activated{};
   else
@@ -204,7 +204,7 @@ Decoded decodeEvent(std::string_view bytes) {
     e.owner = v.owner;
     e.actor = viewOf(env.getActor());
     e.requestId = viewOf(env.getRequestId());
-    e.occurredAtUs = v.occurredAtUs;
+    e.occurredAt = v.occurredAt;
     e.schemaVersion = env.getSchemaVersion();
     e.signature = viewOf(env.getSignature());
     e.signingKeyId = viewOf(env.getSigningKeyId());
@@ -212,8 +212,8 @@ Decoded decodeEvent(std::string_view bytes) {
     e.prevDigest = viewOf(env.getPrevDigest());
     if (const auto* c = std::get_if<CreatedView>(&v.body))
       e.body = Created{
-          c->kind,        std::string(c->destinationId), std::string(c->description), c->secretHash,
-          c->expiresAtUs, std::string(c->replaces)};
+          c->kind,      std::string(c->destinationId), std::string(c->description), c->secretHash,
+          c->expiresAt, std::string(c->replaces)};
     else if (std::holds_alternative<Activated>(v.body))
       e.body = Activated{};
     else
@@ -225,7 +225,7 @@ Decoded decodeEvent(std::string_view bytes) {
 std::optional<std::string> checkEvent(const EventView& event) {
   if (!isWellFormedKey(event.tokenKey)) return "the token key is not of the form tlk_...";
   if (auto err = checkUserId(event.owner)) return "owner: " + *err;
-  if (event.occurredAtUs <= 0) return "occurredAtUs must be a time after 1970";
+  if (event.occurredAt <= Timestamp{}) return "occurredAtUs must be a time after 1970";
   const auto* c = std::get_if<CreatedView>(&event.body);
   if (!c) return std::nullopt;
   if (auto err = checkStoredDescription(c->description)) return *err;
@@ -234,14 +234,15 @@ std::optional<std::string> checkEvent(const EventView& event) {
   } else if (!c->destinationId.empty()) {
     return "a user token has no destination id";
   }
-  if (c->expiresAtUs < 0) return "expiresAtUs must be 0 (never) or a time after 1970";
+  if (c->expiresAt && *c->expiresAt < Timestamp{})
+    return "expiresAtUs must be 0 (never) or a time after 1970";
   if (!c->replaces.empty() && (!isWellFormedKey(c->replaces) || c->replaces == event.tokenKey))
     return "replaces must be another token's key";
   return std::nullopt;
 }
 
-int64_t effectiveAt(const Deactivated& d, int64_t occurredAtUs) {
-  return d.effectiveAtUs > 0 ? d.effectiveAtUs : occurredAtUs;
+Timestamp effectiveAt(const Deactivated& d, Timestamp occurredAt) {
+  return d.effectiveAt && *d.effectiveAt > Timestamp{} ? *d.effectiveAt : occurredAt;
 }
 
 }  // namespace tokenledger

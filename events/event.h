@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "events/secrets.h"
+#include "events/times.h"
 
 namespace tokenledger {
 
@@ -30,13 +31,13 @@ struct Created {
   std::string destinationId;
   std::string description;
   SecretHash secretHash{};
-  int64_t expiresAtUs = 0;  // 0 = never
-  std::string replaces;     // empty = not a rotation
+  std::optional<Timestamp> expiresAt;  // none = never
+  std::string replaces;                // empty = not a rotation
 };
 struct Activated {};
 struct Deactivated {
   Reason reason = Reason::manual;
-  int64_t effectiveAtUs = 0;
+  std::optional<Timestamp> effectiveAt;  // none = when it occurred (see effectiveAt())
 };
 
 using EventBody = std::variant<Created, Activated, Deactivated>;
@@ -47,7 +48,7 @@ struct Event {
   std::string owner;
   std::string actor;
   std::string requestId;
-  int64_t occurredAtUs = 0;
+  Timestamp occurredAt{};
   uint16_t schemaVersion = kSchemaVersion;
   std::string signature;     // Ed25519, 64 bytes; empty = unsigned (events/signing.h)
   std::string signingKeyId;  // 16 hex characters naming the writer's public key
@@ -78,14 +79,14 @@ struct CreatedView {
   std::string_view destinationId;
   std::string_view description;
   SecretHash secretHash{};
-  int64_t expiresAtUs = 0;
+  std::optional<Timestamp> expiresAt;
   std::string_view replaces;
 };
 struct EventView {
   std::string_view eventId;
   std::string_view tokenKey;
   std::string_view owner;
-  int64_t occurredAtUs = 0;
+  Timestamp occurredAt{};
   std::variant<CreatedView, Activated, Deactivated> body;
   // The bytes' word-aligned copy when they were not aligned (Cap'n Proto reads
   // words); empty otherwise. Moving the view keeps the views valid.
@@ -106,8 +107,8 @@ DecodedView decodeEventView(std::string_view bytes);
 // ledger-audit check here before applying it. nullopt when the event is valid.
 std::optional<std::string> checkEvent(const EventView& event);
 
-// When a deactivation takes effect: its effectiveAtUs, or when it occurred if that
-// is absent (0, the schema's "absent"; negative times are treated the same).
-int64_t effectiveAt(const Deactivated& d, int64_t occurredAtUs);
+// When a deactivation takes effect: its effectiveAt, or when it occurred if that is
+// absent (the schema's 0; times at or before the epoch are treated the same).
+Timestamp effectiveAt(const Deactivated& d, Timestamp occurredAt);
 
 }  // namespace tokenledger

@@ -8,6 +8,7 @@
 // HTTP) can link it without the rest of events/.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -19,7 +20,7 @@ namespace tokenledger {
 constexpr size_t kMaxIdLength = 128;
 constexpr size_t kMaxDescriptionChars = 200;
 // Rotation grace periods and scheduled deactivations: at most a (leap) year ahead.
-constexpr int64_t kMaxGraceSeconds = int64_t{366} * 24 * 3600;
+constexpr std::chrono::seconds kMaxGrace = std::chrono::days{366};
 
 // Each returns what is wrong, phrased for the user, or nullopt when the value is
 // acceptable.

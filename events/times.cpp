@@ -5,14 +5,11 @@
 
 namespace tokenledger {
 
-std::string formatTime(int64_t us) {
-  int64_t secs = us / 1'000'000;
-  int64_t ms = (us % 1'000'000) / 1000;
-  if (us < 0 && us % 1'000'000 != 0) {
-    secs -= 1;
-    ms = (us - secs * 1'000'000) / 1000;
-  }
-  time_t t = static_cast<time_t>(secs);
+std::string formatTime(Timestamp at) {
+  // Whole seconds rounded down (also before the epoch), and the milliseconds past them.
+  const auto secs = std::chrono::floor<std::chrono::seconds>(at);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(at - secs).count();
+  time_t t = static_cast<time_t>(secs.time_since_epoch().count());
   struct tm tm {};
   gmtime_r(&t, &tm);
   char buf[96];
@@ -21,13 +18,15 @@ std::string formatTime(int64_t us) {
   return buf;
 }
 
-std::optional<int64_t> parseTime(std::string_view s) {
+std::optional<Timestamp> parseTime(std::string_view s) {
+  using std::chrono::microseconds;
+  using std::chrono::seconds;
   if (s.empty() || s.size() > 40) return std::nullopt;
   bool digits = true;
   for (char c : s) digits = digits && c >= '0' && c <= '9';
   if (digits) {
     if (s.size() > 11) return std::nullopt;
-    return std::stoll(std::string(s)) * 1'000'000;
+    return Timestamp{seconds{std::stoll(std::string(s))}};
   }
   auto num = [&](size_t pos, size_t len, int& out) {
     if (pos + len > s.size()) return false;
@@ -46,19 +45,19 @@ std::optional<int64_t> parseTime(std::string_view s) {
     return std::nullopt;
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return std::nullopt;
   size_t i = 19;
-  int64_t frac = 0;
+  microseconds frac{0};
   if (i < s.size() && s[i] == '.') {
     ++i;
     int64_t scale = 100000;
     size_t start = i;
     while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-      frac += (s[i] - '0') * scale;
+      frac += microseconds{(s[i] - '0') * scale};
       scale /= 10;
       ++i;
     }
     if (i == start) return std::nullopt;
   }
-  int offset = 0;
+  seconds offset{0};
   if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
     ++i;
   } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
@@ -66,7 +65,7 @@ std::optional<int64_t> parseTime(std::string_view s) {
     if (!num(i + 1, 2, oh) || i + 3 >= s.size() || s[i + 3] != ':' || !num(i + 4, 2, om) ||
         oh > 23 || om > 59)
       return std::nullopt;
-    offset = (oh * 60 + om) * 60 * (s[i] == '+' ? 1 : -1);
+    offset = seconds{(oh * 60 + om) * 60 * (s[i] == '+' ? 1 : -1)};
     i += 6;
   } else {
     return std::nullopt;
@@ -85,7 +84,7 @@ std::optional<int64_t> parseTime(std::string_view s) {
   gmtime_r(&t, &back);
   if (back.tm_mday != d) return std::nullopt;
   if (se == 60) ++t;
-  return (static_cast<int64_t>(t) - offset) * 1'000'000 + frac;
+  return Timestamp{seconds{static_cast<int64_t>(t)} - offset + frac};
 }
 
 }  // namespace tokenledger

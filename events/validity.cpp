@@ -14,10 +14,11 @@ std::string_view toString(Status status) {
   return "inactive";
 }
 
-Status statusAt(bool active, int64_t expiresAtUs, int64_t deactivateAtUs, int64_t nowUs) {
-  if (expiresAtUs != 0 && nowUs >= expiresAtUs) return Status::expired;
+Status statusAt(bool active, std::optional<Timestamp> expiresAt,
+                std::optional<Timestamp> deactivateAt, Timestamp now) {
+  if (expiresAt && now >= *expiresAt) return Status::expired;
   if (!active) return Status::inactive;
-  if (deactivateAtUs != 0 && nowUs >= deactivateAtUs) return Status::inactive;
+  if (deactivateAt && now >= *deactivateAt) return Status::inactive;
   return Status::active;
 }
 

@@ -3,18 +3,21 @@
 // any time (tools/).
 #pragma once
 
-#include <cstdint>
+#include <optional>
 #include <string_view>
+
+#include "events/times.h"
 
 namespace tokenledger {
 
 enum class Status { active, inactive, expired };
 std::string_view toString(Status status);  // "active", "inactive", "expired"
 
-// A token's status at `nowUs`, from what the projection keeps of it: whether it is
-// active, its expiry (0: never) and, for an active token, a scheduled deactivation
-// (0: none). Expiry wins over everything; a scheduled deactivation takes effect at
-// its time.
-Status statusAt(bool active, int64_t expiresAtUs, int64_t deactivateAtUs, int64_t nowUs);
+// A token's status at `now`, from what the projection keeps of it: whether it is
+// active, its expiry (none: never) and, for an active token, a scheduled
+// deactivation (none: none scheduled). Expiry wins over everything; a scheduled
+// deactivation takes effect at its time.
+Status statusAt(bool active, std::optional<Timestamp> expiresAt,
+                std::optional<Timestamp> deactivateAt, Timestamp now);
 
 }  // namespace tokenledger

@@ -36,8 +36,8 @@ inline void prefetch(const void* p, size_t size) {
 const std::string& encodeVerifyRecord(std::string& out, const Token& t) {
   static_assert(kMaxIdLength <= 255, "the verify record holds an owner's length in one byte");
   return layout::encodeVerifyRecord(
-      out, layout::VerifyRecord{t.secretHash, t.active, static_cast<uint8_t>(t.kind), t.expiresAtUs,
-                                t.deactivateAtUs, t.owner, t.destinationId});
+      out, layout::VerifyRecord{t.secretHash, t.active, static_cast<uint8_t>(t.kind), t.expiresAt,
+                                t.deactivateAt, t.owner, t.destinationId});
 }
 
 class Applier {

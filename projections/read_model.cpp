@@ -243,8 +243,8 @@ class Reader final : public ReadModelReader {
     out.secretHash = r->secretHash;
     out.active = r->active;
     out.kind = static_cast<TokenKind>(r->kind);
-    out.expiresAtUs = r->expiresAtUs;
-    out.deactivateAtUs = r->deactivateAtUs;
+    out.expiresAt = r->expiresAt;
+    out.deactivateAt = r->deactivateAt;
     out.owner.assign(r->owner);
     out.destinationId.assign(r->destinationId);
     return true;
@@ -261,7 +261,7 @@ class Reader final : public ReadModelReader {
       if (auto raw = txn_.get(model_.dbs().tokens, key)) out.push_back(decodeToken(*raw));
     }
     std::stable_sort(out.begin(), out.end(),
-                     [](const Token& a, const Token& b) { return a.createdAtUs < b.createdAtUs; });
+                     [](const Token& a, const Token& b) { return a.createdAt < b.createdAt; });
     return out;
   }
 
@@ -339,10 +339,10 @@ std::unique_ptr<ReadModelReader> LmdbReadModel::reader() {
 
 }  // namespace
 
-Status VerifyView::statusAt(int64_t nowUs) const {
-  if (expiresAtUs != 0 && nowUs >= expiresAtUs) return Status::expired;
+Status VerifyView::statusAt(Timestamp now) const {
+  if (expiresAt && now >= *expiresAt) return Status::expired;
   if (!active) return Status::inactive;
-  if (deactivateAtUs != 0 && nowUs >= deactivateAtUs) return Status::inactive;
+  if (deactivateAt && now >= *deactivateAt) return Status::inactive;
   return Status::active;
 }
 

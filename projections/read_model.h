@@ -66,9 +66,9 @@ struct VerifyView {
   TokenKind kind = TokenKind::user;
   std::string destinationId;
   bool active = false;
-  int64_t expiresAtUs = 0;
-  int64_t deactivateAtUs = 0;
-  Status statusAt(int64_t nowUs) const;
+  std::optional<Timestamp> expiresAt;
+  std::optional<Timestamp> deactivateAt;
+  Status statusAt(Timestamp now) const;
 };
 
 struct ApplyReport {

@@ -1,5 +1,7 @@
 #include "projections/read_model_layout.h"
 
+#include <bit>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -14,6 +16,22 @@ uint64_t readBigEndian(std::string_view bytes) {
 
 void appendBigEndian(std::string& out, uint64_t v, size_t bytes) {
   for (size_t i = bytes; i-- > 0;) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// A verify record's time: 8 bytes, big-endian microseconds since the epoch, 0 when
+// absent (an absent time and a present epoch write the same bytes).
+void appendTime(std::string& out, const std::optional<Timestamp>& t) {
+  appendBigEndian(out, static_cast<uint64_t>(t ? t->time_since_epoch().count() : 0), 8);
+}
+
+// From the 8 bytes at `p` (verification reads two per call: one load each).
+std::optional<Timestamp> readTime(const char* p) {
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
+  if constexpr (std::endian::native == std::endian::little) v = __builtin_bswap64(v);
+  const auto us = static_cast<int64_t>(v);
+  if (us == 0) return std::nullopt;
+  return Timestamp{std::chrono::microseconds{us}};
 }
 
 }  // namespace
@@ -76,8 +94,8 @@ const std::string& encodeVerifyRecord(std::string& out, const VerifyRecord& r) {
   out.append(reinterpret_cast<const char*>(r.secretHash.data()), r.secretHash.size());
   out.push_back(r.active ? 1 : 0);
   out.push_back(static_cast<char>(r.kind));
-  appendBigEndian(out, static_cast<uint64_t>(r.expiresAtUs), 8);
-  appendBigEndian(out, static_cast<uint64_t>(r.deactivateAtUs), 8);
+  appendTime(out, r.expiresAt);
+  appendTime(out, r.deactivateAt);
   out.push_back(static_cast<char>(r.owner.size()));
   out.append(r.owner);
   out.append(r.destinationId);
@@ -91,8 +109,8 @@ std::optional<VerifyRecord> decodeVerifyRecord(std::string_view raw) {
   memcpy(r.secretHash.data(), p, r.secretHash.size());
   r.active = p[32] != 0;
   r.kind = static_cast<uint8_t>(p[33]);
-  r.expiresAtUs = static_cast<int64_t>(readBigEndian(raw.substr(34, 8)));
-  r.deactivateAtUs = static_cast<int64_t>(readBigEndian(raw.substr(42, 8)));
+  r.expiresAt = readTime(p + 34);
+  r.deactivateAt = readTime(p + 42);
   size_t ownerLen = static_cast<unsigned char>(p[50]);
   if (raw.size() < kVerifyFixedBytes + ownerLen) return std::nullopt;
   r.owner = raw.substr(kVerifyFixedBytes, ownerLen);

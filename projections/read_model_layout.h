@@ -36,6 +36,7 @@
 
 #include "events/event_log.h"
 #include "events/secrets.h"
+#include "events/times.h"
 
 namespace tokenledger::layout {
 
@@ -73,14 +74,16 @@ std::optional<NextOffset> nextOffsetOf(std::string_view value);
 
 // verify: secret hash (32) | active (1) | kind (1) | expiresAtUs (8, BE)
 // | deactivateAtUs (8, BE) | owner length (1) | owner | destination id.
+// Times are microseconds since the Unix epoch, 0 when absent (as on the wire);
+// encodeVerifyRecord and decodeVerifyRecord are the only conversions.
 // No Cap'n Proto decoding on the hot path. Owners are at most 255 bytes (user ids
 // are at most 128: checkEvent keeps longer ones out).
 struct VerifyRecord {
   SecretHash secretHash{};
   bool active = false;
   uint8_t kind = 0;  // TokenKind
-  int64_t expiresAtUs = 0;
-  int64_t deactivateAtUs = 0;
+  std::optional<Timestamp> expiresAt;
+  std::optional<Timestamp> deactivateAt;
   std::string_view owner;
   std::string_view destinationId;
 };

@@ -35,10 +35,10 @@ std::string encodeToken(const Token& t) {
   b.setActive(t.active);
   b.setSecretHash(kj::arrayPtr(t.secretHash.data(), t.secretHash.size()));
   b.setHashAlgorithm(schema::HashAlgorithm::BLAKE2B256);
-  b.setCreatedAtUs(t.createdAtUs);
-  b.setUpdatedAtUs(t.updatedAtUs);
-  b.setExpiresAtUs(t.expiresAtUs);
-  b.setDeactivateAtUs(t.deactivateAtUs);
+  b.setCreatedAtUs(toSchema(t.createdAt));
+  b.setUpdatedAtUs(toSchema(t.updatedAt));
+  b.setExpiresAtUs(toSchema(t.expiresAt));
+  b.setDeactivateAtUs(toSchema(t.deactivateAt));
   b.setDeactivationReason(toSchema(t.deactivationReason));
   b.setReplaces(textOf(t.replaces));
   b.setReplacedBy(textOf(t.replacedBy));
@@ -59,10 +59,10 @@ Token decodeToken(std::string_view bytes) {
     t.description = std::string(viewOf(r.getDescription()));
     t.active = r.getActive();
     t.secretHash = hashFrom(r.getSecretHash());
-    t.createdAtUs = r.getCreatedAtUs();
-    t.updatedAtUs = r.getUpdatedAtUs();
-    t.expiresAtUs = r.getExpiresAtUs();
-    t.deactivateAtUs = r.getDeactivateAtUs();
+    t.createdAt = timeFromSchema(r.getCreatedAtUs());
+    t.updatedAt = timeFromSchema(r.getUpdatedAtUs());
+    t.expiresAt = optionalTimeFromSchema(r.getExpiresAtUs());
+    t.deactivateAt = optionalTimeFromSchema(r.getDeactivateAtUs());
     t.deactivationReason = fromSchema(r.getDeactivationReason());
     t.replaces = std::string(viewOf(r.getReplaces()));
     t.replacedBy = std::string(viewOf(r.getReplacedBy()));
@@ -74,8 +74,8 @@ Token decodeToken(std::string_view bytes) {
   }
 }
 
-Status statusAt(const Token& t, int64_t nowUs) {
-  return statusAt(t.active, t.expiresAtUs, t.deactivateAtUs, nowUs);
+Status statusAt(const Token& t, Timestamp now) {
+  return statusAt(t.active, t.expiresAt, t.deactivateAt, now);
 }
 
 std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event) {
@@ -93,36 +93,36 @@ std::optional<Token> applyEvent(const std::optional<Token>& current, const Event
     t.description = c->description;
     t.active = true;
     t.secretHash = c->secretHash;
-    t.createdAtUs = event.occurredAtUs;
-    t.updatedAtUs = event.occurredAtUs;
-    t.expiresAtUs = c->expiresAtUs;
+    t.createdAt = event.occurredAt;
+    t.updatedAt = event.occurredAt;
+    t.expiresAt = c->expiresAt;
     t.replaces = c->replaces;
     t.eventCount = 1;
     return t;
   }
   if (!current || current->owner != event.owner) return std::nullopt;
   Token t = *current;
-  t.updatedAtUs = event.occurredAtUs;
+  t.updatedAt = event.occurredAt;
   t.eventCount++;
   if (std::holds_alternative<Activated>(event.body)) {
     t.active = true;
-    t.deactivateAtUs = 0;  // activation also cancels a scheduled deactivation
+    t.deactivateAt.reset();  // activation also cancels a scheduled deactivation
   } else {
     const auto& d = std::get<Deactivated>(event.body);
-    const int64_t effective = effectiveAt(d, event.occurredAtUs);
+    const Timestamp effective = effectiveAt(d, event.occurredAt);
     t.deactivationReason = d.reason;
-    bool inService = t.active && (t.deactivateAtUs == 0 || t.deactivateAtUs > event.occurredAtUs);
+    bool inService = t.active && (!t.deactivateAt || *t.deactivateAt > event.occurredAt);
     if (!inService) {
       // Already out of service (deactivated, or its grace period is over): another
       // deactivation never brings it back, whatever its effective time; it can only
       // move the recorded end earlier (a compromise discovered late).
       t.active = false;
-      if (t.deactivateAtUs == 0 || effective < t.deactivateAtUs) t.deactivateAtUs = effective;
+      if (!t.deactivateAt || effective < *t.deactivateAt) t.deactivateAt = effective;
     } else {
       // A deactivation effective later (rotation grace period) keeps the token active
       // until then; one effective now or in the past ends it at once.
-      t.deactivateAtUs = effective;
-      t.active = effective > event.occurredAtUs;
+      t.deactivateAt = effective;
+      t.active = effective > event.occurredAt;
     }
   }
   return t;

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "events/event.h"
+#include "events/times.h"
 #include "events/validity.h"
 
 namespace tokenledger {
@@ -22,11 +23,11 @@ struct Token {
   std::string description;
   bool active = true;
   SecretHash secretHash{};
-  int64_t createdAtUs = 0;
-  int64_t updatedAtUs = 0;
-  int64_t expiresAtUs = 0;     // 0 = never
-  int64_t deactivateAtUs = 0;  // active tokens: scheduled deactivation (0 = none);
-                               // inactive tokens: when the deactivation took effect
+  Timestamp createdAt{};
+  Timestamp updatedAt{};
+  std::optional<Timestamp> expiresAt;     // none = never
+  std::optional<Timestamp> deactivateAt;  // active tokens: scheduled deactivation (if any);
+                                          // inactive tokens: when the deactivation took effect
   Reason deactivationReason = Reason::manual;
   std::string replaces;
   std::string replacedBy;
@@ -35,9 +36,9 @@ struct Token {
   bool operator==(const Token&) const = default;
 };
 
-// Status at time `nowUs`, counting scheduled deactivations and expiry
+// Status at time `now`, counting scheduled deactivations and expiry
 // (events/validity.h).
-Status statusAt(const Token& token, int64_t nowUs);
+Status statusAt(const Token& token, Timestamp now);
 
 // The state machine. `current` is the token's state before the event (nullopt if
 // unknown). Returns the new state, or nullopt when the event does not apply (an

@@ -193,10 +193,10 @@ json withPosition(json j, const TokenResult& r) {
 
 // The response of activate and deactivate: the token, whether it changed, and the
 // position of the event when it did.
-HttpResponse changedResponse(const CommandResult& result, int64_t nowUs) {
+HttpResponse changedResponse(const CommandResult& result, Timestamp now) {
   if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
   const auto& r = std::get<TokenResult>(result);
-  json out = withPosition(tokenJson(r.token, nowUs), r);
+  json out = withPosition(tokenJson(r.token, now), r);
   out["changed"] = r.position.has_value();
   return okJson(200, out);
 }
@@ -325,7 +325,7 @@ bool Api::operatorAuthorized(std::string_view authorization) const {
 }
 
 HttpResponse Api::created(const TokenResult& r) const {
-  json out = withPosition(tokenJson(r.token, clock_.nowUs()), r);
+  json out = withPosition(tokenJson(r.token, clock_.now()), r);
   out["token"] = r.secret;
   return okJson(201, out);
 }
@@ -334,7 +334,7 @@ HttpResponse Api::verify(std::string_view authorization, ReadModelReader& reader
   std::string credentials;
   VerifyOutcome out;
   if (decodeBasicAuth(authorization, credentials))
-    out = verifyCredentials(credentials, reader, clock_.nowUs());
+    out = verifyCredentials(credentials, reader, clock_.now());
   HttpResponse r;
   if (out.valid()) {
     r.status = 200;
@@ -444,7 +444,7 @@ Routed Api::page(const Call& call) {
 
 Routed Api::listTokens(const Call& call) {
   std::string_view user = *call.params.user;
-  int64_t now = clock_.nowUs();
+  Timestamp now = clock_.now();
   json tokens = json::array();
   for (const auto& t : call.reader.tokensOf(user)) tokens.push_back(tokenJson(t, now));
   return okJson(200, json{{"user", std::string(user)}, {"tokens", std::move(tokens)}});
@@ -471,7 +471,7 @@ Routed Api::createToken(const Call& call) {
   if (j.contains("expires_at")) {
     auto t = parseTime(j["expires_at"]);
     if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds, after 1970");
-    cmd.expiresAtUs = *t;
+    cmd.expiresAt = *t;
   }
   CommandContext ctx{"operator", call.req.requestId};
   if (!signer_)
@@ -510,7 +510,7 @@ std::variant<Token, HttpResponse> Api::ownedToken(const Call& call) {
 Routed Api::showToken(const Call& call) {
   auto token = ownedToken(call);
   if (auto* r = std::get_if<HttpResponse>(&token)) return std::move(*r);
-  return okJson(200, tokenJson(std::get<Token>(token), clock_.nowUs()));
+  return okJson(200, tokenJson(std::get<Token>(token), clock_.now()));
 }
 
 Routed Api::tokenHistory(const Call& call) {
@@ -530,7 +530,7 @@ Routed Api::activateToken(const Call& call) {
   if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
   return Deferred([user = std::string(*call.params.user), key = std::string(call.params.key),
                    ctx = CommandContext{"operator", call.req.requestId}, this](TokenService& svc) {
-    return changedResponse(svc.activate(user, key, ctx), clock_.nowUs());
+    return changedResponse(svc.activate(user, key, ctx), clock_.now());
   });
 }
 
@@ -552,11 +552,11 @@ Routed Api::deactivateToken(const Call& call) {
   if (j.contains("effective_at")) {
     auto t = parseTime(j["effective_at"]);
     if (!t) return invalidField("effective_at", "an RFC 3339 time or Unix seconds, after 1970");
-    cmd.effectiveAtUs = *t;
+    cmd.effectiveAt = *t;
   }
   return Deferred(
       [cmd, ctx = CommandContext{"operator", call.req.requestId}, this](TokenService& svc) {
-        return changedResponse(svc.deactivate(cmd, ctx), clock_.nowUs());
+        return changedResponse(svc.deactivate(cmd, ctx), clock_.now());
       });
 }
 
@@ -564,28 +564,29 @@ Routed Api::rotateToken(const Call& call) {
   auto parsed = parseBody(call.req, {"grace_seconds", "expires_at"}, false);
   if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
   const json& j = std::get<json>(parsed);
-  RotateCommand cmd{std::string(*call.params.user), std::string(call.params.key), 0, std::nullopt};
+  RotateCommand cmd{std::string(*call.params.user), std::string(call.params.key),
+                    std::chrono::seconds{0}, std::nullopt};
   if (j.contains("expires_at")) {
     auto t = parseTime(j["expires_at"]);
     if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds, after 1970");
-    cmd.expiresAtUs = *t;
+    cmd.expiresAt = *t;
   }
   if (j.contains("grace_seconds")) {
     const auto& g = j["grace_seconds"];
-    if (!g.is_number_integer() || g.get<int64_t>() < 0 || g.get<int64_t>() > kMaxGraceSeconds)
+    if (!g.is_number_integer() || g.get<int64_t>() < 0 || g.get<int64_t>() > kMaxGrace.count())
       return invalidField("grace_seconds",
-                          "an integer from 0 to " + std::to_string(kMaxGraceSeconds));
-    cmd.graceSeconds = g.get<int64_t>();
+                          "an integer from 0 to " + std::to_string(kMaxGrace.count()));
+    cmd.grace = std::chrono::seconds{g.get<int64_t>()};
   }
   return Deferred(
       [cmd, ctx = CommandContext{"operator", call.req.requestId}, this](TokenService& svc) {
         auto result = svc.rotate(cmd, ctx);
         if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
         const auto& r = std::get<TokenResult>(result);
-        int64_t nowUs = clock_.nowUs();
-        json out = withPosition(tokenJson(r.token, nowUs), r);
+        Timestamp now = clock_.now();
+        json out = withPosition(tokenJson(r.token, now), r);
         out["token"] = r.secret;
-        if (r.previous) out["previous"] = tokenJson(*r.previous, nowUs);
+        if (r.previous) out["previous"] = tokenJson(*r.previous, now);
         return okJson(200, out);
       });
 }

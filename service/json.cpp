@@ -2,36 +2,36 @@
 
 namespace tokenledger {
 
-std::optional<int64_t> parseTime(const nlohmann::json& v) {
-  std::optional<int64_t> t;
+std::optional<Timestamp> parseTime(const nlohmann::json& v) {
+  std::optional<Timestamp> t;
   if (v.is_string()) {
     t = parseTime(std::string_view(v.get_ref<const std::string&>()));
   } else if (v.is_number_unsigned()) {
     auto n = v.get<uint64_t>();
-    if (n <= 100'000'000'000ULL) t = static_cast<int64_t>(n) * 1'000'000;
+    if (n <= 100'000'000'000ULL) t = Timestamp{std::chrono::seconds{static_cast<int64_t>(n)}};
   }
   // The epoch and earlier: 0 means "absent" on the wire, and no token lived then.
-  if (t && *t <= 0) return std::nullopt;
+  if (t && *t <= Timestamp{}) return std::nullopt;
   return t;
 }
 
-nlohmann::json tokenJson(const Token& t, int64_t nowUs) {
+nlohmann::json tokenJson(const Token& t, Timestamp now) {
   nlohmann::json j;
   j["key"] = t.key;
   j["owner"] = t.owner;
   j["kind"] = toString(t.kind);
   if (t.kind == TokenKind::destination) j["destination_id"] = t.destinationId;
   j["description"] = t.description;
-  Status status = statusAt(t, nowUs);
+  Status status = statusAt(t, now);
   j["status"] = toString(status);
-  j["created_at"] = formatTime(t.createdAtUs);
-  j["updated_at"] = formatTime(t.updatedAtUs);
-  if (t.expiresAtUs != 0) j["expires_at"] = formatTime(t.expiresAtUs);
-  if (t.deactivateAtUs != 0) {
+  j["created_at"] = formatTime(t.createdAt);
+  j["updated_at"] = formatTime(t.updatedAt);
+  if (t.expiresAt) j["expires_at"] = formatTime(*t.expiresAt);
+  if (t.deactivateAt) {
     if (status == Status::active) {
-      j["deactivates_at"] = formatTime(t.deactivateAtUs);
+      j["deactivates_at"] = formatTime(*t.deactivateAt);
     } else {
-      j["deactivated_at"] = formatTime(t.deactivateAtUs);
+      j["deactivated_at"] = formatTime(*t.deactivateAt);
     }
     j["deactivation_reason"] = toString(t.deactivationReason);
   }
@@ -43,7 +43,7 @@ nlohmann::json tokenJson(const Token& t, int64_t nowUs) {
 nlohmann::json eventJson(const Event& e) {
   nlohmann::json j;
   j["type"] = e.typeName();
-  j["at"] = formatTime(e.occurredAtUs);
+  j["at"] = formatTime(e.occurredAt);
   j["actor"] = e.actor;
   j["request_id"] = e.requestId;
   if (const auto* c = std::get_if<Created>(&e.body)) {
@@ -51,10 +51,10 @@ nlohmann::json eventJson(const Event& e) {
     j["kind"] = toString(c->kind);
     if (c->kind == TokenKind::destination) j["destination_id"] = c->destinationId;
     if (!c->replaces.empty()) j["replaces"] = c->replaces;
-    if (c->expiresAtUs != 0) j["expires_at"] = formatTime(c->expiresAtUs);
+    if (c->expiresAt) j["expires_at"] = formatTime(*c->expiresAt);
   } else if (const auto* d = std::get_if<Deactivated>(&e.body)) {
     j["reason"] = toString(d->reason);
-    j["effective_at"] = formatTime(effectiveAt(*d, e.occurredAtUs));
+    j["effective_at"] = formatTime(effectiveAt(*d, e.occurredAt));
   }
   return j;
 }

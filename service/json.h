@@ -7,16 +7,16 @@
 #include <string>
 #include <string_view>
 
-#include "projections/token.h"
 #include "events/times.h"
+#include "projections/token.h"
 
 namespace tokenledger {
 
 // A JSON string (RFC 3339) or integer (Unix seconds) after the epoch; nullopt
 // otherwise.
-std::optional<int64_t> parseTime(const nlohmann::json& v);
+std::optional<Timestamp> parseTime(const nlohmann::json& v);
 
-nlohmann::json tokenJson(const Token& token, int64_t nowUs);
+nlohmann::json tokenJson(const Token& token, Timestamp now);
 nlohmann::json eventJson(const Event& event);
 
 // Serialises; invalid UTF-8 (which only unvalidated input could carry) becomes U+FFFD

@@ -56,7 +56,7 @@ std::mutex logMutex;
 void logLine(const std::string& msg) {
   SystemClock clock;
   std::lock_guard lock(logMutex);
-  std::cerr << formatTime(clock.nowUs()) << " " << msg << std::endl;
+  std::cerr << formatTime(clock.now()) << " " << msg << std::endl;
 }
 
 // A command line main() refuses: it prints the message and exits 2.

@@ -68,7 +68,7 @@ static Event newEvent(const std::string& key, const std::string& owner, const Co
   e.owner = owner;
   e.actor = ctx.actor;
   e.requestId = ctx.requestId;
-  e.occurredAtUs = clock.nowUs();
+  e.occurredAt = clock.now();
   return e;
 }
 
@@ -121,7 +121,7 @@ std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cm
     return CommandError{"invalid_destination_id",
                         "destination_id is only allowed with kind \"destination\""};
   }
-  if (cmd.expiresAtUs != 0 && cmd.expiresAtUs <= clock.nowUs())
+  if (cmd.expiresAt && *cmd.expiresAt <= clock.now())
     return CommandError{"invalid_expires_at", "expires_at must lie in the future"};
 
   PreparedCreate p{newEvent(generateTokenKey(entropy), cmd.user, ctx, clock, entropy),
@@ -131,7 +131,7 @@ std::variant<PreparedCreate, CommandError> prepareCreate(const CreateCommand& cm
   c.destinationId = cmd.destinationId;
   c.description = description;
   c.secretHash = hashSecret(p.secret);
-  c.expiresAtUs = cmd.expiresAtUs;
+  c.expiresAt = cmd.expiresAt;
   p.event.body = c;
   return p;
 }
@@ -187,12 +187,12 @@ CommandResult TokenService::activate(const std::string& user, const std::string&
   auto found = owned(user, key);
   if (auto* err = std::get_if<CommandError>(&found)) return *err;
   const Token& t = std::get<Token>(found);
-  int64_t now = clock_.nowUs();
+  Timestamp now = clock_.now();
   if (statusAt(t, now) == Status::expired)
     return CommandError{"expired",
                         "token " + key + " expired and cannot be activated; create a new one"};
   // Idempotent: an active token without a scheduled deactivation changes nothing.
-  if (t.active && t.deactivateAtUs == 0) return TokenResult{t, "", std::nullopt, std::nullopt};
+  if (t.active && !t.deactivateAt) return TokenResult{t, "", std::nullopt, std::nullopt};
   Event e = newEvent(key, user, ctx, clock_, entropy_);
   e.body = Activated{};
   auto appended = appendAndWait(user, {e});
@@ -205,11 +205,11 @@ CommandResult TokenService::deactivate(const DeactivateCommand& cmd, const Comma
   auto found = owned(cmd.user, cmd.key);
   if (auto* err = std::get_if<CommandError>(&found)) return *err;
   const Token& t = std::get<Token>(found);
-  int64_t now = clock_.nowUs();
-  int64_t effective = cmd.effectiveAtUs.value_or(now);
+  Timestamp now = clock_.now();
+  Timestamp effective = cmd.effectiveAt.value_or(now);
   // Idempotent: deactivating a deactivated token changes nothing. An expired token
   // that was never deactivated still takes the event (e.g. a late "compromised").
-  bool alreadyOff = !t.active || (t.deactivateAtUs != 0 && now >= t.deactivateAtUs);
+  bool alreadyOff = !t.active || (t.deactivateAt && now >= *t.deactivateAt);
   if (alreadyOff) return TokenResult{t, "", std::nullopt, std::nullopt};
   Event e = newEvent(cmd.key, cmd.user, ctx, clock_, entropy_);
   e.body = Deactivated{cmd.reason, effective};
@@ -223,18 +223,18 @@ CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContex
   auto found = owned(cmd.user, cmd.key);
   if (auto* err = std::get_if<CommandError>(&found)) return *err;
   const Token& old = std::get<Token>(found);
-  if (cmd.graceSeconds < 0 || cmd.graceSeconds > kMaxGraceSeconds)
+  if (cmd.grace < std::chrono::seconds{0} || cmd.grace > kMaxGrace)
     return CommandError{"invalid_grace_seconds",
-                        "grace_seconds must be between 0 and " + std::to_string(kMaxGraceSeconds)};
+                        "grace_seconds must be between 0 and " + std::to_string(kMaxGrace.count())};
   if (!old.replacedBy.empty())
     return CommandError{"already_rotated", "token " + cmd.key + " was already rotated to " +
                                                old.replacedBy + "; rotate that one instead"};
-  int64_t now = clock_.nowUs();
+  Timestamp now = clock_.now();
   // A rotation renews the secret, not the policy: an expired token stays expired.
   if (statusAt(old, now) == Status::expired)
     return CommandError{"expired",
                         "token " + cmd.key + " expired and cannot be rotated; create a new one"};
-  if (cmd.expiresAtUs && *cmd.expiresAtUs <= now)
+  if (cmd.expiresAt && *cmd.expiresAt <= now)
     return CommandError{"invalid_expires_at", "expires_at must lie in the future"};
   std::string secret = generateSecret(entropy_);
   Event created = newEvent(generateTokenKey(entropy_), cmd.user, ctx, clock_, entropy_);
@@ -243,14 +243,14 @@ CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContex
   c.destinationId = old.destinationId;
   c.description = old.description;
   c.secretHash = hashSecret(secret);
-  c.expiresAtUs = cmd.expiresAtUs.value_or(old.expiresAtUs);  // the old expiry, unless renewed
+  c.expiresAt = cmd.expiresAt ? cmd.expiresAt : old.expiresAt;  // the old expiry, unless renewed
   c.replaces = old.key;
   created.body = c;
   std::vector<Event> events{created};
   if (statusAt(old, now) == Status::active) {
     Event d = newEvent(old.key, cmd.user, ctx, clock_, entropy_);
-    d.occurredAtUs = created.occurredAtUs;
-    d.body = Deactivated{Reason::rotation, now + cmd.graceSeconds * 1'000'000};
+    d.occurredAt = created.occurredAt;
+    d.body = Deactivated{Reason::rotation, now + cmd.grace};
     events.push_back(d);
   }
   auto appended = appendAndWait(cmd.user, events);

@@ -60,21 +60,21 @@ struct CreateCommand {
   std::string description;  // validated and trimmed here
   TokenKind kind = TokenKind::user;
   std::string destinationId;
-  int64_t expiresAtUs = 0;
+  std::optional<Timestamp> expiresAt;  // none = never
 };
 
 struct DeactivateCommand {
   std::string user;
   std::string key;
   Reason reason = Reason::manual;
-  std::optional<int64_t> effectiveAtUs;  // default: now
+  std::optional<Timestamp> effectiveAt;  // default: now
 };
 
 struct RotateCommand {
   std::string user;
   std::string key;
-  int64_t graceSeconds = 0;
-  std::optional<int64_t> expiresAtUs;  // the successor's; default: the old token's
+  std::chrono::seconds grace{0};
+  std::optional<Timestamp> expiresAt;  // the successor's; default: the old token's
 };
 
 // Striped locks by token key.
@@ -144,7 +144,7 @@ class TokenService {
                          const CommandContext& ctx);
   // Idempotent (a deactivated token appends nothing). Fails with not_found.
   CommandResult deactivate(const DeactivateCommand& cmd, const CommandContext& ctx);
-  // Fails with not_found, invalid_grace_seconds (outside 0..kMaxGraceSeconds),
+  // Fails with not_found, invalid_grace_seconds (outside 0..kMaxGrace),
   // already_rotated (rotate its successor instead), expired, or invalid_expires_at
   // (not in the future).
   CommandResult rotate(const RotateCommand& cmd, const CommandContext& ctx);

@@ -86,7 +86,7 @@ bool decodeBasicAuth(std::string_view header, std::string& out) {
 }
 
 VerifyOutcome verifyCredentials(std::string_view credentials, ReadModelReader& reader,
-                                int64_t nowUs) {
+                                Timestamp now) {
   VerifyOutcome out;
   auto colon = credentials.find(':');
   if (colon == std::string_view::npos) return out;
@@ -103,7 +103,7 @@ VerifyOutcome verifyCredentials(std::string_view credentials, ReadModelReader& r
   } else if (!match) {
     out.reason = VerifyReason::badSecret;
   } else {
-    switch (out.token.statusAt(nowUs)) {
+    switch (out.token.statusAt(now)) {
       case Status::active:
         out.reason = VerifyReason::ok;
         break;

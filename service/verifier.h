@@ -34,7 +34,7 @@ struct VerifyOutcome {
 // lookup; the hash is computed and compared (in constant time) for unknown keys
 // too, so timing does not tell unknown keys from wrong secrets.
 VerifyOutcome verifyCredentials(std::string_view credentials, ReadModelReader& reader,
-                                int64_t nowUs);
+                                Timestamp now);
 
 // Extracts "key:token" from an "Authorization: Basic base64(key:token)" header
 // value; false when the header is not a well-formed Basic credential.

@@ -66,7 +66,7 @@ std::variant<Checkpoint, std::string> parseCheckpoint(std::string_view text) {
 }
 
 std::string formatCheckpoint(const Checkpoint& checkpoint, const std::string& log,
-                             int64_t writtenAtUs,
+                             Timestamp writtenAt,
                              const std::map<std::string, Position>& positions) {
   json w = json::object();
   for (const auto& [id, last] : checkpoint.writers)
@@ -75,7 +75,7 @@ std::string formatCheckpoint(const Checkpoint& checkpoint, const std::string& lo
   json j{{"version", 1},
          {"log", log},
          {"end", checkpoint.end.toString()},
-         {"written_at", formatTime(writtenAtUs)},
+         {"written_at", formatTime(writtenAt)},
          {"writers", w}};
   return j.dump(2) + "\n";
 }

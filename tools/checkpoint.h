@@ -14,6 +14,7 @@
 
 #include "events/event_log.h"
 #include "events/signing.h"
+#include "events/times.h"
 
 namespace tokenledger::audit {
 
@@ -36,7 +37,7 @@ std::variant<Checkpoint, std::string> parseCheckpoint(std::string_view text);
 // missing there throws std::out_of_range, a `log` that is not UTF-8 throws
 // nlohmann::json::type_error). parseCheckpoint reads it back as `checkpoint`.
 std::string formatCheckpoint(const Checkpoint& checkpoint, const std::string& log,
-                             int64_t writtenAtUs, const std::map<std::string, Position>& positions);
+                             Timestamp writtenAt, const std::map<std::string, Position>& positions);
 
 // A digest as the file holds it: 64 lower-case hex characters.
 std::string digestHex(const Digest& digest);

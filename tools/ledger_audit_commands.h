@@ -6,10 +6,12 @@
 // Interrupted on Ctrl-C (exit 130) and std::runtime_error when the log fails.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "events/times.h"
 #include "tools/ledger_audit.h"
 
 namespace tokenledger::audit {
@@ -20,12 +22,12 @@ int cmdHistory(const Options& o, const std::string& user, const std::string& key
                const std::string& format);
 // ledger_audit_history.cpp: whether `key` (or each token of `user`) was valid at
 // `time`, and the event that decided it; exit 1 if not (none) valid.
-int cmdAt(const Options& o, const std::string& user, const std::string& key, int64_t time,
+int cmdAt(const Options& o, const std::string& user, const std::string& key, Timestamp time,
           const std::string& format);
 
 // ledger_audit_policy.cpp: tokens active longer than `maxAgeDays` at `now` without
 // rotation, per user; exit 1 if any.
-int cmdPolicy(const Options& o, int64_t maxAgeDays, int64_t now, const std::string& format);
+int cmdPolicy(const Options& o, std::chrono::days maxAge, Timestamp now, const std::string& format);
 
 // ledger_audit_projection.cpp: a read model built from the log in `out`, which must
 // not hold one (UsageError); `out` is removed again when interrupted and it was new.

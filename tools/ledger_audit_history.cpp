@@ -27,7 +27,7 @@ json eventJson(const Entry& en) {
          {"key", e.tokenKey},
          {"owner", e.owner},
          {"event", std::string(e.typeName())},
-         {"recorded_at", formatTime(e.occurredAtUs)},
+         {"recorded_at", formatTime(e.occurredAt)},
          {"actor", e.actor},
          {"request_id", e.requestId}};
   if (auto* c = std::get_if<Created>(&e.body)) {
@@ -35,10 +35,10 @@ json eventJson(const Entry& en) {
     if (c->kind == TokenKind::destination) j["destination_id"] = c->destinationId;
     j["description"] = c->description;
     if (!c->replaces.empty()) j["replaces"] = c->replaces;
-    if (c->expiresAtUs) j["expires_at"] = formatTime(c->expiresAtUs);
+    if (c->expiresAt) j["expires_at"] = formatTime(*c->expiresAt);
   } else if (auto* d = std::get_if<Deactivated>(&e.body)) {
     j["reason"] = std::string(toString(d->reason));
-    j["effective_at"] = formatTime(effectiveAt(*d, e.occurredAtUs));
+    j["effective_at"] = formatTime(effectiveAt(*d, e.occurredAt));
   }
   if (!e.signingKeyId.empty()) {
     j["signing_key_id"] = e.signingKeyId;
@@ -51,7 +51,7 @@ json eventJson(const Entry& en) {
 // One event as a line of `history` text: time, type, actor, details, position.
 std::string eventLine(const Entry& en) {
   const Event& e = en.event;
-  std::string out = "  " + formatTime(e.occurredAtUs) + "  " + std::string(e.typeName());
+  std::string out = "  " + formatTime(e.occurredAt) + "  " + std::string(e.typeName());
   out.append(std::max<size_t>(1, 13 - e.typeName().size()), ' ');
   out += "by " + printable(e.actor);
   if (auto* c = std::get_if<Created>(&e.body)) {
@@ -59,12 +59,12 @@ std::string eventLine(const Entry& en) {
     if (c->kind == TokenKind::destination)
       out += " (destination " + printable(c->destinationId) + ")";
     if (!c->replaces.empty()) out += "  replaces " + c->replaces;
-    if (c->expiresAtUs) out += "  expires " + formatTime(c->expiresAtUs);
+    if (c->expiresAt) out += "  expires " + formatTime(*c->expiresAt);
   } else if (auto* d = std::get_if<Deactivated>(&e.body)) {
-    const int64_t effective = effectiveAt(*d, e.occurredAtUs);
+    const Timestamp effective = effectiveAt(*d, e.occurredAt);
     out += "  reason " + std::string(toString(d->reason)) + "  effective " + formatTime(effective);
-    if (effective > e.occurredAtUs) out += " (grace period)";
-    if (effective < e.occurredAtUs) out += " (in the past)";
+    if (effective > e.occurredAt) out += " (grace period)";
+    if (effective < e.occurredAt) out += " (in the past)";
   }
   out += "  [" + toString(en.position) + "]";
   if (!en.applied) out += "  " + en.note;
@@ -72,7 +72,7 @@ std::string eventLine(const Entry& en) {
 }
 
 // The answer of `at` for one token: valid or not at `time`, why, and the deciding event.
-json atJson(const Timeline& t, int64_t time) {
+json atJson(const Timeline& t, Timestamp time) {
   json j{
       {"key", t.key}, {"owner", t.owner}, {"time", formatTime(time)}, {"valid", t.validAt(time)}};
   const Entry* d = t.decider(time);
@@ -83,19 +83,19 @@ json atJson(const Timeline& t, int64_t time) {
   } else if (!Timeline::makesValid(d->event)) {
     j["reason"] = "deactivated";
     j["deciding_event"] = eventJson(*d);
-  } else if (t.expiresAt() && time >= t.expiresAt()) {
+  } else if (auto expires = t.expiresAt(); expires && time >= *expires) {
     j["reason"] = "expired";
     if (c) j["deciding_event"] = eventJson(*c);
   } else {
     j["reason"] = std::string(d->event.typeName());
     j["deciding_event"] = eventJson(*d);
-    if (int64_t until = t.validUntil(time)) j["valid_until"] = formatTime(until);
+    if (auto until = t.validUntil(time)) j["valid_until"] = formatTime(*until);
   }
   return j;
 }
 
 // The same answer as text.
-std::string atText(const Timeline& t, int64_t time) {
+std::string atText(const Timeline& t, Timestamp time) {
   json j = atJson(t, time);
   std::string out = t.key + " (user " + printable(t.owner) + ") was " +
                     (j["valid"].get<bool>() ? "VALID" : "NOT VALID") + " at " + formatTime(time);
@@ -103,10 +103,10 @@ std::string atText(const Timeline& t, int64_t time) {
   const Entry* d = t.decider(time);
   const Entry* c = t.created();
   if (reason == "not_created_yet") {
-    out += ": it was created only at " + (c ? formatTime(c->event.occurredAtUs) : "?");
+    out += ": it was created only at " + (c ? formatTime(c->event.occurredAt) : "?");
     if (c) out += "\n  deciding event: created [" + toString(c->position) + "]";
   } else if (reason == "expired") {
-    out += ": it expired at " + formatTime(t.expiresAt());
+    out += ": it expired at " + formatTime(*t.expiresAt());
     if (c) out += "\n  deciding event: created with that expiry [" + toString(c->position) + "]";
   } else if (d) {
     out += "\n  deciding event:" + eventLine(*d).substr(1);
@@ -165,7 +165,7 @@ int cmdHistory(const Options& o, const std::string& user, const std::string& key
              {"to", t->replacedBy},
              {"at", formatTime(ov.from)}};
       j["both_valid_from"] = ov.any ? json(formatTime(ov.from)) : json(nullptr);
-      j["both_valid_until"] = ov.any && ov.until ? json(formatTime(ov.until)) : json(nullptr);
+      j["both_valid_until"] = ov.any && ov.until ? json(formatTime(*ov.until)) : json(nullptr);
       std::cout << dumpJson(j) << "\n";
     }
   } else if (format == "csv") {
@@ -182,10 +182,10 @@ int cmdHistory(const Options& o, const std::string& user, const std::string& key
           replaces = c->replaces;
         } else if (auto* d = std::get_if<Deactivated>(&e.body)) {
           reason = toString(d->reason);
-          effective = formatTime(effectiveAt(*d, e.occurredAtUs));
+          effective = formatTime(effectiveAt(*d, e.occurredAt));
         }
         std::cout << "event," << toString(en.position) << "," << csvField(e.owner) << ","
-                  << e.tokenKey << "," << e.typeName() << "," << formatTime(e.occurredAtUs) << ","
+                  << e.tokenKey << "," << e.typeName() << "," << formatTime(e.occurredAt) << ","
                   << csvField(e.actor) << "," << kind << "," << csvField(dest) << ","
                   << csvField(desc) << "," << reason << "," << effective << "," << replaces << ",,,"
                   << csvField(e.requestId) << "\n";
@@ -196,10 +196,11 @@ int cmdHistory(const Options& o, const std::string& user, const std::string& key
       Overlap ov = overlapOf(*t, tl.byKey.at(t->replacedBy));
       std::cout << "rotation,," << csvField(user) << "," << t->key << ",rotated,"
                 << formatTime(ov.from) << ",,,,,,,," << t->replacedBy << ","
-                << (ov.any ? (ov.until ? formatTime(ov.until) : std::string("open")) : "") << ",\n";
+                << (ov.any ? (ov.until ? formatTime(*ov.until) : std::string("open")) : "")
+                << ",\n";
     }
   } else {
-    int64_t now = nowUs();
+    Timestamp now = audit::now();
     for (const auto* t : tokens) {
       const Entry* c = t->created();
       std::string head = "token " + t->key;
@@ -222,8 +223,8 @@ int cmdHistory(const Options& o, const std::string& user, const std::string& key
       if (!ov.any)
         std::cout << "; never both valid";
       else if (ov.until)
-        std::cout << "; both valid until " << formatTime(ov.until) << " ("
-                  << (ov.until - ov.from) / 1'000'000 << " s)";
+        std::cout << "; both valid until " << formatTime(*ov.until) << " ("
+                  << (*ov.until - ov.from) / std::chrono::seconds{1} << " s)";
       else
         std::cout << "; both still valid (the old token was never deactivated)";
       std::cout << "\n";
@@ -232,7 +233,7 @@ int cmdHistory(const Options& o, const std::string& user, const std::string& key
   return decoder.clean() ? 0 : 1;
 }
 
-int cmdAt(const Options& o, const std::string& user, const std::string& key, int64_t time,
+int cmdAt(const Options& o, const std::string& user, const std::string& key, Timestamp time,
           const std::string& format) {
   auto source = openSource(o);
   Decoder decoder;

@@ -176,7 +176,7 @@ int run(const CommandLine& c) {
     c.allowOnly({"--user", "--key", "--time"});
     std::string user = c.get("--user"), key = c.get("--key");
     if (user.empty() == key.empty()) throw UsageError("at needs either --key K or --user U");
-    int64_t t = requireTime("--time", c.need("--time", "T (RFC 3339 or Unix seconds)"));
+    Timestamp t = requireTime("--time", c.need("--time", "T (RFC 3339 or Unix seconds)"));
     return cmdAt(o, user, key, t, c.format);
   }
   if (c.command == "policy") {
@@ -184,8 +184,8 @@ int run(const CommandLine& c) {
     std::string days = c.need("--max-age", "DAYS");
     if (days.size() > 6 || days.find_first_not_of("0123456789") != std::string::npos)
       throw UsageError("--max-age wants a whole number of days");
-    int64_t now = c.opts.count("--now") ? requireTime("--now", c.get("--now")) : nowUs();
-    return cmdPolicy(o, std::stoll(days), now, c.format);
+    Timestamp now = c.opts.count("--now") ? requireTime("--now", c.get("--now")) : audit::now();
+    return cmdPolicy(o, std::chrono::days{std::stoll(days)}, now, c.format);
   }
   if (c.command == "rebuild") {
     c.allowOnly({"--out"});

@@ -20,7 +20,8 @@ namespace tokenledger::audit {
 
 using nlohmann::json;
 
-int cmdPolicy(const Options& o, int64_t maxAgeDays, int64_t now, const std::string& format) {
+int cmdPolicy(const Options& o, std::chrono::days maxAge, Timestamp now,
+              const std::string& format) {
   auto source = openSource(o);
   Decoder decoder;
   // Only what the policy needs per token: the projection's state.
@@ -45,7 +46,6 @@ int cmdPolicy(const Options& o, int64_t maxAgeDays, int64_t now, const std::stri
       tokens.emplace(e->tokenKey, std::move(*next));
   });
   decoder.summary();
-  int64_t maxAgeUs = maxAgeDays * 86400LL * 1'000'000;
   std::map<std::string, std::vector<const Token*>> byUser;
   for (const auto& [key, t] : tokens) {
     if (statusAt(t, now) != Status::active) continue;
@@ -53,38 +53,38 @@ int cmdPolicy(const Options& o, int64_t maxAgeDays, int64_t now, const std::stri
     if (succ != replacedBy.end() && tokens.count(succ->second) &&
         tokens.at(succ->second).owner == t.owner)
       continue;  // rotated, in its grace period
-    if (now - t.createdAtUs > maxAgeUs) byUser[t.owner].push_back(&t);
+    if (now - t.createdAt > maxAge) byUser[t.owner].push_back(&t);
   }
   size_t count = 0;
   for (auto& [user, list] : byUser) {
     std::sort(list.begin(), list.end(),
-              [](const Token* a, const Token* b) { return a->createdAtUs < b->createdAtUs; });
+              [](const Token* a, const Token* b) { return a->createdAt < b->createdAt; });
     if (format != "json") std::cout << "user " << printable(user) << ":\n";
     for (const Token* t : list) {
       ++count;
-      int64_t days = (now - t->createdAtUs) / (86400LL * 1'000'000);
+      int64_t days = (now - t->createdAt) / std::chrono::days{1};
       if (format == "json") {
         std::cout << dumpJson(json{{"owner", user},
                                    {"key", t->key},
                                    {"kind", std::string(toString(t->kind))},
                                    {"description", t->description},
-                                   {"created_at", formatTime(t->createdAtUs)},
+                                   {"created_at", formatTime(t->createdAt)},
                                    {"age_days", days}})
                   << "\n";
       } else {
         std::cout << "  " << t->key << "  " << toString(t->kind) << "  created "
-                  << formatTime(t->createdAtUs) << "  " << days << " days without rotation  \""
+                  << formatTime(t->createdAt) << "  " << days << " days without rotation  \""
                   << printable(t->description) << "\"\n";
       }
     }
   }
   if (format != "json") {
     if (count == 0)
-      std::cout << "no token has been active longer than " << maxAgeDays
+      std::cout << "no token has been active longer than " << maxAge.count()
                 << " days without rotation\n";
     else
       std::cout << count << " tokens of " << byUser.size() << " users are active longer than "
-                << maxAgeDays << " days without rotation: rotate them\n";
+                << maxAge.count() << " days without rotation: rotate them\n";
   }
   return count == 0 && decoder.clean() ? 0 : 1;
 }

@@ -129,7 +129,7 @@ std::string describeValue(const std::string& db, const std::string& v) {
   if (db == layout::kHistory) {
     auto d = decodeEvent(v);
     if (auto* e = std::get_if<Event>(&d))
-      return std::string(e->typeName()) + " at " + formatTime(e->occurredAtUs) + " (" +
+      return std::string(e->typeName()) + " at " + formatTime(e->occurredAt) + " (" +
              std::to_string(v.size()) + " bytes)";
   }
   return std::to_string(v.size()) + " bytes";
@@ -150,7 +150,10 @@ std::vector<std::string> tokenDiff(const std::string& a, const std::string& b) {
     if (p != l) out.push_back(std::string(name) + ": projection " + p + ", log " + l);
   };
   auto b2s = [](bool v) { return std::string(v ? "true" : "false"); };
-  auto t2s = [](int64_t us) { return us ? formatTime(us) : std::string("none"); };
+  // A stored 0 (the epoch, or an absent time) shows as none.
+  auto t2s = [](std::optional<Timestamp> t) {
+    return t && *t != Timestamp{} ? formatTime(*t) : std::string("none");
+  };
   field("owner", printable(x.owner), printable(y.owner));
   field("kind", std::string(toString(x.kind)), std::string(toString(y.kind)));
   field("destination_id", printable(x.destinationId), printable(y.destinationId));
@@ -158,10 +161,10 @@ std::vector<std::string> tokenDiff(const std::string& a, const std::string& b) {
         "\"" + printable(y.description) + "\"");
   field("active", b2s(x.active), b2s(y.active));
   if (x.secretHash != y.secretHash) out.push_back("secret hash differs");
-  field("created_at", t2s(x.createdAtUs), t2s(y.createdAtUs));
-  field("updated_at", t2s(x.updatedAtUs), t2s(y.updatedAtUs));
-  field("expires_at", t2s(x.expiresAtUs), t2s(y.expiresAtUs));
-  field("deactivate_at", t2s(x.deactivateAtUs), t2s(y.deactivateAtUs));
+  field("created_at", t2s(x.createdAt), t2s(y.createdAt));
+  field("updated_at", t2s(x.updatedAt), t2s(y.updatedAt));
+  field("expires_at", t2s(x.expiresAt), t2s(y.expiresAt));
+  field("deactivate_at", t2s(x.deactivateAt), t2s(y.deactivateAt));
   field("deactivation_reason", std::string(toString(x.deactivationReason)),
         std::string(toString(y.deactivationReason)));
   field("replaces", x.replaces, y.replaces);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "events/clock.h"
 #include "events/times.h"
 #include "tools/ledger_audit.h"
 
@@ -41,13 +42,11 @@ std::string dumpJson(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-int64_t nowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+Timestamp now() {
+  return SystemClock().now();
 }
 
-int64_t requireTime(const std::string& flag, const std::string& value) {
+Timestamp requireTime(const std::string& flag, const std::string& value) {
   auto t = parseTime(value);
   if (!t)
     throw UsageError("cannot parse " + flag + " \"" + value +

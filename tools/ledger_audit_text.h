@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "events/times.h"
+
 namespace tokenledger::audit {
 
 // Control characters in strings from the log are shown escaped (\x1b), never raw.
@@ -19,11 +21,11 @@ std::string csvField(std::string_view s);
 // One line of JSON; invalid UTF-8 from the log is replaced, never an exception.
 std::string dumpJson(const nlohmann::json& j);
 
-// Microseconds since the epoch, now.
-int64_t nowUs();
+// The wall time now (the system clock).
+Timestamp now();
 
 // The time `value` of `flag` (RFC 3339 or Unix seconds). Throws UsageError, with
 // examples of both forms, when it is neither.
-int64_t requireTime(const std::string& flag, const std::string& value);
+Timestamp requireTime(const std::string& flag, const std::string& value);
 
 }  // namespace tokenledger::audit

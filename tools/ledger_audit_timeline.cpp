@@ -28,27 +28,27 @@ void Timeline::add(const LogRecord& r, Event e, std::set<std::string>& seenIds) 
   entries.push_back(std::move(entry));
 }
 
-int64_t Timeline::effectAt(const Event& e) {
-  if (auto* d = std::get_if<Deactivated>(&e.body)) return effectiveAt(*d, e.occurredAtUs);
-  return e.occurredAtUs;
+Timestamp Timeline::effectAt(const Event& e) {
+  if (auto* d = std::get_if<Deactivated>(&e.body)) return effectiveAt(*d, e.occurredAt);
+  return e.occurredAt;
 }
 
 bool Timeline::makesValid(const Event& e) {
   return !std::holds_alternative<Deactivated>(e.body);
 }
 
-const Entry* Timeline::decider(int64_t t) const {
+const Entry* Timeline::decider(Timestamp t) const {
   const Entry* out = nullptr;
   for (const auto& en : entries)
     if (en.applied && effectAt(en.event) <= t) out = &en;
   return out;
 }
 
-int64_t Timeline::expiresAt() const {
-  return state ? state->expiresAtUs : 0;
+std::optional<Timestamp> Timeline::expiresAt() const {
+  return state ? state->expiresAt : std::nullopt;
 }
 
-std::optional<Token> Timeline::stateAt(int64_t t) const {
+std::optional<Token> Timeline::stateAt(Timestamp t) const {
   std::optional<Token> s;
   for (const auto& en : entries)
     if (en.applied && effectAt(en.event) <= t)
@@ -56,20 +56,20 @@ std::optional<Token> Timeline::stateAt(int64_t t) const {
   return s;
 }
 
-bool Timeline::validAt(int64_t t) const {
+bool Timeline::validAt(Timestamp t) const {
   auto s = stateAt(t);
   return s && statusAt(*s, t) == Status::active;
 }
 
-int64_t Timeline::validUntil(int64_t t) const {
-  int64_t best = 0;
+std::optional<Timestamp> Timeline::validUntil(Timestamp t) const {
+  std::optional<Timestamp> best;
   for (const auto& en : entries) {
     if (!en.applied || makesValid(en.event)) continue;
-    int64_t x = effectAt(en.event);
-    if (x > t && !validAt(x) && (best == 0 || x < best)) best = x;
+    Timestamp x = effectAt(en.event);
+    if (x > t && !validAt(x) && (!best || x < *best)) best = x;
   }
-  int64_t exp = expiresAt();
-  if (exp != 0 && exp > t && (best == 0 || exp < best)) best = exp;
+  std::optional<Timestamp> exp = expiresAt();
+  if (exp && *exp > t && (!best || *exp < *best)) best = exp;
   return best;
 }
 
@@ -94,7 +94,7 @@ void Timelines::link() {
     auto pred = byKey.find(replaces);
     if (pred != byKey.end() && pred->second.owner == t.owner) {
       pred->second.replacedBy = key;
-      pred->second.replacedAt = c->event.occurredAtUs;
+      pred->second.replacedAt = c->event.occurredAt;
     }
   }
 }
@@ -116,11 +116,11 @@ Overlap overlapOf(const Timeline& p, const Timeline& s) {
   Overlap o;
   const Entry* c = s.created();
   if (!c) return o;
-  o.from = c->event.occurredAtUs;
+  o.from = c->event.occurredAt;
   o.any = p.validAt(o.from) && s.validAt(o.from);
   if (!o.any) return o;
-  int64_t a = p.validUntil(o.from), b = s.validUntil(o.from);
-  o.until = a == 0 ? b : (b == 0 ? a : std::min(a, b));
+  std::optional<Timestamp> a = p.validUntil(o.from), b = s.validUntil(o.from);
+  o.until = !a ? b : (!b ? a : std::min(*a, *b));
   return o;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "events/event_log.h"
+#include "events/times.h"
 #include "projections/token.h"
 
 namespace tokenledger::audit {
@@ -28,29 +29,30 @@ struct Timeline {
   std::vector<Entry> entries;
   std::optional<Token> state;
   std::string replacedBy;
-  int64_t replacedAt = 0;
+  std::optional<Timestamp> replacedAt;  // with replacedBy
 
   // Appends the event at `r`'s position; `seenIds` holds the event ids applied so
   // far (across tokens), so that a duplicate is noted and not applied.
   void add(const LogRecord& r, Event e, std::set<std::string>& seenIds);
 
   // When an entry takes effect, and what it makes the token from then on.
-  static int64_t effectAt(const Event& e);
+  static Timestamp effectAt(const Event& e);
   static bool makesValid(const Event& e);
 
   // The token as it stood at `t`, as known now: the projection's state machine
   // (projections/token.h) over the applied entries that took effect at or before t,
   // in log order (a deactivation recorded later but effective earlier counts).
-  std::optional<Token> stateAt(int64_t t) const;
+  std::optional<Token> stateAt(Timestamp t) const;
   // Valid at `t`: that state's status at t (events/validity.h), the one rule the
   // read model and verification use too.
-  bool validAt(int64_t t) const;
+  bool validAt(Timestamp t) const;
   // The applied entry that decided validity at `t`, for the answer's explanation:
   // the last one in log order whose effect time is at or before t.
-  const Entry* decider(int64_t t) const;
-  int64_t expiresAt() const;
-  // The first time after `t` at which the token stops being valid (0: never).
-  int64_t validUntil(int64_t t) const;
+  const Entry* decider(Timestamp t) const;
+  // The token's expiry (none: never, or no token).
+  std::optional<Timestamp> expiresAt() const;
+  // The first time after `t` at which the token stops being valid (none: never).
+  std::optional<Timestamp> validUntil(Timestamp t) const;
   // The applied created event; nullptr when there is none.
   const Entry* created() const;
 };
@@ -72,8 +74,8 @@ std::set<std::string> lineageOf(const Timelines& tl, const std::string& key);
 
 // The window in which predecessor `p` and its successor `s` were both valid.
 struct Overlap {
-  int64_t from = 0;
-  int64_t until = 0;  // 0: open-ended (the predecessor is still valid)
+  Timestamp from{};                // when the successor was created
+  std::optional<Timestamp> until;  // none: open-ended (the predecessor is still valid)
   bool any = false;
 };
 Overlap overlapOf(const Timeline& p, const Timeline& s);

@@ -84,7 +84,7 @@ void writeCheckpoint(const std::string& path, const std::string& log, const Offs
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << formatCheckpoint(checkpoint, log, nowUs(), positions);
+    out << formatCheckpoint(checkpoint, log, now(), positions);
     if (!out) throw std::runtime_error("cannot write " + tmp);
   }
   fs::rename(tmp, path);

@@ -14,13 +14,13 @@
 #include <string_view>
 #include <vector>
 
+#include "events/clock.h"
 #include "events/event.h"
 #include "events/event_log.h"
 #include "events/secrets.h"
 #include "events/signing.h"
 #include "projections/projector.h"
 #include "projections/read_model.h"
-#include "events/clock.h"
 #include "tests/unit/test_util.h"
 
 // Aborts (which libFuzzer reports as a crash, with the input) when `cond` is false.
@@ -38,8 +38,8 @@ namespace tokenledger::fuzz {
 using namespace std::chrono_literals;
 
 constexpr std::string_view kOperatorSecret = "fuzz-operator-secret";
-constexpr int64_t kNowUs = 1'764'300'000'000'000;  // 2025-11-28: the harnesses' fixed clock
-constexpr int64_t kSecUs = 1'000'000;
+constexpr Timestamp kNow{1'764'300'000'000'000us};  // 2025-11-28: the harnesses' fixed clock
+constexpr std::chrono::microseconds kSec = 1s;
 
 // A well-formed key "tlk_<name>000…".
 inline std::string fixedKey(std::string_view name) {
@@ -100,42 +100,43 @@ inline std::vector<Event> fixedEvents() {
   test::ensureCrypto();
   std::vector<Event> out;
   int n = 0;
-  auto event = [&](const FixedToken& t, int64_t atUs, EventBody body) {
+  auto event = [&](const FixedToken& t, Timestamp at, EventBody body) {
     Event e;
     e.eventId = std::string(16, static_cast<char>('a' + n++));
     e.tokenKey = t.key;
     e.owner = t.owner;
     e.actor = "operator";
     e.requestId = "fuzz-" + std::to_string(n);
-    e.occurredAtUs = atUs;
+    e.occurredAt = at;
     e.body = std::move(body);
     out.push_back(std::move(e));
   };
   auto created = [](const FixedToken& t, TokenKind kind = TokenKind::user,
-                    std::string destination = "", int64_t expiresAtUs = 0,
+                    std::string destination = "", std::optional<Timestamp> expiresAt = std::nullopt,
                     std::string replaces = "") {
-    return Created{kind,        std::move(destination), "fuzz " + t.key, hashSecret(t.secret),
-                   expiresAtUs, std::move(replaces)};
+    return Created{kind,      std::move(destination), "fuzz " + t.key, hashSecret(t.secret),
+                   expiresAt, std::move(replaces)};
   };
-  const int64_t t0 = kNowUs - 3600 * kSecUs;
+  const Timestamp t0 = kNow - 3600 * kSec;
   event(fixedToken("Active"), t0, created(fixedToken("Active")));
   event(fixedToken("Destination"), t0,
         created(fixedToken("Destination"), TokenKind::destination, "rdstation"));
   event(fixedToken("Inactive"), t0, created(fixedToken("Inactive")));
-  event(fixedToken("Inactive"), t0 + kSecUs, Deactivated{Reason::compromised, 0});
+  event(fixedToken("Inactive"), t0 + kSec, Deactivated{Reason::compromised, std::nullopt});
   event(fixedToken("Expired"), t0,
-        created(fixedToken("Expired"), TokenKind::user, "", kNowUs - 60 * kSecUs));
+        created(fixedToken("Expired"), TokenKind::user, "", kNow - 60 * kSec));
   event(fixedToken("Rotated"), t0, created(fixedToken("Rotated")));
-  event(fixedToken("Successor"), t0 + kSecUs,
-        created(fixedToken("Successor"), TokenKind::user, "", 0, fixedToken("Rotated").key));
-  event(fixedToken("Rotated"), t0 + kSecUs, Deactivated{Reason::rotation, kNowUs + 3600 * kSecUs});
+  event(fixedToken("Successor"), t0 + kSec,
+        created(fixedToken("Successor"), TokenKind::user, "", std::nullopt,
+                fixedToken("Rotated").key));
+  event(fixedToken("Rotated"), t0 + kSec, Deactivated{Reason::rotation, kNow + 3600 * kSec});
   event(fixedToken("Bob"), t0, created(fixedToken("Bob")));
   return out;
 }
 
 class FixedClock final : public Clock {
  public:
-  int64_t nowUs() const override { return kNowUs; }
+  Timestamp now() const override { return kNow; }
 };
 
 // An embedded log, read model and projector in a fresh directory under /tmp,

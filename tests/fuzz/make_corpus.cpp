@@ -61,9 +61,9 @@ void eventSeeds(const fs::path& dir, const fs::path& dataDir) {
   // not know, and a creation with fields it does not know.
   const Event& e = events[0];
   write(dir, "future_revoked.bin",
-        test::encodeRevoked(e.eventId, e.tokenKey, e.owner, e.occurredAtUs));
+        test::encodeRevoked(e.eventId, e.tokenKey, e.owner, e.occurredAt));
   write(dir, "future_created.bin",
-        test::encodeFutureCreated(e.eventId, e.tokenKey, e.owner, e.occurredAtUs,
+        test::encodeFutureCreated(e.eventId, e.tokenKey, e.owner, e.occurredAt,
                                   hashSecret(fixedToken("Active").secret)));
 
   // The same events signed by the fixed writer, chained, into a data directory.

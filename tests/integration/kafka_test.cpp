@@ -293,7 +293,8 @@ TEST_CASE("malformed and future events on the topic are reported, skipped, not f
     o.brokers = brokers();
     o.topic = topic;
     openKafkaLog(o)->append(
-        "dave", {test::encodeRevoked(randomBytes(16), "tlk_AAAAAAAAAAAAAAAAAAAAAAAA", "dave", 1)});
+        "dave", {test::encodeRevoked(randomBytes(16), "tlk_AAAAAAAAAAAAAAAAAAAAAAAA", "dave",
+                                     test::timeUs(1))});
   }
   json after = c.create("dave");
   CHECK(c.verify(before["key"], before["token"]).status == 200);

@@ -489,7 +489,7 @@ TEST_CASE("long replays: progress on a terminal, quiet otherwise; Ctrl-C stops c
       e.tokenKey = "tlk_" + std::to_string(i);
       e.owner = "user" + std::to_string(i % 100);
       e.actor = "operator";
-      e.occurredAtUs = 1'700'000'000'000'000 + i;
+      e.occurredAt = Timestamp{std::chrono::microseconds{1'700'000'000'000'000 + i}};
       Created c;
       c.description = "bulk";
       e.body = c;

@@ -105,7 +105,7 @@ inline std::string foreignEvent(const std::string& owner, const std::string& key
   e.owner = owner;
   e.actor = "mallory";
   e.requestId = "forged";
-  e.occurredAtUs = 1'700'000'000'000'000;
+  e.occurredAt = Timestamp{std::chrono::microseconds{1'700'000'000'000'000}};
   e.body = Activated{};
   e.writerSeq = writerSeq;
   signEvent(e, SigningKey::generate());

@@ -287,7 +287,7 @@ TEST_CASE("an event that breaks the contract is skipped and reported, never half
       e.tokenKey = k;
       e.owner = owner;
       e.actor = "someone";
-      e.occurredAtUs = 1'800'000'000'000'000;
+      e.occurredAt = Timestamp{std::chrono::microseconds{1'800'000'000'000'000}};
       Created c;
       c.description = "from another producer";
       c.secretHash = hashSecret(secret);

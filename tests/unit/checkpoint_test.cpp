@@ -53,10 +53,10 @@ TEST_CASE("what formatCheckpoint writes, parseCheckpoint reads back") {
   const Checkpoint c{Offsets::of({12, 0}),
                      {{"0123456789abcdef", {12, digestHex(digest)}},
                       {"fedcba9876543210", {1, std::string(64, '0')}}}};
-  const std::string text =
-      formatCheckpoint(c, "embedded log in data/log", 1'795'860'000'000'000,
-                       {{"0123456789abcdef", Position{Partition{0}, Offset{11}}},
-                        {"fedcba9876543210", Position{Partition{1}, Offset{3}}}});
+  const std::string text = formatCheckpoint(
+      c, "embedded log in data/log", Timestamp{std::chrono::microseconds{1'795'860'000'000'000}},
+      {{"0123456789abcdef", Position{Partition{0}, Offset{11}}},
+       {"fedcba9876543210", Position{Partition{1}, Offset{3}}}});
   auto parsed = parseCheckpoint(text);
   REQUIRE(std::holds_alternative<Checkpoint>(parsed));
   CHECK(std::get<Checkpoint>(parsed) == c);

@@ -16,9 +16,10 @@
 namespace tokenledger {
 namespace {
 
+using namespace std::chrono_literals;
 using test::makeEvent;
 
-constexpr int64_t kT = 1'764'300'000'000'000;  // 2025-11-28, in microseconds
+constexpr Timestamp kT{1'764'300'000'000'000us};  // 2025-11-28
 
 Event decodeOk(const std::string& bytes) {
   Decoded d = decodeEvent(bytes);
@@ -46,7 +47,7 @@ void checkEnvelope(const Event& got, const Event& want) {
   CHECK(got.owner == want.owner);
   CHECK(got.actor == want.actor);
   CHECK(got.requestId == want.requestId);
-  CHECK(got.occurredAtUs == want.occurredAtUs);
+  CHECK(got.occurredAt == want.occurredAt);
   CHECK(got.schemaVersion == want.schemaVersion);
   CHECK(got.signature == want.signature);
   CHECK(got.signingKeyId == want.signingKeyId);
@@ -65,7 +66,7 @@ TEST_CASE("created events round trip") {
 
   SUBCASE("user kind, rotation successor with expiry") {
     Created c = test::makeCreated(secret);
-    c.expiresAtUs = kT + 3'600'000'000;
+    c.expiresAt = kT + 3'600'000'000us;
     c.replaces = generateTokenKey();
     c.description = "Receive leads — “RD Station” ✓";
     Event e = makeEvent(generateTokenKey(), "alice@example.com", kT, c);
@@ -79,7 +80,7 @@ TEST_CASE("created events round trip") {
     CHECK(g.destinationId.empty());
     CHECK(g.description == c.description);
     CHECK(g.secretHash == hashSecret(secret));
-    CHECK(g.expiresAtUs == c.expiresAtUs);
+    CHECK(g.expiresAt == c.expiresAt);
     CHECK(g.replaces == c.replaces);
     CHECK(got.typeName() == "created");
   }
@@ -91,13 +92,13 @@ TEST_CASE("created events round trip") {
     const auto& g = std::get<Created>(got.body);
     CHECK(g.kind == TokenKind::destination);
     CHECK(g.destinationId == "dest-42");
-    CHECK(g.expiresAtUs == 0);
+    CHECK_FALSE(g.expiresAt.has_value());
     CHECK(g.replaces.empty());
   }
 }
 
 TEST_CASE("activated events round trip") {
-  Event e = makeEvent("tlk_x", "alice", kT + 5, Activated{});
+  Event e = makeEvent("tlk_x", "alice", kT + 5us, Activated{});
   Event got = decodeOk(encodeEvent(e));
   checkEnvelope(got, e);
   CHECK(std::holds_alternative<Activated>(got.body));
@@ -108,13 +109,13 @@ TEST_CASE("deactivated events round trip with every reason") {
   for (Reason r :
        {Reason::manual, Reason::rotation, Reason::compromised, Reason::expired, Reason::bulk}) {
     CAPTURE(toString(r));
-    for (int64_t effective : {kT - 86'400'000'000, kT, kT + 60'000'000}) {
+    for (Timestamp effective : {kT - 86'400'000'000us, kT, kT + 60'000'000us}) {
       Event e = makeEvent("tlk_y", "carol", kT, Deactivated{r, effective});
       Event got = decodeOk(encodeEvent(e));
       checkEnvelope(got, e);
       REQUIRE(std::holds_alternative<Deactivated>(got.body));
       CHECK(std::get<Deactivated>(got.body).reason == r);
-      CHECK(std::get<Deactivated>(got.body).effectiveAtUs == effective);
+      CHECK(std::get<Deactivated>(got.body).effectiveAt == effective);
     }
   }
 }
@@ -284,12 +285,12 @@ TEST_CASE("events from a newer schema") {
 TEST_CASE("decodeEventView reads what decodeEvent reads, aligned or not") {
   test::ensureCrypto();
   Created c = test::makeCreated(generateSecret(), TokenKind::destination, "dest-1");
-  c.expiresAtUs = kT + 5;
+  c.expiresAt = kT + 5us;
   c.replaces = generateTokenKey();
   const Event events[] = {
       makeEvent(generateTokenKey(), "alice", kT, c),
-      makeEvent(generateTokenKey(), "bob", kT + 1, Activated{}),
-      makeEvent(generateTokenKey(), "carol", kT + 2, Deactivated{Reason::compromised, kT + 3})};
+      makeEvent(generateTokenKey(), "bob", kT + 1us, Activated{}),
+      makeEvent(generateTokenKey(), "carol", kT + 2us, Deactivated{Reason::compromised, kT + 3us})};
   for (const Event& e : events) {
     CAPTURE(e.typeName());
     std::string bytes = encodeEvent(e);
@@ -304,18 +305,18 @@ TEST_CASE("decodeEventView reads what decodeEvent reads, aligned or not") {
       CHECK(v.eventId == want.eventId);
       CHECK(v.tokenKey == want.tokenKey);
       CHECK(v.owner == want.owner);
-      CHECK(v.occurredAtUs == want.occurredAtUs);
+      CHECK(v.occurredAt == want.occurredAt);
       CHECK(v.typeName() == e.typeName());
       if (const auto* got = std::get_if<CreatedView>(&v.body)) {
         CHECK(got->kind == c.kind);
         CHECK(got->destinationId == c.destinationId);
         CHECK(got->description == c.description);
         CHECK(got->secretHash == c.secretHash);
-        CHECK(got->expiresAtUs == c.expiresAtUs);
+        CHECK(got->expiresAt == c.expiresAt);
         CHECK(got->replaces == c.replaces);
       } else if (const auto* got = std::get_if<Deactivated>(&v.body)) {
         CHECK(got->reason == Reason::compromised);
-        CHECK(got->effectiveAtUs == kT + 3);
+        CHECK(got->effectiveAt == kT + 3us);
       }
     }
   }

@@ -32,8 +32,8 @@ using namespace std::chrono_literals;
 using test::makeEvent;
 using test::record;
 
-constexpr int64_t kT = 1'764'300'000'000'000;
-constexpr int64_t kSec = 1'000'000;
+constexpr Timestamp kT{1'764'300'000'000'000us};  // 2025-11-28
+constexpr std::chrono::microseconds kSec = 1s;
 constexpr uint64_t kMap = 64ull << 20;
 
 // Collects what a SkipReporter is told.
@@ -49,7 +49,7 @@ struct Script {
   std::vector<LogRecord> records;
   int64_t next = 0;
 
-  Event create(const std::string& key, const std::string& owner, int64_t at,
+  Event create(const std::string& key, const std::string& owner, Timestamp at,
                const std::string& replaces = "") {
     Created c = test::makeCreated(generateSecret());
     c.replaces = replaces;
@@ -57,13 +57,13 @@ struct Script {
     records.push_back(record(next++, e));
     return e;
   }
-  Event deactivate(const std::string& key, const std::string& owner, int64_t at, int64_t effective,
-                   Reason r = Reason::manual) {
+  Event deactivate(const std::string& key, const std::string& owner, Timestamp at,
+                   std::optional<Timestamp> effective, Reason r = Reason::manual) {
     Event e = makeEvent(key, owner, at, Deactivated{r, effective});
     records.push_back(record(next++, e));
     return e;
   }
-  Event activate(const std::string& key, const std::string& owner, int64_t at) {
+  Event activate(const std::string& key, const std::string& owner, Timestamp at) {
     Event e = makeEvent(key, owner, at, Activated{});
     records.push_back(record(next++, e));
     return e;
@@ -135,13 +135,13 @@ TEST_CASE_FIXTURE(ModelFixture, "tokensOf lists an owner's tokens in creation or
   // Keys sort differently from creation time, so byte order alone would be wrong.
   std::string k1 = "tlk_C" + randomBase62(23), k2 = "tlk_A" + randomBase62(23),
               k3 = "tlk_B" + randomBase62(23);
-  s.create(k1, "alice", kT + 1);
-  s.create(generateTokenKey(), "bob", kT + 2);
-  s.create(k2, "alice", kT + 3);
-  s.create(generateTokenKey(), "alice2", kT + 4);
-  s.create(generateTokenKey(), "al", kT + 5);
-  s.create(k3, "alice", kT + 6);
-  s.deactivate(k2, "alice", kT + 7, kT + 7);
+  s.create(k1, "alice", kT + 1us);
+  s.create(generateTokenKey(), "bob", kT + 2us);
+  s.create(k2, "alice", kT + 3us);
+  s.create(generateTokenKey(), "alice2", kT + 4us);
+  s.create(generateTokenKey(), "al", kT + 5us);
+  s.create(k3, "alice", kT + 6us);
+  s.deactivate(k2, "alice", kT + 7us, kT + 7us);
   model->apply(s.records, skips.reporter());
   auto reader = model->reader();
   auto tokens = reader->tokensOf("alice");
@@ -159,11 +159,11 @@ TEST_CASE_FIXTURE(ModelFixture, "history returns a token's events in log order")
   // Keys that share a prefix, as history's "key \0 seq" layout must keep apart.
   std::string key = "tlk_k1" + std::string(22, 'a'), other = "tlk_k10" + std::string(21, 'a');
   Event a = s.create(key, "alice", kT);
-  s.create(other, "alice", kT + 1);
-  Event b = s.deactivate(key, "alice", kT + 2, kT + 2);
-  s.deactivate(other, "alice", kT + 3, kT + 3);
-  Event c = s.activate(key, "alice", kT + 4);
-  Event d = s.deactivate(key, "alice", kT + 5, kT + 60 * kSec, Reason::rotation);
+  s.create(other, "alice", kT + 1us);
+  Event b = s.deactivate(key, "alice", kT + 2us, kT + 2us);
+  s.deactivate(other, "alice", kT + 3us, kT + 3us);
+  Event c = s.activate(key, "alice", kT + 4us);
+  Event d = s.deactivate(key, "alice", kT + 5us, kT + 60 * kSec, Reason::rotation);
   model->apply(s.records, skips.reporter());
   auto h = model->reader()->history(key);
   REQUIRE(h.size() == 4);
@@ -173,7 +173,7 @@ TEST_CASE_FIXTURE(ModelFixture, "history returns a token's events in log order")
   CHECK(h[2].eventId == c.eventId);
   CHECK(h[2].typeName() == "activated");
   CHECK(h[3].eventId == d.eventId);
-  CHECK(std::get<Deactivated>(h[3].body).effectiveAtUs == kT + 60 * kSec);
+  CHECK(std::get<Deactivated>(h[3].body).effectiveAt == kT + 60 * kSec);
   CHECK(h[3].requestId == d.requestId);
   CHECK(model->reader()->history(other).size() == 2);
   CHECK(model->reader()->history("tlk_k").empty());
@@ -198,7 +198,7 @@ TEST_CASE_FIXTURE(ModelFixture, "rotation links predecessor and successor") {
   CHECK(oldT->replacedBy == newKey);
   CHECK(newT->replacedBy.empty());
   CHECK(oldT->active);
-  CHECK(oldT->deactivateAtUs == kT + 61 * kSec);
+  CHECK(oldT->deactivateAt == kT + 61 * kSec);
   CHECK(oldT->deactivationReason == Reason::rotation);
   CHECK(statusAt(*oldT, kT + 61 * kSec) == Status::inactive);
   CHECK(reader->token(mallorys)->replaces == newKey);  // recorded as sent
@@ -208,8 +208,8 @@ TEST_CASE_FIXTURE(ModelFixture, "applying the same records twice changes nothing
   Script s;
   std::string key = generateTokenKey();
   s.create(key, "alice", kT);
-  s.deactivate(key, "alice", kT + 1, kT + 1);
-  s.create(generateTokenKey(), "bob", kT + 2);
+  s.deactivate(key, "alice", kT + 1us, kT + 1us);
+  s.create(generateTokenKey(), "bob", kT + 2us);
   auto first = model->apply(s.records, skips.reporter());
   CHECK(first.applied == 3);
   std::string before = model->dump();
@@ -228,7 +228,7 @@ TEST_CASE_FIXTURE(ModelFixture, "an overlapping batch applies only the new part"
   Script s;
   std::string key = generateTokenKey();
   s.create(key, "alice", kT);
-  s.deactivate(key, "alice", kT + 1, kT + 1);
+  s.deactivate(key, "alice", kT + 1us, kT + 1us);
   model->apply({s.records[0]}, skips.reporter());
   auto r = model->apply(s.records, skips.reporter());
   CHECK(r.duplicates == 1);
@@ -240,7 +240,7 @@ TEST_CASE_FIXTURE(ModelFixture, "the same event id at a new position is applied 
   Script s;
   std::string key = generateTokenKey();
   s.create(key, "alice", kT);
-  Event off = s.deactivate(key, "alice", kT + 1, kT + 1);
+  Event off = s.deactivate(key, "alice", kT + 1us, kT + 1us);
   model->apply(s.records, skips.reporter());
   // A producer retry wrote the deactivation again, at offset 2.
   auto r = model->apply({record(2, off)}, skips.reporter());
@@ -260,7 +260,7 @@ TEST_CASE_FIXTURE(ModelFixture, "an event that breaks the contract is skipped an
   Script s;
   std::string key = generateTokenKey(), after = generateTokenKey();
   s.create(key, std::string(300, 'o'), kT);
-  s.create(after, "bob", kT + 1);
+  s.create(after, "bob", kT + 1us);
   ApplyReport r = model->apply(s.records, skips.reporter());
   CHECK(r.applied == 1);
   CHECK(r.skipped == 1);
@@ -280,7 +280,7 @@ TEST_CASE("a batch applies exactly like its records one at a time") {
   Script s;
   std::vector<std::string> keys;
   std::mt19937 rng(7);
-  int64_t at = kT;
+  Timestamp at = kT;
   // Enough records that the batch, and each half below, takes the two-thread path
   // (4,096 records and up).
   for (int i = 0; i < 10000; ++i) {
@@ -342,9 +342,9 @@ TEST_CASE_FIXTURE(ModelFixture,
   std::string key = generateTokenKey();
   s.create(key, "alice", kT);
   s.raw("alice", "this is not an event");
-  s.raw("alice", test::encodeRevoked(randomBytes(16), key, "alice", kT + 1));
-  s.activate(generateTokenKey(), "alice", kT + 2);  // unknown key: does not apply
-  s.deactivate(key, "alice", kT + 3, kT + 3);
+  s.raw("alice", test::encodeRevoked(randomBytes(16), key, "alice", kT + 1us));
+  s.activate(generateTokenKey(), "alice", kT + 2us);  // unknown key: does not apply
+  s.deactivate(key, "alice", kT + 3us, kT + 3us);
   auto r = model->apply(s.records, skips.reporter());
   CHECK(r.applied == 2);
   CHECK(r.skipped == 3);
@@ -369,10 +369,10 @@ TEST_CASE_FIXTURE(ModelFixture, "applied offsets advance per partition") {
   CHECK(model->applied(3) == Offsets::of({0, 0, 0}));
   Script s;
   s.create(generateTokenKey(), "alice", kT);
-  s.create(generateTokenKey(), "alice", kT + 1);
+  s.create(generateTokenKey(), "alice", kT + 1us);
   model->apply(s.records, skips.reporter());
   CHECK(model->applied(1) == Offsets::of({2}));
-  Event e = makeEvent(generateTokenKey(), "bob", kT + 2, test::makeCreated(generateSecret()));
+  Event e = makeEvent(generateTokenKey(), "bob", kT + 2us, test::makeCreated(generateSecret()));
   model->apply({record(7, e, 1)}, skips.reporter());
   CHECK(model->applied(2) == Offsets::of({2, 8}));
   CHECK(model->applied(3) == Offsets::of({2, 8, 0}));
@@ -406,9 +406,9 @@ TEST_CASE_FIXTURE(ModelFixture, "a released reader does not make the file grow")
       Script one;
       one.next = s.next++;
       if (i % 2 == 0)
-        one.deactivate(key, "alice", kT + i, kT + i);
+        one.deactivate(key, "alice", kT + i * 1us, kT + i * 1us);
       else
-        one.activate(key, "alice", kT + i);
+        one.activate(key, "alice", kT + i * 1us);
       model->apply(one.records, skips.reporter());
     }
   };
@@ -452,7 +452,7 @@ TEST_CASE("a small disk fills up; then events are refused up front, not a crash"
   // What claimRoom() admits always fits: each admitted batch applies.
   for (int round = 0; round < 1000 && !(refused = model->claimRoom(20)); ++round) {
     size_t from = s.records.size();
-    for (int i = 0; i < 20; ++i) s.create(generateTokenKey(), "alice", kT + round * 20 + i);
+    for (int i = 0; i < 20; ++i) s.create(generateTokenKey(), "alice", kT + (round * 20 + i) * 1us);
     applied += model->apply({s.records.begin() + from, s.records.end()}, skips.reporter()).applied;
   }
   REQUIRE(refused.has_value());
@@ -462,7 +462,7 @@ TEST_CASE("a small disk fills up; then events are refused up front, not a crash"
   // A batch past the room is refused whole, with a clear error and nothing applied.
   Offsets before = model->applied(1);
   size_t from = s.records.size();
-  for (int i = 0; i < 2000; ++i) s.create(generateTokenKey(), "alice", kT + 100000 + i);
+  for (int i = 0; i < 2000; ++i) s.create(generateTokenKey(), "alice", kT + 100000us + i * 1us);
   try {
     model->apply({s.records.begin() + from, s.records.end()}, skips.reporter());
     FAIL("apply beyond the disk's room did not throw");
@@ -481,7 +481,7 @@ TEST_CASE_FIXTURE(ModelFixture, "a batch that does not fit under the size limit 
   test::TempDir small;
   auto tiny = openReadModel(small.sub("model"), ReadModelOptions{96 * 4096});
   Script s;
-  for (int i = 0; i < 1000; ++i) s.create(generateTokenKey(), "alice", kT + i);
+  for (int i = 0; i < 1000; ++i) s.create(generateTokenKey(), "alice", kT + i * 1us);
   REQUIRE(tiny->roomFor(1000).has_value());
   CHECK(tiny->roomFor(1000)->code == "read_model_full");
   CHECK_THROWS_AS(tiny->apply(s.records, skips.reporter()), RoomExhausted);
@@ -499,7 +499,7 @@ TEST_CASE("a burst of commands beyond the disk reserved ahead is admitted, not r
   auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap, false});
   CHECK_FALSE(model->claimRoom(2000).has_value());
   Script s;
-  for (int i = 0; i < 2000; ++i) s.create(generateTokenKey(), "alice", kT + i);
+  for (int i = 0; i < 2000; ++i) s.create(generateTokenKey(), "alice", kT + i * 1us);
   Skips skips;
   CHECK(model->apply(s.records, skips.reporter()).applied == 2000);
   CHECK(model->claimRoom(2000 * 1000)->code == "read_model_full");  // past the 64 MB limit
@@ -526,7 +526,8 @@ TEST_CASE("the map grows on demand up to the limit, with readers open") {
   Skips skips;
   for (int round = 0; round < 40; ++round) {
     size_t from = s.records.size();
-    for (int i = 0; i < 2000; ++i) s.create(generateTokenKey(), "alice", kT + round * 2000 + i);
+    for (int i = 0; i < 2000; ++i)
+      s.create(generateTokenKey(), "alice", kT + (round * 2000 + i) * 1us);
     reader->release();
     try {
       model->apply({s.records.begin() + from, s.records.end()}, skips.reporter());
@@ -568,19 +569,19 @@ std::vector<Position> writeHistory(EventLog& log) {
   };
   std::string a = generateTokenKey(), b = generateTokenKey(), c = generateTokenKey();
   put(makeEvent(a, "alice", kT, test::makeCreated(generateSecret())));
-  put(makeEvent(b, "bob", kT + 1,
+  put(makeEvent(b, "bob", kT + 1us,
                 test::makeCreated(generateSecret(), TokenKind::destination, "dest-1")));
   Created succ = test::makeCreated(generateSecret());
   succ.replaces = a;
-  Event rotated = makeEvent(c, "alice", kT + 2, succ);
-  Event off = makeEvent(a, "alice", kT + 2, Deactivated{Reason::rotation, kT + 60 * kSec});
+  Event rotated = makeEvent(c, "alice", kT + 2us, succ);
+  Event off = makeEvent(a, "alice", kT + 2us, Deactivated{Reason::rotation, kT + 60 * kSec});
   auto p = log.append("alice", {encodeEvent(rotated), encodeEvent(off)});
   out.insert(out.end(), p.begin(), p.end());
   out.push_back(log.append("alice", {"\x01\x02 corrupt record"})[0]);
-  put(makeEvent(b, "bob", kT + 3, Deactivated{Reason::compromised, kT}));
-  put(makeEvent(b, "bob", kT + 4, Activated{}));
-  out.push_back(log.append("bob", {test::encodeRevoked(randomBytes(16), b, "bob", kT + 5)})[0]);
-  put(makeEvent(c, "alice", kT + 6, Deactivated{Reason::manual, kT + 6}));
+  put(makeEvent(b, "bob", kT + 3us, Deactivated{Reason::compromised, kT}));
+  put(makeEvent(b, "bob", kT + 4us, Activated{}));
+  out.push_back(log.append("bob", {test::encodeRevoked(randomBytes(16), b, "bob", kT + 5us)})[0]);
+  put(makeEvent(c, "alice", kT + 6us, Deactivated{Reason::manual, kT + 6us}));
   return out;
 }
 
@@ -749,7 +750,8 @@ TEST_CASE("projector resumes after the stored positions") {
   }
   // Written while no projector ran.
   auto p = log->append(
-      "alice", {encodeEvent(makeEvent(key, "alice", kT + 1, Deactivated{Reason::manual, kT + 1}))});
+      "alice",
+      {encodeEvent(makeEvent(key, "alice", kT + 1us, Deactivated{Reason::manual, kT + 1us}))});
   auto model = openReadModel(dir.sub("model"), ReadModelOptions{kMap});
   std::atomic<int> warnings{0};
   auto projector = startProjector(*log, *model, [&](const std::string&) { warnings++; });
@@ -858,8 +860,8 @@ TEST_CASE("the read model's layout, in literal bytes") {
   r.secretHash.fill(0xAB);
   r.active = true;
   r.kind = 1;
-  r.expiresAtUs = 1;
-  r.deactivateAtUs = 2;
+  r.expiresAt = Timestamp{1us};
+  r.deactivateAt = Timestamp{2us};
   r.owner = "al";
   r.destinationId = "d";
   std::string expected = std::string(32, '\xAB') + "\x01\x01"s + "\0\0\0\0\0\0\0\x01"s +
@@ -872,7 +874,8 @@ TEST_CASE("the read model's layout, in literal bytes") {
   REQUIRE(back);
   CHECK(back->owner == "al");
   CHECK(back->destinationId == "d");
-  CHECK(back->deactivateAtUs == 2);
+  CHECK(back->expiresAt == Timestamp{1us});
+  CHECK(back->deactivateAt == Timestamp{2us});
   CHECK_FALSE(layout::decodeVerifyRecord(expected.substr(0, 52)));  // cut inside the owner
   CHECK(layout::kLayoutVersion == 1);
   CHECK(std::string(layout::kDatabases[0]) == "tokens");

@@ -16,7 +16,7 @@ namespace tokenledger {
 namespace {
 
 Event signedCreated(const SigningKey& key, uint64_t seq = 1, std::string prev = "") {
-  Event e = test::makeEvent(generateTokenKey(), "alice", 1'700'000'000'000'000,
+  Event e = test::makeEvent(generateTokenKey(), "alice", test::timeUs(1'700'000'000'000'000),
                             test::makeCreated(generateSecret()));
   e.writerSeq = seq;
   e.prevDigest = std::move(prev);
@@ -148,7 +148,8 @@ TEST_CASE("fields a newer schema adds are covered by the signature and verify he
   test::ensureCrypto();
   SigningKey key = SigningKey::generate();
   KeyRing ring = ringOf(key);
-  std::string raw = test::encodeRevoked(randomBytes(16), generateTokenKey(), "alice", 5);
+  std::string raw =
+      test::encodeRevoked(randomBytes(16), generateTokenKey(), "alice", test::timeUs(5));
   REQUIRE(signedBytes(raw).has_value());
   // Sign what this build would sign, then store the signature with the future schema.
   auto words = kj::heapArray<capnp::word>(raw.size() / 8);
@@ -247,7 +248,8 @@ Event fixedEvent() {
   e.owner = "alice";
   e.actor = "operator";
   e.requestId = "req-0001";
-  e.occurredAtUs = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
+  e.occurredAt =
+      Timestamp{std::chrono::microseconds{1'767'225'600'000'000}};  // 2026-01-01T00:00:00Z
   e.schemaVersion = 1;
   e.writerSeq = 42;
   e.prevDigest = bytesFrom(0x20, 32);
@@ -256,7 +258,8 @@ Event fixedEvent() {
   c.destinationId = "crm-1";
   c.description = "Receive leads from RD Station";
   for (size_t i = 0; i < c.secretHash.size(); ++i) c.secretHash[i] = static_cast<uint8_t>(0xa0 + i);
-  c.expiresAtUs = 1'798'761'600'000'000;  // 2027-01-01T00:00:00Z
+  c.expiresAt =
+      Timestamp{std::chrono::microseconds{1'798'761'600'000'000}};  // 2027-01-01T00:00:00Z
   c.replaces = "tlk_ZYXWVUTSRQPONMLKJIHGFEDC";
   e.body = c;
   return e;
@@ -310,7 +313,7 @@ TEST_CASE("fixed vectors: an envelope written by an earlier build decodes and ve
   CHECK(d.owner == want.owner);
   CHECK(d.actor == want.actor);
   CHECK(d.requestId == want.requestId);
-  CHECK(d.occurredAtUs == want.occurredAtUs);
+  CHECK(d.occurredAt == want.occurredAt);
   CHECK(d.schemaVersion == 1);
   CHECK(d.writerSeq == 42);
   CHECK(d.prevDigest == want.prevDigest);
@@ -323,7 +326,7 @@ TEST_CASE("fixed vectors: an envelope written by an earlier build decodes and ve
   CHECK(c.destinationId == wc.destinationId);
   CHECK(c.description == wc.description);
   CHECK(c.secretHash == wc.secretHash);
-  CHECK(c.expiresAtUs == wc.expiresAtUs);
+  CHECK(c.expiresAt == wc.expiresAt);
   CHECK(c.replaces == wc.replaces);
 
   // Verified with the published key line alone, as ledger-audit --keys does.
@@ -378,10 +381,11 @@ TEST_CASE(
       threads.emplace_back([&, t] {
         for (int i = 0; i < 25; ++i) {
           std::string owner = "user" + std::to_string(t);
-          std::vector<Event> events{
-              test::makeEvent(generateTokenKey(), owner, i, test::makeCreated(generateSecret()))};
+          std::vector<Event> events{test::makeEvent(generateTokenKey(), owner, test::timeUs(i),
+                                                    test::makeCreated(generateSecret()))};
           if (i % 5 == 0)
-            events.push_back(test::makeEvent(events[0].tokenKey, owner, i, Activated{}));
+            events.push_back(
+                test::makeEvent(events[0].tokenKey, owner, test::timeUs(i), Activated{}));
           auto pos = appender.append(owner, events);
           REQUIRE(pos.size() == events.size());
           if (pos.size() == 2) CHECK(pos[1].offset == pos[0].offset + 1);
@@ -411,7 +415,8 @@ TEST_CASE(
   CHECK(recovered.lastDigest == prev);
   // And continues the sequence.
   SignedAppender again(*log, std::move(*parseSigningKeyFile(keyText)), recovered, nullptr, nullptr);
-  std::vector<Event> one{test::makeEvent(generateTokenKey(), "zed", 1, test::makeCreated("x"))};
+  std::vector<Event> one{
+      test::makeEvent(generateTokenKey(), "zed", test::timeUs(1), test::makeCreated("x"))};
   again.append("zed", one);
   CHECK(one[0].writerSeq == records.size() + 1);
   CHECK(one[0].prevDigest == prev);
@@ -429,13 +434,14 @@ TEST_CASE("appendAsync: queued appends are signed in order, and destruction writ
     SignedAppender appender(*log, std::move(key), WriterState{}, nullptr, nullptr);
     for (int i = 0; i < 50; ++i) {
       std::string owner = "user" + std::to_string(i % 3);
-      appender.appendAsync(owner,
-                           {test::makeEvent(generateTokenKey(), owner, i, test::makeCreated("s"))},
-                           [&](SignedAppender::Appended& a) {
-                             std::lock_guard lock(mutex);
-                             done.push_back(std::move(a));
-                             threads.push_back(std::this_thread::get_id());
-                           });
+      appender.appendAsync(
+          owner,
+          {test::makeEvent(generateTokenKey(), owner, test::timeUs(i), test::makeCreated("s"))},
+          [&](SignedAppender::Appended& a) {
+            std::lock_guard lock(mutex);
+            done.push_back(std::move(a));
+            threads.push_back(std::this_thread::get_id());
+          });
     }
   }  // the destructor returns only once every queued append is written
   REQUIRE(done.size() == 50);
@@ -481,7 +487,7 @@ TEST_CASE("an append of unknown outcome spends its sequence numbers; the next on
       [&](const std::string& w) { warnings.push_back(w); });
   auto one = [&] {
     return std::vector<Event>{
-        test::makeEvent(generateTokenKey(), "alice", 1, test::makeCreated("s"))};
+        test::makeEvent(generateTokenKey(), "alice", test::timeUs(1), test::makeCreated("s"))};
   };
   auto first = one();
   appender.append("alice", first);
@@ -562,7 +568,7 @@ TEST_CASE("an append that recorded nothing gives its sequence numbers back") {
       });
   auto one = [] {
     return std::vector<Event>{
-        test::makeEvent(generateTokenKey(), "alice", 1, test::makeCreated("s"))};
+        test::makeEvent(generateTokenKey(), "alice", test::timeUs(1), test::makeCreated("s"))};
   };
   auto first = one();
   appender.append("alice", first);

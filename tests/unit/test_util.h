@@ -79,8 +79,13 @@ inline void ensureCrypto() {
   (void)done;
 }
 
+// A time from a plain count of microseconds since the epoch, for tests' literals.
+constexpr Timestamp timeUs(int64_t us) {
+  return Timestamp{std::chrono::microseconds{us}};
+}
+
 // An event with every envelope field set; the body is the caller's.
-inline Event makeEvent(const std::string& key, const std::string& owner, int64_t atUs,
+inline Event makeEvent(const std::string& key, const std::string& owner, Timestamp at,
                        EventBody body) {
   ensureCrypto();
   Event e;
@@ -89,7 +94,7 @@ inline Event makeEvent(const std::string& key, const std::string& owner, int64_t
   e.owner = owner;
   e.actor = "operator";
   e.requestId = "req-" + randomBase62(8);
-  e.occurredAtUs = atUs;
+  e.occurredAt = at;
   e.body = std::move(body);
   return e;
 }

@@ -11,8 +11,10 @@ namespace tokenledger {
 namespace {
 
 using test::makeEvent;
+using namespace std::chrono_literals;
+using std::nullopt;
 
-constexpr int64_t kT = 1'764'300'000'000'000;  // 2025-11-28, in microseconds
+constexpr Timestamp kT{1'764'300'000'000'000us};  // 2025-11-28
 
 TEST_CASE("token state round trips") {
   test::ensureCrypto();
@@ -24,10 +26,10 @@ TEST_CASE("token state round trips") {
   t.description = "Webhook für Bestellungen";
   t.active = false;
   t.secretHash = hashSecret(generateSecret());
-  t.createdAtUs = kT;
-  t.updatedAtUs = kT + 10;
-  t.expiresAtUs = kT + 1'000'000;
-  t.deactivateAtUs = kT + 5;
+  t.createdAt = kT;
+  t.updatedAt = kT + 10us;
+  t.expiresAt = kT + 1'000'000us;
+  t.deactivateAt = kT + 5us;
   t.deactivationReason = Reason::compromised;
   t.replaces = generateTokenKey();
   t.replacedBy = generateTokenKey();
@@ -76,10 +78,10 @@ TEST_CASE("the stored token state, in literal bytes") {
   t.description = "Leads";
   t.active = false;
   t.secretHash.fill(0x11);
-  t.createdAtUs = 1;
-  t.updatedAtUs = 2;
-  t.expiresAtUs = 3;
-  t.deactivateAtUs = 4;
+  t.createdAt = Timestamp{1us};
+  t.updatedAt = Timestamp{2us};
+  t.expiresAt = Timestamp{3us};
+  t.deactivateAt = Timestamp{4us};
   t.deactivationReason = Reason::compromised;
   t.replaces = "r";
   t.replacedBy = "s";
@@ -119,15 +121,15 @@ TEST_CASE("the state machine gives the same token from either decoder") {
 
 TEST_CASE("statuses: expiry wins, a scheduled deactivation takes effect at its time") {
   CHECK(toString(Status::expired) == "expired");
-  CHECK(statusAt(true, 0, 0, kT) == Status::active);
-  CHECK(statusAt(true, kT, 0, kT) == Status::expired);
-  CHECK(statusAt(false, kT, 0, kT) == Status::expired);
-  CHECK(statusAt(false, 0, kT - 1, kT) == Status::inactive);
-  CHECK(statusAt(true, 0, kT + 1, kT) == Status::active);
-  CHECK(statusAt(true, 0, kT, kT) == Status::inactive);
+  CHECK(statusAt(true, nullopt, nullopt, kT) == Status::active);
+  CHECK(statusAt(true, kT, nullopt, kT) == Status::expired);
+  CHECK(statusAt(false, kT, nullopt, kT) == Status::expired);
+  CHECK(statusAt(false, nullopt, kT - 1us, kT) == Status::inactive);
+  CHECK(statusAt(true, nullopt, kT + 1us, kT) == Status::active);
+  CHECK(statusAt(true, nullopt, kT, kT) == Status::inactive);
   Token t;
-  t.deactivateAtUs = kT;
-  CHECK(statusAt(t, kT - 1) == Status::active);
+  t.deactivateAt = kT;
+  CHECK(statusAt(t, kT - 1us) == Status::active);
   CHECK(statusAt(t, kT) == Status::inactive);
 }
 
