@@ -234,6 +234,9 @@ std::vector<Credential> populate(const Options& o, tl::EventLog& log, tl::ReadMo
     const auto& r = std::get<tl::TokenResult>(result);
     add(r.token.key, r.secret);
   }
+  // Idle, like the daemon's command threads: a pinned snapshot would hold back the
+  // read model's map growth while the bulk events below are applied.
+  service.reader().release();
 
   std::optional<tl::Position> last;
   for (size_t i = o.serviceCreates; i < o.tokens;) {

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <utility>
 
+#include "events/big_endian.h"
+
 namespace tokenledger::lmdb {
 
 LmdbError::LmdbError(int code, const std::string& what)
@@ -250,19 +252,14 @@ void Cursor::put(std::string_view key, std::string_view value, unsigned flags) {
 }
 
 std::string encodeU64(uint64_t v) {
-  std::string s(8, '\0');
-  for (int i = 7; i >= 0; --i) {
-    s[i] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
+  std::string s;
+  appendBigEndian(s, v, 8);
   return s;
 }
 
 uint64_t decodeU64(std::string_view s) {
   if (s.size() != 8) throw std::runtime_error("corrupt 8-byte integer in LMDB");
-  uint64_t v = 0;
-  for (unsigned char c : s) v = (v << 8) | c;
-  return v;
+  return readBigEndian(s);
 }
 
 }  // namespace tokenledger::lmdb

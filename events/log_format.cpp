@@ -1,19 +1,8 @@
 #include "events/log_format.h"
 
+#include "events/big_endian.h"
+
 namespace tokenledger::logformat {
-namespace {
-
-uint64_t readBigEndian(std::string_view bytes) {
-  uint64_t v = 0;
-  for (unsigned char c : bytes) v = (v << 8) | c;
-  return v;
-}
-
-void appendBigEndian(std::string& out, uint64_t v, size_t bytes) {
-  for (size_t i = bytes; i-- > 0;) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-}  // namespace
 
 std::string recordKey(Offset offset) {
   std::string out;

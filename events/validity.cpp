@@ -14,12 +14,4 @@ std::string_view toString(Status status) {
   return "inactive";
 }
 
-Status statusAt(bool active, std::optional<Timestamp> expiresAt,
-                std::optional<Timestamp> deactivateAt, Timestamp now) {
-  if (expiresAt && now >= *expiresAt) return Status::expired;
-  if (!active) return Status::inactive;
-  if (deactivateAt && now >= *deactivateAt) return Status::inactive;
-  return Status::active;
-}
-
 }  // namespace tokenledger

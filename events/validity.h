@@ -17,7 +17,13 @@ std::string_view toString(Status status);  // "active", "inactive", "expired"
 // active, its expiry (none: never) and, for an active token, a scheduled
 // deactivation (none: none scheduled). Expiry wins over everything; a scheduled
 // deactivation takes effect at its time.
-Status statusAt(bool active, std::optional<Timestamp> expiresAt,
-                std::optional<Timestamp> deactivateAt, Timestamp now);
+// Inline: verification asks this on every request.
+inline Status statusAt(bool active, std::optional<Timestamp> expiresAt,
+                       std::optional<Timestamp> deactivateAt, Timestamp now) {
+  if (expiresAt && now >= *expiresAt) return Status::expired;
+  if (!active) return Status::inactive;
+  if (deactivateAt && now >= *deactivateAt) return Status::inactive;
+  return Status::active;
+}
 
 }  // namespace tokenledger

@@ -340,10 +340,7 @@ std::unique_ptr<ReadModelReader> LmdbReadModel::reader() {
 }  // namespace
 
 Status VerifyView::statusAt(Timestamp now) const {
-  if (expiresAt && now >= *expiresAt) return Status::expired;
-  if (!active) return Status::inactive;
-  if (deactivateAt && now >= *deactivateAt) return Status::inactive;
-  return Status::active;
+  return tokenledger::statusAt(active, expiresAt, deactivateAt, now);
 }
 
 bool readModelNeedsRebuild(const std::string& dir) {

@@ -5,18 +5,10 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "events/big_endian.h"
+
 namespace tokenledger::layout {
 namespace {
-
-uint64_t readBigEndian(std::string_view bytes) {
-  uint64_t v = 0;
-  for (unsigned char c : bytes) v = (v << 8) | c;
-  return v;
-}
-
-void appendBigEndian(std::string& out, uint64_t v, size_t bytes) {
-  for (size_t i = bytes; i-- > 0;) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
 
 // A verify record's time: 8 bytes, big-endian microseconds since the epoch, 0 when
 // absent (an absent time and a present epoch write the same bytes).

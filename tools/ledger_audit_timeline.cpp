@@ -94,7 +94,6 @@ void Timelines::link() {
     auto pred = byKey.find(replaces);
     if (pred != byKey.end() && pred->second.owner == t.owner) {
       pred->second.replacedBy = key;
-      pred->second.replacedAt = c->event.occurredAt;
     }
   }
 }

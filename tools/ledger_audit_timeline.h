@@ -29,7 +29,6 @@ struct Timeline {
   std::vector<Entry> entries;
   std::optional<Token> state;
   std::string replacedBy;
-  std::optional<Timestamp> replacedAt;  // with replacedBy
 
   // Appends the event at `r`'s position; `seenIds` holds the event ids applied so
   // far (across tokens), so that a duplicate is noted and not applied.
