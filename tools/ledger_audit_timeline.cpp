@@ -37,36 +37,47 @@ bool Timeline::makesValid(const Event& e) {
   return !std::holds_alternative<Deactivated>(e.body);
 }
 
-const Entry* Timeline::decider(Timestamp t) const {
-  const Entry* out = nullptr;
-  for (const auto& en : entries)
-    if (en.applied && effectAt(en.event) <= t) out = &en;
-  return out;
+bool AsOf::counts(const Entry& en) const {
+  return en.applied && (!recordedBy || en.event.occurredAt <= *recordedBy);
+}
+
+Timeline::Fold Timeline::foldAt(Timestamp t, AsOf asOf) const {
+  Fold f;
+  for (const auto& en : entries) {
+    if (!asOf.counts(en) || effectAt(en.event) > t) continue;
+    // An event that does not apply at this point of the fold (e.g. a deactivation
+    // effective before the token's creation) changes nothing and decides nothing.
+    if (auto next = applyEvent(f.state, en.event)) {
+      f.state = std::move(next);
+      f.last = &en;
+    }
+  }
+  return f;
+}
+
+std::optional<Token> Timeline::stateAt(Timestamp t, AsOf asOf) const {
+  return foldAt(t, asOf).state;
+}
+
+const Entry* Timeline::decider(Timestamp t, AsOf asOf) const {
+  return foldAt(t, asOf).last;
 }
 
 std::optional<Timestamp> Timeline::expiresAt() const {
   return state ? state->expiresAt : std::nullopt;
 }
 
-std::optional<Token> Timeline::stateAt(Timestamp t) const {
-  std::optional<Token> s;
-  for (const auto& en : entries)
-    if (en.applied && effectAt(en.event) <= t)
-      if (auto next = applyEvent(s, en.event)) s = std::move(next);
-  return s;
-}
-
-bool Timeline::validAt(Timestamp t) const {
-  auto s = stateAt(t);
+bool Timeline::validAt(Timestamp t, AsOf asOf) const {
+  auto s = stateAt(t, asOf);
   return s && statusAt(*s, t) == Status::active;
 }
 
-std::optional<Timestamp> Timeline::validUntil(Timestamp t) const {
+std::optional<Timestamp> Timeline::validUntil(Timestamp t, AsOf asOf) const {
   std::optional<Timestamp> best;
   for (const auto& en : entries) {
-    if (!en.applied || makesValid(en.event)) continue;
+    if (!asOf.counts(en) || makesValid(en.event)) continue;
     Timestamp x = effectAt(en.event);
-    if (x > t && !validAt(x) && (!best || x < *best)) best = x;
+    if (x > t && !validAt(x, asOf) && (!best || x < *best)) best = x;
   }
   std::optional<Timestamp> exp = expiresAt();
   if (exp && *exp > t && (!best || *exp < *best)) best = exp;

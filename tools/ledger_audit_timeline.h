@@ -23,6 +23,19 @@ struct Entry {
   std::string note;
 };
 
+// Which events an answer counts, by when they were recorded (Event::occurredAt):
+// the bitemporal cut-off. Default: every event in the log, i.e. as known now.
+// `recordedBy` T: only those recorded at or before T, i.e. what the ledger said at
+// T (what a verifier asked at T answered, once the event had propagated).
+struct AsOf {
+  std::optional<Timestamp> recordedBy;  // none: no cut-off (as known now)
+
+  static AsOf knownNow() { return {}; }
+  static AsOf recordedAt(Timestamp t) { return {t}; }
+  // Whether `en` counts: applied by the projection and recorded by the cut-off.
+  bool counts(const Entry& en) const;
+};
+
 // One token's events and its state as the projection computes it.
 struct Timeline {
   std::string key, owner;
@@ -38,22 +51,32 @@ struct Timeline {
   static Timestamp effectAt(const Event& e);
   static bool makesValid(const Event& e);
 
-  // The token as it stood at `t`, as known now: the projection's state machine
-  // (projections/token.h) over the applied entries that took effect at or before t,
-  // in log order (a deactivation recorded later but effective earlier counts).
-  std::optional<Token> stateAt(Timestamp t) const;
+  // The token as it stood at `t`: the projection's state machine
+  // (projections/token.h) over the entries `asOf` counts that took effect at or
+  // before t, in log order. As known now (the default) a deactivation recorded
+  // after t but effective earlier counts; recorded at t it does not.
+  std::optional<Token> stateAt(Timestamp t, AsOf asOf = {}) const;
   // Valid at `t`: that state's status at t (events/validity.h), the one rule the
   // read model and verification use too.
-  bool validAt(Timestamp t) const;
-  // The applied entry that decided validity at `t`, for the answer's explanation:
-  // the last one in log order whose effect time is at or before t.
-  const Entry* decider(Timestamp t) const;
+  bool validAt(Timestamp t, AsOf asOf = {}) const;
+  // The entry that decided validity at `t`, for the answer's explanation: the last
+  // one that changed the state stateAt(t, asOf) folds (nullptr: no token at t).
+  const Entry* decider(Timestamp t, AsOf asOf = {}) const;
   // The token's expiry (none: never, or no token).
   std::optional<Timestamp> expiresAt() const;
-  // The first time after `t` at which the token stops being valid (none: never).
-  std::optional<Timestamp> validUntil(Timestamp t) const;
+  // The first time after `t` at which the token stops being valid, as far as the
+  // entries `asOf` counts say (none: never).
+  std::optional<Timestamp> validUntil(Timestamp t, AsOf asOf = {}) const;
   // The applied created event; nullptr when there is none.
   const Entry* created() const;
+
+ private:
+  // stateAt and decider: one fold of the projection's state machine.
+  struct Fold {
+    std::optional<Token> state;
+    const Entry* last = nullptr;  // the last entry that changed `state`
+  };
+  Fold foldAt(Timestamp t, AsOf asOf) const;
 };
 
 // Timelines of the tokens an audit looks at, in creation order.
