@@ -4,6 +4,7 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <variant>
 #include <vector>
@@ -71,48 +72,138 @@ std::string eventLine(const Entry& en) {
   return out;
 }
 
-// The answer of `at` for one token: valid or not at `time`, why, and the deciding event.
-json atJson(const Timeline& t, Timestamp time) {
-  json j{
-      {"key", t.key}, {"owner", t.owner}, {"time", formatTime(time)}, {"valid", t.validAt(time)}};
-  const Entry* d = t.decider(time);
-  const Entry* c = t.created();
-  if (!d) {
-    j["reason"] = "not_created_yet";
-    if (c) j["deciding_event"] = eventJson(*c);
-  } else if (!Timeline::makesValid(d->event)) {
-    j["reason"] = "deactivated";
-    j["deciding_event"] = eventJson(*d);
-  } else if (auto expires = t.expiresAt(); expires && time >= *expires) {
-    j["reason"] = "expired";
-    if (c) j["deciding_event"] = eventJson(*c);
-  } else {
-    j["reason"] = std::string(d->event.typeName());
-    j["deciding_event"] = eventJson(*d);
-    if (auto until = t.validUntil(time)) j["valid_until"] = formatTime(*until);
+// One view's answer of `at` for one token: valid or not at the time asked, why,
+// and the event that decided it (see AsOf: as known now, or as recorded then).
+struct AtAnswer {
+  bool valid = false;
+  std::string reason;                   // not_created_yet, deactivated, expired, created, activated
+  const Entry* decidedBy = nullptr;     // not_created_yet and expired: the creation (if any)
+  std::optional<Timestamp> validUntil;  // valid: when a counted deactivation or expiry ends it
+
+  // The same answer for the same reason, decided by the same event.
+  bool sameAs(const AtAnswer& o) const {
+    return valid == o.valid && reason == o.reason && decidedBy == o.decidedBy;
   }
+};
+
+AtAnswer answerAt(const Timeline& t, Timestamp time, AsOf asOf) {
+  AtAnswer a;
+  a.valid = t.validAt(time, asOf);
+  const Entry* d = t.decider(time, asOf);
+  if (!d) {
+    a.reason = "not_created_yet";
+    a.decidedBy = t.created();
+  } else if (!Timeline::makesValid(d->event)) {
+    a.reason = "deactivated";
+    a.decidedBy = d;
+  } else if (auto expires = t.expiresAt(); expires && time >= *expires) {
+    a.reason = "expired";
+    a.decidedBy = t.created();
+  } else {
+    a.reason = std::string(d->event.typeName());
+    a.decidedBy = d;
+    a.validUntil = t.validUntil(time, asOf);
+  }
+  return a;
+}
+
+// Both views of `at` for one token at `time`.
+struct AtAnswers {
+  AtAnswer now;       // as known now: every event in the log
+  AtAnswer recorded;  // as recorded at `time`: the events recorded by then
+  // Events recorded after `time` changed the answer about `time`.
+  bool backdatedChange() const { return !now.sameAs(recorded); }
+};
+
+AtAnswers answersAt(const Timeline& t, Timestamp time) {
+  return {answerAt(t, time, AsOf::knownNow()), answerAt(t, time, AsOf::recordedAt(time))};
+}
+
+// `at --format json` for one token: today's fields answer as known now;
+// "as_recorded" answers as recorded at `time`, "backdated_change" says they differ.
+json atJson(const Timeline& t, Timestamp time) {
+  AtAnswers a = answersAt(t, time);
+  auto fill = [](json& j, const AtAnswer& x) {
+    j["valid"] = x.valid;
+    j["reason"] = x.reason;
+    if (x.decidedBy) j["deciding_event"] = eventJson(*x.decidedBy);
+    if (x.validUntil) j["valid_until"] = formatTime(*x.validUntil);
+  };
+  json j{{"key", t.key}, {"owner", t.owner}, {"time", formatTime(time)}};
+  fill(j, a.now);
+  json recorded = json::object();
+  fill(recorded, a.recorded);
+  j["as_recorded"] = std::move(recorded);
+  j["backdated_change"] = a.backdatedChange();
   return j;
 }
 
-// The same answer as text.
+// One view's answer in a line, for when the views differ: the verdict, then the
+// deciding event with its effective and recorded times and its position.
+std::string answerText(const Timeline& t, const AtAnswer& a) {
+  std::string out = a.valid ? "valid" : "not valid";
+  const Entry* e = a.decidedBy;
+  std::string at = e ? " [" + toString(e->position) + "]" : "";
+  if (a.reason == "not_created_yet") {
+    out += ": not created yet";
+    if (e) out += " (created only at " + formatTime(e->event.occurredAt) + at + ")";
+  } else if (a.reason == "expired") {
+    out += ": expired at " + formatTime(*t.expiresAt());
+    if (e) out += " (created with that expiry" + at + ")";
+  } else if (e) {
+    const Event& ev = e->event;
+    out += ": " + std::string(ev.typeName());
+    if (auto* d = std::get_if<Deactivated>(&ev.body)) {
+      const Timestamp effective = effectiveAt(*d, ev.occurredAt);
+      out += " (" + std::string(toString(d->reason)) + ") effective " + formatTime(effective);
+      if (effective < ev.occurredAt) out += " (in the past)";
+      if (effective > ev.occurredAt) out += " (grace period)";
+      out += ", recorded " + formatTime(ev.occurredAt);
+    } else {
+      out += " " + formatTime(ev.occurredAt);
+    }
+    out += " by " + printable(ev.actor) + at;
+    if (a.validUntil) out += "; valid until " + formatTime(*a.validUntil);
+  }
+  return out;
+}
+
+// `at` as text for one token. When both views agree: the answer, "(same as recorded
+// then)" and the deciding event. When they differ: each view with its deciding event.
 std::string atText(const Timeline& t, Timestamp time) {
-  json j = atJson(t, time);
-  std::string out = t.key + " (user " + printable(t.owner) + ") was " +
-                    (j["valid"].get<bool>() ? "VALID" : "NOT VALID") + " at " + formatTime(time);
-  std::string reason = j["reason"];
-  const Entry* d = t.decider(time);
-  const Entry* c = t.created();
-  if (reason == "not_created_yet") {
-    out += ": it was created only at " + (c ? formatTime(c->event.occurredAt) : "?");
-    if (c) out += "\n  deciding event: created [" + toString(c->position) + "]";
-  } else if (reason == "expired") {
+  AtAnswers a = answersAt(t, time);
+  auto verdict = [](bool valid) { return std::string(valid ? "VALID" : "NOT VALID"); };
+  std::string out = t.key + " (user " + printable(t.owner) + ") was " + verdict(a.now.valid) +
+                    " at " + formatTime(time);
+  if (a.backdatedChange()) {
+    if (a.now.valid != a.recorded.valid)
+      out += " as known now, but " + verdict(a.recorded.valid) + " as recorded then";
+    else
+      out += " as known now and as recorded then, decided by different events";
+    out += " (a backdated change)";
+    out += "\n  as known now: " + answerText(t, a.now);
+    out += "\n  as recorded at " + formatTime(time) + ": " + answerText(t, a.recorded);
+    return out;
+  }
+  const AtAnswer& now = a.now;
+  const Entry* d = now.decidedBy;
+  if (now.reason == "not_created_yet") {
+    out += ": it was created only at " + (d ? formatTime(d->event.occurredAt) : "?");
+  } else if (now.reason == "expired") {
     out += ": it expired at " + formatTime(*t.expiresAt());
-    if (c) out += "\n  deciding event: created with that expiry [" + toString(c->position) + "]";
+  }
+  out += " (same as recorded then)";
+  if (now.reason == "not_created_yet") {
+    if (d) out += "\n  deciding event: created [" + toString(d->position) + "]";
+  } else if (now.reason == "expired") {
+    if (d) out += "\n  deciding event: created with that expiry [" + toString(d->position) + "]";
   } else if (d) {
     out += "\n  deciding event:" + eventLine(*d).substr(1);
-    if (j.contains("valid_until"))
-      out += "\n  valid until " + j["valid_until"].get<std::string>() +
-             " (a recorded deactivation takes effect then)";
+    if (now.validUntil)
+      out += "\n  valid until " + formatTime(*now.validUntil) +
+             (now.validUntil == a.recorded.validUntil
+                  ? " (a recorded deactivation takes effect then)"
+                  : " (a deactivation recorded after " + formatTime(time) + " takes effect then)");
   }
   return out;
 }
@@ -250,7 +341,9 @@ int cmdAt(const Options& o, const std::string& user, const std::string& key, Tim
       std::cout << dumpJson(json{{"key", key},
                                  {"time", formatTime(time)},
                                  {"valid", false},
-                                 {"reason", "unknown_key"}})
+                                 {"reason", "unknown_key"},
+                                 {"as_recorded", {{"valid", false}, {"reason", "unknown_key"}}},
+                                 {"backdated_change", false}})
                 << "\n";
     return 1;
   }
@@ -259,15 +352,23 @@ int cmdAt(const Options& o, const std::string& user, const std::string& key, Tim
     std::cout << (format == "json" ? dumpJson(atJson(t, time)) : atText(t, time)) << "\n";
     return t.validAt(time) && decoder.clean() ? 0 : 1;
   }
-  size_t valid = 0;
+  // The tokens valid at T as known now, and those valid as recorded at T but no
+  // longer as known now (a backdated deactivation), each with both views.
+  size_t valid = 0, recordedOnly = 0;
   for (const auto* t : tokens) {
-    if (!t->validAt(time)) continue;
-    ++valid;
+    bool now = t->validAt(time), recorded = t->validAt(time, AsOf::recordedAt(time));
+    if (!now && !recorded) continue;
+    ++(now ? valid : recordedOnly);
     std::cout << (format == "json" ? dumpJson(atJson(*t, time)) : atText(*t, time)) << "\n";
   }
-  if (format != "json")
+  if (format != "json") {
     std::cout << valid << " of " << tokens.size() << " tokens of user " << printable(user)
-              << " were valid at " << formatTime(time) << "\n";
+              << " were valid at " << formatTime(time);
+    if (recordedOnly)
+      std::cout << " as known now; " << recordedOnly
+                << " more as recorded then (deactivated later with an earlier effective time)";
+    std::cout << "\n";
+  }
   if (tokens.empty())
     std::cerr << "user " << printable(user) << " has no tokens in the " << source->describe()
               << "\n";

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <thread>
 
 #include "events/event_log.h"
 #include "events/lmdb.h"
@@ -254,6 +255,164 @@ TEST_CASE("at: effective times count, the deciding event is named; bad input") {
   CHECK(contains(bad.err, "Unix seconds"));
   CHECK(runCmd(w.audit("at --time 5")).status == 2);
   CHECK(runCmd(kAudit + " --data-dir " + w.root + "/nothing history --user a").status == 2);
+}
+
+// Bitemporal `at`: "as recorded at T" counts only the events recorded by T, "as
+// known now" all of them. A daemon of its own, so that the shared story keeps its
+// events and counts: dora's token, found compromised 1.5 s after its creation,
+// effective 0.5 s after it (the token at 0:0, the deactivation at 0:1).
+struct Backdated {
+  std::string root, data, key;
+  Timestamp created{}, effective{}, recorded{};
+  Backdated() {
+    using namespace std::chrono_literals;
+    root = tempDir("audit-bitemporal");
+    data = root + "/data";
+    std::vector<std::string> auth{"Authorization: Bearer " + kOperator};
+    Daemon d(kBinary, data, root, kOperator);
+    auto c = d.call("POST", "/v1/users/dora/tokens", R"({"description":"leaked later"})", auth);
+    REQUIRE(c.status == 201);
+    key = c.json()["key"].get<std::string>();
+    created = *parseTime(c.json()["created_at"].get<std::string>());
+    std::this_thread::sleep_for(1500ms);
+    effective = created + 500ms;
+    auto de = d.call(
+        "POST", "/v1/users/dora/tokens/" + key + "/deactivate",
+        json{{"reason", "compromised"}, {"effective_at", formatTime(effective)}}.dump(), auth);
+    REQUIRE(de.status == 200);
+    recorded = *parseTime(de.json()["updated_at"].get<std::string>());
+    REQUIRE(recorded > effective + 500ms);
+    REQUIRE(d.terminate() == 0);
+  }
+  ~Backdated() { fs::remove_all(root); }
+};
+
+TEST_CASE("at: a backdated change is answered both as known now and as recorded then") {
+  using namespace std::chrono_literals;
+  static Backdated b;  // once for all subcases
+  const std::string& key = b.key;
+  const Timestamp created = b.created, effective = b.effective, recorded = b.recorded;
+  const std::string& data = b.data;
+  auto at = [&](const std::string& what, Timestamp t, const std::string& format = "text") {
+    return runCmd(kAudit + " --data-dir " + data + " at " + what + " --time " + formatTime(t) +
+                  " --format " + format);
+  };
+
+  SUBCASE("between the effective time and the recording: not valid now, valid as recorded") {
+    Timestamp t = effective + (recorded - effective) / 2;
+    auto j = at("--key " + key, t, "json");
+    CHECK(j.status == 1);  // as known now decides the exit status
+    auto a = json::parse(j.out);
+    // As known now: today's fields, unchanged.
+    CHECK(a["valid"] == false);
+    CHECK(a["reason"] == "deactivated");
+    CHECK(a["deciding_event"]["event"] == "deactivated");
+    CHECK(a["deciding_event"]["reason"] == "compromised");
+    CHECK(a["deciding_event"]["effective_at"] == formatTime(effective));
+    CHECK(a["deciding_event"]["recorded_at"] == formatTime(recorded));
+    CHECK(a["deciding_event"]["position"] == "0:1");
+    // As recorded at T: the deactivation was not in the ledger yet.
+    CHECK(a["as_recorded"]["valid"] == true);
+    CHECK(a["as_recorded"]["reason"] == "created");
+    CHECK(a["as_recorded"]["deciding_event"]["event"] == "created");
+    CHECK(a["as_recorded"]["deciding_event"]["position"] == "0:0");
+    CHECK(a["as_recorded"]["deciding_event"]["recorded_at"] == formatTime(created));
+    CHECK_FALSE(a["as_recorded"].contains("valid_until"));  // no end was recorded then
+    CHECK(a["backdated_change"] == true);
+
+    auto txt = at("--key " + key, t);
+    CHECK(txt.status == 1);
+    CHECK(contains(txt.out, key + " (user dora) was NOT VALID at " + formatTime(t) +
+                                " as known now, but VALID as recorded then"));
+    CHECK(contains(txt.out, "\n  as known now: not valid: deactivated (compromised) effective " +
+                                formatTime(effective) + " (in the past), recorded " +
+                                formatTime(recorded)));
+    CHECK(contains(txt.out, "[0:1]"));
+    CHECK(contains(txt.out, "\n  as recorded at " + formatTime(t) + ": valid: created " +
+                                formatTime(created)));
+    CHECK(contains(txt.out, "[0:0]"));
+    CHECK_FALSE(contains(txt.out, "same as recorded"));
+
+    // --user lists it too: valid as recorded then, though no longer as known now.
+    auto user = at("--user dora", t);
+    CHECK(user.status == 1);  // none valid as known now
+    CHECK(contains(user.out, key + " (user dora) was NOT VALID"));
+    CHECK(contains(user.out, "0 of 1 tokens of user dora were valid at " + formatTime(t) +
+                                 " as known now; 1 more as recorded then"));
+    auto userJson = at("--user dora", t, "json");
+    REQUIRE(lines(userJson.out).size() == 1);
+    auto u = json::parse(lines(userJson.out)[0]);
+    CHECK(u["valid"] == false);
+    CHECK(u["as_recorded"]["valid"] == true);
+    CHECK(u["backdated_change"] == true);
+  }
+  SUBCASE("before the effective time and the recording: valid on both sides") {
+    Timestamp t = created + 250ms;
+    auto j = at("--key " + key, t, "json");
+    CHECK(j.status == 0);
+    auto a = json::parse(j.out);
+    CHECK(a["valid"] == true);
+    CHECK(a["as_recorded"]["valid"] == true);
+    CHECK(a["deciding_event"]["position"] == "0:0");
+    CHECK(a["as_recorded"]["deciding_event"]["position"] == "0:0");
+    CHECK(a["backdated_change"] == false);
+    // Known now, the compromise ends it; recorded then, nothing did yet.
+    CHECK(a["valid_until"] == formatTime(effective));
+    CHECK_FALSE(a["as_recorded"].contains("valid_until"));
+
+    auto txt = at("--key " + key, t);
+    CHECK(txt.status == 0);
+    CHECK(contains(txt.out, key + " (user dora) was VALID at " + formatTime(t) +
+                                " (same as recorded then)\n  deciding event:"));
+    CHECK_FALSE(contains(txt.out, "as known now"));
+    CHECK(contains(txt.out, "valid until " + formatTime(effective) +
+                                " (a deactivation recorded after " + formatTime(t)));
+  }
+  SUBCASE("after the recording: not valid on both sides, by the same event") {
+    Timestamp t = recorded + 1s;
+    auto a = json::parse(at("--key " + key, t, "json").out);
+    CHECK(a["valid"] == false);
+    CHECK(a["as_recorded"]["valid"] == false);
+    CHECK(a["as_recorded"]["reason"] == "deactivated");
+    CHECK(a["as_recorded"]["deciding_event"]["position"] == "0:1");
+    CHECK(a["backdated_change"] == false);
+    auto txt = at("--key " + key, t);
+    CHECK(txt.status == 1);
+    CHECK(contains(txt.out, "was NOT VALID at " + formatTime(t) + " (same as recorded then)"));
+    CHECK(contains(txt.out, "reason compromised"));
+  }
+  SUBCASE("before the creation: not created yet on both sides") {
+    auto a = json::parse(at("--key " + key, created - 1s, "json").out);
+    CHECK(a["reason"] == "not_created_yet");
+    CHECK(a["as_recorded"]["reason"] == "not_created_yet");
+    CHECK(a["backdated_change"] == false);
+  }
+}
+
+TEST_CASE("at: a grace period, asked between its recording and its end, is valid on both sides") {
+  auto& w = world();
+  const Story& s = w.story;
+  // k1's rotation was recorded at about rotatedAtS with an hour of grace.
+  Timestamp t = Timestamp{std::chrono::seconds{s.rotatedAtS + 1800}};
+  auto j = runCmd(w.audit("at --key " + s.k1 + " --time " + formatTime(t) + " --format json"));
+  CHECK(j.status == 0);
+  auto a = json::parse(j.out);
+  CHECK(a["valid"] == true);
+  CHECK(a["as_recorded"]["valid"] == true);
+  CHECK(a["backdated_change"] == false);
+  CHECK(a["reason"] == "created");
+  CHECK(a["as_recorded"]["reason"] == "created");
+  // The rotation was recorded before T, so both views know when the grace ends.
+  REQUIRE(a["valid_until"].is_string());
+  CHECK(a["as_recorded"]["valid_until"] == a["valid_until"]);
+  Timestamp until = *parseTime(a["valid_until"].get<std::string>());
+  CHECK(until > t);
+  CHECK(until <= t + std::chrono::seconds{1800 + 5});
+
+  auto txt = runCmd(w.audit("at --key " + s.k1 + " --time " + formatTime(t)));
+  CHECK(txt.status == 0);
+  CHECK(contains(txt.out, "was VALID at " + formatTime(t) + " (same as recorded then)"));
+  CHECK(contains(txt.out, "valid until " + a["valid_until"].get<std::string>()));
 }
 
 TEST_CASE("policy: tokens active too long without rotation, per user") {
