@@ -30,9 +30,13 @@ Reads the event log from the beginning (never through the service) and answers:
   history --user U [--key K] [--format text|json|csv]
       every token of U with its lifecycle and rotation lineage (K: only K's lineage)
   at --key K --time T [--format text|json]
-      was K valid at T, and which event decided it (exit 0 valid, 1 not valid)
+      was K valid at T, and which event decided it, twice: as known now (every
+      event counts from its effective time, also one recorded after T, such as a
+      compromise effective in the past) and as recorded at T (only the events
+      recorded by T); says when they differ. Exit 0 valid, 1 not valid, as known now
   at --user U --time T [--format text|json]
-      U's tokens valid at T (exit 0 if any, 1 if none)
+      U's tokens valid at T as known now or as recorded at T, both views each
+      (exit 0 if any is valid as known now, 1 if none)
   policy --max-age DAYS [--now T] [--format text|json]
       tokens active longer than DAYS without rotation, per user (exit 1 if any)
   rebuild --out DIR
