@@ -10,6 +10,13 @@
 #   KAFKA_BROKER_PID  that broker's process id, so the `cpu` lines include it
 #                  (scripts/kafka.sh writes it to DIR/broker.pid)
 #   KEEP_TMP=1     keep the temporary dir (daemon logs, data dirs, broker log)
+#
+# Trusted writers (docs/kafka.md): a Kafka replica starts only with a trust root.
+# Each run makes one root in TMP/trust (ledger-audit keys new-root), and
+# kb_start_daemon certifies every Kafka daemon's data dir with it before the start
+# (tokenledgerd --print-writer-key, ledger-audit keys certify) and passes
+# --trust-root; other tokenledgerd runs (--rebuild) call kb_trust and pass
+# "${KB_TRUST_ARGS[@]}".
 
 kb_die() {
   echo "$KB_NAME: $*" >&2
@@ -23,6 +30,8 @@ KB_DAEMON_PIDS=()
 KB_BROKER_DIR=""
 KB_SAMPLER_PID=""
 KB_TOPIC_N=0
+KB_ROOT=""
+KB_TRUST_ARGS=()
 export TOKENLEDGER_OPERATOR_SECRET="${TOKENLEDGER_OPERATOR_SECRET:-tlbench-operator-secret-0123456789}"
 
 kb_cleanup() {
@@ -41,10 +50,12 @@ kb_cleanup() {
   fi
 }
 
-# kb_init NAME TARGET... : temp dir, cleanup trap, binaries (built if needed).
+# kb_init NAME TARGET... : temp dir, cleanup trap, binaries (built if needed);
+# ledger-audit always (it makes the trust root and the certificates).
 kb_init() {
   KB_NAME="$1"
   shift
+  set -- "$@" ledger-audit
   KB_TMP="$(mktemp -d "${TMPDIR:-/tmp}/$KB_NAME.XXXXXX")"
   trap kb_cleanup EXIT
   trap 'exit 130' INT TERM
@@ -86,14 +97,49 @@ kb_topic() { # a fresh topic name
   echo "tlbench-$1-$$-$KB_TOPIC_N"
 }
 
+# kb_trust: this run's trust root, KB_ROOT (secret) and KB_ROOT.pub, made once, and
+# KB_TRUST_ARGS, the tokenledgerd flags that trust it.
+kb_trust() {
+  [ -n "$KB_ROOT" ] && return
+  mkdir -p "$KB_TMP/trust"
+  "$KB_BIN/ledger-audit" keys new-root --out "$KB_TMP/trust/root-key" >"$KB_TMP/trust/new-root.log" 2>&1 || {
+    cat "$KB_TMP/trust/new-root.log" >&2
+    kb_die "ledger-audit keys new-root failed"
+  }
+  KB_ROOT="$KB_TMP/trust/root-key"
+  KB_TRUST_ARGS=(--trust-root "$KB_ROOT.pub")
+}
+
+# kb_certify DATA_DIR: certifies the writer key of DATA_DIR (created if needed) with
+# this run's root, as DATA_DIR/writer.cert (once).
+kb_certify() {
+  local dir="$1" line
+  kb_trust
+  [ -f "$dir/writer.cert" ] && return
+  mkdir -p "$dir"
+  line="$("$KB_BIN/tokenledgerd" --data-dir "$dir" --print-writer-key)" ||
+    kb_die "tokenledgerd --print-writer-key failed for $dir"
+  "$KB_BIN/ledger-audit" keys certify --root "$KB_ROOT" --writer-key "$line" \
+    --out "$dir/writer.cert" >/dev/null || kb_die "ledger-audit keys certify failed for $dir"
+}
+
 # kb_start_daemon LABEL ARGS... : starts tokenledgerd with a fresh data dir on
-# 127.0.0.1:0; sets KB_PORT and KB_PID; waits for "listening on" and /readyz.
+# 127.0.0.1:0 (with --log kafka: certified, and trusting this run's root); sets
+# KB_PORT and KB_PID; waits for "listening on" and /readyz.
 kb_start_daemon() {
   local label="$1"
   shift
   local dir="$KB_TMP/$label"
   mkdir -p "$dir"
-  "$KB_BIN/tokenledgerd" --data-dir "$dir/data" --listen 127.0.0.1:0 "$@" \
+  local a prev="" trust=()
+  for a in "$@"; do
+    if [ "$prev" = --log ] && [ "$a" = kafka ]; then
+      kb_certify "$dir/data"
+      trust=("${KB_TRUST_ARGS[@]}")
+    fi
+    prev="$a"
+  done
+  "$KB_BIN/tokenledgerd" --data-dir "$dir/data" --listen 127.0.0.1:0 "$@" "${trust[@]}" \
     >"$dir/stdout" 2>"$dir/stderr" &
   KB_PID=$!
   KB_DAEMON_PIDS+=("$KB_PID")

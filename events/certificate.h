@@ -25,15 +25,10 @@ namespace tokenledger {
 
 constexpr std::string_view kCertificateContext = "tokenledger-writer-certificate-v1\n";
 
-struct WriterCertificate {
-  std::string writerKey;  // 32 raw bytes
-  std::string rootKeyId;
-  int64_t issuedAtUs = 0;
-  std::string rootSignature;  // 64 bytes
-  bool operator==(const WriterCertificate&) const = default;
-
-  std::string writerKeyId() const { return signingKeyIdOf(writerKey); }
-};
+// WriterCertificate is in events/event.h (an event may carry one).
+inline std::string writerKeyIdOf(const WriterCertificate& cert) {
+  return signingKeyIdOf(cert.writerKey);
+}
 
 // `root` certifies `writerPublicKey` (32 raw bytes).
 WriterCertificate certifyWriter(const SigningKey& root, std::string_view writerPublicKey,

@@ -87,6 +87,8 @@ class EmbeddedLog final : public EventLog {
 
   std::string describe() const override { return "embedded log in " + dir_; }
 
+  Offsets endOffsets() override { return Offsets{{end()}}; }
+
   std::optional<std::string> refusing() const override {
     std::lock_guard lock(mutex_);
     if (lastError_.empty()) return std::nullopt;

@@ -17,8 +17,18 @@ namespace {
 
 namespace s = schema;
 
-std::string_view typeNameOf(bool created, bool activated) {
-  return created ? "created" : activated ? "activated" : "deactivated";
+template <typename Body>
+std::string_view typeNameOf(const Body& body) {
+  switch (body.index()) {
+    case 0:
+      return "created";
+    case 1:
+      return "activated";
+    case 2:
+      return "deactivated";
+    default:
+      return "writer_certified";
+  }
 }
 
 }  // namespace
@@ -57,13 +67,14 @@ std::optional<Reason> parseReason(std::string_view s) {
 }
 
 std::string_view Event::typeName() const {
-  return typeNameOf(std::holds_alternative<Created>(body), std::holds_alternative<Activated>(body));
+  return typeNameOf(body);
 }
 
 std::string encodeEvent(const Event& event) {
-  capnp::MallocMessageBuilder message(firstSegmentWords(
-      event.eventId.size() + event.tokenKey.size() + event.owner.size() + event.actor.size() +
-      event.requestId.size() + event.signature.size() + event.signingKeyId.size() + 256));
+  capnp::MallocMessageBuilder message(
+      firstSegmentWords(event.eventId.size() + event.tokenKey.size() + event.owner.size() +
+                        event.actor.size() + event.requestId.size() + event.signature.size() +
+                        event.signingKeyId.size() + event.idempotencyKey.size() + 320));
   auto env = message.initRoot<s::Envelope>();
   env.setEventId(bytesOf(event.eventId));
   env.setTokenKey(textOf(event.tokenKey));
@@ -76,6 +87,9 @@ std::string encodeEvent(const Event& event) {
   if (!event.signingKeyId.empty()) env.setSigningKeyId(textOf(event.signingKeyId));
   env.setWriterSeq(event.writerSeq);
   if (!event.prevDigest.empty()) env.setPrevDigest(bytesOf(event.prevDigest));
+  env.setBasedOnVersion(event.basedOnVersion);
+  if (!event.idempotencyKey.empty()) env.setIdempotencyKey(textOf(event.idempotencyKey));
+  if (!event.requestDigest.empty()) env.setRequestDigest(bytesOf(event.requestDigest));
   if (auto* c = std::get_if<Created>(&event.body)) {
     auto b = env.initEvent().initCreated();
     b.setKind(toSchema(c->kind));
@@ -87,11 +101,18 @@ std::string encodeEvent(const Event& event) {
     b.setReplaces(textOf(c->replaces));
   } else if (std::holds_alternative<Activated>(event.body)) {
     env.initEvent().initActivated();
-  } else {
-    const auto& d = std::get<Deactivated>(event.body);
+  } else if (const auto* d = std::get_if<Deactivated>(&event.body)) {
     auto b = env.initEvent().initDeactivated();
-    b.setReason(toSchema(d.reason));
-    b.setEffectiveAtUs(toSchema(d.effectiveAt));
+    b.setReason(toSchema(d->reason));
+    b.setEffectiveAtUs(toSchema(d->effectiveAt));
+    if (!d->rotatedTo.empty()) b.setRotatedTo(textOf(d->rotatedTo));
+  } else {
+    const auto& c = std::get<WriterCertificate>(event.body);
+    auto b = env.initEvent().initWriterCertified();
+    b.setWriterKey(bytesOf(c.writerKey));
+    b.setRootKeyId(textOf(c.rootKeyId));
+    b.setIssuedAtUs(c.issuedAtUs);
+    b.setRootSignature(bytesOf(c.rootSignature));
   }
   return toBytes(message);
 }
@@ -111,9 +132,18 @@ std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
   (void)env.getSignature();
   (void)env.getSigningKeyId();
   (void)env.getPrevDigest();
+  e.basedOnVersion = env.getBasedOnVersion();
+  e.idempotencyKey = viewOf(env.getIdempotencyKey());
+  e.requestDigest = viewOf(env.getRequestDigest());
+  auto ev = env.getEvent();
+  if (ev.which() == s::Envelope::Event::WRITER_CERTIFIED) {
+    (void)ev.getWriterCertified();
+    if (e.eventId.size() != 16)
+      return DecodeError{DecodeError::Kind::malformed, "envelope lacks an event id"};
+    return DecodeError{DecodeError::Kind::notTokenEvent, "a writer certificate"};
+  }
   if (e.eventId.size() != 16 || e.tokenKey.empty() || e.owner.empty())
     return DecodeError{DecodeError::Kind::malformed, "envelope lacks event id, key or owner"};
-  auto ev = env.getEvent();
   switch (ev.which()) {
     case s::Envelope::Event::CREATED: {
       auto c = ev.getCreated();
@@ -134,7 +164,8 @@ std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
       return std::nullopt;
     case s::Envelope::Event::DEACTIVATED: {
       auto d = ev.getDeactivated();
-      e.body = Deactivated{fromSchema(d.getReason()), optionalTimeFromSchema(d.getEffectiveAtUs())};
+      e.body = Deactivated{fromSchema(d.getReason()), optionalTimeFromSchema(d.getEffectiveAtUs()),
+                           std::string(viewOf(d.getRotatedTo()))};
       return std::nullopt;
     }
     default:
@@ -165,8 +196,7 @@ Result withEnvelope(std::string_view bytes, std::vector<uint64_t>& copy, Read re
 }  // namespace
 
 std::string_view EventView::typeName() const {
-  return typeNameOf(std::holds_alternative<CreatedView>(body),
-                    std::holds_alternative<Activated>(body));
+  return typeNameOf(body);
 }
 
 EventView view(const Event& event) {
@@ -175,13 +205,18 @@ EventView view(const Event& event) {
   v.tokenKey = event.tokenKey;
   v.owner = event.owner;
   v.occurredAt = event.occurredAt;
+  v.basedOnVersion = event.basedOnVersion;
+  v.idempotencyKey = event.idempotencyKey;
+  v.requestDigest = event.requestDigest;
   if (const auto* c = std::get_if<Created>(&event.body))
     v.body = CreatedView{c->kind,       c->destinationId, c->description,
                          c->secretHash, c->expiresAt,     c->replaces};
   else if (std::holds_alternative<Activated>(event.body))
     v.body = Activated{};
+  else if (const auto* d = std::get_if<Deactivated>(&event.body))
+    v.body = *d;
   else
-    v.body = std::get<Deactivated>(event.body);
+    throw std::invalid_argument("a writer certificate is not a token event");
   return v;
 }
 
@@ -197,8 +232,15 @@ Decoded decodeEvent(std::string_view bytes) {
   std::vector<uint64_t> copy;
   return withEnvelope<Decoded>(bytes, copy, [&](s::Envelope::Reader env) -> Decoded {
     EventView v;
-    if (auto err = readCore(env, v)) return std::move(*err);
+    auto err = readCore(env, v);
+    if (err && err->kind != DecodeError::Kind::notTokenEvent) return std::move(*err);
     Event e;
+    if (err) {
+      auto c = env.getEvent().getWriterCertified();
+      e.body = WriterCertificate{std::string(viewOf(c.getWriterKey())),
+                                 std::string(viewOf(c.getRootKeyId())), c.getIssuedAtUs(),
+                                 std::string(viewOf(c.getRootSignature()))};
+    }
     e.eventId = v.eventId;
     e.tokenKey = v.tokenKey;
     e.owner = v.owner;
@@ -210,6 +252,10 @@ Decoded decodeEvent(std::string_view bytes) {
     e.signingKeyId = viewOf(env.getSigningKeyId());
     e.writerSeq = env.getWriterSeq();
     e.prevDigest = viewOf(env.getPrevDigest());
+    e.basedOnVersion = v.basedOnVersion;
+    e.idempotencyKey = v.idempotencyKey;
+    e.requestDigest = v.requestDigest;
+    if (err) return e;
     if (const auto* c = std::get_if<CreatedView>(&v.body))
       e.body = Created{
           c->kind,      std::string(c->destinationId), std::string(c->description), c->secretHash,
@@ -226,6 +272,17 @@ std::optional<std::string> checkEvent(const EventView& event) {
   if (!isWellFormedKey(event.tokenKey)) return "the token key is not of the form tlk_...";
   if (auto err = checkUserId(event.owner)) return "owner: " + *err;
   if (event.occurredAt <= Timestamp{}) return "occurredAtUs must be a time after 1970";
+  if (!event.idempotencyKey.empty()) {
+    if (auto err = checkIdempotencyKey(event.idempotencyKey)) return "idempotencyKey: " + *err;
+    if (event.requestDigest.size() != 32) return "requestDigest must be 32 bytes";
+  } else if (!event.requestDigest.empty()) {
+    return "requestDigest without an idempotencyKey";
+  }
+  if (const auto* d = std::get_if<Deactivated>(&event.body)) {
+    if (!d->rotatedTo.empty() && (!isWellFormedKey(d->rotatedTo) || d->rotatedTo == event.tokenKey))
+      return "rotatedTo must be another token's key";
+    return std::nullopt;
+  }
   const auto* c = std::get_if<CreatedView>(&event.body);
   if (!c) return std::nullopt;
   if (auto err = checkStoredDescription(c->description)) return *err;

@@ -38,9 +38,25 @@ struct Activated {};
 struct Deactivated {
   Reason reason = Reason::manual;
   std::optional<Timestamp> effectiveAt;  // none = when it occurred (see effectiveAt())
+  // The old token's half of a rotation: applies only if the token was rotated to
+  // this successor (the rotation's created event won). Empty otherwise.
+  std::string rotatedTo = {};
+  bool operator==(const Deactivated&) const = default;
 };
 
-using EventBody = std::variant<Created, Activated, Deactivated>;
+// A writer key certified by the operator's root key (events/certificate.h). Not
+// about a token: an event carrying one has no token key and no owner, and the
+// projection's token state machine never sees it (decodeEventView refuses it as
+// DecodeError::Kind::notTokenEvent).
+struct WriterCertificate {
+  std::string writerKey;  // 32 raw bytes
+  std::string rootKeyId;
+  int64_t issuedAtUs = 0;
+  std::string rootSignature;  // 64 bytes
+  bool operator==(const WriterCertificate&) const = default;
+};
+
+using EventBody = std::variant<Created, Activated, Deactivated, WriterCertificate>;
 
 struct Event {
   std::string eventId;  // 16 random bytes
@@ -54,6 +70,14 @@ struct Event {
   std::string signingKeyId;  // 16 hex characters naming the writer's public key
   uint64_t writerSeq = 0;    // 1, 2, 3, … per signing key; 0 = unsigned
   std::string prevDigest;    // 32 bytes: digest of the writer's event writerSeq - 1
+  // Conditional events (docs/kafka.md): the token's version (versionOf in
+  // projections/token.h) the command was decided on; 0 = unconditional.
+  uint32_t basedOnVersion = 0;
+  // Retry-safe commands (docs/api.md, "Idempotency-Key"): the client's key, scoped
+  // to the owner, and the digest of the request it came with (32 bytes). Empty when
+  // the request had no key.
+  std::string idempotencyKey;
+  std::string requestDigest;
   EventBody body;
 
   std::string_view typeName() const;
@@ -63,7 +87,9 @@ struct Event {
 std::string encodeEvent(const Event& event);
 
 struct DecodeError {
-  enum class Kind { malformed, unknownType } kind;
+  // notTokenEvent: a well-formed event about no token (a writer certificate), which
+  // decodeEventView refuses; decodeEvent reads it.
+  enum class Kind { malformed, unknownType, notTokenEvent } kind;
   std::string message;
 };
 using Decoded = std::variant<Event, DecodeError>;
@@ -87,6 +113,9 @@ struct EventView {
   std::string_view tokenKey;
   std::string_view owner;
   Timestamp occurredAt{};
+  uint32_t basedOnVersion = 0;
+  std::string_view idempotencyKey;
+  std::string_view requestDigest;
   std::variant<CreatedView, Activated, Deactivated> body;
   // The bytes' word-aligned copy when they were not aligned (Cap'n Proto reads
   // words); empty otherwise. Moving the view keeps the views valid.
@@ -94,6 +123,7 @@ struct EventView {
 
   std::string_view typeName() const;
 };
+// Throws std::invalid_argument for an event about no token (a writer certificate).
 EventView view(const Event& event);
 using DecodedView = std::variant<EventView, DecodeError>;
 // Checks exactly what decodeEvent checks; the views point into `bytes` (or the

@@ -172,6 +172,15 @@ class EventLog {
     for (const auto& [key, value] : records) out.push_back(append(key, {value}).front());
     return out;
   }
+  // Appends to partition `p` records about no owner (writer certificates: each
+  // partition needs its own copy, events/trust.h). The default serves logs of one
+  // partition. Throws LogUnavailable, or std::invalid_argument for no such partition.
+  virtual std::vector<Position> appendToPartition(Partition p,
+                                                  const std::vector<std::string>& values) {
+    if (p.value != 0 || partitionCount() != 1)
+      throw std::invalid_argument("no partition " + std::to_string(p.value) + " in " + describe());
+    return append("", values);
+  }
   virtual int32_t partitionCount() const = 0;
   // Why this log cannot take appends for now, when it knows: the embedded log after
   // a commit failed (a full disk, its size limit), until one succeeds. nullopt when
@@ -179,6 +188,10 @@ class EventLog {
   // transient). For readiness checks.
   virtual std::optional<std::string> refusing() const { return std::nullopt; }
   virtual std::unique_ptr<LogReader> openReader(const Offsets& from) = 0;
+  // The end of the log as of now (next offset per partition): what a replica must
+  // have applied to know every event appended before the call (Kafka asks each
+  // partition's leader). Throws LogUnavailable. Thread-safe.
+  virtual Offsets endOffsets() { return openReader(Offsets{})->endOffsets(); }
   // For messages: "embedded log in DIR" / "kafka topic T on B".
   virtual std::string describe() const = 0;
 };

@@ -92,6 +92,35 @@ void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
   p.done.notify_all();
 }
 
+// The topic's high watermarks (next offset per partition), asked of each leader
+// through `rk` (a consumer or a producer). Throws LogUnavailable.
+Offsets endOffsetsOf(rd_kafka_t* rk, const std::string& topic, int32_t partitions,
+                     const MonotonicClock& clock) {
+  Offsets o;
+  for (int32_t p = 0; p < partitions; ++p) {
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    // Right after a topic is created or a broker restarted, leadership may still be
+    // moving: retry those answers for a while.
+    for (auto until = clock.now() + kSettleTime;;) {
+      err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 10000);
+      // (librdkafka's own "Local: Unknown partition" too: its metadata may lag a
+      // broker that just came back.)
+      if ((err != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
+           err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+           err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+           err != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) ||
+          clock.now() >= until)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (err)
+      throw LogUnavailable("cannot read the end of topic " + topic + ": " + rd_kafka_err2str(err));
+    o.next.push_back(NextOffset{high});
+  }
+  return o;
+}
+
 class KafkaReader final : public LogReader {
  public:
   KafkaReader(const KafkaLogOptions& o, int32_t partitions, const Offsets& from)
@@ -144,29 +173,7 @@ class KafkaReader final : public LogReader {
     return out;
   }
 
-  Offsets endOffsets() override {
-    Offsets o;
-    for (int32_t p = 0; p < partitions_; ++p) {
-      int64_t low = 0, high = 0;
-      rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-      // Right after a topic is created or a broker restarted, leadership may still be
-      // moving: retry those answers for a while.
-      for (auto until = clock_.now() + kSettleTime;;) {
-        err = rd_kafka_query_watermark_offsets(rk_.get(), topic_.c_str(), p, &low, &high, 10000);
-        if ((err != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
-             err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
-             err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) ||
-            clock_.now() >= until)
-          break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      if (err)
-        throw LogUnavailable("cannot read the end of topic " + topic_ + ": " +
-                             rd_kafka_err2str(err));
-      o.next.push_back(NextOffset{high});
-    }
-    return o;
-  }
+  Offsets endOffsets() override { return endOffsetsOf(rk_.get(), topic_, partitions_, clock_); }
 
  private:
   std::string topic_;
@@ -217,7 +224,20 @@ class KafkaLog final : public EventLog {
     return produceAll(records);
   }
 
+  std::vector<Position> appendToPartition(Partition p,
+                                          const std::vector<std::string>& values) override {
+    if (p.value < 0 || p.value >= partitions_)
+      throw std::invalid_argument("no partition " + std::to_string(p.value) + " in " + describe());
+    std::vector<std::pair<std::string_view, std::string_view>> records;
+    for (const auto& v : values) records.emplace_back(std::string_view(), v);
+    return produceAll(records, p.value);
+  }
+
   int32_t partitionCount() const override { return partitions_; }
+
+  Offsets endOffsets() override {
+    return endOffsetsOf(producer_.get(), options_.topic, partitions_, *options_.clock);
+  }
 
   std::unique_ptr<LogReader> openReader(const Offsets& from) override {
     return std::make_unique<KafkaReader>(options_, partitions_, from);
@@ -365,8 +385,11 @@ class KafkaLog final : public EventLog {
 
   // Produces every record (the idempotent producer keeps per-partition order) and
   // waits for all delivery reports.
+  // Keyed records go where the partitioner puts them; with `partition` set, all go
+  // there (records about no owner, keys empty).
   std::vector<Position> produceAll(
-      const std::vector<std::pair<std::string_view, std::string_view>>& records) {
+      const std::vector<std::pair<std::string_view, std::string_view>>& records,
+      int32_t partition = RD_KAFKA_PARTITION_UA) {
     auto pending = std::make_shared<PendingAppend>();
     pending->remaining = records.size();
     pending->positions.resize(records.size());
@@ -378,11 +401,12 @@ class KafkaLog final : public EventLog {
       auto* slot = new Slot{pending, i};
       rd_kafka_resp_err_t err;
       while (true) {
-        err = rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
-                                RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
-                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(slot),
-                                RD_KAFKA_V_END);
+        err = rd_kafka_producev(
+            producer_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
+            RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(key.empty() ? nullptr : const_cast<char*>(key.data()), key.size()),
+            RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
         // Bulk copies outrun the local queue: wait for deliveries to free it.
         std::this_thread::sleep_for(std::chrono::milliseconds(5));

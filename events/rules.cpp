@@ -1,5 +1,6 @@
 #include "events/rules.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace tokenledger {
@@ -71,6 +72,14 @@ std::optional<std::string> checkDestinationId(std::string_view id) {
   if (!isIdText(id))
     return "destination_id must be 1-" + std::to_string(kMaxIdLength) + " characters of " +
            std::string(kIdAlphabet);
+  return std::nullopt;
+}
+
+std::optional<std::string> checkIdempotencyKey(std::string_view key) {
+  bool printable = std::all_of(key.begin(), key.end(), [](char c) { return c > ' ' && c < 0x7f; });
+  if (key.empty() || key.size() > kMaxIdempotencyKeyLength || !printable)
+    return "Idempotency-Key must be 1-" + std::to_string(kMaxIdempotencyKeyLength) +
+           " printable ASCII characters without spaces (e.g. a UUID)";
   return std::nullopt;
 }
 

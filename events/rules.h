@@ -19,6 +19,7 @@ namespace tokenledger {
 
 constexpr size_t kMaxIdLength = 128;
 constexpr size_t kMaxDescriptionChars = 200;
+constexpr size_t kMaxIdempotencyKeyLength = 255;
 // Rotation grace periods and scheduled deactivations: at most a (leap) year ahead.
 constexpr std::chrono::seconds kMaxGrace = std::chrono::days{366};
 
@@ -35,5 +36,8 @@ std::optional<std::string> checkDestinationId(std::string_view id);
 std::optional<std::string> checkDescription(std::string_view raw, std::string& out);
 // A stored description (an event's): valid as above and already trimmed.
 std::optional<std::string> checkStoredDescription(std::string_view description);
+// Idempotency keys (the Idempotency-Key header): 1-255 printable ASCII characters
+// without spaces (a UUID, or any string the client derives from its own request).
+std::optional<std::string> checkIdempotencyKey(std::string_view key);
 
 }  // namespace tokenledger

@@ -123,4 +123,13 @@ struct SignatureCheck {
 // Checks one raw envelope against `keys`. Never throws.
 SignatureCheck checkSignature(std::string_view envelope, const KeyRing& keys);
 
+// How the projection checks raw envelopes (one per thread: not thread-safe); the
+// place for what may be amortised across events (a cache, group signatures).
+class SignatureVerifier {
+ public:
+  SignatureCheck check(std::string_view envelope, const KeyRing& keys) {
+    return checkSignature(envelope, keys);
+  }
+};
+
 }  // namespace tokenledger

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "events/rules.h"
+#include "projections/idempotency.h"
 #include "projections/read_model_layout.h"
 #include "projections/token.h"
 
@@ -40,9 +41,15 @@ const std::string& encodeVerifyRecord(std::string& out, const Token& t) {
                                 t.deactivateAt, t.owner, t.destinationId});
 }
 
+// One per thread: a group's root signature is verified once per thread.
+SignatureVerifier& threadVerifier() {
+  thread_local SignatureVerifier verifier;
+  return verifier;
+}
+
 class Applier {
  public:
-  explicit Applier(const Dbs& dbs) : dbs_(dbs) {}
+  Applier(const Dbs& dbs, WriterTrust* trust) : dbs_(dbs), trust_(trust) {}
 
   void run(lmdb::Txn& txn, std::vector<const LogRecord*> recs, const SkipReporter& report,
            ApplyReport& out) {
@@ -50,6 +57,7 @@ class Applier {
     batch.recs = std::move(recs);
     batch.parallel = batch.recs.size() >= kParallelBatch;
     decode(batch);
+    judgeTrust(batch, out);
     lookUp(txn, batch);
     applyInLogOrder(batch, report, out);
     write(txn, batch);
@@ -101,6 +109,15 @@ class Applier {
     bool dirty = false;
   };
 
+  // An idempotency key (owner \0 key) during one apply(): its claim as stored, then
+  // as the batch changes it.
+  struct Claim {
+    std::string key;
+    std::optional<IdempotencyRecord> stored;  // as read (its time index to replace)
+    std::optional<IdempotencyRecord> record;  // as the batch leaves it
+    bool dirty = false;
+  };
+
   static constexpr uint32_t kNone = UINT32_MAX;
   // Loops that read memory scattered over the batch ask for it kAhead entries
   // early, which overlaps the cache misses they would wait on one by one.
@@ -108,9 +125,16 @@ class Applier {
 
   // One apply()'s working state; each pass fills in what the next reads.
   struct Batch {
-    std::vector<const LogRecord*> recs;   // the new records, in log order
-    bool parallel = false;                // big enough for the second thread
-    std::vector<DecodedView> events;      // per record: views into it
+    std::vector<const LogRecord*> recs;  // the new records, in log order
+    bool parallel = false;               // big enough for the second thread
+    std::vector<DecodedView> events;     // per record: views into it
+    std::vector<SignatureCheck> checks;  // per record, with a trust policy
+    std::vector<bool> untrusted;         // per record: refused by the trust policy
+    std::vector<std::pair<uint32_t, std::string>> refusals;  // (record, why), log order
+    std::vector<std::pair<Partition, PublicKey>> certified;  // certificates accepted
+    std::vector<Claim> claims;            // per idempotency key the batch uses, key order
+    std::vector<uint32_t> claimOf;        // per event: its claim, or kNone
+    std::optional<Timestamp> newest;      // the newest applied event's time
     std::string keys;                     // the slots' keys, in key order
     std::vector<Slot> slots;              // per token the batch mentions, key order
     std::vector<uint32_t> slotOf;         // per event: its token's slot
@@ -128,15 +152,62 @@ class Applier {
     return pair.first;
   }
 
-  static void decode(Batch& b) {
+  // Decodes every record and, with a trust policy, checks its signature against
+  // every key the trust knows (the expensive part, so on both threads).
+  void decode(Batch& b) {
     const size_t n = b.recs.size();
     b.events.resize(n);
+    if (trust_) b.checks.resize(n);
     auto decode = [&](size_t from, size_t to) {
-      for (size_t i = from; i < to; ++i) b.events[i] = decodeEventView(b.recs[i]->value);
+      SignatureVerifier& verifier = threadVerifier();
+      for (size_t i = from; i < to; ++i) {
+        b.events[i] = decodeEventView(b.recs[i]->value);
+        if (trust_ && std::holds_alternative<EventView>(b.events[i]))
+          b.checks[i] = verifier.check(b.recs[i]->value, trust_->knownKeys());
+      }
     };
     auto upper = besides(b.parallel, [&] { decode(n / 2, n); });
     decode(0, n / 2);
     upper.get();
+  }
+
+  // In log order: certificates extend the trust from where they lie in their
+  // partition, and each token event is trusted or not where it lies.
+  void judgeTrust(Batch& b, ApplyReport& out) {
+    const size_t n = b.recs.size();
+    b.untrusted.assign(n, false);
+    if (!trust_) return;
+    for (size_t i = 0; i < n; ++i) {
+      const LogRecord& rec = *b.recs[i];
+      const Partition p = rec.position.partition;
+      if (auto* err = std::get_if<DecodeError>(&b.events[i])) {
+        if (err->kind != DecodeError::Kind::notTokenEvent) continue;
+        auto decoded = decodeEvent(rec.value);
+        const Event* e = std::get_if<Event>(&decoded);
+        if (!e) {  // a broken certificate: reported as malformed
+          b.events[i] = std::get<DecodeError>(std::move(decoded));
+          continue;
+        }
+        auto admitted = trust_->admitCertificate(p, *e);
+        if (auto* key = std::get_if<PublicKey>(&admitted)) {
+          b.certified.emplace_back(p, *key);
+          out.certificates++;
+        } else {
+          b.untrusted[i] = true;
+          b.refusals.emplace_back(static_cast<uint32_t>(i),
+                                  "untrusted: " + std::get<std::string>(admitted));
+        }
+        continue;
+      }
+      SignatureCheck& check = b.checks[i];
+      // Signed by a key certified earlier in this batch: checked now that it is known.
+      if (check.status == SignatureStatus::unknownKey && trust_->knownKeys().find(check.keyId))
+        check = threadVerifier().check(rec.value, trust_->knownKeys());
+      if (auto why = trust_->refusal(p, check)) {
+        b.untrusted[i] = true;
+        b.refusals.emplace_back(static_cast<uint32_t>(i), std::move(*why));
+      }
+    }
   }
 
   // Pass 1: one slot per token the batch mentions (its own key, or a successor's
@@ -148,7 +219,7 @@ class Applier {
     auto sortedIds = besides(b.parallel, [&] {
       idRefs.reserve(n);
       for (uint32_t i = 0; i < n; ++i)
-        if (const EventView* e = std::get_if<EventView>(&b.events[i]))
+        if (const EventView* e = std::get_if<EventView>(&b.events[i]); e && !b.untrusted[i])
           idRefs.emplace_back(e->eventId, i);
       sortByKey(idRefs, firstOf);
     });
@@ -159,9 +230,14 @@ class Applier {
     };
     std::vector<Ref> refs;
     refs.reserve(n);
+    std::vector<std::pair<std::string, uint32_t>> claimRefs;  // (owner \0 key, event)
     for (uint32_t i = 0; i < n; ++i) {
       const EventView* e = std::get_if<EventView>(&b.events[i]);
-      if (!e) continue;
+      if (!e || b.untrusted[i]) continue;
+      if (!e->idempotencyKey.empty()) {
+        std::string k;
+        claimRefs.emplace_back(layout::idempotencyKey(k, e->owner, e->idempotencyKey), i);
+      }
       refs.push_back(Ref{e->tokenKey, i, false});
       if (const auto* c = std::get_if<CreatedView>(&e->body); c && !c->replaces.empty())
         refs.push_back(Ref{c->replaces, i, true});
@@ -195,6 +271,20 @@ class Applier {
       (r.predecessor ? b.predecessorOf : b.slotOf)[r.event] =
           static_cast<uint32_t>(b.slots.size() - 1);
     }
+    // Idempotency keys: few (only requests that sent one), so plainly sorted.
+    std::sort(claimRefs.begin(), claimRefs.end());
+    b.claimOf.assign(n, kNone);
+    for (auto& [k, event] : claimRefs) {
+      if (b.claims.empty() || b.claims.back().key != k) {
+        Claim c;
+        if (auto raw = txn.get(dbs_.idempotency, k))
+          c.stored = layout::decodeIdempotencyRecord(*raw);
+        c.record = c.stored;
+        c.key = std::move(k);
+        b.claims.push_back(std::move(c));
+      }
+      b.claimOf[event] = static_cast<uint32_t>(b.claims.size() - 1);
+    }
     sortedIds.get();
     b.duplicate.assign(n, true);
     for (size_t from = 0, to = 0; from < idRefs.size(); from = to) {
@@ -212,18 +302,30 @@ class Applier {
   static void applyInLogOrder(Batch& b, const SkipReporter& report, ApplyReport& out) {
     const auto n = static_cast<uint32_t>(b.recs.size());
     b.history.reserve(n);
+    size_t refusal = 0;  // the next of b.refusals
     for (uint32_t i = 0; i < n; ++i) {
       // Slots are in key order, events in log order: each event's slot is a miss.
       if (i + kAhead < n && b.slotOf[i + kAhead] != kNone)
         prefetch(&b.slots[b.slotOf[i + kAhead]], sizeof(Slot));
       const LogRecord& rec = *b.recs[i];
+      if (b.untrusted[i]) {
+        out.untrusted++;
+        if (report) report(rec.position, b.refusals[refusal].second);
+        refusal++;
+        continue;
+      }
       if (auto* err = std::get_if<DecodeError>(&b.events[i])) {
+        // A certificate is the trust's (judgeTrust): nothing for the token state.
+        if (err->kind == DecodeError::Kind::notTokenEvent) continue;
         out.skipped++;
         if (report) report(rec.position, err->message);
         continue;
       }
       if (b.duplicate[i]) {
+        // A copy of an event applied before (a replayed or copied record).
         out.duplicates++;
+        if (report)
+          report(rec.position, "duplicate: an event with this id was applied before; ignored");
         continue;
       }
       const EventView& event = std::get<EventView>(b.events[i]);
@@ -236,6 +338,17 @@ class Applier {
       }
       Slot& slot = b.slots[b.slotOf[i]];
       const std::optional<Token>& current = slot.state;
+      Claim* claim = b.claimOf[i] != kNone ? &b.claims[b.claimOf[i]] : nullptr;
+      const Token* predecessor = nullptr;
+      if (b.predecessorOf[i] != kNone && b.slots[b.predecessorOf[i]].state)
+        predecessor = &*b.slots[b.predecessorOf[i]].state;
+      // Conditional events whose state no longer holds, and repeated requests, change
+      // nothing anywhere: counted, not reported (they are the losers of races).
+      if ((claim && claimHolds(claim->record, event.occurredAt)) ||
+          conflictOf(current, predecessor, event) != Conflict::none) {
+        out.conflicts++;
+        continue;
+      }
       auto applied = applyEvent(current, event);
       if (!applied) {
         out.skipped++;
@@ -248,6 +361,12 @@ class Applier {
       }
       bool created = !current;
       if (created) b.owners.emplace_back(event.owner, b.slotOf[i]);
+      if (claim) {
+        claim->record = IdempotencyRecord{event.occurredAt, std::string(event.requestDigest),
+                                          std::string(event.tokenKey)};
+        claim->dirty = true;
+      }
+      if (!b.newest || event.occurredAt > *b.newest) b.newest = event.occurredAt;
       b.history.push_back(Batch::HistoryRef{b.slotOf[i], applied->eventCount - 1, i});
       slot.state = std::move(applied);
       slot.dirty = true;
@@ -266,6 +385,7 @@ class Applier {
   // Pass 3: every change, in key order per database. Encoding tokens and sorting
   // the history go to the second thread meanwhile.
   void write(lmdb::Txn& txn, Batch& b) {
+    writeTrustAndClaims(txn, b);
     const std::vector<Slot>& slots = b.slots;
     Packed tokenValues;
     std::promise<void> tokensEncoded;  // set (or failed) before the history sort
@@ -346,6 +466,50 @@ class Applier {
     freed.get();
   }
 
+  // The certificates accepted, and the idempotency claims made, by the batch; then
+  // claims old enough to be purged (projections/idempotency.h). Few entries: plain
+  // puts.
+  void writeTrustAndClaims(lmdb::Txn& txn, Batch& b) {
+    for (const auto& [p, key] : b.certified)
+      txn.put(dbs_.writers, layout::writerKey(p, key.keyId), key.key);
+    if (b.newest) purgeClaims(txn, *b.newest);
+    for (const Claim& c : b.claims) {
+      if (!c.dirty) continue;
+      if (c.stored)
+        txn.del(dbs_.idempotencyByTime, layout::idempotencyTimeKey(c.stored->recordedAt, c.key));
+      txn.put(dbs_.idempotency, c.key, layout::encodeIdempotencyRecord(*c.record));
+      txn.put(dbs_.idempotencyByTime, layout::idempotencyTimeKey(c.record->recordedAt, c.key), "");
+    }
+  }
+
+  // Removes the claims recorded kIdempotencyPurgeAfter before the newest event
+  // applied so far (kept in meta, so that the cut does not depend on how the log
+  // was split into batches).
+  void purgeClaims(lmdb::Txn& txn, Timestamp newestInBatch) {
+    Timestamp newest = newestInBatch;
+    if (auto raw = txn.get(dbs_.meta, layout::kNewestEventKey))
+      if (auto stored = layout::timeOf(*raw)) newest = std::max(newest, *stored);
+    txn.put(dbs_.meta, layout::kNewestEventKey, layout::timeValue(newest));
+    const Timestamp cut = newest - kIdempotencyPurgeAfter;
+    std::vector<std::string> expired;
+    {
+      lmdb::Cursor c(txn, dbs_.idempotencyByTime);
+      for (bool ok = c.first(); ok; ok = c.next()) {
+        auto k = layout::splitIdempotencyTimeKey(c.key());
+        if (!k || k->first >= cut) break;
+        expired.emplace_back(c.key());
+      }
+    }
+    for (const auto& k : expired) {
+      std::string_view ownerAndKey = std::string_view(k).substr(8);
+      txn.del(dbs_.idempotencyByTime, k);
+      auto raw = txn.get(dbs_.idempotency, ownerAndKey);
+      auto rec = raw ? layout::decodeIdempotencyRecord(*raw) : std::nullopt;
+      if (rec && layout::idempotencyTimeKey(rec->recordedAt, ownerAndKey) == k)
+        txn.del(dbs_.idempotency, ownerAndKey);
+    }
+  }
+
   // Puts keys in ascending order; those past the database's last key go in with
   // MDB_APPEND (no search, and pages fill up instead of splitting in half), which
   // is every key when a rebuild starts from empty.
@@ -419,21 +583,23 @@ class Applier {
   }
 
   const Dbs& dbs_;
+  WriterTrust* trust_;  // null: every well-formed event is taken
 };
 
 }  // namespace
 
 Dbs openDbs(lmdb::Txn& txn, bool create) {
   using namespace layout;
-  return Dbs{txn.openDb(kTokens, 0, create),    txn.openDb(kByOwner, 0, create),
-             txn.openDb(kHistory, 0, create),   txn.openDb(kEventIds, 0, create),
-             txn.openDb(kPositions, 0, create), txn.openDb(kMeta, 0, create),
-             txn.openDb(kVerify, 0, create)};
+  return Dbs{txn.openDb(kTokens, 0, create),      txn.openDb(kByOwner, 0, create),
+             txn.openDb(kHistory, 0, create),     txn.openDb(kEventIds, 0, create),
+             txn.openDb(kPositions, 0, create),   txn.openDb(kMeta, 0, create),
+             txn.openDb(kVerify, 0, create),      txn.openDb(kWriters, 0, create),
+             txn.openDb(kIdempotency, 0, create), txn.openDb(kIdempotencyByTime, 0, create)};
 }
 
 void apply(lmdb::Txn& txn, const Dbs& dbs, std::vector<const LogRecord*> recs,
-           const SkipReporter& report, ApplyReport& out) {
-  Applier(dbs).run(txn, std::move(recs), report, out);
+           const SkipReporter& report, ApplyReport& out, WriterTrust* trust) {
+  Applier(dbs, trust).run(txn, std::move(recs), report, out);
 }
 
 void populate(const void* p, size_t size) {

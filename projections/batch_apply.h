@@ -13,13 +13,15 @@
 
 #include "events/event_log.h"
 #include "events/lmdb.h"
+#include "events/trust.h"
 #include "projections/read_model.h"
 
 namespace tokenledger::batch {
 
 // The read model's databases (read_model_layout.h), opened in one transaction.
 struct Dbs {
-  MDB_dbi tokens, byOwner, history, eventIds, positions, meta, verify;
+  MDB_dbi tokens, byOwner, history, eventIds, positions, meta, verify, writers, idempotency,
+      idempotencyByTime;
 };
 // Throws lmdb::LmdbError (MDB_NOTFOUND when `create` is false and one is missing).
 Dbs openDbs(lmdb::Txn& txn, bool create);
@@ -30,10 +32,13 @@ constexpr size_t kParallelBatch = 4096;
 
 // Applies `recs` (records not applied before, in log order; they must outlive the
 // call) in `txn`, counting into `out` and reporting each skipped record. The
-// applied positions are the caller's to store. Throws lmdb::LmdbError with the
-// transaction to be aborted.
+// applied positions are the caller's to store. With `trust` (null: every
+// well-formed event is taken), only events it trusts change state, and the
+// certificates accepted on the way are added to it and stored: the caller keeps
+// the updated trust only once the transaction commits. Throws lmdb::LmdbError with
+// the transaction to be aborted.
 void apply(lmdb::Txn& txn, const Dbs& dbs, std::vector<const LogRecord*> recs,
-           const SkipReporter& report, ApplyReport& out);
+           const SkipReporter& report, ApplyReport& out, WriterTrust* trust);
 
 // Faults in the whole pages of [p, p + size) for writing, at once rather than one
 // fault per page on first use (MADV_POPULATE_WRITE: Linux 5.14 on; a no-op before).

@@ -47,6 +47,11 @@ class ProjectorImpl final : public Projector {
     return applied_;
   }
 
+  ApplyReport totals() const override {
+    std::lock_guard lock(mutex_);
+    return totals_;
+  }
+
   uint64_t appliedVersion() const override { return version_.load(std::memory_order_acquire); }
 
   bool ready() const override { return ready_.load() && healthy_.load(); }
@@ -169,9 +174,14 @@ class ProjectorImpl final : public Projector {
         continue;
       }
       try {
-        model_.apply(pending, [this](const Position& p, const std::string& why) {
-          logger_("projector: skipped event at " + toString(p) + ": " + why);
-        });
+        ApplyReport report =
+            model_.apply(pending, [this](const Position& p, const std::string& why) {
+              logger_("projector: skipped event at " + toString(p) + ": " + why);
+            });
+        {
+          std::lock_guard lock(mutex_);
+          totals_ += report;
+        }
         if (!healthy_) logger_("projector: applying the log works again");
         healthy_ = true;
       } catch (const std::exception& e) {
@@ -215,6 +225,7 @@ class ProjectorImpl final : public Projector {
   };
   std::vector<Callback> callbacks_;
   Offsets applied_;
+  ApplyReport totals_;  // guarded by mutex_
   bool stopping_ = false;
   std::string failure_;  // why the last apply failed (guarded by mutex_)
   std::mutex admitMutex_;

@@ -88,6 +88,9 @@ class Projector {
   // What admit(1) would refuse with now, claiming nothing; nullopt when it would
   // admit. For /readyz.
   virtual std::optional<Refusal> refusal() const = 0;
+  // What the batches applied since start did with their events (applied, skipped,
+  // untrusted, …), for /readyz. Thread-safe.
+  virtual ApplyReport totals() const = 0;
   // Stops the thread (idempotent); the destructor calls it.
   virtual void stop() = 0;
 };

@@ -21,6 +21,12 @@
 namespace tokenledger {
 namespace {
 
+// Names the events a read model applies: a model built under one policy is never
+// opened under another (the events it refused or took may differ).
+std::string trustFingerprint(const ReadModelOptions& o) {
+  return o.trust ? o.trust->fingerprint() : "none: every well-formed event";
+}
+
 using layout::historyKey;
 using layout::ownerKey;
 
@@ -46,7 +52,7 @@ class LmdbReadModel final : public ReadModel {
       // projector simply re-applies those events from the log.
       // The map starts small (LMDB makes it at least what the data needs) and Room
       // grows it up to the limit: with MDB_WRITEMAP the file's size is the map's.
-      : env_(dir, lmdb::EnvOptions{std::min<uint64_t>(options.mapSizeBytes, 64ull << 20), 8, 1024,
+      : env_(dir, lmdb::EnvOptions{std::min<uint64_t>(options.mapSizeBytes, 64ull << 20), 16, 1024,
                                    options.syncEachCommit
                                        ? unsigned{MDB_NOMETASYNC}
                                        : unsigned{MDB_NOSYNC | MDB_WRITEMAP | MDB_NORDAHEAD}}),
@@ -75,6 +81,25 @@ class LmdbReadModel final : public ReadModel {
                                std::string(*version) + ", this build expects " +
                                std::to_string(layout::kLayoutVersion) +
                                "; rebuild it with `tokenledgerd --rebuild`");
+    }
+    const std::string fingerprint = trustFingerprint(options);
+    auto stored = txn.get(dbs_.meta, layout::kTrustKey);
+    if (!stored && readPositions(txn).next.empty()) {
+      txn.put(dbs_.meta, layout::kTrustKey, fingerprint);
+    } else if (!stored || *stored != fingerprint) {
+      throw std::runtime_error("read model in " + dir +
+                               " was built under another trust policy; rebuild it with "
+                               "`tokenledgerd --rebuild` (the daemon does at start)");
+    }
+    if (options.trust) {
+      trust_.emplace(*options.trust);
+      lmdb::Cursor c(txn, dbs_.writers);
+      for (bool ok = c.first(); ok; ok = c.next()) {
+        auto k = layout::splitWriterKey(c.key());
+        if (!k || c.value().size() != kPublicKeyBytes)
+          throw std::runtime_error("corrupt writer entry in the read model in " + dir);
+        trust_->admit(k->first, PublicKey{std::string(k->second), std::string(c.value())});
+      }
     }
     txn.commit();
   }
@@ -107,11 +132,14 @@ class LmdbReadModel final : public ReadModel {
       next.advancePast(rec.position.partition, rec.position.offset);
       recs.push_back(&rec);
     }
-    batch::apply(txn, dbs_, std::move(recs), report, out);
+    // The trust as the batch extends it, kept only once the batch commits.
+    std::optional<WriterTrust> trust = trust_;
+    batch::apply(txn, dbs_, std::move(recs), report, out, trust ? &*trust : nullptr);
     for (size_t p = 0; p < next.next.size(); ++p)
       txn.put(dbs_.positions, layout::partitionKey(Partition{static_cast<int32_t>(p)}),
               layout::nextOffsetValue(next.next[p]));
     txn.commit();
+    if (out.certificates) trust_ = std::move(trust);
     if (prefaulted.valid()) prefaulted.get();
     generation_.fetch_add(1, std::memory_order_release);
     room_.committed();
@@ -138,9 +166,12 @@ class LmdbReadModel final : public ReadModel {
     const lmdb::Txn& txn = snapshot.txn();
     using namespace layout;
     const std::pair<const char*, MDB_dbi> all[] = {
-        {kTokens, dbs_.tokens},     {kByOwner, dbs_.byOwner},     {kHistory, dbs_.history},
-        {kEventIds, dbs_.eventIds}, {kPositions, dbs_.positions}, {kMeta, dbs_.meta},
-        {kVerify, dbs_.verify}};
+        {kTokens, dbs_.tokens},           {kByOwner, dbs_.byOwner},
+        {kHistory, dbs_.history},         {kEventIds, dbs_.eventIds},
+        {kPositions, dbs_.positions},     {kMeta, dbs_.meta},
+        {kVerify, dbs_.verify},           {kWriters, dbs_.writers},
+        {kIdempotency, dbs_.idempotency}, {kIdempotencyByTime, dbs_.idempotencyByTime}};
+    static_assert(std::size(all) == kDatabases.size(), "dump every database");
     for (const auto& [name, dbi] : all) {
       lmdb::Cursor c(txn, dbi);
       for (bool ok = c.first(); ok; ok = c.next()) {
@@ -218,6 +249,7 @@ class LmdbReadModel final : public ReadModel {
   SnapshotGate gate_;
   Room room_;  // after env_, generation_ and gate_, which its callback uses
   batch::Dbs dbs_{};
+  std::optional<WriterTrust> trust_;  // the apply thread's; none: every event is taken
 };
 
 class Reader final : public ReadModelReader {
@@ -275,6 +307,14 @@ class Reader final : public ReadModelReader {
       if (auto* e = std::get_if<Event>(&decoded)) out.push_back(std::move(*e));
     }
     return out;
+  }
+
+  std::optional<IdempotencyRecord> idempotency(std::string_view owner,
+                                               std::string_view key) override {
+    refresh();
+    std::string k;
+    auto raw = txn_.get(model_.dbs().idempotency, layout::idempotencyKey(k, owner, key));
+    return raw ? layout::decodeIdempotencyRecord(*raw) : std::nullopt;
   }
 
   Offsets applied() override {
@@ -343,12 +383,29 @@ Status VerifyView::statusAt(Timestamp now) const {
   return tokenledger::statusAt(active, expiresAt, deactivateAt, now);
 }
 
-bool readModelNeedsRebuild(const std::string& dir) {
-  std::ifstream in(dir + "/unsynced-boot");
-  if (!in) return false;
-  std::string id;
-  std::getline(in, id);
-  return id != bootId();
+std::optional<std::string> readModelRebuildReason(const std::string& dir,
+                                                  const ReadModelOptions& options) {
+  if (std::ifstream in(dir + "/unsynced-boot"); in) {
+    std::string id;
+    std::getline(in, id);
+    if (id != bootId()) return "the machine restarted while the read model had unsynced commits";
+  }
+  if (!std::filesystem::exists(dir + "/data.mdb")) return std::nullopt;
+  try {
+    lmdb::Env env(dir, lmdb::EnvOptions{64ull << 20, 16, 16, MDB_RDONLY, true});
+    auto txn = lmdb::Txn::read(env);
+    MDB_dbi meta = txn.openDb(layout::kMeta);
+    auto version = txn.get(meta, layout::kSchemaVersionKey);
+    if (!version || *version != std::to_string(layout::kLayoutVersion))
+      return "the read model has layout version " + std::string(version ? *version : "none") +
+             ", this build writes " + std::to_string(layout::kLayoutVersion);
+    auto trust = txn.get(meta, layout::kTrustKey);
+    if (trust && *trust != trustFingerprint(options))
+      return "the read model was built under another trust policy (" + std::string(*trust) + ")";
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return std::string("the read model cannot be read (") + e.what() + ")";
+  }
 }
 
 std::unique_ptr<ReadModel> openReadModel(const std::string& dir, const ReadModelOptions& options,
@@ -388,10 +445,7 @@ ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipRe
       chunk.push_back(std::move(r));
     }
     if (chunk.empty() || (chunk.size() < kChunk && !reached())) continue;
-    auto r = model->apply(chunk, report);
-    total.applied += r.applied;
-    total.duplicates += r.duplicates;
-    total.skipped += r.skipped;
+    total += model->apply(chunk, report);
     chunk.clear();
   }
   return total;

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "events/event_log.h"
+#include "events/trust.h"
+#include "projections/idempotency.h"
 #include "projections/room.h"
 #include "projections/token.h"
 
@@ -46,6 +48,10 @@ struct ReadModelOptions {
   // syncing (rebuilds: the OS writes the pages back soon anyway, and the marker
   // still catches an OS crash before it did).
   bool syncAtClose = true;
+  // Which writers may change state (events/trust.h). None: every well-formed event,
+  // signed or not (unit tests; tools that inspect a log). A model built under one
+  // policy refuses to open under another (readModelRebuildReason tells first).
+  std::optional<TrustPolicy> trust = std::nullopt;
 };
 
 // What the read model is given besides its options (injected, so tests can give
@@ -72,9 +78,22 @@ struct VerifyView {
 };
 
 struct ApplyReport {
-  size_t applied = 0;     // events that changed state
-  size_t duplicates = 0;  // event ids seen before, or positions already applied
-  size_t skipped = 0;     // malformed, unknown type, or not applicable (reported)
+  size_t applied = 0;       // events that changed state
+  size_t duplicates = 0;    // event ids seen before (reported), or positions already applied
+  size_t skipped = 0;       // malformed, unknown type, or not applicable (reported)
+  size_t untrusted = 0;     // refused by the trust policy (events/trust.h; reported)
+  size_t conflicts = 0;     // conditional events that lost, repeated requests (not reported)
+  size_t certificates = 0;  // writer certificates accepted
+
+  ApplyReport& operator+=(const ApplyReport& o) {
+    applied += o.applied;
+    duplicates += o.duplicates;
+    skipped += o.skipped;
+    untrusted += o.untrusted;
+    conflicts += o.conflicts;
+    certificates += o.certificates;
+    return *this;
+  }
 };
 
 // Called for each record the projection skips, with its position and why.
@@ -90,6 +109,10 @@ class ReadModelReader {
   virtual std::vector<Token> tokensOf(std::string_view owner) = 0;
   // The token's events in log order (empty when unknown).
   virtual std::vector<Event> history(std::string_view key) = 0;
+  // The claim on `owner`'s idempotency key (projections/idempotency.h), as stored:
+  // the caller judges whether it still holds (claimHolds).
+  virtual std::optional<IdempotencyRecord> idempotency(std::string_view owner,
+                                                       std::string_view key) = 0;
   virtual Offsets applied() = 0;
   // A reader holds an LMDB snapshot between calls, and LMDB cannot reuse any page
   // freed after the oldest snapshot: one idle reader makes the file grow with every
@@ -126,10 +149,14 @@ class ReadModel {
   virtual std::string dump() = 0;
 };
 
-// True when the read model in `dir` was last used without syncing and the machine
-// restarted since (a different boot id) before it was closed cleanly: its file may
-// lack pages, so rebuild it from the log.
-bool readModelNeedsRebuild(const std::string& dir);
+// Why the read model in `dir` must be rebuilt from the log before it is opened
+// with `options`, or nullopt: it was last used without syncing and the machine
+// restarted since (a different boot id) before it was closed cleanly, so its file
+// may lack pages; or it has another layout version (read_model_layout.h); or it was
+// built under another trust policy. Never throws: a model it cannot read is one
+// to rebuild.
+std::optional<std::string> readModelRebuildReason(const std::string& dir,
+                                                  const ReadModelOptions& options);
 
 std::unique_ptr<ReadModel> openReadModel(const std::string& dir,
                                          const ReadModelOptions& options = {},

@@ -80,6 +80,59 @@ std::optional<NextOffset> nextOffsetOf(std::string_view value) {
   return NextOffset{static_cast<int64_t>(readBigEndian(value))};
 }
 
+std::string timeValue(Timestamp t) {
+  std::string out;
+  appendBigEndian(out, static_cast<uint64_t>(t.time_since_epoch().count()), 8);
+  return out;
+}
+
+std::optional<Timestamp> timeOf(std::string_view value) {
+  if (value.size() != 8) return std::nullopt;
+  return Timestamp{std::chrono::microseconds{static_cast<int64_t>(readBigEndian(value))}};
+}
+
+std::string writerKey(Partition partition, std::string_view keyId) {
+  std::string out = partitionKey(partition);
+  out.append(keyId);
+  return out;
+}
+
+std::optional<std::pair<Partition, std::string_view>> splitWriterKey(std::string_view k) {
+  if (k.size() <= 4) return std::nullopt;
+  return std::make_pair(*partitionOf(k.substr(0, 4)), k.substr(4));
+}
+
+const std::string& idempotencyKey(std::string& out, std::string_view owner, std::string_view key) {
+  return ownerKey(out, owner, key);
+}
+
+std::string encodeIdempotencyRecord(const IdempotencyRecord& r) {
+  std::string out = timeValue(r.recordedAt);
+  out.append(r.requestDigest);
+  out.append(r.tokenKey);
+  return out;
+}
+
+std::optional<IdempotencyRecord> decodeIdempotencyRecord(std::string_view raw) {
+  if (raw.size() < 40) return std::nullopt;
+  IdempotencyRecord r;
+  r.recordedAt = *timeOf(raw.substr(0, 8));
+  r.requestDigest = std::string(raw.substr(8, 32));
+  r.tokenKey = std::string(raw.substr(40));
+  return r;
+}
+
+std::string idempotencyTimeKey(Timestamp recordedAt, std::string_view ownerAndKey) {
+  std::string out = timeValue(recordedAt);
+  out.append(ownerAndKey);
+  return out;
+}
+
+std::optional<std::pair<Timestamp, std::string_view>> splitIdempotencyTimeKey(std::string_view k) {
+  if (k.size() <= 8) return std::nullopt;
+  return std::make_pair(*timeOf(k.substr(0, 8)), k.substr(8));
+}
+
 const std::string& encodeVerifyRecord(std::string& out, const VerifyRecord& r) {
   if (r.owner.size() > 255) throw std::logic_error("owner longer than a verify record holds");
   out.clear();

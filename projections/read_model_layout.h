@@ -17,11 +17,23 @@
 //   verify     token key                  -> what verification reads, fixed layout
 //                                             (see VerifyRecord), derived from
 //                                             tokens in the same transaction
+//   writers    partition (4, BE) key id   -> the writer's public key (32 bytes): a
+//                                             certificate accepted on that partition
+//                                             (events/trust.h)
+//   idempotency  owner \0 idempotency key -> IdempotencyRecord: the event that
+//                                             claimed the key (projections/idempotency.h)
+//   idempotency_by_time  recordedAtUs (8, BE) owner \0 idempotency key -> "" (so
+//                                             expired claims are found in time order)
+//   meta       "trust"                    -> the TrustPolicy fingerprint it was built
+//                                             under (a different one: rebuild)
+//              "newest_event"             -> the newest applied event's time (8, BE
+//                                             microseconds): where purges cut
 //
 // Invariants: one write transaction stores a batch's changes in every database
 // together with the positions they came from (exactly-once: a crash never applies
 // a record twice or skips one); tokens and verify hold the same keys; every event
-// in history was applied to its token.
+// in history was applied to its token; idempotency and idempotency_by_time hold the
+// same claims.
 //
 // Writer: the projector's LmdbReadModel (one writer per process). Readers: that
 // process's readers, and ledger-audit from another process, read-only.
@@ -40,7 +52,8 @@
 
 namespace tokenledger::layout {
 
-constexpr uint32_t kLayoutVersion = 1;
+// 2: writers, idempotency, idempotency_by_time; TokenState.idempotencyKey.
+constexpr uint32_t kLayoutVersion = 2;
 
 constexpr const char* kTokens = "tokens";
 constexpr const char* kByOwner = "by_owner";
@@ -49,10 +62,19 @@ constexpr const char* kEventIds = "event_ids";
 constexpr const char* kPositions = "positions";
 constexpr const char* kMeta = "meta";
 constexpr const char* kVerify = "verify";
+constexpr const char* kWriters = "writers";
+constexpr const char* kIdempotency = "idempotency";
+constexpr const char* kIdempotencyByTime = "idempotency_by_time";
 // Every database, in the order dumps and comparisons list them.
-constexpr std::array<const char*, 7> kDatabases = {kTokens,    kByOwner, kHistory, kEventIds,
-                                                   kPositions, kMeta,    kVerify};
+constexpr std::array<const char*, 10> kDatabases = {
+    kTokens, kByOwner, kHistory, kEventIds,    kPositions,
+    kMeta,   kVerify,  kWriters, kIdempotency, kIdempotencyByTime};
 constexpr std::string_view kSchemaVersionKey = "schema_version";
+constexpr std::string_view kTrustKey = "trust";
+constexpr std::string_view kNewestEventKey = "newest_event";
+// A time as 8 bytes, big-endian microseconds since the epoch; nullopt unless 8 bytes.
+std::string timeValue(Timestamp t);
+std::optional<Timestamp> timeOf(std::string_view value);
 
 // by_owner: into `out`, so that a loop can reuse one buffer.
 const std::string& ownerKey(std::string& out, std::string_view owner, std::string_view key);
@@ -71,6 +93,27 @@ std::string partitionKey(Partition partition);
 std::optional<Partition> partitionOf(std::string_view key);
 std::string nextOffsetValue(NextOffset next);
 std::optional<NextOffset> nextOffsetOf(std::string_view value);
+
+// writers: (partition, key id); nullopt unless 4 bytes and a key id follow.
+std::string writerKey(Partition partition, std::string_view keyId);
+std::optional<std::pair<Partition, std::string_view>> splitWriterKey(std::string_view k);
+
+// idempotency: owner \0 key (into `out`, reused by loops), and its value.
+const std::string& idempotencyKey(std::string& out, std::string_view owner, std::string_view key);
+struct IdempotencyRecord {
+  Timestamp recordedAt{};     // the claiming event's occurredAt
+  std::string requestDigest;  // 32 bytes
+  std::string tokenKey;       // the token it created or changed
+  bool operator==(const IdempotencyRecord&) const = default;
+};
+// recordedAtUs (8, BE) | request digest (32) | token key.
+std::string encodeIdempotencyRecord(const IdempotencyRecord& r);
+// nullopt when shorter than 40 bytes.
+std::optional<IdempotencyRecord> decodeIdempotencyRecord(std::string_view raw);
+// idempotency_by_time: recordedAtUs (8, BE) | owner \0 key.
+std::string idempotencyTimeKey(Timestamp recordedAt, std::string_view ownerAndKey);
+// (recordedAt, owner \0 key); nullopt when shorter than 9 bytes.
+std::optional<std::pair<Timestamp, std::string_view>> splitIdempotencyTimeKey(std::string_view k);
 
 // verify: secret hash (32) | active (1) | kind (1) | expiresAtUs (8, BE)
 // | deactivateAtUs (8, BE) | owner length (1) | owner | destination id.

@@ -19,13 +19,14 @@ size_t encodedTokenBound(const Token& t) {
   static const size_t kEmpty = encodeToken(Token{}).size();
   auto more = [](size_t n) { return (n + 1 + 7) / 8 * 8 - 8; };
   return kEmpty + more(t.key.size()) + more(t.owner.size()) + more(t.destinationId.size()) +
-         more(t.description.size()) + more(t.replaces.size()) + more(t.replacedBy.size());
+         more(t.description.size()) + more(t.replaces.size()) + more(t.replacedBy.size()) +
+         more(t.idempotencyKey.size());
 }
 
 std::string encodeToken(const Token& t) {
-  capnp::MallocMessageBuilder message(
-      firstSegmentWords(t.key.size() + t.owner.size() + t.destinationId.size() +
-                        t.description.size() + t.replaces.size() + t.replacedBy.size() + 256));
+  capnp::MallocMessageBuilder message(firstSegmentWords(
+      t.key.size() + t.owner.size() + t.destinationId.size() + t.description.size() +
+      t.replaces.size() + t.replacedBy.size() + t.idempotencyKey.size() + 256));
   auto b = message.initRoot<projection::TokenState>();
   b.setKey(textOf(t.key));
   b.setOwner(textOf(t.owner));
@@ -43,6 +44,7 @@ std::string encodeToken(const Token& t) {
   b.setReplaces(textOf(t.replaces));
   b.setReplacedBy(textOf(t.replacedBy));
   b.setEventCount(t.eventCount);
+  if (!t.idempotencyKey.empty()) b.setIdempotencyKey(textOf(t.idempotencyKey));
   return toBytes(message);
 }
 
@@ -67,6 +69,7 @@ Token decodeToken(std::string_view bytes) {
     t.replaces = std::string(viewOf(r.getReplaces()));
     t.replacedBy = std::string(viewOf(r.getReplacedBy()));
     t.eventCount = r.getEventCount();
+    t.idempotencyKey = std::string(viewOf(r.getIdempotencyKey()));
     return t;
   } catch (const kj::Exception& ex) {
     throw std::runtime_error(std::string("corrupt token state in read model: ") +
@@ -76,6 +79,40 @@ Token decodeToken(std::string_view bytes) {
 
 Status statusAt(const Token& t, Timestamp now) {
   return statusAt(t.active, t.expiresAt, t.deactivateAt, now);
+}
+
+std::string_view toString(Conflict conflict) {
+  switch (conflict) {
+    case Conflict::none:
+      return "none";
+    case Conflict::stale:
+      return "stale";
+    case Conflict::alreadyRotated:
+      return "already rotated";
+    case Conflict::rotationLost:
+      return "rotation lost";
+    case Conflict::duplicateRequest:
+      return "duplicate request";
+  }
+  return "stale";
+}
+
+Conflict conflictOf(const std::optional<Token>& current, const Token* predecessor,
+                    const EventView& event) {
+  const uint32_t based = event.basedOnVersion;
+  if (const auto* c = std::get_if<CreatedView>(&event.body)) {
+    if (based == 0 || c->replaces.empty()) return Conflict::none;
+    // A rotation: the predecessor must be the owner's, not rotated yet, and unchanged.
+    if (!predecessor || predecessor->owner != event.owner) return Conflict::stale;
+    if (!predecessor->replacedBy.empty()) return Conflict::alreadyRotated;
+    return versionOf(*predecessor) == based ? Conflict::none : Conflict::stale;
+  }
+  if (const auto* d = std::get_if<Deactivated>(&event.body); d && !d->rotatedTo.empty()) {
+    if (!current || current->replacedBy != d->rotatedTo) return Conflict::rotationLost;
+  }
+  if (based == 0) return Conflict::none;
+  if (!current || current->owner != event.owner) return Conflict::none;  // does not apply
+  return versionOf(*current) == based ? Conflict::none : Conflict::stale;
 }
 
 std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event) {
@@ -98,6 +135,7 @@ std::optional<Token> applyEvent(const std::optional<Token>& current, const Event
     t.expiresAt = c->expiresAt;
     t.replaces = c->replaces;
     t.eventCount = 1;
+    t.idempotencyKey = event.idempotencyKey;
     return t;
   }
   if (!current || current->owner != event.owner) return std::nullopt;

@@ -32,6 +32,7 @@ struct Token {
   std::string replaces;
   std::string replacedBy;
   uint32_t eventCount = 0;
+  std::string idempotencyKey;  // of the request that created it (or rotated to it)
 
   bool operator==(const Token&) const = default;
 };
@@ -40,11 +41,38 @@ struct Token {
 // (events/validity.h).
 Status statusAt(const Token& token, Timestamp now);
 
+// A token's version: the number of changes applied to it, its events and its
+// rotation to a successor (which sets replacedBy without an event of its own). A
+// command's events carry the version it was decided on (Event::basedOnVersion).
+inline uint32_t versionOf(const Token& t) {
+  return t.eventCount + (t.replacedBy.empty() ? 0 : 1);
+}
+
+// Why a conditional event (basedOnVersion > 0) changes nothing: the state it was
+// decided on no longer holds when the log reaches it. Decided in log order, so every
+// replica, a rebuild and ledger-audit reach the same verdict (docs/kafka.md,
+// "Conditional events").
+enum class Conflict {
+  none,
+  stale,            // the token (or a rotation's predecessor) changed since
+  alreadyRotated,   // a rotation's predecessor was rotated to another successor
+  rotationLost,     // the old token's half of a rotation whose created event lost
+  duplicateRequest  // an idempotency key used by an earlier event (idempotency.h)
+};
+std::string_view toString(Conflict conflict);
+
+// The verdict on `event` against `current` (the token's state) and `predecessor`
+// (for a creation that replaces a token: that token's state; null when unknown).
+// Unconditional events (basedOnVersion 0, written before conditional events
+// existed) never conflict, except a rotation's deactivation whose successor lost.
+Conflict conflictOf(const std::optional<Token>& current, const Token* predecessor,
+                    const EventView& event);
+
 // The state machine. `current` is the token's state before the event (nullopt if
-// unknown). Returns the new state, or nullopt when the event does not apply (an
-// activation or deactivation of an unknown key or of another owner's token, a
-// second creation of a key). Events are checked against the contract
-// (checkEvent) before they get here.
+// unknown). Conflicts are decided before (conflictOf). Returns the new state, or nullopt when the
+// event does not apply (an activation or deactivation of an unknown key or of another owner's
+// token, a second creation of a key). Events are checked against the contract (checkEvent) before
+// they get here.
 std::optional<Token> applyEvent(const std::optional<Token>& current, const EventView& event);
 std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event);
 

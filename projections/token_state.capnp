@@ -29,4 +29,5 @@ struct TokenState {
   replaces @13 :Text;
   replacedBy @14 :Text;
   eventCount @15 :UInt32;            # number of events applied to this token
+  idempotencyKey @16 :Text;          # the Idempotency-Key its creation came with, if any
 }

@@ -9,7 +9,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/build}"
 SUITES=(token_format_test events_test token_test domain_test lmdb_test embedded_log_test projection_test
-  service_core_test signing_test rules_test checkpoint_test writer_chain_test)
+  service_core_test signing_test rules_test checkpoint_test writer_chain_test trust_test
+  audit_timeline_test)
 
 # build_and_run DIR FLAGS SUITE...
 build_and_run() {

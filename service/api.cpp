@@ -31,14 +31,17 @@ constexpr ErrorStatus kErrorStatuses[] = {
     {"invalid_min_position", 400},
     {"invalid_path", 400},
     {"invalid_framing", 400},
+    {"invalid_idempotency_key", 400},
     {"unauthorized", 401},
     {"not_found", 404},
     {"method_not_allowed", 405},
     // The token's state forbids the command.
     {"expired", 409},
     {"already_rotated", 409},
+    {"conflict", 409},
     {"payload_too_large", 413},
     {"unsupported_media_type", 415},
+    {"idempotency_key_reused", 422},
     {"internal_error", 500},
     // Refused before anything was recorded: the read model has no room, or cannot apply.
     {"read_model_full", 503},
@@ -186,9 +189,26 @@ HttpResponse invalidField(std::string_view field, std::string_view expected) {
                        "field \"" + std::string(field) + "\" must be " + std::string(expected));
 }
 
+// What a replayed create or rotate says instead of the secret.
+constexpr std::string_view kReplayedSecret =
+    "an earlier request with this Idempotency-Key created this token; its secret is shown "
+    "only in that request's response. If that response never arrived, deactivate this token "
+    "and create a new one with a new Idempotency-Key";
+
 json withPosition(json j, const TokenResult& r) {
   if (r.position) j["position"] = toString(*r.position);
+  if (r.replayed) j["replayed"] = true;
   return j;
+}
+
+// The command's context: who, the request id, and its Idempotency-Key (checked).
+std::variant<CommandContext, HttpResponse> commandContext(const HttpRequest& req) {
+  CommandContext ctx{"operator", req.requestId, ""};
+  if (req.idempotencyKey.empty()) return ctx;
+  if (auto err = checkIdempotencyKey(req.idempotencyKey))
+    return errorResponse("invalid_idempotency_key", *err);
+  ctx.idempotencyKey = req.idempotencyKey;
+  return ctx;
 }
 
 // The response of activate and deactivate: the token, whether it changed, and the
@@ -197,7 +217,7 @@ HttpResponse changedResponse(const CommandResult& result, Timestamp now) {
   if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
   const auto& r = std::get<TokenResult>(result);
   json out = withPosition(tokenJson(r.token, now), r);
-  out["changed"] = r.position.has_value();
+  out["changed"] = r.position.has_value() || r.replayed;
   return okJson(200, out);
 }
 
@@ -326,6 +346,10 @@ bool Api::operatorAuthorized(std::string_view authorization) const {
 
 HttpResponse Api::created(const TokenResult& r) const {
   json out = withPosition(tokenJson(r.token, clock_.now()), r);
+  if (r.replayed) {
+    out["message"] = kReplayedSecret;
+    return okJson(200, out);
+  }
   out["token"] = r.secret;
   return okJson(201, out);
 }
@@ -401,7 +425,19 @@ Routed Api::readiness(const Call&) {
   if (auto refusal = projector_.refusal()) return errorResponse(refusal->code, refusal->message);
   if (auto why = log_ ? log_->refusing() : std::nullopt)
     return errorResponse("log_unavailable", *why + "; commands are refused until it works");
-  return okJson(200, json{{"status", "ready"}, {"applied", projector_.applied().toString()}});
+  // What the projector did with the events since start: untrusted events and lost
+  // races are expected to be rare; a growing count is worth a look (the service log
+  // names each skipped or untrusted event with its position).
+  ApplyReport t = projector_.totals();
+  return okJson(200, json{{"status", "ready"},
+                          {"applied", projector_.applied().toString()},
+                          {"events",
+                           {{"applied", t.applied},
+                            {"skipped", t.skipped},
+                            {"untrusted", t.untrusted},
+                            {"conflicts", t.conflicts},
+                            {"duplicates", t.duplicates},
+                            {"certificates", t.certificates}}}});
 }
 
 Routed Api::signingKeys(const Call&) {
@@ -473,8 +509,12 @@ Routed Api::createToken(const Call& call) {
     if (!t) return invalidField("expires_at", "an RFC 3339 time or Unix seconds, after 1970");
     cmd.expiresAt = *t;
   }
-  CommandContext ctx{"operator", call.req.requestId};
-  if (!signer_)
+  auto context = commandContext(call.req);
+  if (auto* r = std::get_if<HttpResponse>(&context)) return *r;
+  const CommandContext& ctx = std::get<CommandContext>(context);
+  // Without a signer (unit tests), or with an idempotency key (its claim is looked
+  // up first): on a command thread.
+  if (!signer_ || !ctx.idempotencyKey.empty())
     return Deferred([cmd, ctx, this](TokenService& svc) {
       auto result = svc.create(cmd, ctx);
       if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
@@ -528,8 +568,10 @@ Routed Api::tokenHistory(const Call& call) {
 Routed Api::activateToken(const Call& call) {
   auto parsed = parseBody(call.req, {}, false);
   if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
+  auto context = commandContext(call.req);
+  if (auto* r = std::get_if<HttpResponse>(&context)) return *r;
   return Deferred([user = std::string(*call.params.user), key = std::string(call.params.key),
-                   ctx = CommandContext{"operator", call.req.requestId}, this](TokenService& svc) {
+                   ctx = std::get<CommandContext>(context), this](TokenService& svc) {
     return changedResponse(svc.activate(user, key, ctx), clock_.now());
   });
 }
@@ -554,10 +596,11 @@ Routed Api::deactivateToken(const Call& call) {
     if (!t) return invalidField("effective_at", "an RFC 3339 time or Unix seconds, after 1970");
     cmd.effectiveAt = *t;
   }
-  return Deferred(
-      [cmd, ctx = CommandContext{"operator", call.req.requestId}, this](TokenService& svc) {
-        return changedResponse(svc.deactivate(cmd, ctx), clock_.now());
-      });
+  auto context = commandContext(call.req);
+  if (auto* r = std::get_if<HttpResponse>(&context)) return *r;
+  return Deferred([cmd, ctx = std::get<CommandContext>(context), this](TokenService& svc) {
+    return changedResponse(svc.deactivate(cmd, ctx), clock_.now());
+  });
 }
 
 Routed Api::rotateToken(const Call& call) {
@@ -578,17 +621,21 @@ Routed Api::rotateToken(const Call& call) {
                           "an integer from 0 to " + std::to_string(kMaxGrace.count()));
     cmd.grace = std::chrono::seconds{g.get<int64_t>()};
   }
-  return Deferred(
-      [cmd, ctx = CommandContext{"operator", call.req.requestId}, this](TokenService& svc) {
-        auto result = svc.rotate(cmd, ctx);
-        if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
-        const auto& r = std::get<TokenResult>(result);
-        Timestamp now = clock_.now();
-        json out = withPosition(tokenJson(r.token, now), r);
-        out["token"] = r.secret;
-        if (r.previous) out["previous"] = tokenJson(*r.previous, now);
-        return okJson(200, out);
-      });
+  auto context = commandContext(call.req);
+  if (auto* r = std::get_if<HttpResponse>(&context)) return *r;
+  return Deferred([cmd, ctx = std::get<CommandContext>(context), this](TokenService& svc) {
+    auto result = svc.rotate(cmd, ctx);
+    if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
+    const auto& r = std::get<TokenResult>(result);
+    Timestamp now = clock_.now();
+    json out = withPosition(tokenJson(r.token, now), r);
+    if (r.replayed)
+      out["message"] = kReplayedSecret;
+    else
+      out["token"] = r.secret;
+    if (r.previous) out["previous"] = tokenJson(*r.previous, now);
+    return okJson(200, out);
+  });
 }
 
 }  // namespace tokenledger

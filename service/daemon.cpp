@@ -12,12 +12,13 @@
 #include <fstream>
 #include <sstream>
 
+#include <sodium.h>
+
+#include "events/certificate.h"
 #include "events/event_log.h"
 #include "events/kafka_log.h"
 #include "events/secrets.h"
 #include "events/signed_appender.h"
-
-#include <sodium.h>
 #include "projections/read_model.h"
 #include "service/api.h"
 #include "service/executor.h"
@@ -76,6 +77,36 @@ std::string readText(const std::string& path) {
   return ss.str();
 }
 
+// The contents of a file the operator named: throws when it cannot be read.
+std::string readNamedFile(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + what + " " + path + ": " + strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Appends `cert` to every partition of `log`, so that replicas trust this writer's
+// events wherever they lie (events/trust.h): before this writer appends anything.
+void publishCertificate(EventLog& log, const WriterCertificate& cert, const Clock& clock) {
+  for (int32_t p = 0; p < log.partitionCount(); ++p) {
+    Event e;
+    e.eventId = randomBytes(16);
+    e.actor = "writer " + writerKeyIdOf(cert);
+    e.occurredAt = clock.now();
+    e.body = cert;
+    log.appendToPartition(Partition{p}, {encodeEvent(e)});
+  }
+}
+
+// How to certify `key`, for error messages.
+std::string certifyHint(const DaemonOptions& o, const SigningKey& key) {
+  return "certify it where the root key is kept: `ledger-audit keys certify --root ROOT_KEY "
+         "--writer-key '" +
+         key.publicKeyLine() + "' --out " + o.dataDir +
+         "/writer.cert`, then start again (docs/kafka.md, \"Trusted writers\")";
+}
+
 // Replaces DATA_DIR/signing-state. No fsync: the state is a hint that may lag behind
 // the log, never run ahead of it (see openSigner).
 void writeState(const std::string& path, const std::string& text) {
@@ -122,16 +153,28 @@ class DaemonImpl final : public Daemon {
     }
     bool keyCreated = false;
     SigningKey key = loadOrCreateSigningKey(o.dataDir, keyCreated);
+    DaemonTrust trust = daemonTrust(o, key);
+    logger_("trusted writers: " +
+            (trust.policy ? trust.policy->describe()
+                          : std::string("every writer of this data directory's log (embedded "
+                                        "mode without --trust-root or --trust-keys)")));
     log_ = openLog(o);
+    if (trust.certificate) {
+      publishCertificate(*log_, *trust.certificate, clock);
+      logger_("published this writer's certificate (key " + key.keyId() + ", root " +
+              trust.certificate->rootKeyId + ") to every partition of the " + log_->describe());
+    }
     signer_ = openSigner(o.dataDir, std::move(key), keyCreated);
-    if (readModelNeedsRebuild(o.dataDir + "/projection")) {
-      logger_(
-          "the machine restarted while the read model had unsynced commits; rebuilding it "
-          "from the log");
+    // Lazy commits, synced at close (see ReadModelOptions).
+    ReadModelOptions modelOptions;
+    modelOptions.mapSizeBytes = o.mapSizeBytes;
+    modelOptions.syncEachCommit = false;
+    modelOptions.trust = trust.policy;
+    if (auto why = readModelRebuildReason(o.dataDir + "/projection", modelOptions)) {
+      logger_(*why + "; rebuilding it from the log");
       logger_(replaceProjection(*log_, o, logger_));
     }
-    // Lazy commits, synced at close (see ReadModelOptions).
-    model_ = openReadModel(o.dataDir + "/projection", {o.mapSizeBytes, false}, {logger_, nullptr});
+    model_ = openReadModel(o.dataDir + "/projection", modelOptions, {logger_, nullptr});
     projector_ = startProjector(*log_, *model_, logger_);
     api_ = std::make_unique<Api>(secret, *projector_, clock);
     KeyRing published;
@@ -303,6 +346,73 @@ SigningKey loadOrCreateSigningKey(const std::string& dataDir, bool& created) {
   return std::move(*key);
 }
 
+std::optional<TrustPolicy> trustPolicy(const DaemonOptions& o) {
+  TrustPolicy p;
+  std::vector<std::string> roots = o.trustRootFiles;
+  if (roots.empty() && fs::exists(o.dataDir + "/trust-root.pub"))
+    roots.push_back(o.dataDir + "/trust-root.pub");
+  if (o.log == "embedded" && roots.empty() && o.trustKeysFiles.empty()) return std::nullopt;
+  if (roots.empty() && o.trustKeysFiles.empty())
+    throw std::runtime_error(
+        "--log kafka needs a trust root, so that replicas apply only the events of writers "
+        "you certified (anyone who can write to the topic could mint tokens otherwise): give "
+        "its public key with --trust-root ROOT_KEY.pub (or copy it to " +
+        o.dataDir + "/trust-root.pub); docs/kafka.md, \"Trusted writers\"");
+  for (const auto& f : roots)
+    if (auto err = p.roots.addLines(readNamedFile(f, "trust root"), f))
+      throw std::runtime_error(*err);
+  for (const auto& f : o.trustKeysFiles)
+    if (auto err = p.writers.addLines(readNamedFile(f, "trusted keys file"), f))
+      throw std::runtime_error(*err);
+  // One machine: the data directory's own keys (every key it ever signed with) are
+  // trusted with no setup. Never on Kafka: every replica must reach the same
+  // verdicts, so none may trust what the others do not.
+  if (o.log == "embedded") {
+    std::string own = o.dataDir + "/signing-keys.pub";
+    if (auto err = p.writers.addLines(readText(own), own)) throw std::runtime_error(*err);
+  }
+  return p;
+}
+
+DaemonTrust daemonTrust(const DaemonOptions& o, const SigningKey& key) {
+  if (o.log == "kafka" && o.trustRootFiles.empty() && o.trustKeysFiles.empty() &&
+      !fs::exists(o.dataDir + "/trust-root.pub"))
+    throw std::runtime_error(
+        "--log kafka needs a trust root, so that replicas apply only the events of writers "
+        "you certified (anyone who can write to the topic could mint tokens otherwise). Make "
+        "one once with `ledger-audit keys new-root --out ROOT_KEY` (keep ROOT_KEY offline), "
+        "give every replica ROOT_KEY.pub with --trust-root (or copy it to " +
+        o.dataDir + "/trust-root.pub), and " + certifyHint(o, key));
+  DaemonTrust t{trustPolicy(o), std::nullopt};
+  if (!t.policy) return t;
+  std::string certPath = o.writerCertFile.empty() ? o.dataDir + "/writer.cert" : o.writerCertFile;
+  if (fs::exists(certPath)) {
+    auto cert = parseCertificateFile(readNamedFile(certPath, "writer certificate"));
+    if (!cert)
+      throw std::runtime_error(certPath + " is not a writer certificate; " + certifyHint(o, key));
+    if (cert->writerKey != key.publicKey())
+      throw std::runtime_error(certPath + " certifies key " + writerKeyIdOf(*cert) +
+                               ", not this writer's key " + key.keyId() + "; " +
+                               certifyHint(o, key));
+    const PublicKey* root = t.policy->roots.find(cert->rootKeyId);
+    if (!root)
+      throw std::runtime_error(certPath + " is signed by root key " + cert->rootKeyId +
+                               ", which this replica does not trust; give its public key with "
+                               "--trust-root, or " +
+                               certifyHint(o, key));
+    if (!certificateValid(*cert, *root))
+      throw std::runtime_error(certPath + " has an invalid root signature; " + certifyHint(o, key));
+    t.certificate = std::move(*cert);
+  }
+  if (!t.certificate && !t.policy->writers.find(key.keyId())) {
+    throw std::runtime_error("this writer's key " + key.keyId() +
+                             " is not certified by a trusted root, so every replica (this one "
+                             "too) would refuse its events; " +
+                             certifyHint(o, key));
+  }
+  return t;
+}
+
 std::unique_ptr<Daemon> openDaemon(const DaemonOptions& options, const Clock& clock,
                                    Logger logger) {
   return std::make_unique<DaemonImpl>(options, clock, std::move(logger));
@@ -312,11 +422,14 @@ std::string replaceProjection(EventLog& log, const DaemonOptions& o, const Logge
   std::string target = o.dataDir + "/projection";
   std::string fresh = o.dataDir + "/projection.rebuilding";
   fs::remove_all(fresh);
+  ReadModelOptions options;
+  options.mapSizeBytes = o.mapSizeBytes;
+  options.trust = trustPolicy(o);
   auto report = rebuildReadModel(log, fresh,
                                  [&](const Position& p, const std::string& why) {
                                    logger("rebuild: skipped event at " + toString(p) + ": " + why);
                                  },
-                                 {o.mapSizeBytes}, {logger, nullptr});
+                                 options, {logger, nullptr});
   std::string old = o.dataDir + "/projection.old";
   fs::remove_all(old);
   if (fs::exists(target)) fs::rename(target, old);
@@ -324,7 +437,9 @@ std::string replaceProjection(EventLog& log, const DaemonOptions& o, const Logge
   fs::remove_all(old);
   return "rebuilt the read model from the " + log.describe() + ": " +
          std::to_string(report.applied) + " events applied, " + std::to_string(report.skipped) +
-         " skipped, " + std::to_string(report.duplicates) + " duplicates";
+         " skipped, " + std::to_string(report.untrusted) + " untrusted, " +
+         std::to_string(report.conflicts) + " conflicts, " + std::to_string(report.duplicates) +
+         " duplicates";
 }
 
 std::string rebuildProjection(const DaemonOptions& o, Logger logger) {

@@ -4,12 +4,15 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "events/clock.h"
 #include "events/event_log.h"
 #include "events/signing.h"
+#include "events/trust.h"
 #include "projections/projector.h"
-#include "events/clock.h"
 
 namespace tokenledger {
 
@@ -27,7 +30,14 @@ struct DaemonOptions {
   size_t maxConnections = 0;
   uint64_t mapSizeBytes = 64ull << 30;
   int maxPositionWaiters = 1000;  // verifications waiting for a min_position at once
-  std::string operatorSecret;  // empty: DATA_DIR/operator-secret, generated if missing
+  std::string operatorSecret;     // empty: DATA_DIR/operator-secret, generated if missing
+  // Trusted writers (events/trust.h, docs/kafka.md "Trusted writers"):
+  // root public keys ("KEY_ID BASE64" lines; none given: DATA_DIR/trust-root.pub if
+  // it exists), writer keys trusted on every partition (e.g. of a migrated log), and
+  // this writer's certificate (empty: DATA_DIR/writer.cert).
+  std::vector<std::string> trustRootFiles;
+  std::vector<std::string> trustKeysFiles;
+  std::string writerCertFile;
 };
 
 class Daemon {
@@ -65,6 +75,25 @@ std::string rebuildProjection(const DaemonOptions& options, Logger logger);
 
 // The same with an open log, for callers that hold the data directory's lock.
 std::string replaceProjection(EventLog& log, const DaemonOptions& options, const Logger& logger);
+
+// Whom a daemon with `options` trusts (events/trust.h); none (every well-formed
+// event applies) in embedded mode without --trust-root or --trust-keys: on one
+// machine whoever can write the log can write the read model too, so checks on apply
+// would protect nothing, and logs written before signing existed keep working.
+// Throws std::runtime_error when a file is missing or malformed.
+std::optional<TrustPolicy> trustPolicy(const DaemonOptions& options);
+
+// Whom a daemon with `options` and writer key `key` trusts, and the certificate it
+// publishes on every partition at start (none when its key is trusted as a writer
+// key: embedded mode's own keys, or --trust-keys).
+struct DaemonTrust {
+  std::optional<TrustPolicy> policy;
+  std::optional<WriterCertificate> certificate;
+};
+// Throws std::runtime_error, saying what to do, when a file is missing or malformed,
+// the certificate is not for `key` or not by a trusted root, or `key` would not be
+// trusted at all (its own events refused): on Kafka, without a trust root.
+DaemonTrust daemonTrust(const DaemonOptions& options, const SigningKey& key);
 
 // Reads or creates DATA_DIR/operator-secret (mode 0600).
 std::string loadOrCreateOperatorSecret(const std::string& dataDir);

@@ -611,6 +611,10 @@ class Server final : public HttpServer {
         i >= 0)
       r.minPosition =
           std::string_view(req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+    if (ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("idempotency-key"), -1);
+        i >= 0)
+      r.idempotencyKey =
+          std::string_view(req->headers.entries[i].value.base, req->headers.entries[i].value.len);
     r.hasBody = req->entity.base != nullptr;
     if (r.hasBody) r.body = std::string_view(req->entity.base, req->entity.len);
     if (r.method == "POST")

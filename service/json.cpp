@@ -37,6 +37,7 @@ nlohmann::json tokenJson(const Token& t, Timestamp now) {
   }
   if (!t.replaces.empty()) j["replaces"] = t.replaces;
   if (!t.replacedBy.empty()) j["replaced_by"] = t.replacedBy;
+  if (!t.idempotencyKey.empty()) j["idempotency_key"] = t.idempotencyKey;
   return j;
 }
 
@@ -55,7 +56,9 @@ nlohmann::json eventJson(const Event& e) {
   } else if (const auto* d = std::get_if<Deactivated>(&e.body)) {
     j["reason"] = toString(d->reason);
     j["effective_at"] = formatTime(effectiveAt(*d, e.occurredAt));
+    if (!d->rotatedTo.empty()) j["rotated_to"] = d->rotatedTo;
   }
+  if (!e.idempotencyKey.empty()) j["idempotency_key"] = e.idempotencyKey;
   return j;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <stdexcept>
@@ -40,6 +41,17 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
   --max-position-waiters N
                        verifications that may wait at once for a min_position
                        this replica has not applied (default 1000); more get 503
+  --trust-root FILE    root public key(s) ("KEY_ID BASE64" lines, from ledger-audit
+                       keys new-root) whose certified writers this replica trusts;
+                       repeatable (default: DIR/trust-root.pub if present). Needed
+                       with --log kafka
+  --trust-keys FILE    writer public keys trusted on every partition without a
+                       certificate (e.g. a log migrated from embedded mode);
+                       repeatable
+  --writer-cert FILE   this writer's certificate (default DIR/writer.cert),
+                       published to every partition at start
+  --print-writer-key   print this writer's public key line (creating the key if
+                       needed) for `ledger-audit keys certify`, then exit
   --rebuild            rebuild the read model from the log, then exit
   --help               this text
 
@@ -47,6 +59,9 @@ The operator secret comes from TOKENLEDGER_OPERATOR_SECRET, else from
 DIR/operator-secret (generated on first start, mode 0600). Events are signed
 with DIR/signing-key (Ed25519, generated on first start, mode 0600); the public
 keys are in DIR/signing-keys.pub and at GET /v1/keys (see ledger-audit).
+Only events of trusted writers change the read model: in embedded mode DIR's own
+keys, with no setup; on Kafka, writers certified by a --trust-root key
+(docs/kafka.md, "Trusted writers").
 Prints "listening on HOST:PORT" once it accepts connections. SIGTERM or SIGINT
 finish in-flight requests and exit 0.
 )";
@@ -78,6 +93,7 @@ bool parseUint(const std::string& s, uint64_t max, uint64_t& out) {
 struct Flags {
   DaemonOptions options;
   bool rebuild = false;
+  bool printWriterKey = false;
   bool help = false;  // --help: print the usage, nothing else
 };
 
@@ -147,6 +163,14 @@ Flags parseFlags(int argc, char** argv) {
       if (!parseUint(value(), 1000000, n) || n == 0)
         throw UsageError("--max-position-waiters wants 1-1000000");
       options.maxPositionWaiters = static_cast<int>(n);
+    } else if (a == "--trust-root") {
+      options.trustRootFiles.push_back(value());
+    } else if (a == "--trust-keys") {
+      options.trustKeysFiles.push_back(value());
+    } else if (a == "--writer-cert") {
+      options.writerCertFile = value();
+    } else if (a == "--print-writer-key") {
+      flags.printWriterKey = true;
     } else if (a == "--rebuild") {
       flags.rebuild = true;
     } else {
@@ -187,6 +211,12 @@ int main(int argc, char** argv) {
 
   try {
     initCrypto();
+    if (flags.printWriterKey) {
+      std::filesystem::create_directories(options.dataDir);
+      bool created = false;
+      std::cout << loadOrCreateSigningKey(options.dataDir, created).publicKeyLine() << std::endl;
+      return 0;
+    }
     if (flags.rebuild) {
       std::cout << rebuildProjection(options, logLine) << std::endl;
       return 0;

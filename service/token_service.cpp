@@ -16,8 +16,9 @@ CommandError appendFailed(const std::exception_ptr& error) {
                           std::string(e.what()) + "; nothing was recorded, retry later"};
     return CommandError{"log_unavailable",
                         std::string(e.what()) +
-                            "; the command may or may not have been recorded: check the "
-                            "token's state before retrying"};
+                            "; the command may or may not have been recorded: retry with the "
+                            "same Idempotency-Key (it returns the recorded result, if any), or "
+                            "check the token's state before retrying"};
   } catch (const std::exception& e) {
     return CommandError{"unavailable", std::string("the command could not complete (") + e.what() +
                                            "); check the token's state before retrying"};
@@ -45,7 +46,40 @@ CommandError notFound(const std::string& key) {
   return CommandError{"not_found", "no token " + key + " for this user"};
 }
 
+// What identifies a request for Idempotency-Key: BLAKE2b-256 over its fields, each
+// length-prefixed, so that no two requests share one.
+std::string digestOfFields(std::initializer_list<std::string_view> fields) {
+  std::string all;
+  for (std::string_view f : fields) {
+    all += std::to_string(f.size());
+    all += ':';
+    all += f;
+  }
+  SecretHash h = hashSecret(all);
+  return std::string(reinterpret_cast<const char*>(h.data()), h.size());
+}
+
+std::string timeField(const std::optional<Timestamp>& t) {
+  return t ? std::to_string(t->time_since_epoch().count()) : "";
+}
+
 }  // namespace
+
+std::string requestDigest(const CreateCommand& c) {
+  return digestOfFields(
+      {"create", c.user, c.description, toString(c.kind), c.destinationId, timeField(c.expiresAt)});
+}
+std::string requestDigest(std::string_view command, std::string_view user, std::string_view key) {
+  return digestOfFields({command, user, key});
+}
+std::string requestDigest(const DeactivateCommand& c) {
+  return digestOfFields(
+      {"deactivate", c.user, c.key, toString(c.reason), timeField(c.effectiveAt)});
+}
+std::string requestDigest(const RotateCommand& c) {
+  return digestOfFields(
+      {"rotate", c.user, c.key, std::to_string(c.grace.count()), timeField(c.expiresAt)});
+}
 
 TokenService::TokenService(EventLog& log, ReadModel& model, Projector& projector,
                            const Clock& clock, std::chrono::milliseconds visibilityTimeout,
@@ -174,91 +208,193 @@ CommandResult TokenService::create(const CreateCommand& cmd, const CommandContex
   auto prepared = prepareCreate(cmd, ctx, clock_, entropy_);
   if (auto* err = std::get_if<CommandError>(&prepared)) return *err;
   auto& [e, secret] = std::get<PreparedCreate>(prepared);
+  const std::string digest = requestDigest(cmd);
+  if (!ctx.idempotencyKey.empty()) {
+    if (auto r = replay(cmd.user, ctx.idempotencyKey, digest)) return *r;
+    e.idempotencyKey = ctx.idempotencyKey;
+    e.requestDigest = digest;
+  }
   auto appended = appendAndWait(cmd.user, {e});
   if (auto* err = std::get_if<CommandError>(&appended)) return *err;
-  auto token = reader_->token(e.tokenKey);
-  if (!token) return CommandError{"projection_lagging", "the token is not visible yet"};
-  return TokenResult{*token, std::move(secret), std::get<0>(appended).back(), std::nullopt};
+  if (auto token = reader_->token(e.tokenKey); token && token->owner == cmd.user)
+    return TokenResult{*token, std::move(secret), std::get<0>(appended).back(), std::nullopt};
+  // A new key cannot conflict: only a request with the same idempotency key (through
+  // another replica, or a retry racing the first attempt) beat it.
+  if (!ctx.idempotencyKey.empty())
+    if (auto r = replay(cmd.user, ctx.idempotencyKey, digest)) return *r;
+  return CommandError{"projection_lagging", "the token is not visible yet"};
 }
 
 CommandResult TokenService::activate(const std::string& user, const std::string& key,
                                      const CommandContext& ctx) {
-  std::lock_guard keyLock(locks_->of(key));
-  auto found = owned(user, key);
-  if (auto* err = std::get_if<CommandError>(&found)) return *err;
-  const Token& t = std::get<Token>(found);
-  Timestamp now = clock_.now();
-  if (statusAt(t, now) == Status::expired)
-    return CommandError{"expired",
-                        "token " + key + " expired and cannot be activated; create a new one"};
-  // Idempotent: an active token without a scheduled deactivation changes nothing.
-  if (t.active && !t.deactivateAt) return TokenResult{t, "", std::nullopt, std::nullopt};
-  Event e = newEvent(key, user, ctx, clock_, entropy_);
-  e.body = Activated{};
-  auto appended = appendAndWait(user, {e});
-  if (auto* err = std::get_if<CommandError>(&appended)) return *err;
-  return TokenResult{*reader_->token(key), "", std::get<0>(appended).back(), std::nullopt};
+  return command(
+      user, key, ctx, requestDigest("activate", user, key),
+      [&](const Token& t) -> Decision {
+        if (statusAt(t, clock_.now()) == Status::expired)
+          return CommandResult{CommandError{
+              "expired", "token " + key + " expired and cannot be activated; create a new one"}};
+        // Idempotent: an active token without a scheduled deactivation changes nothing.
+        if (t.active && !t.deactivateAt)
+          return CommandResult{TokenResult{t, "", std::nullopt, std::nullopt}};
+        Event e = newEvent(key, user, ctx, clock_, entropy_);
+        e.basedOnVersion = versionOf(t);
+        e.body = Activated{};
+        return std::vector<Event>{std::move(e)};
+      },
+      [&](const std::vector<Event>&, Position at) -> CommandResult {
+        return TokenResult{*reader_->token(key), "", at, std::nullopt};
+      });
 }
 
 CommandResult TokenService::deactivate(const DeactivateCommand& cmd, const CommandContext& ctx) {
-  std::lock_guard keyLock(locks_->of(cmd.key));
-  auto found = owned(cmd.user, cmd.key);
-  if (auto* err = std::get_if<CommandError>(&found)) return *err;
-  const Token& t = std::get<Token>(found);
-  Timestamp now = clock_.now();
-  Timestamp effective = cmd.effectiveAt.value_or(now);
-  // Idempotent: deactivating a deactivated token changes nothing. An expired token
-  // that was never deactivated still takes the event (e.g. a late "compromised").
-  bool alreadyOff = !t.active || (t.deactivateAt && now >= *t.deactivateAt);
-  if (alreadyOff) return TokenResult{t, "", std::nullopt, std::nullopt};
-  Event e = newEvent(cmd.key, cmd.user, ctx, clock_, entropy_);
-  e.body = Deactivated{cmd.reason, effective};
-  auto appended = appendAndWait(cmd.user, {e});
-  if (auto* err = std::get_if<CommandError>(&appended)) return *err;
-  return TokenResult{*reader_->token(cmd.key), "", std::get<0>(appended).back(), std::nullopt};
+  return command(
+      cmd.user, cmd.key, ctx, requestDigest(cmd),
+      [&](const Token& t) -> Decision {
+        Timestamp now = clock_.now();
+        // Idempotent: deactivating a deactivated token changes nothing. An expired
+        // token that was never deactivated still takes the event (e.g. a late
+        // "compromised").
+        bool alreadyOff = !t.active || (t.deactivateAt && now >= *t.deactivateAt);
+        if (alreadyOff) return CommandResult{TokenResult{t, "", std::nullopt, std::nullopt}};
+        Event e = newEvent(cmd.key, cmd.user, ctx, clock_, entropy_);
+        e.basedOnVersion = versionOf(t);
+        e.body = Deactivated{cmd.reason, cmd.effectiveAt.value_or(now), ""};
+        return std::vector<Event>{std::move(e)};
+      },
+      [&](const std::vector<Event>&, Position at) -> CommandResult {
+        return TokenResult{*reader_->token(cmd.key), "", at, std::nullopt};
+      });
 }
 
 CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContext& ctx) {
-  std::lock_guard keyLock(locks_->of(cmd.key));
-  auto found = owned(cmd.user, cmd.key);
-  if (auto* err = std::get_if<CommandError>(&found)) return *err;
-  const Token& old = std::get<Token>(found);
   if (cmd.grace < std::chrono::seconds{0} || cmd.grace > kMaxGrace)
     return CommandError{"invalid_grace_seconds",
                         "grace_seconds must be between 0 and " + std::to_string(kMaxGrace.count())};
-  if (!old.replacedBy.empty())
-    return CommandError{"already_rotated", "token " + cmd.key + " was already rotated to " +
-                                               old.replacedBy + "; rotate that one instead"};
-  Timestamp now = clock_.now();
-  // A rotation renews the secret, not the policy: an expired token stays expired.
-  if (statusAt(old, now) == Status::expired)
-    return CommandError{"expired",
-                        "token " + cmd.key + " expired and cannot be rotated; create a new one"};
-  if (cmd.expiresAt && *cmd.expiresAt <= now)
-    return CommandError{"invalid_expires_at", "expires_at must lie in the future"};
-  std::string secret = generateSecret(entropy_);
-  Event created = newEvent(generateTokenKey(entropy_), cmd.user, ctx, clock_, entropy_);
-  Created c;
-  c.kind = old.kind;
-  c.destinationId = old.destinationId;
-  c.description = old.description;
-  c.secretHash = hashSecret(secret);
-  c.expiresAt = cmd.expiresAt ? cmd.expiresAt : old.expiresAt;  // the old expiry, unless renewed
-  c.replaces = old.key;
-  created.body = c;
-  std::vector<Event> events{created};
-  if (statusAt(old, now) == Status::active) {
-    Event d = newEvent(old.key, cmd.user, ctx, clock_, entropy_);
-    d.occurredAt = created.occurredAt;
-    d.body = Deactivated{Reason::rotation, now + cmd.grace};
-    events.push_back(d);
+  std::string secret;
+  return command(
+      cmd.user, cmd.key, ctx, requestDigest(cmd),
+      [&](const Token& old) -> Decision {
+        if (!old.replacedBy.empty())
+          return CommandResult{
+              CommandError{"already_rotated", "token " + cmd.key + " was already rotated to " +
+                                                  old.replacedBy + "; rotate that one instead"}};
+        Timestamp now = clock_.now();
+        // A rotation renews the secret, not the policy: an expired token stays expired.
+        if (statusAt(old, now) == Status::expired)
+          return CommandResult{CommandError{
+              "expired", "token " + cmd.key + " expired and cannot be rotated; create a new one"}};
+        if (cmd.expiresAt && *cmd.expiresAt <= now)
+          return CommandResult{
+              CommandError{"invalid_expires_at", "expires_at must lie in the future"}};
+        secret = generateSecret(entropy_);
+        Event created = newEvent(generateTokenKey(entropy_), cmd.user, ctx, clock_, entropy_);
+        Created c;
+        c.kind = old.kind;
+        c.destinationId = old.destinationId;
+        c.description = old.description;
+        c.secretHash = hashSecret(secret);
+        c.expiresAt = cmd.expiresAt ? cmd.expiresAt : old.expiresAt;  // unless renewed
+        c.replaces = old.key;
+        created.body = c;
+        // Applies only if the old token is still as seen here and not rotated.
+        created.basedOnVersion = versionOf(old);
+        std::vector<Event> events{created};
+        if (statusAt(old, now) == Status::active) {
+          Event d = newEvent(old.key, cmd.user, ctx, clock_, entropy_);
+          d.occurredAt = created.occurredAt;
+          // Applies only if the created event won: the old token then points to the
+          // successor, which counts as one change (versionOf).
+          d.basedOnVersion = versionOf(old) + 1;
+          d.body = Deactivated{Reason::rotation, now + cmd.grace, created.tokenKey};
+          events.push_back(d);
+        }
+        return events;
+      },
+      [&](const std::vector<Event>& events, Position at) -> CommandResult {
+        auto successor = reader_->token(events.front().tokenKey);
+        if (!successor) return CommandError{"projection_lagging", "the token is not visible yet"};
+        return TokenResult{*successor, std::move(secret), at, reader_->token(cmd.key)};
+      });
+}
+
+CommandResult TokenService::command(
+    const std::string& user, const std::string& key, const CommandContext& ctx,
+    const std::string& digest, const std::function<Decision(const Token&)>& decide,
+    const std::function<CommandResult(const std::vector<Event>&, Position)>& answer) {
+  std::lock_guard keyLock(locks_->of(key));
+  bool caughtUp = false;
+  for (int attempt = 1;; ++attempt) {
+    if (!ctx.idempotencyKey.empty())
+      if (auto r = replay(user, ctx.idempotencyKey, digest)) return *r;
+    auto found = owned(user, key);
+    Decision decision = std::holds_alternative<Token>(found)
+                            ? decide(std::get<Token>(found))
+                            : Decision{CommandResult{std::get<CommandError>(found)}};
+    if (auto* r = std::get_if<CommandResult>(&decision)) {
+      // Decided without appending. "Not found" and "nothing to change" were decided
+      // on this replica's state, which may lag behind events other replicas appended:
+      // decide once more on everything the log held a moment ago. (Other refusals
+      // rest on what never changes back: expiry, a rotation.)
+      bool mayLag =
+          std::holds_alternative<CommandError>(found) || std::holds_alternative<TokenResult>(*r);
+      if (caughtUp || !mayLag) return std::move(*r);
+      if (auto err = catchUp()) return *err;
+      caughtUp = true;
+      continue;
+    }
+    auto& events = std::get<std::vector<Event>>(decision);
+    if (!ctx.idempotencyKey.empty()) {
+      events.front().idempotencyKey = ctx.idempotencyKey;
+      events.front().requestDigest = digest;
+    }
+    auto appended = appendAndWait(user, events);
+    if (auto* err = std::get_if<CommandError>(&appended)) return *err;
+    if (appliedHere(events.front())) return answer(events, std::get<0>(appended).back());
+    // It lost a race (docs/kafka.md, "Conditional events"): another command changed
+    // the token first, and this replica has now applied that change (it precedes
+    // ours in the partition). Decide again on it.
+    caughtUp = true;
+    if (attempt == kMaxAttempts)
+      return CommandError{"conflict", "token " + key + " changed concurrently " +
+                                          std::to_string(kMaxAttempts) +
+                                          " times while this command was decided; retry"};
   }
-  auto appended = appendAndWait(cmd.user, events);
-  if (auto* err = std::get_if<CommandError>(&appended)) return *err;
-  auto successor = reader_->token(created.tokenKey);
-  if (!successor) return CommandError{"projection_lagging", "the token is not visible yet"};
-  return TokenResult{*successor, std::move(secret), std::get<0>(appended).back(),
-                     reader_->token(old.key)};
+}
+
+bool TokenService::appliedHere(const Event& e) {
+  for (const auto& h : reader_->history(e.tokenKey))
+    if (h.eventId == e.eventId) return true;
+  return false;
+}
+
+std::optional<CommandError> TokenService::catchUp() {
+  try {
+    Offsets end = log_.endOffsets();
+    if (!projector_.waitFor(end, visibilityTimeout_))
+      return CommandError{"projection_lagging", "this replica has not applied the log up to " +
+                                                    end.toString() + " yet; retry later"};
+  } catch (const LogUnavailable&) {
+    return appendFailed(std::current_exception());
+  }
+  reader_->release();  // the next read sees what was applied
+  return std::nullopt;
+}
+
+std::optional<CommandResult> TokenService::replay(const std::string& user, const std::string& key,
+                                                  const std::string& digest) {
+  auto claim = reader_->idempotency(user, key);
+  if (!claimHolds(claim, clock_.now())) return std::nullopt;
+  if (claim->requestDigest != digest)
+    return CommandError{"idempotency_key_reused",
+                        "Idempotency-Key " + key +
+                            " was used with a different request within the last " +
+                            std::to_string(kIdempotencyWindow.count()) +
+                            " hours; send a new key for a new request"};
+  auto token = reader_->token(claim->tokenKey);
+  if (!token) return std::nullopt;  // cannot be: a claim's token exists
+  TokenResult r{*token, "", std::nullopt, std::nullopt, true};
+  if (!token->replaces.empty()) r.previous = reader_->token(token->replaces);
+  return r;
 }
 
 }  // namespace tokenledger

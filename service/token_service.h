@@ -1,10 +1,19 @@
 // Command handling: validates a command against the read model, appends its
 // events to the log and returns once the read model shows them (read-your-writes).
 //
+// Across replicas: every event a command appends records the token's version it
+// was decided on (Event::basedOnVersion), and applies only if that still holds when
+// the log reaches it (projections/token.h, conflictOf). Having waited for its
+// events, a command sees whether they won; if another command changed the token
+// first, it decides again on the new state (up to kMaxAttempts times): a lost
+// rotation answers already_rotated, a deactivation of a token that is off by then
+// answers "no change". Decisions to append nothing (not found, no change) are made
+// once more after catching up with the log's end, since this replica may lag.
+//
 // One TokenService per thread (it owns a read-model reader). Threads share a
 // KeyLocks: a command holds its token's lock from validation until its events are
-// visible, so "validate, then append" is race-free per token while commands on
-// different tokens (every create) run concurrently.
+// visible, so commands of one replica on one token do not race each other, while
+// commands on different tokens (every create) run concurrently.
 #pragma once
 
 #include <array>
@@ -30,6 +39,8 @@ namespace tokenledger {
 struct CommandContext {
   std::string actor = "operator";
   std::string requestId;
+  // The request's Idempotency-Key (checked with checkIdempotencyKey), or empty.
+  std::string idempotencyKey = {};
 };
 
 // A command's refusal: a stable machine code and a message that says what to do
@@ -43,7 +54,10 @@ struct CommandContext {
 //     recorded the events), or, from startCreate, unavailable (the append failed
 //     some other way; TokenService's commands let that exception through);
 //   after the events were recorded: projection_lagging (the read model did not show
-//     them within the visibility timeout; it will).
+//     them within the visibility timeout; it will), or conflict (other commands
+//     changed the token every time this one was decided; nothing of it applied).
+// With an idempotency key: idempotency_key_reused (the key came with another
+// request within kIdempotencyWindow).
 using CommandError = Error;
 
 struct TokenResult {
@@ -51,6 +65,9 @@ struct TokenResult {
   std::string secret;                // only for create and rotate (the new token)
   std::optional<Position> position;  // of the last event appended; none if nothing changed
   std::optional<Token> previous;     // rotate: the old token after the rotation
+  // The answer to an earlier request with the same idempotency key: the token it
+  // created or changed, as it is now (without a secret: it is shown only once).
+  bool replayed = false;
 };
 
 using CommandResult = std::variant<TokenResult, CommandError>;
@@ -120,8 +137,18 @@ void startCreate(SignedAppender& signer, Projector& projector,
                  std::chrono::milliseconds visibilityTimeout, PreparedCreate prepared,
                  CreateDone done);
 
+// The digest of a request, for idempotency keys (the same key with another
+// request is refused).
+std::string requestDigest(const CreateCommand& c);
+std::string requestDigest(std::string_view command, std::string_view user, std::string_view key);
+std::string requestDigest(const DeactivateCommand& c);
+std::string requestDigest(const RotateCommand& c);
+
 class TokenService {
  public:
+  // How often a command decides again after losing a race before it gives up.
+  static constexpr int kMaxAttempts = 3;
+
   // `locks` is shared by every TokenService of one daemon; null: a private one.
   // `signer` (shared by every TokenService of one daemon) signs and sequences every
   // event before it is appended; null: events are appended unsigned (unit tests).
@@ -136,7 +163,8 @@ class TokenService {
   // (see CommandError) and as it says. A token of another user is not_found, like a
   // missing one.
 
-  // Fails as prepareCreate does.
+  // Fails as prepareCreate does. With an idempotency key, a repeat answers with the
+  // token the first request created (replayed, no secret).
   CommandResult create(const CreateCommand& cmd, const CommandContext& ctx);
   // Idempotent (an active token without a scheduled deactivation appends nothing).
   // Fails with not_found, or expired (an expired token cannot be activated).
@@ -153,6 +181,23 @@ class TokenService {
   ReadModelReader& reader() { return *reader_; }
 
  private:
+  // What a command decided on the token's state: the events to append (based on the
+  // token's version), or its answer without appending anything.
+  using Decision = std::variant<std::vector<Event>, CommandResult>;
+  // Decides, appends and learns the verdict, deciding again after a lost race;
+  // `answer` builds the result once the events applied (see the class comment).
+  CommandResult command(
+      const std::string& user, const std::string& key, const CommandContext& ctx,
+      const std::string& digest, const std::function<Decision(const Token&)>& decide,
+      const std::function<CommandResult(const std::vector<Event>&, Position)>& answer);
+  // Whether `e` (appended and covered by the read model) changed its token.
+  bool appliedHere(const Event& e);
+  // Waits until this replica has applied everything the log holds now.
+  std::optional<CommandError> catchUp();
+  // The answer to a repeat of the request that claimed `user`'s idempotency `key`,
+  // idempotency_key_reused for another request, or nullopt when no claim holds.
+  std::optional<CommandResult> replay(const std::string& user, const std::string& key,
+                                      const std::string& digest);
   std::variant<Token, CommandError> owned(const std::string& user, const std::string& key);
   std::variant<std::vector<Position>, CommandError> appendAndWait(const std::string& owner,
                                                                   std::vector<Event> events);

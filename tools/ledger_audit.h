@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "events/event_log.h"
+#include "events/trust.h"
 #include "tools/usage_error.h"
 
 namespace tokenledger::audit {
@@ -59,7 +60,24 @@ struct Options {
   std::string log = "embedded";  // or "kafka"
   KafkaSourceOptions kafka;
   bool quiet = false;  // no progress bar
+  // Trusted writers (events/trust.h): --root files (trust roots) and --keys files
+  // (writer keys trusted everywhere).
+  std::vector<std::string> rootFiles;
+  std::vector<std::string> keyFiles;
 };
+
+// The trust the replicas apply, from the command line: the roots in --root (default
+// DIR/trust-root.pub when it exists) and the writer keys in --keys. None (every
+// well-formed event applies) for an embedded log without either, as tokenledgerd.
+// Throws UsageError when a file cannot be read or holds no key, and on Kafka when
+// neither is given.
+std::optional<TrustPolicy> trustPolicyOf(const Options& o);
+// The keys verify-log checks signatures against when the log has no trust policy:
+// --keys, default DIR/signing-keys.pub. Throws UsageError as trustPolicyOf.
+TrustPolicy signingKeysOf(const Options& o);
+
+// The whole of `path`; throws UsageError naming `what` when it cannot be read.
+std::string readTextFile(const std::string& path, const std::string& what);
 
 // The embedded log or the Kafka topic `options` names; throws as the two above.
 std::unique_ptr<LogSource> openSource(const Options& options,

@@ -36,11 +36,18 @@ int cmdRebuild(const Options& o, const std::string& out);
 // UsageError when there is none) and a replay up to its applied positions.
 int cmdVerifyProjection(const Options& o, const std::string& dir);
 
-// ledger_audit_verify_log.cpp: signatures against the keys in `keyFiles` (default
-// DIR/signing-keys.pub; UsageError when unreadable or empty), each writer's order
-// and completeness, and the checkpoint in `checkpointPath` (UsageError when it is
-// not one), which is rewritten when all is well.
-int cmdVerifyLog(const Options& o, const std::vector<std::string>& keyFiles,
-                 const std::string& checkpointPath);
+// ledger_audit_verify_log.cpp: signatures, and whether each is by a writer trusted
+// where it lies (trustPolicyOf), each writer's order and completeness, and the
+// checkpoint in `checkpointPath` (UsageError when it is not one), which is
+// rewritten when all is well.
+int cmdVerifyLog(const Options& o, const std::string& checkpointPath);
+
+// ledger_audit_keys.cpp: a new root key in `out` (0600) and `out`.pub; UsageError
+// when either exists.
+int cmdKeysNewRoot(const std::string& out);
+// ledger_audit_keys.cpp: the certificate of `writerKeyLine` ("KEY_ID BASE64") by the
+// root key in `rootFile`, written to `out`; UsageError for unusable input.
+int cmdKeysCertify(const std::string& rootFile, const std::string& writerKeyLine,
+                   const std::string& out);
 
 }  // namespace tokenledger::audit

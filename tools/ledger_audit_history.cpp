@@ -210,12 +210,12 @@ std::string atText(const Timeline& t, Timestamp time) {
 
 // The linked timelines of the events `wanted` picks, from one replay; unreadable
 // records are reported on stderr and counted by `decoder`.
-Timelines replayTimelines(LogSource& source, bool quiet, Decoder& decoder,
+Timelines replayTimelines(const Options& o, LogSource& source, Decoder& decoder,
                           const std::function<bool(const Event&)>& wanted) {
-  Timelines tl;
-  replay(source, quiet, [&](const LogRecord& r) {
+  Timelines tl(trustPolicyOf(o));
+  replay(source, o.quiet, [&](const LogRecord& r) {
     const Event* e = decoder.decode(r);
-    if (e && wanted(*e)) tl.add(r, *e);
+    if (e && (std::holds_alternative<WriterCertificate>(e->body) || wanted(*e))) tl.add(r, *e);
   });
   tl.link();
   decoder.summary();
@@ -229,7 +229,7 @@ int cmdHistory(const Options& o, const std::string& user, const std::string& key
   auto source = openSource(o);
   Decoder decoder;
   Timelines tl =
-      replayTimelines(*source, o.quiet, decoder, [&](const Event& e) { return e.owner == user; });
+      replayTimelines(o, *source, decoder, [&](const Event& e) { return e.owner == user; });
   std::set<std::string> keep;
   if (!key.empty()) {
     keep = lineageOf(tl, key);
@@ -326,14 +326,25 @@ int cmdHistory(const Options& o, const std::string& user, const std::string& key
 
 int cmdAt(const Options& o, const std::string& user, const std::string& key, Timestamp time,
           const std::string& format) {
+  // A token's verdicts depend on its predecessor's events too (a rotation is
+  // conditional on it), so `--key` judges all events of the owners naming the key
+  // (one, unless someone forged events with another).
+  std::set<std::string> owners{user};
+  if (!key.empty()) {
+    owners.clear();
+    auto first = openSource(o);
+    replay(*first, o.quiet, [&](const LogRecord& r) {
+      auto d = decodeEventView(r.value);
+      if (auto* v = std::get_if<EventView>(&d); v && v->tokenKey == key) owners.emplace(v->owner);
+    });
+  }
   auto source = openSource(o);
   Decoder decoder;
-  Timelines tl = replayTimelines(*source, o.quiet, decoder, [&](const Event& e) {
-    return !key.empty() ? e.tokenKey == key : e.owner == user;
-  });
+  Timelines tl = replayTimelines(o, *source, decoder,
+                                 [&](const Event& e) { return owners.count(e.owner) > 0; });
   std::vector<const Timeline*> tokens;
   for (const auto& k : tl.order)
-    if (tl.byKey.at(k).state) tokens.push_back(&tl.byKey.at(k));
+    if (tl.byKey.at(k).state && (key.empty() || k == key)) tokens.push_back(&tl.byKey.at(k));
   if (!key.empty() && tokens.empty()) {
     std::cerr << "no token " << printable(key) << " in the " << source->describe()
               << ": it never existed there (check the key and the log)\n";

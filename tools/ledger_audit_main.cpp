@@ -44,9 +44,15 @@ Reads the event log from the beginning (never through the service) and answers:
   verify-projection --projection DIR
       replays the log up to DIR's applied positions and compares; prints each
       difference (exit 1 on any)
-  verify-log [--keys FILE]... [--checkpoint FILE]
+  verify-log [--checkpoint FILE]
       checks every signature and the order and completeness of each writer's
       events; names the first bad event (exit 1 on any problem)
+  keys new-root --out FILE
+      makes the operator's root key: FILE (secret, mode 0600, keep it offline) and
+      FILE.pub (give it to every replica with --trust-root, and to ledger-audit)
+  keys certify --root FILE --writer-key LINE --out CERT
+      certifies a writer key (LINE as `tokenledgerd --print-writer-key` prints it);
+      CERT goes to that writer's data directory as writer.cert
 
 LOG (default --data-dir ./data):
   --data-dir DIR                 the embedded log in DIR/log (read-only; the
@@ -56,9 +62,16 @@ LOG (default --data-dir ./data):
   --timeout SECONDS              Kafka connection timeout (default 10)
   --quiet                        no progress bar (it shows only on a terminal)
 
+TRUST (as the replicas apply it; events of other writers count as not applied):
+  --root FILE                    a trust root's public key (repeatable; default
+                                 DIR/trust-root.pub when it exists): writer keys
+                                 it certified in the log are trusted
+  --keys FILE                    writer keys trusted everywhere (repeatable; lines
+                                 "KEY_ID BASE64_PUBLIC_KEY"), default
+                                 DIR/signing-keys.pub. On Kafka give --root or --keys.
+
 T: RFC 3339 (2026-11-28T10:00:00Z, fractions and +hh:mm offsets allowed) or Unix
-seconds. verify-log trusts the keys in --keys FILE (repeatable; lines
-"KEY_ID BASE64_PUBLIC_KEY"), default DIR/signing-keys.pub.
+seconds.
 
 Exit status: 0 ok, 1 a negative answer or a problem found (including malformed
 events, which are reported with their position while the replay goes on),
@@ -71,7 +84,7 @@ struct CommandLine {
   Options log;
   std::string command;
   std::map<std::string, std::string> opts;  // the command's options, by flag
-  std::vector<std::string> keyFiles;        // --keys (repeatable)
+  std::string keysCommand;                  // keys: new-root or certify
   std::string format = "text";
 
   std::string get(const std::string& name) const {
@@ -91,8 +104,6 @@ struct CommandLine {
       for (const char* a : allowed) ok = ok || k == a;
       if (!ok) throw UsageError(k + " does not apply to " + command);
     }
-    if (!keyFiles.empty() && command != "verify-log")
-      throw UsageError("--keys applies to verify-log only");
   }
 };
 
@@ -100,11 +111,11 @@ struct CommandLine {
 CommandLine parseCommandLine(const std::vector<std::string>& args) {
   CommandLine c;
   Options& o = c.log;
-  const std::set<std::string> commands = {"history",           "at",        "policy", "rebuild",
-                                          "verify-projection", "verify-log"};
-  const std::set<std::string> valued = {"--user",   "--key",        "--time",
-                                        "--format", "--max-age",    "--now",
-                                        "--out",    "--projection", "--checkpoint"};
+  const std::set<std::string> commands = {"history",           "at",         "policy", "rebuild",
+                                          "verify-projection", "verify-log", "keys"};
+  const std::set<std::string> valued = {"--user",       "--key",        "--time",    "--format",
+                                        "--max-age",    "--now",        "--out",     "--projection",
+                                        "--checkpoint", "--writer-key", "--root-key"};
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
     std::string inlineValue;
@@ -142,7 +153,15 @@ CommandLine parseCommandLine(const std::vector<std::string>& args) {
     } else if (a == "--quiet" || a == "-q") {
       o.quiet = true;
     } else if (a == "--keys") {
-      c.keyFiles.push_back(value());
+      o.keyFiles.push_back(value());
+    } else if (a == "--root" && c.command == "keys") {
+      c.opts["--root-key"] = value();  // the secret root key to certify with
+    } else if (a == "--root") {
+      o.rootFiles.push_back(value());
+    } else if (!a.starts_with("-") && c.command == "keys" && c.keysCommand.empty()) {
+      if (a != "new-root" && a != "certify")
+        throw UsageError("keys wants new-root or certify (got \"" + a + "\")");
+      c.keysCommand = a;
     } else if (valued.count(a)) {
       c.opts[a] = value();
     } else if (!a.starts_with("-") && c.command.empty() && commands.count(a)) {
@@ -154,13 +173,15 @@ CommandLine parseCommandLine(const std::vector<std::string>& args) {
     }
   }
   if (c.command.empty()) throw UsageError("no command given");
+  if (c.command == "keys" && c.keysCommand.empty())
+    throw UsageError("keys wants new-root or certify");
   if (o.log == "kafka" && o.kafka.brokers.empty())
     throw UsageError("--log kafka needs --kafka-brokers HOST:PORT");
   if (o.log != "kafka" && !o.kafka.brokers.empty())
     throw UsageError("--kafka-brokers needs --log kafka");
   if (o.log == "kafka" && o.dataDirGiven)
     throw UsageError(
-        "--data-dir is for the embedded log; with --log kafka pass --keys for verify-log");
+        "--data-dir is for the embedded log; with --log kafka pass --root and/or --keys");
   if (c.opts.count("--format")) c.format = c.opts["--format"];
   bool csvAllowed = c.command == "history";
   if (c.format != "text" && c.format != "json" && !(csvAllowed && c.format == "csv"))
@@ -199,8 +220,19 @@ int run(const CommandLine& c) {
     c.allowOnly({"--projection"});
     return cmdVerifyProjection(o, c.need("--projection", "DIR"));
   }
+  if (c.command == "keys") {
+    if (!o.rootFiles.empty() || !o.keyFiles.empty())
+      throw UsageError("keys " + c.keysCommand + " reads no log: --keys does not apply");
+    if (c.keysCommand == "new-root") {
+      c.allowOnly({"--out"});
+      return cmdKeysNewRoot(c.need("--out", "FILE"));
+    }
+    c.allowOnly({"--root-key", "--writer-key", "--out"});
+    return cmdKeysCertify(c.need("--root-key", "FILE (the root key)"),
+                          c.need("--writer-key", "LINE"), c.need("--out", "CERT"));
+  }
   c.allowOnly({"--checkpoint"});
-  return cmdVerifyLog(o, c.keyFiles, c.get("--checkpoint"));
+  return cmdVerifyLog(o, c.get("--checkpoint"));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "events/times.h"
+#include "projections/event_judge.h"
 #include "projections/token.h"
 #include "tools/ledger_audit_commands.h"
 #include "tools/ledger_audit_replay.h"
@@ -24,35 +25,27 @@ int cmdPolicy(const Options& o, std::chrono::days maxAge, Timestamp now,
               const std::string& format) {
   auto source = openSource(o);
   Decoder decoder;
-  // Only what the policy needs per token: the projection's state.
-  std::unordered_map<std::string, Token> tokens;
-  std::unordered_set<std::string> seenIds;
-  std::unordered_map<std::string, std::string> replacedBy;
+  // The projection's state of every token, by its verdicts (projections/event_judge.h).
+  EventJudge judge(trustPolicyOf(o));
+  std::vector<LogRecord> chunk;
+  // Signatures, the expensive part, are checked on every core a chunk at a time.
+  auto drain = [&] {
+    auto checks = checkSignatures(chunk, judge.knownKeys());
+    for (size_t i = 0; i < chunk.size(); ++i)
+      if (const Event* e = decoder.decode(chunk[i])) judge.judge(chunk[i], *e, &checks[i]);
+    chunk.clear();
+  };
   replay(*source, o.quiet, [&](const LogRecord& r) {
-    const Event* e = decoder.decode(r);
-    if (!e || !seenIds.insert(e->eventId).second) return;
-    auto it = tokens.find(e->tokenKey);
-    std::optional<Token> current;
-    if (it != tokens.end()) current = std::move(it->second);  // put back below
-    auto next = applyEvent(current, *e);
-    if (!next) {
-      if (current) it->second = std::move(*current);
-      return;
-    }
-    if (!current && !next->replaces.empty()) replacedBy[next->replaces] = next->key;
-    if (it != tokens.end())
-      it->second = std::move(*next);
-    else
-      tokens.emplace(e->tokenKey, std::move(*next));
+    chunk.push_back(r);
+    if (chunk.size() >= 4096) drain();
   });
+  drain();
   decoder.summary();
+  const auto& tokens = judge.tokens();
   std::map<std::string, std::vector<const Token*>> byUser;
   for (const auto& [key, t] : tokens) {
     if (statusAt(t, now) != Status::active) continue;
-    auto succ = replacedBy.find(key);
-    if (succ != replacedBy.end() && tokens.count(succ->second) &&
-        tokens.at(succ->second).owner == t.owner)
-      continue;  // rotated, in its grace period
+    if (!t.replacedBy.empty()) continue;  // rotated, in its grace period
     if (now - t.createdAt > maxAge) byUser[t.owner].push_back(&t);
   }
   size_t count = 0;

@@ -31,24 +31,24 @@ struct RebuildResult {
   ApplyReport report;
   size_t malformed = 0;
 };
-RebuildResult rebuildInto(LogSource& source, const std::string& dir, bool quiet) {
+RebuildResult rebuildInto(LogSource& source, const std::string& dir, const Options& o) {
   RebuildResult out;
-  auto model = openReadModel(dir);
+  ReadModelOptions options;
+  options.trust = trustPolicyOf(o);  // the replicas' verdicts on every event
+  auto model = openReadModel(dir, options);
   Decoder decoder;
   std::vector<LogRecord> pending;
   auto flush = [&] {
     if (pending.empty()) return;
     auto r = model->apply(pending, [&](const Position& p, const std::string& why) {
       // Decode failures were reported by the decoder already.
-      if (why.find("does not apply") != std::string::npos)
+      if (why.find("does not apply") != std::string::npos || why.starts_with("untrusted"))
         std::cerr << "note: event at " << toString(p) << " " << printable(why) << "\n";
     });
-    out.report.applied += r.applied;
-    out.report.duplicates += r.duplicates;
-    out.report.skipped += r.skipped;
+    out.report += r;
     pending.clear();
   };
-  out.records = replay(source, quiet, [&](const LogRecord& r) {
+  out.records = replay(source, o.quiet, [&](const LogRecord& r) {
     decoder.decode(r);  // reports malformed records with their position
     pending.push_back(r);
     if (pending.size() >= 8192) flush();
@@ -66,9 +66,9 @@ struct Db {
 // Every database of the read model in `dir` (read_model_layout.h), in layout order.
 std::vector<Db> readModelDbs(const std::string& dir) {
   // Read-only: a live replica's files stay as they are.
-  lmdb::Env env(dir,
-                lmdb::EnvOptions{
-                    .mapSizeBytes = 64ull << 30, .maxDbs = 8, .maxReaders = 126, .readOnly = true});
+  lmdb::Env env(
+      dir, lmdb::EnvOptions{
+               .mapSizeBytes = 64ull << 30, .maxDbs = 16, .maxReaders = 126, .readOnly = true});
   auto txn = lmdb::Txn::read(env);
   std::vector<Db> out;
   for (const char* name : layout::kDatabases) {
@@ -246,10 +246,12 @@ int cmdRebuild(const Options& o, const std::string& out) {
   auto source = openSource(o);
   bool created = !fs::exists(out);
   try {
-    auto r = rebuildInto(*source, out, o.quiet);
+    auto r = rebuildInto(*source, out, o);
     std::cout << "rebuilt the read model in " << out << " from the " << source->describe() << ": "
               << r.records << " records, " << r.report.applied << " events applied, "
-              << r.report.skipped << " skipped, " << r.report.duplicates << " duplicates\n";
+              << r.report.skipped << " skipped, " << r.report.untrusted << " untrusted, "
+              << r.report.conflicts << " lost a race (conflicts), " << r.report.duplicates
+              << " duplicates\n";
     return r.malformed == 0 ? 0 : 1;
   } catch (const Interrupted&) {
     if (created) fs::remove_all(out);
@@ -278,7 +280,7 @@ int cmdVerifyProjection(const Options& o, const std::string& dir) {
     }
   }
   ScratchDir work;
-  auto r = rebuildInto(*source, work.path() + "/model", o.quiet);
+  auto r = rebuildInto(*source, work.path() + "/model", o);
   auto ours = readModelDbs(work.path() + "/model");
   for (size_t i = 0; i < ours.size(); ++i) differences += printDifferences(theirs[i], ours[i]);
   if (differences == 0)

@@ -7,9 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "events/event.h"
 #include "events/event_log.h"
+#include "events/signing.h"
 #include "tools/ledger_audit.h"
 
 namespace tokenledger::audit {
@@ -44,5 +46,9 @@ class Decoder {
  private:
   Event event_;
 };
+
+// The signature checks of `records` against `keys`, on up to 8 cores.
+std::vector<SignatureCheck> checkSignatures(const std::vector<LogRecord>& records,
+                                            const KeyRing& keys);
 
 }  // namespace tokenledger::audit

@@ -5,24 +5,14 @@
 
 namespace tokenledger::audit {
 
-void Timeline::add(const LogRecord& r, Event e, std::set<std::string>& seenIds) {
-  Entry entry{r.position, std::move(e), true, ""};
+void Timeline::add(const LogRecord& r, Event e, const EventJudge::Verdict& verdict) {
+  Entry entry{r.position, std::move(e), verdict.applied, verdict.why};
   if (key.empty()) {
     key = entry.event.tokenKey;
     owner = entry.event.owner;
   }
-  if (!seenIds.insert(entry.event.eventId).second) {
-    entry.applied = false;
-    entry.note = "duplicate event id (ignored)";
-  } else if (auto why = checkEvent(view(entry.event))) {
-    entry.applied = false;
-    entry.note = "breaks the contract (ignored by the projection): " + *why;
-  } else if (auto next = applyEvent(state, entry.event)) {
-    state = std::move(next);
-  } else {
-    entry.applied = false;
-    entry.note = "does not apply (ignored by the projection)";
-  }
+  if (entry.applied)
+    if (auto next = applyEvent(state, entry.event)) state = std::move(next);
   // Keep only what history needs of a created event; the hash is not shown.
   if (auto* c = std::get_if<Created>(&entry.event.body)) c->secretHash = SecretHash{};
   entries.push_back(std::move(entry));
@@ -91,9 +81,11 @@ const Entry* Timeline::created() const {
 }
 
 void Timelines::add(const LogRecord& r, const Event& e) {
+  auto verdict = judge.judge(r, e);
+  if (verdict.certificate) return;  // the judge's trust took it
   auto [it, inserted] = byKey.try_emplace(e.tokenKey);
   if (inserted) order.push_back(e.tokenKey);
-  it->second.add(r, e, seenIds);
+  it->second.add(r, e, verdict);
 }
 
 void Timelines::link() {

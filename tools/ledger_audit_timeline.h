@@ -12,6 +12,7 @@
 
 #include "events/event_log.h"
 #include "events/times.h"
+#include "projections/event_judge.h"
 #include "projections/token.h"
 
 namespace tokenledger::audit {
@@ -43,9 +44,8 @@ struct Timeline {
   std::optional<Token> state;
   std::string replacedBy;
 
-  // Appends the event at `r`'s position; `seenIds` holds the event ids applied so
-  // far (across tokens), so that a duplicate is noted and not applied.
-  void add(const LogRecord& r, Event e, std::set<std::string>& seenIds);
+  // Appends the event at `r`'s position with the projection's verdict on it.
+  void add(const LogRecord& r, Event e, const EventJudge::Verdict& verdict);
 
   // When an entry takes effect, and what it makes the token from then on.
   static Timestamp effectAt(const Event& e);
@@ -81,10 +81,16 @@ struct Timeline {
 
 // Timelines of the tokens an audit looks at, in creation order.
 struct Timelines {
+  // Without a policy every well-formed event is trusted.
+  explicit Timelines(std::optional<TrustPolicy> trust = std::nullopt) : judge(std::move(trust)) {}
+
   std::map<std::string, Timeline> byKey;
   std::vector<std::string> order;
-  std::set<std::string> seenIds;
+  EventJudge judge;  // the projection's verdicts, in log order
 
+  // Every writer certificate must come here (the trust learns it), and every event
+  // of the tokens looked at: a token's verdicts depend only on its own events and
+  // its predecessor's (same owner), so an owner's or a lineage's events suffice.
   void add(const LogRecord& r, const Event& e);
   // Links successors to predecessors (same owner only, as in the projection).
   void link();

@@ -27,42 +27,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The whole of a file; nullopt when it cannot be opened.
-std::optional<std::string> readWholeFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// The keys verify-log trusts: those in `keyFiles`, else DATA_DIR/signing-keys.pub.
-// Throws UsageError when a file cannot be read or holds no key (Kafka: when none
-// is named, as a topic has no data directory).
-KeyRing trustedKeys(const Options& o, const std::vector<std::string>& keyFiles) {
-  KeyRing ring;
-  std::vector<std::string> files = keyFiles;
-  if (files.empty()) {
-    if (o.log == "kafka")
-      throw UsageError(
-          "verify-log on Kafka needs --keys FILE: the signing-keys.pub of every replica that "
-          "writes to the topic (concatenate them)");
-    files.push_back(o.dataDir + "/signing-keys.pub");
-  }
-  for (const auto& f : files) {
-    auto text = readWholeFile(f);
-    if (!text) throw UsageError("cannot read keys file " + f);
-    if (auto err = ring.addLines(*text, f)) throw UsageError(*err);
-  }
-  if (ring.keys().empty()) throw UsageError("no public keys in " + files.front());
-  return ring;
-}
-
 // The checkpoint in `path`; nullopt when there is no file yet (the first run).
 // Throws UsageError when the file is not a checkpoint.
 std::optional<Checkpoint> readCheckpoint(const std::string& path) {
-  auto text = readWholeFile(path);
-  if (!text) return std::nullopt;
+  if (!fs::exists(path)) return std::nullopt;
+  auto text = std::optional<std::string>(readTextFile(path, "checkpoint"));
   auto parsed = parseCheckpoint(*text);
   if (auto* err = std::get_if<std::string>(&parsed))
     throw UsageError("checkpoint " + path + " is not a ledger-audit checkpoint: " + *err +
@@ -90,23 +59,6 @@ void writeCheckpoint(const std::string& path, const std::string& log, const Offs
   fs::rename(tmp, path);
 }
 
-// The signature checks of `records`, on up to 8 cores.
-std::vector<SignatureCheck> checkSignatures(const std::vector<LogRecord>& records,
-                                            const KeyRing& ring) {
-  unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-  std::vector<SignatureCheck> checks(records.size());
-  std::vector<std::thread> pool;
-  size_t per = (records.size() + threads - 1) / threads;
-  for (unsigned t = 0; t < threads && t * per < records.size(); ++t) {
-    pool.emplace_back([&, t] {
-      for (size_t i = t * per; i < std::min(records.size(), (t + 1) * per); ++i)
-        checks[i] = checkSignature(records[i].value, ring);
-    });
-  }
-  for (auto& th : pool) th.join();
-  return checks;
-}
-
 // The checks of the log as a whole, record by record in log order per partition:
 // records deleted from a partition, and envelopes that are not validly signed
 // events.
@@ -125,8 +77,9 @@ class LogChecker {
     }
   }
 
-  // True when the record is validly signed, for the writer checks.
-  bool add(const LogRecord& r, const SignatureCheck& c) {
+  // True when the record is validly signed by a writer trusted where it lies, for
+  // the writer checks. `trust` learns the certificates in log order.
+  bool add(const LogRecord& r, SignatureCheck& c, WriterTrust& trust) {
     const Position& pos = r.position;
     // The record every reader expects here is the one at the next offset.
     Offset expected = expected_.of(pos.partition).first();
@@ -136,6 +89,26 @@ class LogChecker {
                                std::to_string(pos.offset.value - 1) + " of partition " +
                                std::to_string(pos.partition.value) + " are gone from the log"});
     expected_.advancePast(pos.partition, pos.offset);
+    // A writer certificate: the root's signature is its authority (events/trust.h).
+    if (c.status == SignatureStatus::unsignedEvent) {
+      auto decoded = decodeEvent(r.value);
+      if (const Event* e = std::get_if<Event>(&decoded);
+          e && std::holds_alternative<WriterCertificate>(e->body)) {
+        // Without --root nothing can be certified: the keys given are trusted
+        // everywhere, and certificates are only counted.
+        if (trust.policy().roots.keys().empty()) {
+          uncheckedCertificates_++;
+          return false;
+        }
+        auto admitted = trust.admitCertificate(pos.partition, *e);
+        if (auto* why = std::get_if<std::string>(&admitted))
+          findings_.push_back({pos, true, "untrusted", *why});
+        return false;
+      }
+    }
+    // Signed by a key certified in this chunk: checked now that it is known.
+    if (c.status == SignatureStatus::unknownKey && trust.knownKeys().find(c.keyId))
+      c = checkSignature(r.value, trust.knownKeys());
     switch (c.status) {
       case SignatureStatus::malformed:
         findings_.push_back({pos, true, "malformed", "not a readable event envelope"});
@@ -156,6 +129,10 @@ class LogChecker {
         return false;
       case SignatureStatus::valid:
         break;
+    }
+    if (auto why = trust.refusal(pos.partition, c)) {
+      findings_.push_back({pos, true, "forged", *why});
+      return false;
     }
     auto decoded = decodeEvent(r.value);
     if (auto* err = std::get_if<DecodeError>(&decoded);
@@ -181,18 +158,22 @@ class LogChecker {
   }
 
   const std::vector<Finding>& findings() const { return findings_; }
+  size_t uncheckedCertificates() const { return uncheckedCertificates_; }
 
  private:
   bool dense_;
   Offsets expected_;  // per partition: the offset of the record that comes next
   std::vector<Finding> findings_;
+  size_t uncheckedCertificates_ = 0;
 };
 
 }  // namespace
 
-int cmdVerifyLog(const Options& o, const std::vector<std::string>& keyFiles,
-                 const std::string& checkpointPath) {
-  KeyRing ring = trustedKeys(o, keyFiles);
+int cmdVerifyLog(const Options& o, const std::string& checkpointPath) {
+  // The replicas' policy; for an embedded log without one, its signing keys: every
+  // event must be signed by one of them.
+  auto policy = trustPolicyOf(o);
+  WriterTrust trust(policy ? std::move(*policy) : signingKeysOf(o));
   std::optional<Checkpoint> checkpoint;
   if (!checkpointPath.empty()) checkpoint = readCheckpoint(checkpointPath);
 
@@ -202,9 +183,9 @@ int cmdVerifyLog(const Options& o, const std::vector<std::string>& keyFiles,
   // Signatures are checked on every core; the order checks run in log order.
   std::vector<LogRecord> chunk;
   auto drain = [&] {
-    auto checks = checkSignatures(chunk, ring);
+    auto checks = checkSignatures(chunk, trust.knownKeys());
     for (size_t i = 0; i < chunk.size(); ++i)
-      if (log.add(chunk[i], checks[i])) writers.add(chunk[i].position, checks[i]);
+      if (log.add(chunk[i], checks[i], trust)) writers.add(chunk[i].position, checks[i]);
     chunk.clear();
   };
   uint64_t records = replay(*source, o.quiet, [&](const LogRecord& r) {
@@ -223,6 +204,9 @@ int cmdVerifyLog(const Options& o, const std::vector<std::string>& keyFiles,
   std::cout << "read " << records << " records from the " << source->describe() << "\n";
   for (const auto& [id, w] : writers.writers())
     std::cout << "writer " << id << ": " << w.events << " events, seq 1.." << w.lastSeq << "\n";
+  if (log.uncheckedCertificates())
+    std::cout << log.uncheckedCertificates()
+              << " writer certificates not checked (no --root: only the --keys are trusted)\n";
   if (findings.empty()) {
     std::cout << "OK: every event is signed by a trusted key, and each writer's events are "
                  "complete and in order (up to its newest event)\n";

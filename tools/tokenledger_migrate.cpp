@@ -31,8 +31,11 @@ constexpr const char* kUsage =
 Copies the embedded event log in DIR/log into the Kafka topic (default
 token-events; created with N partitions, default 6, if missing). Stop tokenledgerd
 first. Safe to re-run: events already on the topic are skipped. Then start
-tokenledgerd --log kafka with a fresh --data-dir; it builds its read model from
-the topic.
+tokenledgerd --log kafka with a fresh --data-dir and --trust-keys
+DIR/signing-keys.pub (the copied events are signed by DIR's keys, which no root
+certified; without it they are not applied), plus --trust-root for the new
+writers (docs/kafka.md, "Trusted writers"); it builds its read model from the
+topic.
 
 Exit status: 0 copied and verified, 1 failed (message says why), 2 usage error.
 )";

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "events/certificate.h"
 #include "events/event.h"
 #include "events/event_log.h"
 #include "events/signing.h"
@@ -80,6 +81,19 @@ void eventSeeds(const fs::path& dir, const fs::path& dataDir) {
   write(dataDir, "signing-keys.pub", fixedSigningKey().publicKeyLine() + "\n");
   write(dir, "signed_created.bin", encodeEvent(events[0]));
   write(dir, "signed_deactivated_rotation.bin", encodeEvent(events[7]));
+  // A writer certificate (the fixed key certifying itself, as its own root), and a
+  // conditional event with an idempotency key (issue 14's fields).
+  Event cert;
+  cert.eventId = events[0].eventId;
+  cert.actor = "writer";
+  cert.occurredAt = events[0].occurredAt;
+  cert.body = certifyWriter(fixedSigningKey(), fixedSigningKey().publicKey(), 1);
+  write(dir, "writer_certificate.bin", encodeEvent(cert));
+  Event conditional = events[3];
+  conditional.basedOnVersion = 2;
+  conditional.idempotencyKey = "retry-7";
+  conditional.requestDigest = std::string(32, '\x07');
+  write(dir, "conditional_idempotent.bin", encodeEvent(conditional));
 }
 
 void apiSeeds(const fs::path& dir) {

@@ -11,6 +11,7 @@
 #include "events/event.h"
 #include "events/kafka_log.h"
 #include "projections/read_model.h"
+#include "tests/integration/kafka_trust.h"
 #include "tests/service/daemon_process.h"
 #include "tests/unit/event_log_contract.h"
 #include "tests/unit/future_event.h"
@@ -25,16 +26,6 @@ const std::string kBinary = TOKENLEDGERD_PATH;
 const std::string kMigrate = MIGRATE_PATH;
 const std::string kSource = TL_SOURCE_DIR;
 const std::string kOperator = "kafka-operator-secret-0123456789";
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  REQUIRE_MESSAGE(v != nullptr, name << " is not set: run through ctest (it starts the broker)");
-  return v;
-}
-
-std::string brokers() {
-  return env("KAFKA_BROKERS");
-}
 
 std::string uniqueTopic(const std::string& prefix) {
   initCrypto();
@@ -54,6 +45,13 @@ std::string run(const std::string& cmd, int* status = nullptr) {
 
 std::vector<std::string> kafkaArgs(const std::string& topic) {
   return {"--log", "kafka", "--kafka-brokers", brokers(), "--topic", topic};
+}
+
+// A Kafka daemon's flags for data dir `dir`, certified by `trust` first (a replica
+// refuses to start on Kafka without a trust root: tests/integration/kafka_trust.h).
+std::vector<std::string> kafkaArgs(const TrustRoot& trust, const std::string& dir,
+                                   const std::string& topic) {
+  return trust.daemonArgs(dir, kafkaArgs(topic));
 }
 
 struct Client {
@@ -166,9 +164,12 @@ TEST_CASE("a topic that compacts or expires events is refused with a fix") {
     rd_kafka_destroy(rk);
   }
   std::string root = tempDir("compact");
-  std::string out = run(kBinary + " --data-dir " + root + "/d --listen 127.0.0.1:0 --log kafka " +
-                            "--kafka-brokers " + brokers() + " --topic " + topic,
-                        &status);
+  TrustRoot trust(root);
+  trust.certify(root + "/d");
+  std::string out =
+      run(kBinary + " --data-dir " + root + "/d --listen 127.0.0.1:0 --log kafka " +
+              "--kafka-brokers " + brokers() + " --topic " + topic + " --trust-root " + trust.pub(),
+          &status);
   CHECK(status == 1);
   CHECK(out.find("log compaction") != std::string::npos);
   CHECK(out.find("cleanup.policy=delete") != std::string::npos);  // says how to fix it
@@ -178,10 +179,11 @@ TEST_CASE("a topic that compacts or expires events is refused with a fix") {
 TEST_CASE("the daemon on Kafka: commands, read-your-writes, restart, and the topic contract") {
   std::string root = tempDir("kafka-daemon");
   std::string topic = uniqueTopic("events");
+  TrustRoot trust(root);
   std::vector<std::string> secrets;
   std::string key;
   {
-    Daemon d(kBinary, root + "/a", root, kOperator, kafkaArgs(topic));
+    Daemon d(kBinary, root + "/a", root, kOperator, kafkaArgs(trust, root + "/a", topic));
     Client c{d};
     json t = c.create("alice", "Receive leads");
     key = t["key"];
@@ -208,19 +210,33 @@ TEST_CASE("the daemon on Kafka: commands, read-your-writes, restart, and the top
   }
   // Restart on the same data dir: resumes from its stored offsets, state intact.
   {
-    Daemon d(kBinary, root + "/a", root, kOperator, kafkaArgs(topic));
+    Daemon d(kBinary, root + "/a", root, kOperator, kafkaArgs(trust, root + "/a", topic));
     Client c{d};
     auto hist = d.call("GET", "/v1/users/alice/tokens/" + key + "/history", "", c.auth());
     CHECK(hist.json()["events"].size() == 22);  // created + 10 × (off, on) + rotation
     CHECK(d.terminate() == 0);
   }
   // What another consumer sees: kcat reads raw messages keyed by owner; capnp
-  // decode with nothing but schemas/ decodes every one; no secret anywhere.
+  // decode with nothing but schemas/ decodes every one; no secret anywhere. Each
+  // start also put the writer's certificate (no key) on every partition.
   auto msgs = kcatDump(topic, root);
-  CHECK(msgs.size() == 24);  // 22 for alice's first token + bob's + the successor
+  size_t certificates = 0;
+  for (const auto& m : msgs) certificates += m.key.empty();
+  CHECK(certificates == 12);                // 2 starts x 6 partitions
+  CHECK(msgs.size() - certificates == 24);  // 22 for alice's first token + bob's + the successor
   std::set<int> alicePartitions;
   for (size_t i = 0; i < msgs.size(); ++i) {
     const auto& m = msgs[i];
+    if (m.key.empty()) {
+      std::string file = root + "/cert" + std::to_string(i) + ".bin";
+      std::ofstream(file, std::ios::binary) << m.value;
+      int status = 0;
+      std::string text =
+          run("capnp decode " + kSource + "/schemas/tokenledger.capnp Envelope < " + file, &status);
+      CHECK_MESSAGE(status == 0, text);
+      CHECK_MESSAGE(text.find("writerCertified = ") != std::string::npos, text);
+      continue;
+    }
     CHECK((m.key == "alice" || m.key == "bob"));
     if (m.key == "alice") alicePartitions.insert(m.partition);
     for (const auto& s : secrets) CHECK(m.value.find(s) == std::string::npos);
@@ -243,8 +259,9 @@ TEST_CASE("the daemon on Kafka: commands, read-your-writes, restart, and the top
 TEST_CASE("replicas: a deactivation through one is seen by the other; consistency tokens") {
   std::string root = tempDir("replicas");
   std::string topic = uniqueTopic("replicas");
-  Daemon a(kBinary, root + "/a", root, kOperator, kafkaArgs(topic));
-  Daemon b(kBinary, root + "/b", root, kOperator, kafkaArgs(topic));
+  TrustRoot trust(root);
+  Daemon a(kBinary, root + "/a", root, kOperator, kafkaArgs(trust, root + "/a", topic));
+  Daemon b(kBinary, root + "/b", root, kOperator, kafkaArgs(trust, root + "/b", topic));
   Client ca{a}, cb{b};
   json t = ca.create("carol");
   std::string key = t["key"], token = t["token"], pos = t["position"];
@@ -277,7 +294,8 @@ TEST_CASE("replicas: a deactivation through one is seen by the other; consistenc
 TEST_CASE("malformed and future events on the topic are reported, skipped, not fatal") {
   std::string root = tempDir("poison");
   std::string topic = uniqueTopic("poison");
-  Daemon d(kBinary, root + "/a", root, kOperator, kafkaArgs(topic));
+  TrustRoot trust(root);
+  Daemon d(kBinary, root + "/a", root, kOperator, kafkaArgs(trust, root + "/a", topic));
   Client c{d};
   json before = c.create("dave");
   // Another producer writes garbage into partition 0, and an event of a type this
@@ -313,10 +331,11 @@ TEST_CASE("a replica killed with -9 mid-stream catches up and equals a fresh reb
   std::string topic = uniqueTopic("kill9");
   std::vector<std::pair<std::string, std::string>> acked;
   std::mutex mutex;
-  Daemon writer(kBinary, root + "/w", root, kOperator, kafkaArgs(topic));
+  TrustRoot trust(root);
+  Daemon writer(kBinary, root + "/w", root, kOperator, kafkaArgs(trust, root + "/w", topic));
   {
-    auto replica =
-        std::make_unique<Daemon>(kBinary, root + "/r", root, kOperator, kafkaArgs(topic));
+    auto replica = std::make_unique<Daemon>(kBinary, root + "/r", root, kOperator,
+                                            kafkaArgs(trust, root + "/r", topic));
     std::atomic<bool> stop{false};
     std::thread client([&] {
       Connection conn(writer.port());
@@ -355,9 +374,10 @@ TEST_CASE("a replica killed with -9 mid-stream catches up and equals a fresh reb
   }
   REQUIRE(acked.size() >= 100);
   CHECK(writer.terminate() == 0);
-  Offsets end = topicEnd(topic);
   {
-    Daemon replica(kBinary, root + "/r", root, kOperator, kafkaArgs(topic));
+    Daemon replica(kBinary, root + "/r", root, kOperator, kafkaArgs(trust, root + "/r", topic));
+    // The end after the replica's start: it published its certificate again.
+    Offsets end = topicEnd(topic);
     CHECK(eventually(
         [&] {
           return replica.call("GET", "/healthz").headers["tokenledger-applied-position"] ==
@@ -369,12 +389,16 @@ TEST_CASE("a replica killed with -9 mid-stream catches up and equals a fresh reb
     CHECK(replica.terminate() == 0);
   }
   int status = 0;
-  std::string out = run(kBinary + " --rebuild --data-dir " + root +
-                            "/fresh --log kafka --kafka-brokers " + brokers() + " --topic " + topic,
-                        &status);
+  // The same trust as the replica, or the rebuild would refuse every event.
+  std::string out =
+      run(kBinary + " --rebuild --data-dir " + root + "/fresh --log kafka --kafka-brokers " +
+              brokers() + " --topic " + topic + " --trust-root " + trust.pub(),
+          &status);
   REQUIRE_MESSAGE(status == 0, out);
-  CHECK(openReadModel(root + "/r/projection")->dump() ==
-        openReadModel(root + "/fresh/projection")->dump());
+  ReadModelOptions options;
+  options.trust = trust.policy();  // a read model opens only under the policy it was built with
+  CHECK(openReadModel(root + "/r/projection", options)->dump() ==
+        openReadModel(root + "/fresh/projection", options)->dump());
   std::filesystem::remove_all(root);
 }
 
@@ -385,7 +409,8 @@ TEST_CASE(
   std::string topic = uniqueTopic("outage");
   std::string script = kSource + "/scripts/kafka.sh";
   std::string dir = env("KAFKA_DIR"), port = env("KAFKA_PORT");
-  Daemon d(kBinary, root + "/a", root, kOperator, kafkaArgs(topic));
+  TrustRoot trust(root);
+  Daemon d(kBinary, root + "/a", root, kOperator, kafkaArgs(trust, root + "/a", topic));
   Client c{d};
   json t = c.create("frank");
   int status = 0;
@@ -446,7 +471,14 @@ TEST_CASE("migration: an embedded log copied into Kafka verifies the same") {
   std::string second = migrate();  // safe to re-run
   CHECK(second.find("copied 0, skipped 15") != std::string::npos);
 
-  Daemon k(kBinary, root + "/kafka", root, kOperator, kafkaArgs(topic));
+  // The migrated events are signed by the embedded writer's key: trusted with
+  // --trust-keys (no certificate of theirs is on the topic); the Kafka replica's own
+  // key is certified by a root, as for any Kafka writer.
+  TrustRoot trust(root);
+  auto args = kafkaArgs(trust, root + "/kafka", topic);
+  args.push_back("--trust-keys");
+  args.push_back(root + "/embedded/signing-keys.pub");
+  Daemon k(kBinary, root + "/kafka", root, kOperator, args);
   Client c{k};
   CHECK(eventually([&] { return k.call("GET", "/readyz").status == 200; }));
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -460,5 +492,15 @@ TEST_CASE("migration: an embedded log copied into Kafka verifies the same") {
              "", c.auth());
   CHECK(hist.json()["replaced_by"] == tokens.back()["key"]);
   CHECK(k.terminate() == 0);
+  // Without --trust-keys the migrated events are nobody's it trusts: none applies.
+  Daemon strict(kBinary, root + "/strict", root, kOperator,
+                kafkaArgs(trust, root + "/strict", topic));
+  Client cs{strict};
+  CHECK(eventually([&] { return strict.call("GET", "/readyz").status == 200; }));
+  auto unknown = cs.verify(tokens[2]["key"], tokens[2]["token"]);
+  CHECK(unknown.status == 401);
+  CHECK(unknown.json()["reason"] == "unknown");
+  CHECK(strict.stderrText().find("untrusted: signed by key") != std::string::npos);
+  CHECK(strict.terminate() == 0);
   std::filesystem::remove_all(root);
 }

@@ -280,6 +280,9 @@ TEST_CASE("an event that breaks the contract is skipped and reported, never half
     // Another producer writes straight to the log: a 300-byte owner (the read model
     // kept an owner's length in one byte, so verify answered with a wrong, 44-byte
     // owner), then a valid token.
+    // Signed with the daemon's own key: a trusted writer that breaks the contract.
+    auto signer = parseSigningKeyFile(readFile(data + "/signing-key"));
+    REQUIRE(signer);
     auto log = openEmbeddedLog(data + "/log");
     auto created = [&](const std::string& k, const std::string& owner) {
       Event e;
@@ -292,6 +295,7 @@ TEST_CASE("an event that breaks the contract is skipped and reported, never half
       c.description = "from another producer";
       c.secretHash = hashSecret(secret);
       e.body = c;
+      signEvent(e, *signer);
       log->append(owner, {encodeEvent(e)});
     };
     created(key, std::string(300, 'o'));

@@ -15,7 +15,6 @@
 using namespace tltest;
 using nlohmann::json;
 
-
 TEST_CASE("create, list, get, verify, deactivate, activate, rotate, history") {
   Fixture f;
   auto health = f.daemon.call("GET", "/healthz");
@@ -971,4 +970,76 @@ TEST_CASE("ambiguous request framing is a 400 that closes the connection") {
     CHECK(tokensOf("plain") == 2);
   }
   CHECK(f.daemon.call("GET", "/healthz").status == 200);
+}
+
+// Retry-safe commands (docs/api.md, "Idempotency-Key"), over real sockets.
+TEST_CASE("Idempotency-Key: a repeat returns the original result, never the secret twice") {
+  Fixture f;
+  auto send = [&](const std::string& path, const std::string& body, const std::string& key) {
+    auto h = f.auth();
+    h.push_back("Content-Type: application/json");
+    if (!key.empty()) h.push_back("Idempotency-Key: " + key);
+    return f.daemon.call("POST", path, body, h);
+  };
+  const std::string create = R"({"description":"Receive leads"})";
+  auto first = send("/v1/users/alice/tokens", create, "req-1");
+  REQUIRE(first.status == 201);
+  const std::string key = first.json()["key"];
+  const std::string secret = first.json()["token"];
+  CHECK(first.json()["idempotency_key"] == "req-1");
+
+  SUBCASE("create") {
+    auto again = send("/v1/users/alice/tokens", create, "req-1");
+    CHECK(again.status == 200);
+    CHECK(again.json()["key"] == key);
+    CHECK(again.json()["replayed"] == true);
+    CHECK_FALSE(again.json().contains("token"));
+    CHECK(again.body.find(secret) == std::string::npos);
+    // One token only, and the first secret still verifies.
+    CHECK(f.get("/v1/users/alice/tokens").json()["tokens"].size() == 1);
+    CHECK(f.verify(key, secret).status == 200);
+    // The same key with another body.
+    checkError(send("/v1/users/alice/tokens", R"({"description":"Other"})", "req-1"), 422,
+               "idempotency_key_reused");
+    // Scoped to the user: bob's req-1 is his own.
+    CHECK(send("/v1/users/bob/tokens", create, "req-1").status == 201);
+    // Without a key, every create is a new token.
+    CHECK(send("/v1/users/alice/tokens", create, "").status == 201);
+    CHECK(f.get("/v1/users/alice/tokens").json()["tokens"].size() == 2);
+  }
+  SUBCASE("rotate, deactivate, activate") {
+    const std::string path = "/v1/users/alice/tokens/" + key;
+    auto rotated = send(path + "/rotate", "", "rot-1");
+    REQUIRE(rotated.status == 200);
+    const std::string successor = rotated.json()["key"];
+    auto again = send(path + "/rotate", "", "rot-1");
+    CHECK(again.status == 200);
+    CHECK(again.json()["key"] == successor);
+    CHECK(again.json()["replayed"] == true);
+    CHECK_FALSE(again.json().contains("token"));
+    CHECK(again.json()["previous"]["key"] == key);
+    // Without the key, a second rotation is refused: the token was rotated.
+    checkError(send(path + "/rotate", "", ""), 409, "already_rotated");
+    checkError(send(path + "/rotate", R"({"grace_seconds":60})", "rot-1"), 422,
+               "idempotency_key_reused");
+
+    const std::string spath = "/v1/users/alice/tokens/" + successor;
+    auto off = send(spath + "/deactivate", R"({"reason":"compromised"})", "off-1");
+    REQUIRE(off.status == 200);
+    CHECK(off.json()["changed"] == true);
+    CHECK(send(spath + "/activate", "", "on-1").status == 200);
+    // Repeating the deactivation returns its result and does not deactivate again.
+    auto offAgain = send(spath + "/deactivate", R"({"reason":"compromised"})", "off-1");
+    CHECK(offAgain.status == 200);
+    CHECK(offAgain.json()["replayed"] == true);
+    CHECK(f.get(spath).json()["status"] == "active");
+    CHECK(f.verify(successor, rotated.json()["token"]).status == 200);
+  }
+  SUBCASE("invalid keys are a 400") {
+    for (std::string bad :
+         {std::string(256, 'k'), std::string("has space"), std::string("caf\xc3\xa9")}) {
+      CAPTURE(bad);
+      checkError(send("/v1/users/alice/tokens", create, bad), 400, "invalid_idempotency_key");
+    }
+  }
 }

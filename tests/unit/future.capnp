@@ -39,6 +39,14 @@ struct Activated {}
 struct Deactivated {
   reason @0 :DeactivationReason;
   effectiveAtUs @1 :Int64;
+  rotatedTo @2 :Text;
+}
+
+struct WriterCertificate {
+  writerKey @0 :Data;
+  rootKeyId @1 :Text;
+  issuedAtUs @2 :Int64;
+  rootSignature @3 :Data;
 }
 
 struct Revoked {
@@ -60,9 +68,17 @@ struct Envelope {
     created @9 :Created;
     activated @10 :Activated;
     deactivated @11 :Deactivated;
-    revoked @14 :Revoked;  # the newer member; @12 and @13 are taken by the fields below
+    writerCertified @21 :WriterCertificate;
+    revoked @22 :Revoked;  # the newer member
   }
 
   writerSeq @12 :UInt64;
   prevDigest @13 :Data;
+  basedOnVersion @14 :UInt32;
+  idempotencyKey @15 :Text;
+  requestDigest @16 :Data;
+  groupSignature @17 :Data;
+  groupProof @18 :List(Data);
+  groupLeaf @19 :UInt32;
+  groupSize @20 :UInt32;
 }

@@ -36,6 +36,14 @@ TEST_CASE("the rules agree with the shared table of cases") {
     CAPTURE(id);
     CHECK(checkDestinationId(id).has_value());
   }
+  for (const std::string key : c["idempotency_key"]["valid"]) {
+    CAPTURE(key);
+    CHECK_FALSE(checkIdempotencyKey(key).has_value());
+  }
+  for (const std::string key : c["idempotency_key"]["invalid"]) {
+    CAPTURE(key);
+    CHECK(checkIdempotencyKey(key).has_value());
+  }
   for (const auto& pair : c["description"]["valid"]) {
     std::string raw = pair[0], trimmed = pair[1], out;
     CAPTURE(raw);
