@@ -63,7 +63,8 @@ std::string_view Event::typeName() const {
 std::string encodeEvent(const Event& event) {
   capnp::MallocMessageBuilder message(firstSegmentWords(
       event.eventId.size() + event.tokenKey.size() + event.owner.size() + event.actor.size() +
-      event.requestId.size() + event.signature.size() + event.signingKeyId.size() + 256));
+      event.requestId.size() + event.signature.size() + event.signingKeyId.size() +
+      event.groupSignature.size() + event.groupProof.size() * 40 + 256));
   auto env = message.initRoot<s::Envelope>();
   env.setEventId(bytesOf(event.eventId));
   env.setTokenKey(textOf(event.tokenKey));
@@ -76,6 +77,13 @@ std::string encodeEvent(const Event& event) {
   if (!event.signingKeyId.empty()) env.setSigningKeyId(textOf(event.signingKeyId));
   env.setWriterSeq(event.writerSeq);
   if (!event.prevDigest.empty()) env.setPrevDigest(bytesOf(event.prevDigest));
+  if (!event.groupSignature.empty()) env.setGroupSignature(bytesOf(event.groupSignature));
+  if (!event.groupProof.empty()) {
+    auto proof = env.initGroupProof(static_cast<unsigned>(event.groupProof.size()));
+    for (unsigned i = 0; i < proof.size(); ++i) proof.set(i, bytesOf(event.groupProof[i]));
+  }
+  env.setGroupLeaf(event.groupLeaf);
+  env.setGroupSize(event.groupSize);
   if (auto* c = std::get_if<Created>(&event.body)) {
     auto b = env.initEvent().initCreated();
     b.setKind(toSchema(c->kind));
@@ -111,6 +119,8 @@ std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
   (void)env.getSignature();
   (void)env.getSigningKeyId();
   (void)env.getPrevDigest();
+  (void)env.getGroupSignature();
+  for (auto p : env.getGroupProof()) (void)p;
   if (e.eventId.size() != 16 || e.tokenKey.empty() || e.owner.empty())
     return DecodeError{DecodeError::Kind::malformed, "envelope lacks event id, key or owner"};
   auto ev = env.getEvent();
@@ -210,6 +220,10 @@ Decoded decodeEvent(std::string_view bytes) {
     e.signingKeyId = viewOf(env.getSigningKeyId());
     e.writerSeq = env.getWriterSeq();
     e.prevDigest = viewOf(env.getPrevDigest());
+    e.groupSignature = viewOf(env.getGroupSignature());
+    for (auto p : env.getGroupProof()) e.groupProof.emplace_back(viewOf(p));
+    e.groupLeaf = env.getGroupLeaf();
+    e.groupSize = env.getGroupSize();
     if (const auto* c = std::get_if<CreatedView>(&v.body))
       e.body = Created{
           c->kind,      std::string(c->destinationId), std::string(c->description), c->secretHash,

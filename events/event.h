@@ -54,6 +54,14 @@ struct Event {
   std::string signingKeyId;  // 16 hex characters naming the writer's public key
   uint64_t writerSeq = 0;    // 1, 2, 3, … per signing key; 0 = unsigned
   std::string prevDigest;    // 32 bytes: digest of the writer's event writerSeq - 1
+  // Group-signed events (events/signing.h): one Ed25519 signature over the Merkle
+  // root of a signing pass's event digests, this event's audit path to that root
+  // (sibling digests, 32 bytes each, from the leaf up), its index and the group's
+  // size. groupSignature empty = not group-signed (then the rest is empty or 0).
+  std::string groupSignature;
+  std::vector<std::string> groupProof;
+  uint32_t groupLeaf = 0;
+  uint32_t groupSize = 0;
   EventBody body;
 
   std::string_view typeName() const;
