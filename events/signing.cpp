@@ -1,10 +1,13 @@
 #include "events/signing.h"
 
+#include <capnp/any.h>
 #include <capnp/message.h>
+#include <capnp/schema.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -30,20 +33,54 @@ capnp::ReaderOptions readerOptions() {
   return o;
 }
 
+// Where the fields an event's digest leaves out (the signature and the group
+// fields) are in the envelope's wire layout, read from the schema.
+struct UnsignedLayout {
+  std::array<uint32_t, 3> pointers;   // signature, groupSignature, groupProof
+  std::array<uint32_t, 2> dataBytes;  // groupLeaf, groupSize: 4 bytes each
+};
+
+const UnsignedLayout& unsignedLayout() {
+  static const UnsignedLayout layout = [] {
+    auto schema = capnp::Schema::from<s::Envelope>();
+    auto offset = [&](const char* name) {
+      return schema.getFieldByName(name).getProto().getSlot().getOffset();
+    };
+    return UnsignedLayout{{offset("signature"), offset("groupSignature"), offset("groupProof")},
+                          {offset("groupLeaf") * 4, offset("groupSize") * 4}};
+  }();
+  return layout;
+}
+
 // The canonical encoding of `env` with the signature and the group fields cleared:
-// what an event's digest covers, after the context prefix.
-kj::Array<capnp::word> canonicalUnsigned(s::Envelope::Reader env) {
-  capnp::MallocMessageBuilder copy(
-      static_cast<unsigned>(env.totalSize().wordCount + s::Envelope::_capnpPrivate::dataWordSize +
-                            s::Envelope::_capnpPrivate::pointerCount + 1));
-  copy.setRoot(env);  // copies the wire layout, unknown (newer) fields included
-  auto root = copy.getRoot<s::Envelope>();
-  if (root.hasSignature()) root.disownSignature();
-  if (root.hasGroupSignature()) root.disownGroupSignature();
-  if (root.hasGroupProof()) root.disownGroupProof();
-  root.setGroupLeaf(0);
-  root.setGroupSize(0);
-  return capnp::canonicalize(root.asReader());
+// what an event's digest covers, after the context prefix. The same bytes as
+// copying the whole envelope (unknown, newer fields included), clearing those
+// fields and canonicalising the copy, without copying what is cleared. `scratch`:
+// zeroed words for the copy's first segment (zeroed again afterwards), or empty.
+kj::Array<capnp::word> canonicalUnsigned(s::Envelope::Reader env, size_t messageWords,
+                                         kj::ArrayPtr<capnp::word> scratch = nullptr) {
+  const UnsignedLayout& layout = unsignedLayout();
+  capnp::AnyStruct::Reader in(env);
+  auto data = in.getDataSection();
+  auto pointers = in.getPointerSection();
+  std::optional<capnp::MallocMessageBuilder> owned;
+  capnp::MallocMessageBuilder& copy =
+      scratch.size() >= messageWords + 4
+          ? owned.emplace(scratch)
+          : owned.emplace(static_cast<unsigned>(std::min<size_t>(messageWords + 4, 1 << 20)));
+  auto out = copy.getRoot<capnp::AnyPointer>().initAsAnyStruct(
+      static_cast<uint16_t>((data.size() + 7) / 8), static_cast<uint16_t>(pointers.size()));
+  auto outData = out.getDataSection();
+  memcpy(outData.begin(), data.begin(), data.size());
+  for (uint32_t at : layout.dataBytes)
+    if (at + 4 <= outData.size()) memset(outData.begin() + at, 0, 4);
+  auto outPointers = out.getPointerSection();
+  for (unsigned i = 0; i < pointers.size(); ++i) {
+    if (std::find(layout.pointers.begin(), layout.pointers.end(), i) != layout.pointers.end())
+      continue;
+    outPointers[i].set(pointers[i]);
+  }
+  return capnp::AnyStruct::Reader(out.asReader()).canonicalize();
 }
 
 std::string withContext(const kj::Array<capnp::word>& canonical) {
@@ -249,7 +286,7 @@ std::optional<std::string> signedBytes(std::string_view envelope) {
   try {
     std::vector<uint64_t> copy;
     capnp::FlatArrayMessageReader reader(wordsOf(envelope, copy), readerOptions());
-    return withContext(canonicalUnsigned(reader.getRoot<s::Envelope>()));
+    return withContext(canonicalUnsigned(reader.getRoot<s::Envelope>(), envelope.size() / 8));
   } catch (const kj::Exception&) {
     return std::nullopt;
   }
@@ -350,6 +387,8 @@ SignatureCheck SignatureVerifier::check(std::string_view envelope, const KeyRing
   if (envelope.empty() || envelope.size() % 8 != 0) return out;
   try {
     capnp::FlatArrayMessageReader reader(wordsOf(envelope, copy_), readerOptions());
+    const size_t words = envelope.size() / 8;
+    if (scratch_.size() < words + 4) scratch_.assign(words + 64, 0);
     auto env = reader.getRoot<s::Envelope>();
     auto kid = env.getSigningKeyId();
     out.keyId = std::string(kid.begin(), kid.size());
@@ -360,7 +399,8 @@ SignatureCheck SignatureVerifier::check(std::string_view envelope, const KeyRing
     const uint32_t groupSize = env.getGroupSize();
     const uint32_t groupLeaf = env.getGroupLeaf();
     auto proof = env.getGroupProof();  // bounds-checked here, for every status
-    kj::Array<capnp::word> canonical = canonicalUnsigned(env);
+    kj::Array<capnp::word> canonical = canonicalUnsigned(
+        env, words, kj::arrayPtr(reinterpret_cast<capnp::word*>(scratch_.data()), scratch_.size()));
     out.digest = digestOfCanonical(canonical);
     if (signature.empty() && groupSignature.empty()) {
       out.status = SignatureStatus::unsignedEvent;

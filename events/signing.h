@@ -185,7 +185,8 @@ class SignatureVerifier {
 
   std::vector<Verified> verified_;  // at most kRemembered, replaced round-robin
   size_t next_ = 0;
-  std::vector<uint64_t> copy_;  // the envelope's aligned copy, when it needs one
+  std::vector<uint64_t> copy_;     // the envelope's aligned copy, when it needs one
+  std::vector<uint64_t> scratch_;  // zeroed: the first segment of the canonical copy
 };
 
 // A verifier used once: SignatureVerifier().check(envelope, keys). Never throws.

@@ -11,6 +11,8 @@
 
 #include "events/merkle.h"
 #include "events/signed_appender.h"
+#include "schemas/tokenledger.capnp.h"
+#include "tests/unit/future_event.h"
 #include "tests/unit/test_util.h"
 
 namespace tokenledger {
@@ -709,6 +711,68 @@ TEST_CASE("fixed vectors: an event signed alone before group signatures still ve
   REQUIRE(at != std::string::npos);
   raw[at] = 'r';
   CHECK(verifier.check(raw, ring).status == SignatureStatus::invalid);
+}
+
+// The digest's input as defined (docs/audit.md), computed the plain way: copy the
+// whole envelope, clear the signature and the group fields, canonicalise.
+std::string referenceSignedBytes(std::string_view envelope) {
+  auto words = kj::heapArray<capnp::word>(envelope.size() / 8);
+  memcpy(words.begin(), envelope.data(), envelope.size());
+  capnp::FlatArrayMessageReader reader(words);
+  capnp::MallocMessageBuilder copy;
+  copy.setRoot(reader.getRoot<schema::Envelope>());
+  auto root = copy.getRoot<schema::Envelope>();
+  if (root.hasSignature()) root.disownSignature();
+  if (root.hasGroupSignature()) root.disownGroupSignature();
+  if (root.hasGroupProof()) root.disownGroupProof();
+  root.setGroupLeaf(0);
+  root.setGroupSize(0);
+  kj::Array<capnp::word> canonical = capnp::canonicalize(root.asReader());
+  auto bytes = canonical.asBytes();
+  return std::string(kSigningContext) +
+         std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+TEST_CASE("the digest's bytes are the canonical envelope without signature and group fields") {
+  test::ensureCrypto();
+  SigningKey key = SigningKey::generate();
+  KeyRing ring = ringOf(key);
+  std::vector<std::string> envelopes;
+  for (const auto& e : groupOf(5, key)) envelopes.push_back(encodeEvent(e));
+  Event v1 = someEvent(0);
+  signEvent(v1, key);
+  envelopes.push_back(encodeEvent(v1));
+  Event both = groupOf(3, key)[2];  // both kinds of signature: invalid, same digest
+  both.signature = std::string(64, 's');
+  envelopes.push_back(encodeEvent(both));
+  Event bare = someEvent(1);
+  envelopes.push_back(encodeEvent(bare));
+  // The layout before issue 14's fields, and the fixed group vector.
+  envelopes.push_back(vectors::unhex(vectors::kV1Envelope));
+  envelopes.push_back(vectors::unhex(vectors::kGroupEnvelope));
+  // Written by a newer schema: an unknown union member, unknown fields.
+  envelopes.push_back(
+      test::encodeRevoked(randomBytes(16), generateTokenKey(), "alice", test::timeUs(5)));
+  envelopes.push_back(test::encodeFutureCreated(randomBytes(16), generateTokenKey(), "alice",
+                                                test::timeUs(5), hashSecret(generateSecret())));
+  // A message of several segments, as another producer may write.
+  {
+    capnp::MallocMessageBuilder message(4, capnp::AllocationStrategy::FIXED_SIZE);
+    message.setRoot(capnp::FlatArrayMessageReader(
+                        kj::arrayPtr(reinterpret_cast<const capnp::word*>(envelopes[1].data()),
+                                     envelopes[1].size() / 8))
+                        .getRoot<schema::Envelope>());
+    REQUIRE(message.getSegmentsForOutput().size() > 1);
+    envelopes.push_back(test::detail::flatten(message));
+    CHECK(checkSignature(envelopes.back(), ring).status == SignatureStatus::valid);
+  }
+  for (size_t i = 0; i < envelopes.size(); ++i) {
+    CAPTURE(i);
+    auto bytes = signedBytes(envelopes[i]);
+    REQUIRE(bytes.has_value());
+    CHECK(toHex(*bytes) == toHex(referenceSignedBytes(envelopes[i])));
+    CHECK(checkSignature(envelopes[i], ring).digest == digestOf(*bytes));
+  }
 }
 
 }  // namespace
