@@ -1,15 +1,19 @@
 // audit_replay: how fast ledger-audit replays a big log, next to the raw read.
 //
-// Generates N signed events (one writer, chained like the service writes them),
-// appends them with EventLog::appendBatch to an embedded log and, with
-// --kafka-brokers, to a fresh Kafka topic; then times the ledger-audit binary:
+// Generates N signed events (one writer, chained and signed like the service's
+// SignedAppender writes them: each signing pass one group, --group events per pass,
+// one Ed25519 signature per group; --group 0 signs every event alone, as builds
+// before group signatures did), appends them with EventLog::appendBatch to an
+// embedded log and, with --kafka-brokers, to a fresh Kafka topic; then times
+// SignatureVerifier::check on one thread (µs per event, for the group form and for
+// events signed alone) and the ledger-audit binary:
 //   policy     replay + decode + state machine for every event
-//   verify-log + every Ed25519 signature, order and completeness
+//   verify-log + every signature, order and completeness
 //   rebuild    a read model through the projection's apply path, without and with
 //              the trusted-writer checks
 // and, for Kafka, kcat's raw read of the same topic (goal: policy >= 0.5x kcat).
 //
-//   audit_replay [--events N] [--kafka-brokers B] [--partitions P] [--keep DIR]
+//   audit_replay [--events N] [--group N] [--kafka-brokers B] [--partitions P] [--keep DIR]
 //   audit_replay --quick      (20,000 events, embedded only: the CTest smoke run)
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,10 +50,12 @@ double secondsOf(const std::string& cmd, int* status = nullptr) {
 }
 
 // N events of one writer: mostly creations, every fourth a deactivation of the
-// token created just before it. Calls `sink` with batches of (owner, envelope).
+// token created just before it, signed in groups of `group` events (0: each alone).
+// Calls `sink` with batches of (owner, envelope).
 template <typename Sink>
-void generate(size_t n, const SigningKey& key, Sink&& sink) {
-  const size_t chunk = 20000;
+void generate(size_t n, size_t group, const SigningKey& key, Sink&& sink) {
+  const size_t perGroup = std::max<size_t>(group, 1);
+  const size_t chunk = std::max<size_t>(1, 20000 / perGroup) * perGroup;  // whole groups
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::string prev;
   std::string lastKey;
@@ -56,7 +63,7 @@ void generate(size_t n, const SigningKey& key, Sink&& sink) {
   for (size_t base = 0; base < n; base += chunk) {
     size_t m = std::min(chunk, n - base);
     std::vector<Event> events(m);
-    std::vector<std::string> toSign(m);
+    std::vector<Digest> digests(m);
     for (size_t i = 0; i < m; ++i) {
       size_t k = base + i;
       Event& e = events[i];
@@ -81,14 +88,23 @@ void generate(size_t n, const SigningKey& key, Sink&& sink) {
       e.signingKeyId = key.keyId();
       e.writerSeq = k + 1;
       e.prevDigest = prev;
-      toSign[i] = *signedBytes(encodeEvent(e));  // the chain is sequential...
-      Digest d = digestOf(toSign[i]);
-      prev.assign(reinterpret_cast<const char*>(d.data()), d.size());
+      digests[i] = eventDigest(e);  // the chain is sequential...
+      prev.assign(reinterpret_cast<const char*>(digests[i].data()), digests[i].size());
     }
-    std::vector<std::thread> pool;  // ...the signatures are not
+    // ...the signatures are not: each group (or event) on a thread.
+    std::vector<std::thread> pool;
     for (unsigned t = 0; t < threads; ++t)
       pool.emplace_back([&, t] {
-        for (size_t i = t; i < m; i += threads) events[i].signature = key.sign(toSign[i]);
+        for (size_t g = t * perGroup; g < m; g += threads * perGroup) {
+          if (group == 0) {
+            signEvent(events[g], key);
+            continue;
+          }
+          size_t end = std::min(m, g + perGroup);
+          std::vector<Event*> members;
+          for (size_t i = g; i < end; ++i) members.push_back(&events[i]);
+          signGroup(members, std::span<const Digest>(digests).subspan(g, end - g), key);
+        }
       });
     for (auto& th : pool) th.join();
     std::vector<std::pair<std::string, std::string>> batch;
@@ -96,6 +112,22 @@ void generate(size_t n, const SigningKey& key, Sink&& sink) {
     for (auto& e : events) batch.emplace_back(e.owner, encodeEvent(e));
     sink(batch);
   }
+}
+
+// SignatureVerifier::check on one thread, in µs per event, over `envelopes` in order
+// (`rounds` times, each with a fresh verifier). Exits 1 unless every one is valid.
+double checkMicros(const std::vector<std::string>& envelopes, const KeyRing& ring, int rounds) {
+  auto start = std::chrono::steady_clock::now();
+  for (int r = 0; r < rounds; ++r) {
+    SignatureVerifier verifier;
+    for (const auto& e : envelopes)
+      if (verifier.check(e, ring).status != SignatureStatus::valid) {
+        std::cerr << "a generated event does not verify\n";
+        std::exit(1);
+      }
+  }
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return s * 1e6 / static_cast<double>(envelopes.size() * static_cast<size_t>(rounds));
 }
 
 void report(const std::string& what, size_t n, double secs) {
@@ -106,6 +138,7 @@ void report(const std::string& what, size_t n, double secs) {
 
 int main(int argc, char** argv) {
   size_t n = 1'000'000;
+  size_t group = 64;
   std::string brokers, keep;
   int partitions = 6;
   for (int i = 1; i < argc; ++i) {
@@ -121,6 +154,8 @@ int main(int argc, char** argv) {
       n = 20000;
     } else if (a == "--events") {
       n = std::stoul(value());
+    } else if (a == "--group") {
+      group = std::stoul(value());
     } else if (a == "--kafka-brokers") {
       brokers = value();
     } else if (a == "--partitions") {
@@ -128,8 +163,8 @@ int main(int argc, char** argv) {
     } else if (a == "--keep") {
       keep = value();
     } else {
-      std::cerr << "usage: audit_replay [--quick] [--events N] [--kafka-brokers B] "
-                   "[--partitions P] [--keep DIR]\n";
+      std::cerr << "usage: audit_replay [--quick] [--events N] [--group N (default 64; 0: each "
+                   "event signed alone)] [--kafka-brokers B] [--partitions P] [--keep DIR]\n";
       return 2;
     }
   }
@@ -144,7 +179,12 @@ int main(int argc, char** argv) {
   SigningKey key = SigningKey::generate();
   std::ofstream(dir + "/signing-keys.pub") << key.publicKeyLine() << "\n";
 
-  printf("audit_replay: %zu signed events, %u cores\n", n, std::thread::hardware_concurrency());
+  if (group == 0)
+    printf("audit_replay: %zu events, each signed alone (v1), %u cores\n", n,
+           std::thread::hardware_concurrency());
+  else
+    printf("audit_replay: %zu events, signed in groups of %zu, %u cores\n", n, group,
+           std::thread::hardware_concurrency());
   std::unique_ptr<EventLog> kafka;
   std::string topic = "audit-replay-" + randomBase62(6);
   if (!brokers.empty()) {
@@ -158,12 +198,29 @@ int main(int argc, char** argv) {
   {
     auto log = openEmbeddedLog(dir + "/log", EmbeddedLogOptions{64ull << 30});
     auto start = std::chrono::steady_clock::now();
-    generate(n, key, [&](const std::vector<std::pair<std::string, std::string>>& batch) {
+    std::vector<std::string> sample;  // the first events, for the verifier's cost
+    generate(n, group, key, [&](const std::vector<std::pair<std::string, std::string>>& batch) {
       log->appendBatch(batch);
       if (kafka) kafka->appendBatch(batch);
+      for (size_t i = 0; i < batch.size() && sample.size() < 20000; ++i)
+        sample.push_back(batch[i].second);
     });
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     printf("generated and appended in %.1f s%s\n", s, kafka ? " (embedded and Kafka)" : "");
+    // The verifier alone, on one thread: these events, and as many signed alone.
+    KeyRing ring;
+    ring.add(key.publicKey());
+    std::vector<std::string> alone;
+    generate(std::min<size_t>(n, 2000), 0, key,
+             [&](const std::vector<std::pair<std::string, std::string>>& batch) {
+               for (const auto& r : batch) alone.push_back(r.second);
+             });
+    printf(
+        "SignatureVerifier::check, one thread: %.2f µs/event (%s), %.2f µs/event (signed "
+        "alone)\n",
+        checkMicros(sample, ring, 3),
+        group == 0 ? "signed alone" : ("groups of " + std::to_string(group)).c_str(),
+        checkMicros(alone, ring, 3));
   }
   int failures = 0;
   auto time = [&](const std::string& label, const std::string& cmd, int wantStatus) {
@@ -181,7 +238,7 @@ int main(int argc, char** argv) {
   printf("embedded log (%s):\n", (dir + "/log").c_str());
   time("ledger-audit policy (replay, decode, apply)", embedded + " policy --max-age 36500", 0);
   time("ledger-audit history --user user8", embedded + " history --user user8 --format json", 0);
-  time("ledger-audit verify-log (+ Ed25519)", embedded + " verify-log", 0);
+  time("ledger-audit verify-log (+ signatures)", embedded + " verify-log", 0);
   // The projection's apply path, without and with the trust checks a Kafka replica
   // makes (--keys: every event's signature checked before it applies).
   const std::string trusted = embedded + " --keys " + dir + "/signing-keys.pub";
@@ -204,7 +261,7 @@ int main(int argc, char** argv) {
         time("ledger-audit history --user user8", k + " history --user user8 --format json", 0);
     double replay =
         time("ledger-audit policy (replay, decode, apply)", k + " policy --max-age 36500", 0);
-    time("ledger-audit verify-log (+ Ed25519)", k + " verify-log", 0);
+    time("ledger-audit verify-log (+ signatures)", k + " verify-log", 0);
     printf("  speed relative to kcat: history %.2fx, policy %.2fx (goal >= 0.5x)\n", raw / history,
            raw / replay);
   }

@@ -74,7 +74,8 @@ std::string encodeEvent(const Event& event) {
   capnp::MallocMessageBuilder message(
       firstSegmentWords(event.eventId.size() + event.tokenKey.size() + event.owner.size() +
                         event.actor.size() + event.requestId.size() + event.signature.size() +
-                        event.signingKeyId.size() + event.idempotencyKey.size() + 320));
+                        event.signingKeyId.size() + event.idempotencyKey.size() +
+                        event.groupSignature.size() + event.groupProof.size() * 40 + 320));
   auto env = message.initRoot<s::Envelope>();
   env.setEventId(bytesOf(event.eventId));
   env.setTokenKey(textOf(event.tokenKey));
@@ -90,6 +91,13 @@ std::string encodeEvent(const Event& event) {
   env.setBasedOnVersion(event.basedOnVersion);
   if (!event.idempotencyKey.empty()) env.setIdempotencyKey(textOf(event.idempotencyKey));
   if (!event.requestDigest.empty()) env.setRequestDigest(bytesOf(event.requestDigest));
+  if (!event.groupSignature.empty()) env.setGroupSignature(bytesOf(event.groupSignature));
+  if (!event.groupProof.empty()) {
+    auto proof = env.initGroupProof(static_cast<unsigned>(event.groupProof.size()));
+    for (unsigned i = 0; i < proof.size(); ++i) proof.set(i, bytesOf(event.groupProof[i]));
+  }
+  env.setGroupLeaf(event.groupLeaf);
+  env.setGroupSize(event.groupSize);
   if (auto* c = std::get_if<Created>(&event.body)) {
     auto b = env.initEvent().initCreated();
     b.setKind(toSchema(c->kind));
@@ -142,6 +150,8 @@ std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
       return DecodeError{DecodeError::Kind::malformed, "envelope lacks an event id"};
     return DecodeError{DecodeError::Kind::notTokenEvent, "a writer certificate"};
   }
+  (void)env.getGroupSignature();
+  for (auto p : env.getGroupProof()) (void)p;
   if (e.eventId.size() != 16 || e.tokenKey.empty() || e.owner.empty())
     return DecodeError{DecodeError::Kind::malformed, "envelope lacks event id, key or owner"};
   switch (ev.which()) {
@@ -256,6 +266,10 @@ Decoded decodeEvent(std::string_view bytes) {
     e.idempotencyKey = v.idempotencyKey;
     e.requestDigest = v.requestDigest;
     if (err) return e;
+    e.groupSignature = viewOf(env.getGroupSignature());
+    for (auto p : env.getGroupProof()) e.groupProof.emplace_back(viewOf(p));
+    e.groupLeaf = env.getGroupLeaf();
+    e.groupSize = env.getGroupSize();
     if (const auto* c = std::get_if<CreatedView>(&v.body))
       e.body = Created{
           c->kind,      std::string(c->destinationId), std::string(c->description), c->secretHash,

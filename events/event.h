@@ -78,6 +78,14 @@ struct Event {
   // the request had no key.
   std::string idempotencyKey;
   std::string requestDigest;
+  // Group-signed events (events/signing.h): one Ed25519 signature over the Merkle
+  // root of a signing pass's event digests, this event's audit path to that root
+  // (sibling digests, 32 bytes each, from the leaf up), its index and the group's
+  // size. groupSignature empty = not group-signed (then the rest is empty or 0).
+  std::string groupSignature;
+  std::vector<std::string> groupProof;
+  uint32_t groupLeaf = 0;
+  uint32_t groupSize = 0;
   EventBody body;
 
   std::string_view typeName() const;

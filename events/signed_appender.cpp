@@ -100,15 +100,23 @@ SignedAppender::Signed SignedAppender::sign(std::vector<Request> batch) {
   s.firstSeq = seq_ + 1;
   s.startDigest = digest_;
   try {
+    // The pass is one group: each event chained on the one before, then one
+    // signature over the Merkle root of their digests.
+    std::vector<Event*> group;
+    std::vector<Digest> digests;
     for (auto& r : s.requests) {
       for (auto& e : r.appended.events) {
+        e.signingKeyId = key_.keyId();
         e.writerSeq = ++seq_;
         e.prevDigest = digest_;
-        Digest d = signEvent(e, key_);
-        digest_.assign(reinterpret_cast<const char*>(d.data()), d.size());
-        s.records.emplace_back(r.owner, encodeEvent(e));
+        digests.push_back(eventDigest(e));
+        digest_.assign(reinterpret_cast<const char*>(digests.back().data()), digests.back().size());
+        group.push_back(&e);
       }
     }
+    if (!group.empty()) signGroup(group, digests, key_);
+    for (auto& r : s.requests)
+      for (auto& e : r.appended.events) s.records.emplace_back(r.owner, encodeEvent(e));
   } catch (...) {
     // Nothing of the pass is appended, so its numbers are not spent.
     s.error = std::current_exception();

@@ -23,7 +23,10 @@
 namespace tokenledger {
 
 // Signs and appends events as one writer: assigns writerSeq 1, 2, 3, … and chains
-// prevDigest, in exactly the order the events land in each partition. An append
+// prevDigest, in exactly the order the events land in each partition, and signs
+// each signing pass (whatever callers queued meanwhile) as one group: one Ed25519
+// signature over the Merkle root of the pass's digests, each event with its path
+// (signGroup, events/signing.h; a pass of one event is a group of one). An append
 // that recorded nothing (LogUnavailable::nothingRecorded) gives its numbers back,
 // so the chain has no gap for it; it fails the passes signed after it too, since
 // they chained on it. Only an append of unknown outcome leaves its numbers spent. Two threads

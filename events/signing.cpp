@@ -1,10 +1,13 @@
 #include "events/signing.h"
 
+#include <capnp/any.h>
 #include <capnp/message.h>
+#include <capnp/schema.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -12,7 +15,9 @@
 #include <sstream>
 #include <tuple>
 
+#include "events/big_endian.h"
 #include "events/capnp_util.h"
+#include "events/merkle.h"
 #include "events/secrets.h"
 #include "schemas/tokenledger.capnp.h"
 
@@ -28,17 +33,76 @@ capnp::ReaderOptions readerOptions() {
   return o;
 }
 
-// Canonical bytes of `env` with the signature cleared, with the context prefix.
-std::string canonicalWithoutSignature(s::Envelope::Reader env) {
-  capnp::MallocMessageBuilder copy;
-  copy.setRoot(env);  // copies the wire layout, unknown (newer) fields included
-  auto root = copy.getRoot<s::Envelope>();
-  if (root.hasSignature()) root.disownSignature();
-  kj::Array<capnp::word> canonical = capnp::canonicalize(root.asReader());
+// Where the fields an event's digest leaves out (the signature and the group
+// fields) are in the envelope's wire layout, read from the schema.
+struct UnsignedLayout {
+  std::array<uint32_t, 3> pointers;   // signature, groupSignature, groupProof
+  std::array<uint32_t, 2> dataBytes;  // groupLeaf, groupSize: 4 bytes each
+};
+
+const UnsignedLayout& unsignedLayout() {
+  static const UnsignedLayout layout = [] {
+    auto schema = capnp::Schema::from<s::Envelope>();
+    auto offset = [&](const char* name) {
+      return schema.getFieldByName(name).getProto().getSlot().getOffset();
+    };
+    return UnsignedLayout{{offset("signature"), offset("groupSignature"), offset("groupProof")},
+                          {offset("groupLeaf") * 4, offset("groupSize") * 4}};
+  }();
+  return layout;
+}
+
+// The canonical encoding of `env` with the signature and the group fields cleared:
+// what an event's digest covers, after the context prefix. The same bytes as
+// copying the whole envelope (unknown, newer fields included), clearing those
+// fields and canonicalising the copy, without copying what is cleared. `scratch`:
+// zeroed words for the copy's first segment (zeroed again afterwards), or empty.
+kj::Array<capnp::word> canonicalUnsigned(s::Envelope::Reader env, size_t messageWords,
+                                         kj::ArrayPtr<capnp::word> scratch = nullptr) {
+  const UnsignedLayout& layout = unsignedLayout();
+  capnp::AnyStruct::Reader in(env);
+  auto data = in.getDataSection();
+  auto pointers = in.getPointerSection();
+  std::optional<capnp::MallocMessageBuilder> owned;
+  capnp::MallocMessageBuilder& copy =
+      scratch.size() >= messageWords + 4
+          ? owned.emplace(scratch)
+          : owned.emplace(static_cast<unsigned>(std::min<size_t>(messageWords + 4, 1 << 20)));
+  auto out = copy.getRoot<capnp::AnyPointer>().initAsAnyStruct(
+      static_cast<uint16_t>((data.size() + 7) / 8), static_cast<uint16_t>(pointers.size()));
+  auto outData = out.getDataSection();
+  if (data.size() > 0)  // an empty data section has no address (memcpy from null is UB)
+    memcpy(outData.begin(), data.begin(), data.size());
+  for (uint32_t at : layout.dataBytes)
+    if (at + 4 <= outData.size()) memset(outData.begin() + at, 0, 4);
+  auto outPointers = out.getPointerSection();
+  for (unsigned i = 0; i < pointers.size(); ++i) {
+    if (std::find(layout.pointers.begin(), layout.pointers.end(), i) != layout.pointers.end())
+      continue;
+    outPointers[i].set(pointers[i]);
+  }
+  return capnp::AnyStruct::Reader(out.asReader()).canonicalize();
+}
+
+std::string withContext(const kj::Array<capnp::word>& canonical) {
   auto bytes = canonical.asBytes();
-  std::string out(kSigningContext);
+  std::string out;
+  out.reserve(kSigningContext.size() + bytes.size());
+  out.append(kSigningContext);
   out.append(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
   return out;
+}
+
+Digest digestOfCanonical(const kj::Array<capnp::word>& canonical) {
+  Digest d{};
+  auto bytes = canonical.asBytes();
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, d.size());
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kSigningContext.data()),
+                            kSigningContext.size());
+  crypto_generichash_update(&st, bytes.begin(), bytes.size());
+  crypto_generichash_final(&st, d.data(), d.size());
+  return d;
 }
 
 bool isHexKeyId(std::string_view s) {
@@ -223,7 +287,7 @@ std::optional<std::string> signedBytes(std::string_view envelope) {
   try {
     std::vector<uint64_t> copy;
     capnp::FlatArrayMessageReader reader(wordsOf(envelope, copy), readerOptions());
-    return canonicalWithoutSignature(reader.getRoot<s::Envelope>());
+    return withContext(canonicalUnsigned(reader.getRoot<s::Envelope>(), envelope.size() / 8));
   } catch (const kj::Exception&) {
     return std::nullopt;
   }
@@ -236,13 +300,51 @@ Digest digestOf(std::string_view bytes) {
   return d;
 }
 
+Digest eventDigest(const Event& event) {
+  auto bytes = signedBytes(encodeEvent(event));
+  if (!bytes) throw std::logic_error("cannot canonicalise an event this build encoded");
+  return digestOf(*bytes);
+}
+
+std::string groupSignedBytes(uint32_t groupSize, const Digest& root) {
+  std::string out(kGroupSigningContext);
+  appendBigEndian(out, groupSize, 4);
+  out.append(reinterpret_cast<const char*>(root.data()), root.size());
+  return out;
+}
+
 Digest signEvent(Event& event, const SigningKey& key) {
   event.signingKeyId = key.keyId();
   event.signature.clear();
+  event.groupSignature.clear();
+  event.groupProof.clear();
+  event.groupLeaf = 0;
+  event.groupSize = 0;
   auto bytes = signedBytes(encodeEvent(event));
   if (!bytes) throw std::logic_error("cannot canonicalise an event this build encoded");
   event.signature = key.sign(*bytes);
   return digestOf(*bytes);
+}
+
+void signGroup(std::span<Event* const> events, std::span<const Digest> digests,
+               const SigningKey& key) {
+  if (events.empty()) throw std::invalid_argument("a group needs at least one event");
+  if (digests.size() != events.size())
+    throw std::invalid_argument("a group needs one digest per event");
+  if (events.size() > UINT32_MAX) throw std::invalid_argument("a group of more than 2^32-1");
+  std::vector<Digest> leaves(digests.begin(), digests.end());
+  const auto size = static_cast<uint32_t>(events.size());
+  std::string signature = key.sign(groupSignedBytes(size, merkle::root(leaves)));
+  for (uint32_t i = 0; i < size; ++i) {
+    Event& e = *events[i];
+    e.signature.clear();
+    e.groupSignature = signature;
+    e.groupProof.clear();
+    for (const Digest& d : merkle::proof(leaves, i))
+      e.groupProof.emplace_back(reinterpret_cast<const char*>(d.data()), d.size());
+    e.groupLeaf = i;
+    e.groupSize = size;
+  }
 }
 
 std::string_view toString(SignatureStatus status) {
@@ -261,21 +363,47 @@ std::string_view toString(SignatureStatus status) {
   return "malformed";
 }
 
-SignatureCheck checkSignature(std::string_view envelope, const KeyRing& keys) {
+bool SignatureVerifier::remembered(const std::string& publicKey, uint32_t groupSize,
+                                   const Digest& root, std::string_view signature) const {
+  for (const auto& v : verified_)
+    if (v.root == root && v.groupSize == groupSize && v.publicKey == publicKey &&
+        v.signature == signature)
+      return true;
+  return false;
+}
+
+void SignatureVerifier::remember(const std::string& publicKey, uint32_t groupSize,
+                                 const Digest& root, std::string_view signature) {
+  Verified v{publicKey, groupSize, root, std::string(signature)};
+  if (verified_.size() < kRemembered) {
+    verified_.push_back(std::move(v));
+  } else {
+    verified_[next_] = std::move(v);
+    next_ = (next_ + 1) % kRemembered;
+  }
+}
+
+SignatureCheck SignatureVerifier::check(std::string_view envelope, const KeyRing& keys) {
   SignatureCheck out;
   if (envelope.empty() || envelope.size() % 8 != 0) return out;
   try {
-    std::vector<uint64_t> copy;
-    capnp::FlatArrayMessageReader reader(wordsOf(envelope, copy), readerOptions());
+    capnp::FlatArrayMessageReader reader(wordsOf(envelope, copy_), readerOptions());
+    const size_t words = envelope.size() / 8;
+    if (scratch_.size() < words + 4) scratch_.assign(words + 64, 0);
     auto env = reader.getRoot<s::Envelope>();
     auto kid = env.getSigningKeyId();
     out.keyId = std::string(kid.begin(), kid.size());
     out.writerSeq = env.getWriterSeq();
     out.prevDigest = std::string(viewOf(env.getPrevDigest()));
-    std::string signature(viewOf(env.getSignature()));
-    std::string bytes = canonicalWithoutSignature(env);
-    out.digest = digestOf(bytes);
-    if (signature.empty()) {
+    std::string_view signature = viewOf(env.getSignature());
+    std::string_view groupSignature = viewOf(env.getGroupSignature());
+    const uint32_t groupSize = env.getGroupSize();
+    const uint32_t groupLeaf = env.getGroupLeaf();
+    auto proof = env.getGroupProof();  // bounds-checked here, for every status
+    kj::Array<capnp::word> canonical = canonicalUnsigned(
+        env, words, kj::arrayPtr(reinterpret_cast<capnp::word*>(scratch_.data()), scratch_.size()));
+    out.digest = digestOfCanonical(canonical);
+    if (signature.empty() && groupSignature.empty()) {
       out.status = SignatureStatus::unsignedEvent;
       return out;
     }
@@ -284,13 +412,43 @@ SignatureCheck checkSignature(std::string_view envelope, const KeyRing& keys) {
       out.status = SignatureStatus::unknownKey;
       return out;
     }
-    out.status = signatureValid(key->key, bytes, signature) ? SignatureStatus::valid
-                                                            : SignatureStatus::invalid;
+    out.status = SignatureStatus::invalid;
+    if (!signature.empty()) {
+      // v1. Group fields beside it would be covered by nothing.
+      if (!groupSignature.empty() || env.hasGroupProof() || groupLeaf != 0 || groupSize != 0)
+        return out;
+      if (signatureValid(key->key, withContext(canonical), signature))
+        out.status = SignatureStatus::valid;
+      return out;
+    }
+    // A group: the event's own digest, through its path, to the root the group's
+    // signature covers.
+    if (groupSignature.size() != kSignatureBytes || groupSize == 0 || groupLeaf >= groupSize ||
+        proof.size() > 32)
+      return out;
+    std::vector<Digest> path(proof.size());
+    for (unsigned i = 0; i < proof.size(); ++i) {
+      auto p = proof[i];
+      if (p.size() != path[i].size()) return out;
+      memcpy(path[i].data(), p.begin(), p.size());
+    }
+    auto root = merkle::rootFrom(out.digest, groupLeaf, groupSize, path);
+    if (!root) return out;
+    if (remembered(key->key, groupSize, *root, groupSignature)) {
+      out.status = SignatureStatus::valid;
+    } else if (signatureValid(key->key, groupSignedBytes(groupSize, *root), groupSignature)) {
+      remember(key->key, groupSize, *root, groupSignature);
+      out.status = SignatureStatus::valid;
+    }
     return out;
   } catch (const kj::Exception&) {
     out.status = SignatureStatus::malformed;
     return out;
   }
+}
+
+SignatureCheck checkSignature(std::string_view envelope, const KeyRing& keys) {
+  return SignatureVerifier().check(envelope, keys);
 }
 
 }  // namespace tokenledger

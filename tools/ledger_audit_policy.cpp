@@ -27,10 +27,11 @@ int cmdPolicy(const Options& o, std::chrono::days maxAge, Timestamp now,
   Decoder decoder;
   // The projection's state of every token, by its verdicts (projections/event_judge.h).
   EventJudge judge(trustPolicyOf(o));
+  SignatureChecker signatures;
   std::vector<LogRecord> chunk;
   // Signatures, the expensive part, are checked on every core a chunk at a time.
   auto drain = [&] {
-    auto checks = checkSignatures(chunk, judge.knownKeys());
+    auto checks = signatures.check(chunk, judge.knownKeys());
     for (size_t i = 0; i < chunk.size(); ++i)
       if (const Event* e = decoder.decode(chunk[i])) judge.judge(chunk[i], *e, &checks[i]);
     chunk.clear();

@@ -123,17 +123,19 @@ void Decoder::summary() const {
               << " records could not be read (see above); the answer covers the rest\n";
 }
 
-// The signature checks of `records`, on up to 8 cores.
-std::vector<SignatureCheck> checkSignatures(const std::vector<LogRecord>& records,
-                                            const KeyRing& ring) {
-  unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+SignatureChecker::SignatureChecker()
+    : verifiers_(std::max(1u, std::min(8u, std::thread::hardware_concurrency()))) {}
+
+std::vector<SignatureCheck> SignatureChecker::check(const std::vector<LogRecord>& records,
+                                                    const KeyRing& keys) {
+  const size_t threads = verifiers_.size();
   std::vector<SignatureCheck> checks(records.size());
   std::vector<std::thread> pool;
   size_t per = (records.size() + threads - 1) / threads;
-  for (unsigned t = 0; t < threads && t * per < records.size(); ++t) {
+  for (size_t t = 0; t < threads && t * per < records.size(); ++t) {
     pool.emplace_back([&, t] {
       for (size_t i = t * per; i < std::min(records.size(), (t + 1) * per); ++i)
-        checks[i] = checkSignature(records[i].value, ring);
+        checks[i] = verifiers_[t].check(records[i].value, keys);
     });
   }
   for (auto& th : pool) th.join();

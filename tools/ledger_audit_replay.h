@@ -47,8 +47,18 @@ class Decoder {
   Event event_;
 };
 
-// The signature checks of `records` against `keys`, on up to 8 cores.
-std::vector<SignatureCheck> checkSignatures(const std::vector<LogRecord>& records,
-                                            const KeyRing& keys);
+// Signature checks on up to 8 cores: each thread takes a contiguous share of a chunk,
+// with a SignatureVerifier of its own that lives from chunk to chunk, so the root of
+// a group (events appended together, next to each other in the log) is verified
+// once per thread that meets it.
+class SignatureChecker {
+ public:
+  SignatureChecker();
+  // The checks of `records` against `keys`, in order.
+  std::vector<SignatureCheck> check(const std::vector<LogRecord>& records, const KeyRing& keys);
+
+ private:
+  std::vector<SignatureVerifier> verifiers_;  // one per thread
+};
 
 }  // namespace tokenledger::audit

@@ -134,7 +134,7 @@ class LogChecker {
       findings_.push_back({pos, true, "forged", *why});
       return false;
     }
-    auto decoded = decodeEvent(r.value);
+    auto decoded = decodeEventView(r.value);  // refuses what decodeEvent refuses, no copies
     if (auto* err = std::get_if<DecodeError>(&decoded);
         err && err->kind == DecodeError::Kind::malformed) {
       findings_.push_back(
@@ -181,9 +181,10 @@ int cmdVerifyLog(const Options& o, const std::string& checkpointPath) {
   WriterChainChecker writers;
   LogChecker log(*source);
   // Signatures are checked on every core; the order checks run in log order.
+  SignatureChecker signatures;
   std::vector<LogRecord> chunk;
   auto drain = [&] {
-    auto checks = checkSignatures(chunk, trust.knownKeys());
+    auto checks = signatures.check(chunk, trust.knownKeys());
     for (size_t i = 0; i < chunk.size(); ++i)
       if (log.add(chunk[i], checks[i], trust)) writers.add(chunk[i].position, checks[i]);
     chunk.clear();

@@ -393,7 +393,7 @@ TEST_CASE("two replicas rotate the same tokens at the same moment: one winner ea
     CHECK(audited.tokens.size() == list.size());
     for (const auto& [key, t] : list) {
       REQUIRE_MESSAGE(audited.tokens.count(key), key);
-      CHECK_MESSAGE(audited.tokens[key].status == t["status"], key);
+      CHECK_MESSAGE(audited.tokens[key].status == t["status"].get<std::string>(), key);
       CHECK_MESSAGE(audited.tokens[key].replacedBy == t.value("replaced_by", ""), key);
     }
   }
@@ -568,8 +568,8 @@ TEST_CASE("forged, uncertified and replayed records change nothing and are repor
   std::string createdCopy, deactivatedCopy;
   int32_t partition = -1;
   for (const auto& rec : c.records()) {
-    if (toString(rec.position) == t2["position"]) createdCopy = rec.value;
-    if (toString(rec.position) == off.json()["position"]) {
+    if (toString(rec.position) == t2["position"].get<std::string>()) createdCopy = rec.value;
+    if (toString(rec.position) == off.json()["position"].get<std::string>()) {
       deactivatedCopy = rec.value;
       partition = rec.position.partition.value;
     }

@@ -706,5 +706,24 @@ TEST_CASE("Merkle paths lead every leaf to the root, for every group size; nothi
   CHECK_FALSE(merkle::rootFrom(three[0], 3, 3, {}));
 }
 
+// Found by fuzz_event_decode (tests/fuzz/corpus/event_decode/crash-empty-data-section):
+// an envelope whose root struct has no data section made the digest's copy call
+// memcpy from a null pointer (UBSan, in the sanitizers.unit run of this suite).
+TEST_CASE("an envelope without a data section is checked without undefined behaviour") {
+  test::ensureCrypto();
+  auto bytes = base64Decode(
+      "AAAAACsAAAAAAAAAAAAAAAAAAAAAAAAAMQAAAIIAAAA1AAAACgAAADUAAAAKAAAANQAAADoAAAA1AAAACgAA"
+      "AAAAAAAAAAAAAAAAAAAAAAAsAAAAAQADAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+      "AABhYWFhYWFhYWFhYQAAAGFhAAAAAAAAAAAAAAAAAAAAAHdyaXRlcgAAAAAAAAAAAAABAAAAAAAAAAkAAHRl"
+      "cgAAAAAAAAAAAAABAAAAAAAAAAkAAAACAQAAFQAAAIoAAAAdAAAAAgIAAJu8l75slJQvqPfT7dDnPfPsUeEB"
+      "+0x8AlpPVTaN9jRAMzQxODhiNGVhNWRlOTU4YwAAAAAAAAAAuH7+yljuQirIXQovZ20vaqn8+w9S0Ut/Vftg"
+      "K3rDGaEAvAP/l0CXFzX5emuDAoGQHf5UWYIrXZd6ZHrVNOT9Aw==");
+  REQUIRE(bytes);
+  KeyRing ring;
+  ring.add(SigningKey::generate().publicKey());
+  SignatureCheck check = checkSignature(*bytes, ring);
+  CHECK(check.status != SignatureStatus::valid);
+}
+
 }  // namespace
 }  // namespace tokenledger
