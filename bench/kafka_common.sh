@@ -5,6 +5,8 @@
 #   BUILD_DIR      a configured CMake build dir (default <repo>/build); the needed
 #                  targets are brought up to date with `cmake --build`
 #   BIN_DIR        use the binaries in this dir instead (no build step)
+#   TRUST=0        start Kafka daemons without trust flags (a build from before trusted
+#                  writers, given with BIN_DIR)
 #   KAFKA_BROKERS  use this broker (HOST:PORT) instead of starting one; each run
 #                  uses fresh topics named tlbench-<what>-<pid>-<n> and leaves them
 #   KAFKA_BROKER_PID  that broker's process id, so the `cpu` lines include it
@@ -133,7 +135,8 @@ kb_start_daemon() {
   mkdir -p "$dir"
   local a prev="" trust=()
   for a in "$@"; do
-    if [ "$prev" = --log ] && [ "$a" = kafka ]; then
+    # TRUST=0: no trust flags, for a build from before trusted writers (BIN_DIR).
+    if [ "$prev" = --log ] && [ "$a" = kafka ] && [ "${TRUST:-1}" != 0 ]; then
       kb_certify "$dir/data"
       trust=("${KB_TRUST_ARGS[@]}")
     fi

@@ -10,6 +10,7 @@ SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state,
     : log_(log),
       clock_(clock),
       key_(std::move(key)),
+      own_(std::make_shared<OwnEvents>(key_.keyId())),
       persist_(std::move(persist)),
       warn_(std::move(warn)),
       state_(std::move(state)),
@@ -116,7 +117,10 @@ SignedAppender::Signed SignedAppender::sign(std::vector<Request> batch) {
     }
     if (!group.empty()) signGroup(group, digests, key_);
     for (auto& r : s.requests)
-      for (auto& e : r.appended.events) s.records.emplace_back(r.owner, encodeEvent(e));
+      for (auto& e : r.appended.events) {
+        s.records.emplace_back(r.owner, encodeEvent(e));
+        own_->add(s.records.back().second);
+      }
   } catch (...) {
     // Nothing of the pass is appended, so its numbers are not spent.
     s.error = std::current_exception();

@@ -7,6 +7,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "events/clock.h"
 #include "events/event.h"
 #include "events/event_log.h"
+#include "events/own_events.h"
 #include "events/signing.h"
 #include "events/writer_state.h"
 
@@ -65,6 +67,8 @@ class SignedAppender {
   void appendAsync(std::string owner, std::vector<Event> events, Done done);
 
   const SigningKey& key() const { return key_; }
+  // The envelopes it signed lately (own_events.h), for this process's projection.
+  std::shared_ptr<const OwnEvents> ownEvents() const { return own_; }
 
  private:
   struct Request {
@@ -93,6 +97,7 @@ class SignedAppender {
   EventLog& log_;
   const MonotonicClock& clock_;
   SigningKey key_;
+  std::shared_ptr<OwnEvents> own_;
   Persist persist_;
   Warn warn_;
   // A stale state file costs a restart a longer scan, never a wrong sequence

@@ -13,6 +13,7 @@
 
 #include "events/event_log.h"
 #include "events/lmdb.h"
+#include "events/own_events.h"
 #include "events/trust.h"
 #include "projections/read_model.h"
 
@@ -35,10 +36,12 @@ constexpr size_t kParallelBatch = 4096;
 // applied positions are the caller's to store. With `trust` (null: every
 // well-formed event is taken), only events it trusts change state, and the
 // certificates accepted on the way are added to it and stored: the caller keeps
-// the updated trust only once the transaction commits. Throws lmdb::LmdbError with
-// the transaction to be aborted.
+// the updated trust only once the transaction commits. Envelopes in `own` (this
+// process signed them: events/own_events.h) count as validly signed by its key
+// without a check. Throws lmdb::LmdbError with the transaction to be aborted.
 void apply(lmdb::Txn& txn, const Dbs& dbs, std::vector<const LogRecord*> recs,
-           const SkipReporter& report, ApplyReport& out, WriterTrust* trust);
+           const SkipReporter& report, ApplyReport& out, WriterTrust* trust,
+           const OwnEvents* own = nullptr);
 
 // Faults in the whole pages of [p, p + size) for writing, at once rather than one
 // fault per page on first use (MADV_POPULATE_WRITE: Linux 5.14 on; a no-op before).

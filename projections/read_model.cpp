@@ -91,6 +91,7 @@ class LmdbReadModel final : public ReadModel {
                                " was built under another trust policy; rebuild it with "
                                "`tokenledgerd --rebuild` (the daemon does at start)");
     }
+    ownEvents_ = options.ownEvents;
     if (options.trust) {
       trust_.emplace(*options.trust);
       lmdb::Cursor c(txn, dbs_.writers);
@@ -134,7 +135,8 @@ class LmdbReadModel final : public ReadModel {
     }
     // The trust as the batch extends it, kept only once the batch commits.
     std::optional<WriterTrust> trust = trust_;
-    batch::apply(txn, dbs_, std::move(recs), report, out, trust ? &*trust : nullptr);
+    batch::apply(txn, dbs_, std::move(recs), report, out, trust ? &*trust : nullptr,
+                 ownEvents_.get());
     for (size_t p = 0; p < next.next.size(); ++p)
       txn.put(dbs_.positions, layout::partitionKey(Partition{static_cast<int32_t>(p)}),
               layout::nextOffsetValue(next.next[p]));
@@ -250,6 +252,7 @@ class LmdbReadModel final : public ReadModel {
   Room room_;  // after env_, generation_ and gate_, which its callback uses
   batch::Dbs dbs_{};
   std::optional<WriterTrust> trust_;  // the apply thread's; none: every event is taken
+  std::shared_ptr<const OwnEvents> ownEvents_;
 };
 
 class Reader final : public ReadModelReader {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "events/event_log.h"
+#include "events/own_events.h"
 #include "events/trust.h"
 #include "projections/idempotency.h"
 #include "projections/room.h"
@@ -52,6 +53,9 @@ struct ReadModelOptions {
   // signed or not (unit tests; tools that inspect a log). A model built under one
   // policy refuses to open under another (readModelRebuildReason tells first).
   std::optional<TrustPolicy> trust = std::nullopt;
+  // The envelopes this process signed (events/own_events.h): with a policy, their
+  // signatures need no check. Null: every signature is checked.
+  std::shared_ptr<const OwnEvents> ownEvents = nullptr;
 };
 
 // What the read model is given besides its options (injected, so tests can give

@@ -170,6 +170,7 @@ class DaemonImpl final : public Daemon {
     modelOptions.mapSizeBytes = o.mapSizeBytes;
     modelOptions.syncEachCommit = false;
     modelOptions.trust = trust.policy;
+    modelOptions.ownEvents = signer_->ownEvents();  // checked when signed
     if (auto why = readModelRebuildReason(o.dataDir + "/projection", modelOptions)) {
       logger_(*why + "; rebuilding it from the log");
       logger_(replaceProjection(*log_, o, logger_));

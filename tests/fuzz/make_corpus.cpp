@@ -94,6 +94,18 @@ void eventSeeds(const fs::path& dir, const fs::path& dataDir) {
   conditional.idempotencyKey = "retry-7";
   conditional.requestDigest = std::string(32, '\x07');
   write(dir, "conditional_idempotent.bin", encodeEvent(conditional));
+  // Three events signed as one group (as the SignedAppender signs a pass).
+  std::vector<Event> grouped{events[0], events[1], events[3]};
+  std::vector<Event*> members;
+  std::vector<Digest> digests;
+  for (auto& e : grouped) {
+    e.signature.clear();
+    digests.push_back(eventDigest(e));
+    members.push_back(&e);
+  }
+  signGroup(members, digests, fixedSigningKey());
+  write(dir, "group_signed_leaf0.bin", encodeEvent(grouped[0]));
+  write(dir, "group_signed_leaf2.bin", encodeEvent(grouped[2]));
 }
 
 void apiSeeds(const fs::path& dir) {

@@ -320,5 +320,41 @@ TEST_CASE("a repeated request changes nothing within the window, and claims are 
   CHECK(reader->idempotency("alice", "k3"));
 }
 
+// The writer's own projection takes its own envelopes as signed without checking
+// them (events/own_events.h): exactly those bytes, nothing else.
+TEST_CASE("own envelopes skip the signature check, byte for byte only") {
+  test::ensureCrypto();
+  test::TempDir dir;
+  SigningKey writer = SigningKey::generate();
+  TrustPolicy policy;
+  policy.writers.add(writer.publicKey());
+  auto own = std::make_shared<OwnEvents>(writer.keyId());
+  Log log;
+  // Unsigned, so that only the shortcut can let it through.
+  Event mine = log.event(generateTokenKey(), "alice", test::makeCreated(generateSecret()));
+  log.put(mine);
+  own->add(log.records.back().value);
+  Event other = log.event(generateTokenKey(), "alice", test::makeCreated(generateSecret()));
+  log.put(other);
+  std::string changed = encodeEvent(other);
+  own->add(changed.substr(0, changed.size() - 1));  // not the same bytes
+  ReadModelOptions options{kMap};
+  options.trust = policy;
+  options.ownEvents = own;
+  auto model = openReadModel(dir.sub("m"), options);
+  auto report = model->apply(log.records, nullptr);
+  CHECK(report.applied == 1);
+  CHECK(report.untrusted == 1);
+  CHECK(model->reader()->token(mine.tokenKey));
+  CHECK_FALSE(model->reader()->token(other.tokenKey));
+
+  // Bounded: the oldest are forgotten.
+  OwnEvents small("k");
+  small.add("first");
+  for (size_t i = 0; i < OwnEvents::kCapacity; ++i) small.add("e" + std::to_string(i));
+  CHECK_FALSE(small.contains("first"));
+  CHECK(small.contains("e" + std::to_string(OwnEvents::kCapacity - 1)));
+}
+
 }  // namespace
 }  // namespace tokenledger
