@@ -349,7 +349,19 @@ CommandResult TokenService::command(
     }
     auto appended = appendAndWait(user, events);
     if (auto* err = std::get_if<CommandError>(&appended)) return *err;
-    if (appliedHere(events.front())) return answer(events, std::get<0>(appended).back());
+    if (appliedHere(events.front())) {
+      // It won. Its later events are conditional too: a rotation's deactivation of
+      // the old token loses to a command decided after the rotation was visible
+      // (that command's state stands). Answer with the last event that applied.
+      const auto& positions = std::get<0>(appended);
+      size_t last = 0;
+      for (size_t i = events.size(); i-- > 1;)
+        if (appliedHere(events[i])) {
+          last = i;
+          break;
+        }
+      return answer(events, positions[last]);
+    }
     // It lost a race (docs/kafka.md, "Conditional events"): another command changed
     // the token first, and this replica has now applied that change (it precedes
     // ours in the partition). Decide again on it.

@@ -14,6 +14,7 @@
 #include <array>
 #include <atomic>
 #include <barrier>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -596,16 +597,31 @@ TEST_CASE("forged, uncertified and replayed records change nothing and are repor
     e.body = body;
     return e;
   };
-  auto log = c.log();
   struct Forgery {
     std::string what, position, key, secret;
   };
   std::vector<Forgery> forgeries;
+  // Written with kcat, as anyone who can write to the topic could: one file, one
+  // message, keyed by the owner, into the owner's partition. Nothing else writes
+  // to the topic meanwhile, so the record lands at the partition's end.
+  int files = 0;
+  auto kcatAppend = [&](const std::string& bytes) {
+    const Partition p{partition};
+    NextOffset before = c.end().of(p);
+    std::string file = c.root + "/forged-" + std::to_string(files++) + ".bin";
+    {
+      std::ofstream out(file, std::ios::binary);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    }
+    auto r = runCmd("kcat -P -b " + brokers() + " -t " + c.topic + " -p " +
+                    std::to_string(partition) + " -k " + user + " " + file);
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    REQUIRE(eventually([&] { return before < c.end().of(p); }));
+    return toString(Position{p, before.first()});
+  };
   auto append = [&](const std::string& what, const std::string& bytes, const std::string& key = "",
                     const std::string& secret = "") {
-    auto at = log->append(user, {bytes});
-    REQUIRE(at.front().partition.value == partition);  // the owner's partition
-    forgeries.push_back({what, toString(at.front()), key, secret});
+    forgeries.push_back({what, kcatAppend(bytes), key, secret});
   };
 
   // (1) Unsigned.
@@ -632,8 +648,7 @@ TEST_CASE("forged, uncertified and replayed records change nothing and are repor
     cert.actor = "writer " + writer.keyId();
     cert.occurredAt = now();
     cert.body = certifyWriter(otherRoot, writer.publicKey(), now().time_since_epoch().count());
-    auto at = log->appendToPartition(Partition{partition}, {encodeEvent(cert)});
-    forgeries.push_back({"certificate by another root", toString(at.front()), "", ""});
+    forgeries.push_back({"certificate by another root", kcatAppend(encodeEvent(cert)), "", ""});
     Event e = forgedCreated(k4, s4);
     e.writerSeq = 1;
     signEvent(e, writer);
