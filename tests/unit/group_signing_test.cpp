@@ -13,6 +13,7 @@
 #include "events/signed_appender.h"
 #include "schemas/tokenledger.capnp.h"
 #include "tests/unit/future_event.h"
+#include "tests/unit/gated_log.h"
 #include "tests/unit/test_util.h"
 
 namespace tokenledger {
@@ -412,28 +413,6 @@ TEST_CASE("signGroup refuses what is not a group") {
   CHECK_THROWS_AS(signGroup(one, {}, key), std::invalid_argument);
 }
 
-// Refuses appends, recording nothing, while `down`; holds each append at the gate
-// while `gated`.
-struct GatedLog final : EventLog {
-  EventLog& inner;
-  std::atomic<bool> down{false}, gated{false};
-  std::atomic<int> waiting{0};
-  explicit GatedLog(EventLog& l) : inner(l) {}
-  std::vector<Position> append(std::string_view key,
-                               const std::vector<std::string>& values) override {
-    waiting++;
-    while (gated) std::this_thread::yield();
-    waiting--;
-    if (down) throw LogUnavailable("disk full", LogUnavailable::Outcome::nothingRecorded);
-    return inner.append(key, values);
-  }
-  int32_t partitionCount() const override { return inner.partitionCount(); }
-  std::unique_ptr<LogReader> openReader(const Offsets& from) override {
-    return inner.openReader(from);
-  }
-  std::string describe() const override { return "gated log"; }
-};
-
 std::vector<LogRecord> readAll(EventLog& log) {
   auto reader = log.openReader(Offsets::atStart(log.partitionCount()));
   int64_t end = reader->endOffsets().next[0].value;
@@ -447,7 +426,7 @@ TEST_CASE("signed appender: each signing pass is one group; a rewound pass is si
   test::ensureCrypto();
   test::TempDir dir;
   auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
-  GatedLog gated(*log);
+  test::GatedLog gated(*log);
   SigningKey key = SigningKey::generate();
   KeyRing ring = ringOf(key);
   SignedAppender appender(gated, std::move(key), WriterState{}, nullptr, nullptr);

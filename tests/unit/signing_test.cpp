@@ -10,6 +10,7 @@
 #include "events/merkle.h"
 #include "events/signed_appender.h"
 #include "tests/unit/future_event.h"
+#include "tests/unit/gated_log.h"
 #include "tests/unit/test_util.h"
 
 namespace tokenledger {
@@ -539,28 +540,6 @@ TEST_CASE("an append of unknown outcome spends its sequence numbers; the next on
         std::string(reinterpret_cast<const char*>(spent.digest.data()), spent.digest.size()));
 }
 
-// Refuses appends, recording nothing, while `down`; holds each append at the gate
-// while `gated`, so that the signer signs the next passes meanwhile.
-struct RefusingLog final : EventLog {
-  EventLog& inner;
-  std::atomic<bool> down{false}, gated{false};
-  std::atomic<int> waiting{0};
-  explicit RefusingLog(EventLog& l) : inner(l) {}
-  std::vector<Position> append(std::string_view key,
-                               const std::vector<std::string>& values) override {
-    waiting++;
-    while (gated) std::this_thread::yield();
-    waiting--;
-    if (down) throw LogUnavailable("disk full", LogUnavailable::Outcome::nothingRecorded);
-    return inner.append(key, values);
-  }
-  int32_t partitionCount() const override { return inner.partitionCount(); }
-  std::unique_ptr<LogReader> openReader(const Offsets& from) override {
-    return inner.openReader(from);
-  }
-  std::string describe() const override { return "refusing log"; }
-};
-
 // Every record of `records` signed by `ring`'s one key: writerSeq 1, 2, 3, … with
 // each prevDigest the digest of the one before.
 void checkGaplessChain(const std::vector<LogRecord>& records, const KeyRing& ring) {
@@ -578,7 +557,7 @@ void checkGaplessChain(const std::vector<LogRecord>& records, const KeyRing& rin
 TEST_CASE("an append that recorded nothing gives its sequence numbers back") {
   test::TempDir dir;
   auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
-  RefusingLog refusing(*log);
+  test::GatedLog refusing(*log);
   SigningKey key = SigningKey::generate();
   KeyRing ring = ringOf(key);
   WriterState persisted;
