@@ -2,32 +2,29 @@
 
 #include <sodium.h>
 
+#include <initializer_list>
 #include <stdexcept>
 
 namespace tokenledger::merkle {
 namespace {
 
-Digest hashLeaf(const Digest& d) {
+// BLAKE2b-256 of `tag` followed by `parts` (RFC 9162: 0x00 for leaves, 0x01 for
+// inner nodes, so a leaf never passes for a node).
+Digest hashTagged(unsigned char tag, std::initializer_list<const Digest*> parts) {
   Digest out{};
   crypto_generichash_state st;
   crypto_generichash_init(&st, nullptr, 0, out.size());
-  const unsigned char tag = 0x00;
   crypto_generichash_update(&st, &tag, 1);
-  crypto_generichash_update(&st, d.data(), d.size());
+  for (const Digest* d : parts) crypto_generichash_update(&st, d->data(), d->size());
   crypto_generichash_final(&st, out.data(), out.size());
   return out;
 }
 
+Digest hashLeaf(const Digest& d) {
+  return hashTagged(0x00, {&d});
+}
 Digest hashNode(const Digest& left, const Digest& right) {
-  Digest out{};
-  crypto_generichash_state st;
-  crypto_generichash_init(&st, nullptr, 0, out.size());
-  const unsigned char tag = 0x01;
-  crypto_generichash_update(&st, &tag, 1);
-  crypto_generichash_update(&st, left.data(), left.size());
-  crypto_generichash_update(&st, right.data(), right.size());
-  crypto_generichash_final(&st, out.data(), out.size());
-  return out;
+  return hashTagged(0x01, {&left, &right});
 }
 
 // The largest power of two below n (n > 1).

@@ -6,11 +6,12 @@
 namespace tokenledger {
 
 SignedAppender::SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist,
-                               Warn warn, const MonotonicClock& clock)
+                               Warn warn, const MonotonicClock& clock,
+                               std::shared_ptr<OwnEvents> own)
     : log_(log),
       clock_(clock),
       key_(std::move(key)),
-      own_(std::make_shared<OwnEvents>(key_.keyId())),
+      own_(std::move(own)),
       persist_(std::move(persist)),
       warn_(std::move(warn)),
       state_(std::move(state)),
@@ -119,7 +120,7 @@ SignedAppender::Signed SignedAppender::sign(std::vector<Request> batch) {
     for (auto& r : s.requests)
       for (auto& e : r.appended.events) {
         s.records.emplace_back(r.owner, encodeEvent(e));
-        own_->add(s.records.back().second);
+        if (own_) own_->add(s.records.back().second);
       }
   } catch (...) {
     // Nothing of the pass is appended, so its numbers are not spent.

@@ -50,8 +50,11 @@ class SignedAppender {
   using Done = std::function<void(Appended&)>;
 
   // `clock` (which must outlive the appender) times how often the state is persisted.
+  // With `own`, every envelope it appends is remembered there (own_events.h: for a
+  // projection that checks signatures; without one, nothing is spent on it).
   SignedAppender(EventLog& log, SigningKey key, WriterState state, Persist persist, Warn warn,
-                 const MonotonicClock& clock = steadyClock());
+                 const MonotonicClock& clock = steadyClock(),
+                 std::shared_ptr<OwnEvents> own = nullptr);
   // Writes what is queued, then persists the last state (appends persist it at
   // most every kPersistEvery).
   ~SignedAppender();
@@ -67,8 +70,6 @@ class SignedAppender {
   void appendAsync(std::string owner, std::vector<Event> events, Done done);
 
   const SigningKey& key() const { return key_; }
-  // The envelopes it signed lately (own_events.h), for this process's projection.
-  std::shared_ptr<const OwnEvents> ownEvents() const { return own_; }
 
  private:
   struct Request {
@@ -97,7 +98,7 @@ class SignedAppender {
   EventLog& log_;
   const MonotonicClock& clock_;
   SigningKey key_;
-  std::shared_ptr<OwnEvents> own_;
+  std::shared_ptr<OwnEvents> own_;  // null: not remembered
   Persist persist_;
   Warn warn_;
   // A stale state file costs a restart a longer scan, never a wrong sequence

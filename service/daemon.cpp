@@ -164,13 +164,17 @@ class DaemonImpl final : public Daemon {
       logger_("published this writer's certificate (key " + key.keyId() + ", root " +
               trust.certificate->rootKeyId + ") to every partition of the " + log_->describe());
     }
-    signer_ = openSigner(o.dataDir, std::move(key), keyCreated);
+    // With a trust policy the projection checks signatures, except of the envelopes
+    // this writer signed (own_events.h).
+    std::shared_ptr<OwnEvents> own;
+    if (trust.policy) own = std::make_shared<OwnEvents>(key.keyId());
+    signer_ = openSigner(o.dataDir, std::move(key), keyCreated, own);
     // Lazy commits, synced at close (see ReadModelOptions).
     ReadModelOptions modelOptions;
     modelOptions.mapSizeBytes = o.mapSizeBytes;
     modelOptions.syncEachCommit = false;
     modelOptions.trust = trust.policy;
-    modelOptions.ownEvents = signer_->ownEvents();  // checked when signed
+    modelOptions.ownEvents = own;
     if (auto why = readModelRebuildReason(o.dataDir + "/projection", modelOptions)) {
       logger_(*why + "; rebuilding it from the log");
       logger_(replaceProjection(*log_, o, logger_));
@@ -219,7 +223,8 @@ class DaemonImpl final : public Daemon {
   std::string secretSource_;
   // Where this writer's sequence stands (DATA_DIR/signing-state): recovered from the
   // log after the last recorded batch, so a restart continues the sequence.
-  std::shared_ptr<SignedAppender> openSigner(const std::string& dir, SigningKey key, bool fresh) {
+  std::shared_ptr<SignedAppender> openSigner(const std::string& dir, SigningKey key, bool fresh,
+                                             std::shared_ptr<OwnEvents> own) {
     std::string statePath = dir + "/signing-state";
     std::optional<WriterState> state;
     if (fresh) {
@@ -241,7 +246,7 @@ class DaemonImpl final : public Daemon {
         [statePath, keyId](const WriterState& st) {
           writeState(statePath, formatWriterState(keyId, st));
         },
-        logger_);
+        logger_, steadyClock(), std::move(own));
   }
 
   std::unique_ptr<EventLog> log_;
@@ -347,7 +352,7 @@ SigningKey loadOrCreateSigningKey(const std::string& dataDir, bool& created) {
   return std::move(*key);
 }
 
-std::optional<TrustPolicy> trustPolicy(const DaemonOptions& o) {
+std::optional<TrustPolicy> trustPolicy(const DaemonOptions& o, const SigningKey* key) {
   TrustPolicy p;
   std::vector<std::string> roots = o.trustRootFiles;
   if (roots.empty() && fs::exists(o.dataDir + "/trust-root.pub"))
@@ -356,9 +361,13 @@ std::optional<TrustPolicy> trustPolicy(const DaemonOptions& o) {
   if (roots.empty() && o.trustKeysFiles.empty())
     throw std::runtime_error(
         "--log kafka needs a trust root, so that replicas apply only the events of writers "
-        "you certified (anyone who can write to the topic could mint tokens otherwise): give "
-        "its public key with --trust-root ROOT_KEY.pub (or copy it to " +
-        o.dataDir + "/trust-root.pub); docs/kafka.md, \"Trusted writers\"");
+        "you certified (anyone who can write to the topic could mint tokens otherwise). Make "
+        "one once with `ledger-audit keys new-root --out ROOT_KEY` (keep ROOT_KEY offline), "
+        "give every replica ROOT_KEY.pub with --trust-root (or copy it to " +
+        o.dataDir + "/trust-root.pub), and " +
+        (key ? certifyHint(o, *key)
+             : std::string("certify each writer's key (`tokenledgerd --print-writer-key`, then "
+                           "`ledger-audit keys certify`; docs/kafka.md, \"Trusted writers\")")));
   for (const auto& f : roots)
     if (auto err = p.roots.addLines(readNamedFile(f, "trust root"), f))
       throw std::runtime_error(*err);
@@ -376,15 +385,7 @@ std::optional<TrustPolicy> trustPolicy(const DaemonOptions& o) {
 }
 
 DaemonTrust daemonTrust(const DaemonOptions& o, const SigningKey& key) {
-  if (o.log == "kafka" && o.trustRootFiles.empty() && o.trustKeysFiles.empty() &&
-      !fs::exists(o.dataDir + "/trust-root.pub"))
-    throw std::runtime_error(
-        "--log kafka needs a trust root, so that replicas apply only the events of writers "
-        "you certified (anyone who can write to the topic could mint tokens otherwise). Make "
-        "one once with `ledger-audit keys new-root --out ROOT_KEY` (keep ROOT_KEY offline), "
-        "give every replica ROOT_KEY.pub with --trust-root (or copy it to " +
-        o.dataDir + "/trust-root.pub), and " + certifyHint(o, key));
-  DaemonTrust t{trustPolicy(o), std::nullopt};
+  DaemonTrust t{trustPolicy(o, &key), std::nullopt};
   if (!t.policy) return t;
   std::string certPath = o.writerCertFile.empty() ? o.dataDir + "/writer.cert" : o.writerCertFile;
   if (fs::exists(certPath)) {

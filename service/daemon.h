@@ -80,8 +80,10 @@ std::string replaceProjection(EventLog& log, const DaemonOptions& options, const
 // event applies) in embedded mode without --trust-root or --trust-keys: on one
 // machine whoever can write the log can write the read model too, so checks on apply
 // would protect nothing, and logs written before signing existed keep working.
-// Throws std::runtime_error when a file is missing or malformed.
-std::optional<TrustPolicy> trustPolicy(const DaemonOptions& options);
+// Throws std::runtime_error when a file is missing or malformed, and on Kafka without
+// a trust root or trusted keys (saying how to certify `key`, when given).
+std::optional<TrustPolicy> trustPolicy(const DaemonOptions& options,
+                                       const SigningKey* key = nullptr);
 
 // Whom a daemon with `options` and writer key `key` trusts, and the certificate it
 // publishes on every partition at start (none when its key is trusted as a writer
