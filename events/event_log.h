@@ -157,6 +157,11 @@ class LogReader {
 class EventLog {
  public:
   virtual ~EventLog() = default;
+  // Why an append would be refused right now without being tried (Kafka: fewer
+  // brokers reachable than min.insync.replicas), or nullopt. Writers refuse new
+  // commands with it at once, nothing recorded, instead of queueing them behind an
+  // append that is waiting out its timeout. Thread-safe, cheap.
+  virtual std::optional<std::string> refusesAppends() const { return std::nullopt; }
   // Appends records in order, all with the same key (so the same partition), and
   // returns their positions once they are durable. Throws LogUnavailable, saying
   // whether anything may have been recorded.

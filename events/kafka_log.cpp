@@ -1,7 +1,10 @@
 #include "events/kafka_log.h"
 
+#include "events/kafka_health.h"
+
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -186,16 +189,35 @@ class KafkaLog final : public EventLog {
  public:
   explicit KafkaLog(const KafkaLogOptions& o) : options_(o) {
     if (o.brokers.empty()) throw std::runtime_error("--kafka-brokers is required with --log kafka");
-    auto conf = makeConf({{"bootstrap.servers", o.brokers},
-                          {"enable.idempotence", "true"},
-                          {"acks", "all"},
-                          // A command waits for its own event: send at once (batches
-                          // still form while a request is in flight).
-                          {"linger.ms", "0"},
-                          {"partitioner", "murmur2_random"},
-                          {"message.timeout.ms", std::to_string(o.appendTimeoutMs)},
-                          {"reconnect.backoff.max.ms", "1000"}});
+    if (options_.minInsyncReplicas < 0 && options_.replicationFactor > 0)
+      options_.minInsyncReplicas = options_.replicationFactor >= 3 ? 2 : 1;
+    // Why each setting: docs/kafka.md, "Producer settings".
+    auto conf =
+        makeConf({{"bootstrap.servers", o.brokers},
+                  // No duplicates or reordering when a request is retried
+                  // (also implies retries without limit, at most 5 in flight).
+                  {"enable.idempotence", "true"},
+                  // Acknowledged = on every in-sync replica, at least
+                  // min.insync.replicas of them: survives a broker's death.
+                  {"acks", "all"},
+                  // A command waits for its own event: send at once (batches
+                  // still form while a request is in flight).
+                  {"linger.ms", "0"},
+                  {"partitioner", "murmur2_random"},
+                  // Retries (across a leader election) stop here: the command
+                  // then answers 503 log_unavailable, outcome unknown.
+                  {"message.timeout.ms", std::to_string(o.appendTimeoutMs)},
+                  {"request.timeout.ms", std::to_string(std::min(o.appendTimeoutMs, 30000))},
+                  // A dead broker is retried at most once a second.
+                  {"reconnect.backoff.max.ms", "1000"},
+                  // A connection to every broker, and their states once a
+                  // second: appends are refused at once while fewer brokers
+                  // are reachable than the topic needs in sync.
+                  {"enable.sparse.connections", "false"},
+                  {"statistics.interval.ms", "1000"}});
     rd_kafka_conf_set_dr_msg_cb(conf.get(), onDelivery);
+    rd_kafka_conf_set_stats_cb(conf.get(), onStats);
+    rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_log_cb(conf.get(), silentLog);
     producer_ = makeClient(RD_KAFKA_PRODUCER, std::move(conf));
     partitions_ = ensureTopic();
@@ -208,6 +230,30 @@ class KafkaLog final : public EventLog {
     rd_kafka_flush(producer_.get(), 5000);
     stopping_ = true;
     poller_.join();
+  }
+
+  static int onStats(rd_kafka_t*, char* json, size_t len, void* opaque) {
+    auto* self = static_cast<KafkaLog*>(opaque);
+    BrokersReachable b = brokersReachable(std::string_view(json, len));
+    self->brokersUp_ = b.up;
+    self->brokersKnown_ = b.known;
+    return 0;  // librdkafka frees `json`
+  }
+
+  // An append cannot be acknowledged while fewer brokers are reachable than
+  // min.insync.replicas: acks=all would wait out the append timeout, then report an
+  // unknown outcome.
+  std::optional<std::string> refusesAppends() const override {
+    int known = brokersKnown_, up = brokersUp_;
+    if (known == 0 || up >= minInsync_) return std::nullopt;
+    return "only " + std::to_string(up) + " of " + std::to_string(known) +
+           " Kafka brokers are reachable and the topic needs " + std::to_string(minInsync_) +
+           " in sync (min.insync.replicas)";
+  }
+  // Refuses such an append before producing anything: nothing is recorded.
+  void checkReachable() const {
+    if (auto why = refusesAppends())
+      throw LogUnavailable(*why + " on " + describe(), LogUnavailable::Outcome::nothingRecorded);
   }
 
   std::vector<Position> append(std::string_view key,
@@ -266,6 +312,8 @@ class KafkaLog final : public EventLog {
     return n;
   }
 
+  // Returns the partition count, or 0 while the topic is missing or some partition
+  // has no leader; sets minReplicas_ to the fewest replicas of a partition.
   int32_t topicPartitions() {
     const rd_kafka_metadata_t* md = nullptr;
     rd_kafka_resp_err_t err =
@@ -279,8 +327,11 @@ class KafkaLog final : public EventLog {
       const auto& t = md->topics[i];
       if (options_.topic != t.topic || t.err != 0) continue;
       // Not usable until every partition has a leader (just after creation).
-      for (int p = 0; p < t.partition_cnt; ++p)
+      minReplicas_ = t.partition_cnt > 0 ? t.partitions[0].replica_cnt : 0;
+      for (int p = 0; p < t.partition_cnt; ++p) {
         if (t.partitions[p].leader < 0) return 0;
+        minReplicas_ = std::min(minReplicas_, t.partitions[p].replica_cnt);
+      }
       return t.partition_cnt;
     }
     return 0;
@@ -315,6 +366,9 @@ class KafkaLog final : public EventLog {
     rd_kafka_NewTopic_set_config(topic.get(), "retention.ms", "-1");
     rd_kafka_NewTopic_set_config(topic.get(), "retention.bytes", "-1");
     rd_kafka_NewTopic_set_config(topic.get(), "cleanup.policy", "delete");
+    std::string minInsync = std::to_string(options_.minInsyncReplicas);
+    if (options_.minInsyncReplicas > 0)
+      rd_kafka_NewTopic_set_config(topic.get(), "min.insync.replicas", minInsync.c_str());
     KPtr<rd_kafka_AdminOptions_t> opts(
         rd_kafka_AdminOptions_new(producer_.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS));
     rd_kafka_AdminOptions_set_operation_timeout(opts.get(), options_.connectTimeoutMs, err,
@@ -381,6 +435,46 @@ class KafkaLog final : public EventLog {
       throw std::runtime_error(
           "topic " + options_.topic +
           " deletes events beyond retention.bytes=" + config["retention.bytes"] + fix);
+    checkDurability(config["min.insync.replicas"]);
+  }
+
+  // An existing topic must be at least as durable as asked for, and writable.
+  void checkDurability(const std::string& minInsyncValue) {
+    int minInsync = 1;
+    try {
+      minInsync = std::max(1, std::stoi(minInsyncValue));
+    } catch (...) {
+    }
+    minInsync_ = minInsync;
+    const std::string& t = options_.topic;
+    int rf = options_.replicationFactor;
+    if (rf > 0 && minReplicas_ < rf)
+      throw std::runtime_error(
+          "topic " + t + " has " + std::to_string(minReplicas_) +
+          " replica(s) per partition, fewer than --replication-factor " + std::to_string(rf) +
+          ": add replicas with kafka-reassign-partitions.sh --bootstrap-server " +
+          options_.brokers +
+          " --execute --reassignment-json-file FILE (one entry per partition listing " +
+          std::to_string(rf) + " broker ids), or use another --topic");
+    if (options_.minInsyncReplicas > 0 && minInsync < options_.minInsyncReplicas)
+      throw std::runtime_error(
+          "topic " + t +
+          " acknowledges an event on min.insync.replicas=" + std::to_string(minInsync) +
+          " replica(s), fewer than the " + std::to_string(options_.minInsyncReplicas) +
+          " asked for (--min-insync-replicas, or --replication-factor): run "
+          "`kafka-configs.sh --bootstrap-server " +
+          options_.brokers + " --alter --entity-type topics --entity-name " + t +
+          " --add-config min.insync.replicas=" + std::to_string(options_.minInsyncReplicas) +
+          "`, or use another --topic");
+    if (minInsync > minReplicas_)
+      throw std::runtime_error(
+          "topic " + t + " needs min.insync.replicas=" + std::to_string(minInsync) +
+          " in-sync replicas but has only " + std::to_string(minReplicas_) +
+          " replica(s) per partition: every event would be refused. Lower it with "
+          "`kafka-configs.sh --bootstrap-server " +
+          options_.brokers + " --alter --entity-type topics --entity-name " + t +
+          " --add-config min.insync.replicas=" + std::to_string(minReplicas_) +
+          "`, or add replicas");
   }
 
   // Produces every record (the idempotent producer keeps per-partition order) and
@@ -390,6 +484,7 @@ class KafkaLog final : public EventLog {
   std::vector<Position> produceAll(
       const std::vector<std::pair<std::string_view, std::string_view>>& records,
       int32_t partition = RD_KAFKA_PARTITION_UA) {
+    checkReachable();
     auto pending = std::make_shared<PendingAppend>();
     pending->remaining = records.size();
     pending->positions.resize(records.size());
@@ -437,6 +532,9 @@ class KafkaLog final : public EventLog {
   KafkaLogOptions options_;
   KPtr<rd_kafka_t> producer_;
   int32_t partitions_ = 0;
+  int minReplicas_ = 0;            // fewest replicas of a partition, from the last metadata
+  std::atomic<int> minInsync_{1};  // the topic's min.insync.replicas
+  std::atomic<int> brokersUp_{0}, brokersKnown_{0};  // from the last statistics
   std::atomic<bool> stopping_{false};
   std::thread poller_;
 };

@@ -58,6 +58,13 @@ std::vector<Position> SignedAppender::append(const std::string& owner, std::vect
 }
 
 void SignedAppender::appendAsync(std::string owner, std::vector<Event> events, Done done) {
+  if (auto why = log_.refusesAppends()) {
+    Appended refused{std::move(events), {}, nullptr};
+    refused.error = std::make_exception_ptr(
+        LogUnavailable(*why + " on " + log_.describe(), LogUnavailable::Outcome::nothingRecorded));
+    done(refused);
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     queue_.push_back(

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# A real single-node Apache Kafka broker (KRaft, broker+controller in one JVM)
-# for tests and for users without Docker. No tarball: the broker jars come from
-# Maven Central through Maven and are cached between runs.
+# A real Apache Kafka broker (KRaft, broker+controller in one JVM), or a cluster
+# of them, for tests and for users without Docker. No tarball: the broker jars
+# come from Maven Central through Maven and are cached between runs.
 #
-#   scripts/kafka.sh start   [--port P] [--dir D] [--version V] [--heap SIZE]
-#   scripts/kafka.sh stop    [--port P | --dir D] [--keep] [--kill]
-#   scripts/kafka.sh status  [--port P | --dir D]
-#   scripts/kafka.sh pause   [--port P | --dir D]    SIGSTOP (broker hangs)
-#   scripts/kafka.sh resume  [--port P | --dir D]    SIGCONT
-#   scripts/kafka.sh fetch   [--version V]           only resolve the jars
+#   scripts/kafka.sh start   [--port P] [--dir D] [--version V] [--heap SIZE] [--nodes N]
+#   scripts/kafka.sh stop    [--port P | --dir D] [--node I] [--keep] [--kill]
+#   scripts/kafka.sh status  [--port P | --dir D] [--node I]
+#   scripts/kafka.sh pause   [--port P | --dir D] [--node I]    SIGSTOP (broker hangs)
+#   scripts/kafka.sh resume  [--port P | --dir D] [--node I]    SIGCONT
+#   scripts/kafka.sh start   --dir D --node I                   restart one node
+#   scripts/kafka.sh fetch   [--version V]                      only resolve the jars
+#   scripts/kafka.sh properties [--nodes N] [--node I] [--port P] [--version V]
+#                                       print a node's server.properties, start nothing
+#
+# --nodes 3: a cluster of 3 combined broker+controller nodes (a 3-voter quorum),
+# node I on ports P+2(I-1) (broker) and P+2(I-1)+1 (controller), in D/node-I;
+# replication factor 3 and min.insync.replicas 2 by default. --node I acts on one
+# node of the cluster in D; without it, on all of them.
 #
 # start: fresh or empty D -> format a KRaft store in D and start; D holding a
 # store made by this script -> start the same broker on its data again (no
@@ -17,7 +25,8 @@
 # --kill sends SIGKILL at once (a crash). Details: scripts/kafka/README.md.
 #
 # Environment: KAFKA_PORT (19092), KAFKA_DIR (fresh mktemp dir), KAFKA_VERSION,
-# KAFKA_HEAP (512m), KAFKA_START_TIMEOUT (60 s), TOKENLEDGER_CACHE
+# KAFKA_HEAP (512m; 384m per node of a cluster), KAFKA_SESSION_TIMEOUT_MS (cluster:
+# 3000, how long a dead broker leads its partitions), KAFKA_START_TIMEOUT (60 s), TOKENLEDGER_CACHE
 # (~/.cache/tokenledger), MAVEN_ARGS_EXTRA (extra mvn arguments).
 set -euo pipefail
 export LC_ALL=C
@@ -162,22 +171,43 @@ classpath() { local IFS=:; local jars=("$LIBS"/*.jar); echo "${jars[*]}"; }
 
 # ----------------------------------------------------------------------- state
 
-DIR="" PORT="" CPORT="" VERSION="" KEEP=0 KILL=0 HEAP=${KAFKA_HEAP:-512m}
-PORT_SET=0 VERSION_SET=0
+DIR="" PORT="" CPORT="" VERSION="" KEEP=0 KILL=0 HEAP=${KAFKA_HEAP:-}
+PORT_SET=0 VERSION_SET=0 NODES="" NODE=""
+# The node being worked on: its id, the quorum's voters, the cluster's size.
+NODE_ID=1 VOTERS="" CLUSTER_NODES=1
 
 pointer() { echo "$RUN_ROOT/tokenledger-kafka-$1.dir"; } # port -> dir of the last start
 
-load_env() { # reads D/kafka.env into PORT, CPORT, VERSION (unless given)
-  local f="$DIR/kafka.env" k v
-  [[ -f $f ]] || return 1
+read_env() { # read_env FILE PREFIX: its KAFKA_X=v lines into PREFIX_X (KAFKA_CONTROLLER_PORT: PREFIX_CPORT)
+  local k v
+  [[ -f $1 ]] || return 1
   while IFS='=' read -r k v; do
     case $k in
-      KAFKA_PORT) D_PORT=$v ;;
-      KAFKA_CONTROLLER_PORT) D_CPORT=$v ;;
-      KAFKA_VERSION) D_VERSION=$v ;;
-      KAFKA_CLUSTER_ID) D_CLUSTER_ID=$v ;;
+      KAFKA_PORT | KAFKA_VERSION | KAFKA_CLUSTER_ID | KAFKA_NODE_ID | KAFKA_VOTERS | KAFKA_NODES)
+        printf -v "$2_${k#KAFKA_}" '%s' "$v" ;;
+      KAFKA_CONTROLLER_PORT) printf -v "$2_CPORT" '%s' "$v" ;;
     esac
-  done <"$f"
+  done <"$1"
+}
+load_env() { read_env "$DIR/kafka.env" D; } # a node's: D_PORT, D_CPORT, D_VERSION, D_NODE_ID, ...
+# A cluster dir holds cluster.env (KAFKA_PORT = node 1's port) and node-I/.
+is_cluster() { [[ -f $1/cluster.env ]]; }
+load_cluster() { read_env "$CDIR/cluster.env" C; } # C_NODES, C_PORT, C_VERSION, C_CLUSTER_ID
+select_nodes() { # sets WHICH to --node I (checked against C_NODES), else to every node
+  WHICH=()
+  if [[ -n $NODE ]]; then
+    [[ $NODE =~ ^[0-9]+$ ]] && ((NODE >= 1 && NODE <= C_NODES)) || die "bad --node '$NODE': the cluster in $CDIR has nodes 1-$C_NODES"
+    WHICH=("$NODE")
+  else
+    local i
+    for ((i = 1; i <= C_NODES; i++)); do WHICH+=("$i"); done
+  fi
+}
+node_port() { echo $((C_PORT + 2 * ($1 - 1))); } # node I's broker port; controller: +1
+voters_of() { # voters_of nodes base_port
+  local i out=""
+  for ((i = 1; i <= $1; i++)); do out+="${out:+,}$i@127.0.0.1:$(($2 + 2 * (i - 1) + 1))"; done
+  echo "$out"
 }
 
 resolve_dir() { # for stop/status/pause: --dir, else KAFKA_DIR, else the pointer of --port
@@ -191,7 +221,7 @@ resolve_dir() { # for stop/status/pause: --dir, else KAFKA_DIR, else the pointer
     DIR=$(cat "$ptr")
   fi
   DIR=$(realpath -m "$DIR")
-  [[ -f $DIR/kafka.env ]]
+  [[ -f $DIR/kafka.env ]] || is_cluster "$DIR"
 }
 
 broker_pid() { # prints the pid if the broker of $DIR is running
@@ -212,32 +242,35 @@ alive() { # alive pid: exists and is not a zombie (an init that does not reap mu
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-free_port_pair() { # two free consecutive ports: prints the first
+free_port_run() { # free_port_run N: N free consecutive ports; prints the first
   # Below the ephemeral range: the broker's own connection to its controller gets an
   # ephemeral local port, which must not be the listener port it is about to bind.
-  local p low=32768
+  local p low=32768 n=$1 i ok
   read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
   ((low > 12000)) || die "ip_local_port_range starts at $low: no room for --port 0; pass a --port"
   for _ in $(seq 1 50); do
-    p=$((10000 + RANDOM % (low - 10002)))
-    port_open "$p" || port_open "$((p + 1))" || { echo "$p"; return; }
+    p=$((10000 + RANDOM % (low - 10000 - n)))
+    ok=1
+    for ((i = 0; i < n; i++)); do port_open "$((p + i))" && { ok=0; break; }; done
+    ((ok)) && { echo "$p"; return; }
   done
-  die "no free port pair found"
+  die "no $n free consecutive ports found"
 }
 
-answers_metadata() { # our broker (id 1, advertised 127.0.0.1:PORT) answers a metadata request
-  kcat -b "127.0.0.1:$PORT" -L -m 5 2>/dev/null | grep -q "broker 1 at 127.0.0.1:$PORT"
+answers_metadata() { # our broker (id NODE_ID, advertised 127.0.0.1:PORT) answers a metadata request
+  kcat -b "127.0.0.1:$PORT" -L -m 5 2>/dev/null | grep -q "broker $NODE_ID at 127.0.0.1:$PORT"
 }
 
 # ---------------------------------------------------------------------- start
 
 write_properties() {
-  local major=${VERSION%%.*}
-  cat >"$DIR/server.properties" <<EOF
-# written by scripts/kafka.sh: single-node KRaft broker for tokenledger tests
+  local major=${VERSION%%.*} rf=1 isr=1
+  if ((CLUSTER_NODES > 1)); then rf=$((CLUSTER_NODES < 3 ? CLUSTER_NODES : 3)); isr=$((rf - 1)); fi
+  cat >"$DIR/server.properties" <<EOP
+# written by scripts/kafka.sh: KRaft node $NODE_ID of $CLUSTER_NODES (broker and controller) for tokenledger
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$CPORT
+node.id=$NODE_ID
+controller.quorum.voters=$VOTERS
 listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -245,21 +278,32 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DIR/data
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
+default.replication.factor=$rf
+min.insync.replicas=$isr
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
 transaction.state.log.num.partitions=1
 group.initial.rebalance.delay.ms=0
-EOF
+EOP
   if ((major >= 4)); then
-    cat >>"$DIR/server.properties" <<EOF
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-EOF
+    cat >>"$DIR/server.properties" <<EOP
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+EOP
+  fi
+  if ((CLUSTER_NODES > 1)); then
+    # A broker that stops heartbeating is fenced after the session timeout: only then
+    # do its partitions get new leaders and leave its ISRs, so this bounds how long
+    # writes stall when a node dies (Kafka's default: 9 s, heartbeats every 2 s).
+    local session=${KAFKA_SESSION_TIMEOUT_MS:-3000}
+    cat >>"$DIR/server.properties" <<EOP
+broker.session.timeout.ms=$session
+broker.heartbeat.interval.ms=$((session / 8 > 100 ? session / 8 : 100))
+unclean.leader.election.enable=false
+EOP
   fi
 }
 
@@ -275,15 +319,106 @@ jvm_opts() {
   )
 }
 
+random_cluster_id() {
+  # A base64url UUID like kafka-storage random-uuid makes, and like it never one
+  # that starts with '-': the format tool would read that as an option (1 in 64).
+  local cid=""
+  while [[ -z $cid || $cid == -* ]]; do
+    cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  done
+  echo "$cid"
+}
+
+# Formats the KRaft store of the node in $DIR (kafka.env and server.properties first).
+node_format() { # node_format cluster_id
+  printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nKAFKA_VERSION=%s\nKAFKA_CLUSTER_ID=%s\nKAFKA_NODE_ID=%s\nKAFKA_VOTERS=%s\nKAFKA_NODES=%s\n' \
+    "$PORT" "$CPORT" "$VERSION" "$1" "$NODE_ID" "$VOTERS" "$CLUSTER_NODES" >"$DIR/kafka.env"
+  write_properties
+  cds_opts format "$DIR/format.jsa"
+  if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 "${CDS_OPTS[@]}" "${JVM_OPTS[@]:2}" -cp "$CP" \
+       kafka.tools.StorageTool format --cluster-id="$1" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1; then
+    tail -n 20 "$DIR/format.log" >&2
+    rm -f "$DIR/format.jsa" "$DIR/format.jsa.target"
+    die "formatting the KRaft store in $DIR/data failed (log: $DIR/format.log)"
+  fi
+  cds_promote "$DIR/format.jsa"
+}
+
+# Starts the JVM of the node in $DIR in the background; does not wait.
+node_launch() {
+  cds_promote "$DIR/broker.jsa" # left by a run that was not stopped by this script
+  cds_opts broker "$DIR/broker.jsa"
+  : >>"$DIR/broker.log"
+  echo "==== $(date -Is) start: Kafka $VERSION node $NODE_ID on 127.0.0.1:$PORT (controller $CPORT)" >>"$DIR/broker.log"
+  rm -f "$DIR/broker.pid"
+  # New session: Ctrl-C in the caller's terminal or a test harness killing its
+  # process group does not take the broker down; stop does. The wrapper writes
+  # its own pid, which exec turns into the JVM's.
+  # shellcheck disable=SC2016 # $$ and $1 are for the inner shell
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$DIR/broker.pid" \
+    "$JAVA" "${JVM_OPTS[@]}" "${CDS_OPTS[@]}" -cp "$CP" kafka.Kafka "$DIR/server.properties" \
+    </dev/null >>"$DIR/broker.log" 2>&1 &
+}
+
+# Waits until every node dir given answers metadata as itself. Each entry is
+# "dir node_id port". Prints why and kills what it started on failure.
+nodes_wait() {
+  local t0=$SECONDS timeout=${KAFKA_START_TIMEOUT:-60} entry d id p pid pending why=""
+  while ((SECONDS - t0 < timeout)); do
+    pending=()
+    for entry in "$@"; do
+      read -r d id p <<<"$entry"
+      pid=$(cat "$d/broker.pid" 2>/dev/null || true)
+      if [[ -n $pid ]] && ! alive "$pid"; then why="node $id exited during startup"; break 2; fi
+      DIR=$d NODE_ID=$id PORT=$p
+      if [[ -z $pid ]] || ! port_open "$p" || ! answers_metadata; then pending+=("$entry"); fi
+    done
+    ((${#pending[@]})) || return 0
+    set -- "${pending[@]}"
+    sleep 0.2
+  done
+  [[ -n $why ]] || why="did not answer a metadata request on 127.0.0.1:$p within $timeout s"
+  say "the broker $why; last lines of $d/broker.log:"
+  grep -v '^	' "$d/broker.log" | tail -n 25 >&2 || true
+  return 1
+}
+kill_started() { # kill_started dir...: after a failed start
+  local d pid
+  for d in "$@"; do
+    pid=$(cat "$d/broker.pid" 2>/dev/null || true)
+    [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$d/broker.pid" "$d/broker.jsa" "$d/broker.jsa.target"
+  done
+}
+
+prepare_runtime() { # java, kcat, jars, JVM flags, classpath
+  local major=${VERSION%%.*} minjava=11
+  ((major >= 4)) && minjava=17
+  need_java "$minjava"
+  need_kcat
+  fetch_jars
+  CP=$(classpath)
+  jvm_opts
+}
+
 cmd_start() {
   PORT=${PORT:-${KAFKA_PORT:-}}
   VERSION=${VERSION:-${KAFKA_VERSION:-}}
   [[ -n ${KAFKA_VERSION:-} ]] && VERSION_SET=1
   [[ -n ${KAFKA_PORT:-} ]] && PORT_SET=1
   DIR=${DIR:-${KAFKA_DIR:-}}
-  local fresh=1 D_PORT="" D_CPORT="" D_VERSION="" D_CLUSTER_ID=""
+  [[ -z $DIR ]] || DIR=$(realpath -m "$DIR")
+  if [[ -n $NODES ]]; then
+    [[ $NODES =~ ^[0-9]+$ ]] && ((NODES >= 1 && NODES <= 9)) || die "bad --nodes '$NODES' (1-9)"
+  fi
+  if [[ -n $DIR ]] && is_cluster "$DIR" || ((${NODES:-1} > 1)); then
+    cluster_start
+    return
+  fi
+  [[ -z $NODE ]] || die "--node needs the --dir of a cluster (one started with --nodes N)"
+  HEAP=${HEAP:-512m}
+  local fresh=1 D_PORT="" D_CPORT="" D_VERSION="" D_CLUSTER_ID="" D_NODE_ID="" D_VOTERS="" D_NODES=""
   if [[ -n $DIR ]]; then
-    DIR=$(realpath -m "$DIR")
     if load_env; then
       fresh=0
       [[ -f $DIR/data/meta.properties ]] || fresh=1 # recorded but never formatted
@@ -294,6 +429,7 @@ cmd_start() {
         die "$DIR is the broker on port $D_PORT; start it with --port $D_PORT (or no --port) or use a fresh dir"
       fi
       PORT=$D_PORT CPORT=$D_CPORT VERSION=$D_VERSION
+      NODE_ID=${D_NODE_ID:-1}
       local pid
       if pid=$(broker_pid); then
         answers_metadata || die "broker of $DIR is running (pid $pid) but does not answer on 127.0.0.1:$PORT"
@@ -312,109 +448,168 @@ cmd_start() {
   VERSION=${VERSION:-$DEFAULT_VERSION}
   valid_version "$VERSION"
   PORT=${PORT:-19092}
-  if [[ $PORT == 0 ]]; then PORT=$(free_port_pair); fi
+  if [[ $PORT == 0 ]]; then PORT=$(free_port_run 2); fi
   [[ $PORT =~ ^[0-9]+$ ]] && ((PORT > 0 && PORT < 65535)) || die "bad --port '$PORT'"
   CPORT=${CPORT:-$((PORT + 1))}
+  VOTERS="1@127.0.0.1:$CPORT"
   port_open "$PORT" && die "port $PORT is in use (another broker? try: $0 stop --port $PORT, or --port 0)"
   port_open "$CPORT" && die "controller port $CPORT (port+1) is in use: choose another --port"
 
-  local major=${VERSION%%.*} minjava=11
-  ((major >= 4)) && minjava=17
-  need_java "$minjava"
-  need_kcat
-  fetch_jars
+  prepare_runtime
   mkdir -p "$DIR/data"
-  local cp; cp=$(classpath)
-  jvm_opts
-
   if [[ $fresh == 1 ]]; then
-    # A base64url UUID like kafka-storage random-uuid makes, and like it never one
-    # that starts with '-': the format tool would read that as an option (1 in 64).
-    local cid=${D_CLUSTER_ID:-}
-    while [[ -z $cid || $cid == -* ]]; do
-      cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-    done
-    printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nKAFKA_VERSION=%s\nKAFKA_CLUSTER_ID=%s\n' \
-      "$PORT" "$CPORT" "$VERSION" "$cid" >"$DIR/kafka.env"
-    write_properties
-    cds_opts format "$DIR/format.jsa"
-    if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 "${CDS_OPTS[@]}" "${JVM_OPTS[@]:2}" -cp "$cp" \
-         kafka.tools.StorageTool format --cluster-id="$cid" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1; then
-      tail -n 20 "$DIR/format.log" >&2
-      rm -f "$DIR/format.jsa" "$DIR/format.jsa.target"
-      die "formatting the KRaft store in $DIR/data failed (log: $DIR/format.log)"
-    fi
-    cds_promote "$DIR/format.jsa"
+    node_format "${D_CLUSTER_ID:-$(random_cluster_id)}"
   else
     write_properties # same ports and dir: identical content; keeps the file current with this script
   fi
-
-  cds_promote "$DIR/broker.jsa" # left by a run that was not stopped by this script
-  cds_opts broker "$DIR/broker.jsa"
   echo "$DIR" >"$(pointer "$PORT")"
-  : >>"$DIR/broker.log"
-  echo "==== $(date -Is) start: Kafka $VERSION on 127.0.0.1:$PORT (controller $CPORT)" >>"$DIR/broker.log"
-  # New session: Ctrl-C in the caller's terminal or a test harness killing its
-  # process group does not take the broker down; stop does. The wrapper writes
-  # its own pid, which exec turns into the JVM's.
-  # shellcheck disable=SC2016 # $$ and $1 are for the inner shell
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$DIR/broker.pid" \
-    "$JAVA" "${JVM_OPTS[@]}" "${CDS_OPTS[@]}" -cp "$cp" kafka.Kafka "$DIR/server.properties" \
-    </dev/null >>"$DIR/broker.log" 2>&1 &
-  local t0=$SECONDS timeout=${KAFKA_START_TIMEOUT:-60} pid="" why
-  why="did not answer a metadata request on 127.0.0.1:$PORT within $timeout s"
-  while ((SECONDS - t0 < timeout)); do
-    pid=$(cat "$DIR/broker.pid" 2>/dev/null || true)
-    if [[ -n $pid ]]; then
-      if ! alive "$pid"; then why="exited during startup"; pid=""; break; fi
-      if port_open "$PORT" && answers_metadata; then
-        echo "kafka ready on 127.0.0.1:$PORT (dir $DIR, version $VERSION)"
-        trap - EXIT
-        return 0
-      fi
-    fi
-    sleep 0.2
-  done
-  say "the broker $why; last lines of $DIR/broker.log:"
-  grep -v '^	' "$DIR/broker.log" | tail -n 25 >&2 || true
-  [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$DIR/broker.pid" "$DIR/broker.jsa" "$DIR/broker.jsa.target"
+  node_launch
+  if nodes_wait "$DIR 1 $PORT"; then
+    echo "kafka ready on 127.0.0.1:$PORT (dir $DIR, version $VERSION)"
+    trap - EXIT
+    return 0
+  fi
+  kill_started "$DIR"
   trap - EXIT
   say "the broker dir is kept for inspection: $DIR (remove it with: $0 stop --dir $DIR)"
   exit 1
 }
 
+# A cluster in CDIR: starts every node that is not running (or only --node I).
+cluster_start() {
+  local CDIR=$DIR C_NODES="" C_PORT="" C_VERSION="" C_CLUSTER_ID="" i
+  HEAP=${HEAP:-384m}
+  if [[ -n $CDIR ]] && is_cluster "$CDIR"; then
+    load_cluster
+    [[ -z $NODES || $NODES == "$C_NODES" ]] || die "$CDIR is a cluster of $C_NODES nodes; start it with --nodes $C_NODES (or no --nodes)"
+    [[ $VERSION_SET == 0 || $VERSION == "$C_VERSION" ]] || die "$CDIR holds Kafka $C_VERSION; start it with --version $C_VERSION or use a fresh dir"
+    [[ $PORT_SET == 0 || $PORT == "$C_PORT" ]] || die "$CDIR is the cluster on port $C_PORT; start it with --port $C_PORT (or no --port)"
+    VERSION=$C_VERSION
+  else
+    [[ -z $NODE ]] || die "--node needs the --dir of a cluster made by this script"
+    if [[ -z $CDIR ]]; then
+      CDIR=$(mktemp -d "$RUN_ROOT/tokenledger-kafka-cluster.XXXXXX")
+    elif [[ -e $CDIR ]]; then
+      [[ -d $CDIR ]] || die "$CDIR is not a directory"
+      [[ -z $(ls -A "$CDIR") ]] || die "$CDIR is neither empty nor a cluster dir made by this script (no cluster.env)"
+    fi
+    VERSION=${VERSION:-$DEFAULT_VERSION}
+    valid_version "$VERSION"
+    PORT=${PORT:-19092}
+    if [[ $PORT == 0 ]]; then PORT=$(free_port_run $((2 * NODES))); fi
+    [[ $PORT =~ ^[0-9]+$ ]] && ((PORT > 0 && PORT + 2 * NODES < 65535)) || die "bad --port '$PORT'"
+    for ((i = 0; i < 2 * NODES; i++)); do
+      port_open "$((PORT + i))" && die "port $((PORT + i)) is in use: a cluster of $NODES needs ports $PORT-$((PORT + 2 * NODES - 1)) free (or --port 0)"
+    done
+    mkdir -p "$CDIR"
+    C_NODES=$NODES C_PORT=$PORT C_VERSION=$VERSION C_CLUSTER_ID=$(random_cluster_id)
+    printf 'KAFKA_NODES=%s\nKAFKA_PORT=%s\nKAFKA_VERSION=%s\nKAFKA_CLUSTER_ID=%s\n' \
+      "$C_NODES" "$C_PORT" "$C_VERSION" "$C_CLUSTER_ID" >"$CDIR/cluster.env"
+  fi
+  select_nodes
+  prepare_runtime
+  CLUSTER_NODES=$C_NODES
+  VOTERS=$(voters_of "$C_NODES" "$C_PORT")
+  local waits=() started=() brokers="" pid
+  for i in "${WHICH[@]}"; do
+    DIR=$CDIR/node-$i NODE_ID=$i PORT=$(node_port "$i")
+    CPORT=$((PORT + 1))
+    mkdir -p "$DIR/data"
+    if pid=$(broker_pid); then
+      say "node $i already running (pid $pid)"
+    else
+      port_open "$PORT" && die "port $PORT of node $i is in use by something else"
+      port_open "$CPORT" && die "controller port $CPORT of node $i is in use by something else"
+      if [[ -f $DIR/data/meta.properties ]]; then
+        write_properties
+      else
+        node_format "$C_CLUSTER_ID"
+      fi
+      node_launch
+      started+=("$DIR")
+    fi
+    waits+=("$DIR $i $PORT")
+  done
+  echo "$CDIR" >"$(pointer "$C_PORT")"
+  if ! nodes_wait "${waits[@]}"; then
+    [[ -n $NODE ]] && say "a node answers only while a majority of the $C_NODES controllers runs: start the others too"
+    kill_started "${started[@]}"
+    say "the cluster dir is kept for inspection: $CDIR (remove it with: $0 stop --dir $CDIR)"
+    exit 1
+  fi
+  for ((i = 1; i <= C_NODES; i++)); do brokers+="${brokers:+,}127.0.0.1:$(node_port "$i")"; done
+  if [[ -n $NODE ]]; then
+    echo "kafka node $NODE ready on 127.0.0.1:$(node_port "$NODE") (cluster dir $CDIR)"
+  else
+    echo "kafka cluster ready on $brokers (dir $CDIR, $C_NODES nodes, version $VERSION)"
+  fi
+}
+
 # ----------------------------------------------------------------- stop/status
+
+# Sends the stop signal to the node in $DIR; prints its pid if it was running.
+node_signal_stop() {
+  local pid
+  pid=$(broker_pid) || return 1
+  if [[ $KILL == 1 ]]; then
+    kill -KILL "$pid" 2>/dev/null || true
+    echo "==== $(date -Is) killed (SIGKILL)" >>"$DIR/broker.log"
+  else
+    kill -CONT "$pid" 2>/dev/null || true # in case it was paused
+    kill -TERM "$pid" 2>/dev/null || true
+  fi
+  echo "$pid"
+}
+# Waits for the node in $DIR (pid $1, port $2) to exit; SIGKILL after 30 s.
+node_wait_stop() {
+  local pid=$1 clean=1 t0=$SECONDS
+  [[ $KILL == 1 ]] && clean=0
+  while alive "$pid" && ((SECONDS - t0 < 30)); do sleep 0.1; done
+  if alive "$pid"; then
+    say "broker (pid $pid) still running after 30 s: SIGKILL"
+    clean=0
+    kill -KILL "$pid" 2>/dev/null || true
+    while alive "$pid"; do sleep 0.1; done
+  fi
+  echo "kafka stopped (pid $pid, 127.0.0.1:$2)"
+  [[ $clean == 1 ]] || rm -f "$DIR/broker.jsa" # a dump cut short
+  rm -f "$DIR/broker.pid"
+  cds_promote "$DIR/broker.jsa"
+}
 
 cmd_stop() {
   resolve_dir || { echo "kafka not running (no broker dir found${DIR:+ at $DIR})"; return 0; }
-  local D_PORT="" D_CPORT="" D_VERSION="" D_CLUSTER_ID="" pid
-  load_env; PORT=$D_PORT
-  if pid=$(broker_pid); then
-    local clean=1
-    if [[ $KILL == 1 ]]; then
-      clean=0
-      kill -KILL "$pid" 2>/dev/null || true
-      echo "==== $(date -Is) killed (SIGKILL)" >>"$DIR/broker.log"
+  local D_PORT="" D_CPORT="" D_VERSION="" D_CLUSTER_ID="" D_NODE_ID="" D_VOTERS="" D_NODES="" pid
+  if is_cluster "$DIR"; then
+    local CDIR=$DIR C_NODES="" C_PORT="" C_VERSION="" C_CLUSTER_ID="" i pids=() dirs=() ports=()
+    load_cluster
+    select_nodes
+    # all at once: a node stopping alone waits for a controller quorum that the
+    # others, stopping one after the other, would no longer form
+    for i in "${WHICH[@]}"; do
+      DIR=$CDIR/node-$i
+      if pid=$(node_signal_stop); then pids+=("$pid"); dirs+=("$DIR"); ports+=("$(node_port "$i")")
+      else echo "kafka node $i not running"; fi
+    done
+    for i in "${!pids[@]}"; do DIR=${dirs[$i]} node_wait_stop "${pids[$i]}" "${ports[$i]}"; done
+    DIR=$CDIR
+    if [[ -n $NODE || $KEEP == 1 ]]; then
+      echo "kept $CDIR (start it again with: $0 start --dir $CDIR${NODE:+ --node $NODE})"
     else
-      kill -CONT "$pid" 2>/dev/null || true # in case it was paused
-      kill -TERM "$pid" 2>/dev/null || true
+      local ptr; ptr=$(pointer "$C_PORT")
+      [[ -f $ptr && $(cat "$ptr") == "$CDIR" ]] && rm -f "$ptr"
+      rm -rf -- "$CDIR"
     fi
-    local t0=$SECONDS
-    while alive "$pid" && ((SECONDS - t0 < 30)); do sleep 0.1; done
-    if alive "$pid"; then
-      say "broker (pid $pid) still running after 30 s: SIGKILL"
-      clean=0
-      kill -KILL "$pid" 2>/dev/null || true
-      while alive "$pid"; do sleep 0.1; done
-    fi
-    echo "kafka stopped (pid $pid, 127.0.0.1:$PORT)"
-    [[ $clean == 1 ]] || rm -f "$DIR/broker.jsa" # a dump cut short
+    return 0
+  fi
+  [[ -z $NODE ]] || die "--node needs the --dir of a cluster"
+  load_env; PORT=$D_PORT
+  if pid=$(node_signal_stop); then
+    node_wait_stop "$pid" "$PORT"
   else
     echo "kafka not running (dir $DIR)"
+    rm -f "$DIR/broker.pid"
   fi
-  rm -f "$DIR/broker.pid"
-  cds_promote "$DIR/broker.jsa"
   local ptr; ptr=$(pointer "$PORT")
   if [[ $KEEP == 1 ]]; then
     echo "kept $DIR (start it again with: $0 start --dir $DIR)"
@@ -424,32 +619,56 @@ cmd_stop() {
   fi
 }
 
-cmd_status() {
-  resolve_dir || { echo "kafka not running (no broker dir found${DIR:+ at $DIR})"; return 1; }
-  local D_PORT="" D_CPORT="" D_VERSION="" D_CLUSTER_ID="" pid state
-  load_env; PORT=$D_PORT
+node_status() { # prints one node's state; returns 1 if its process does not exist
+  local D_PORT="" D_CPORT="" D_VERSION="" D_CLUSTER_ID="" D_NODE_ID="" D_VOTERS="" D_NODES="" pid state
+  load_env || { echo "kafka not set up in $DIR"; return 1; }
+  PORT=$D_PORT NODE_ID=${D_NODE_ID:-1}
+  local what="kafka" ; [[ -n $D_NODE_ID && ${D_NODES:-1} -gt 1 ]] && what="kafka node $D_NODE_ID"
   if pid=$(broker_pid); then
     state=$(awk '/^State:/ {print $2}' "/proc/$pid/status")
     if [[ $state == T ]]; then
-      echo "kafka paused (pid $pid) on 127.0.0.1:$PORT (dir $DIR, version $D_VERSION)"
+      echo "$what paused (pid $pid) on 127.0.0.1:$PORT (dir $DIR, version $D_VERSION)"
     elif command -v kcat >/dev/null && ! answers_metadata; then
-      echo "kafka running (pid $pid) but not answering on 127.0.0.1:$PORT (dir $DIR, version $D_VERSION)"
+      echo "$what running (pid $pid) but not answering on 127.0.0.1:$PORT (dir $DIR, version $D_VERSION)"
     else
-      echo "kafka running (pid $pid) on 127.0.0.1:$PORT (dir $DIR, version $D_VERSION)"
+      echo "$what running (pid $pid) on 127.0.0.1:$PORT (dir $DIR, version $D_VERSION)"
     fi
     return 0
   fi
-  echo "kafka not running (dir $DIR, version $D_VERSION, port $PORT)"
+  echo "$what not running (dir $DIR, version $D_VERSION, port $PORT)"
   return 1
 }
 
-cmd_signal() { # pause/resume
-  resolve_dir || die "no broker dir found"
-  local D_PORT="" D_CPORT="" D_VERSION="" D_CLUSTER_ID="" pid
+# Runs `$@` for the node of $DIR, or for each selected node of a cluster dir.
+for_nodes() {
+  if ! is_cluster "$DIR"; then
+    [[ -z $NODE ]] || die "--node needs the --dir of a cluster"
+    "$@"
+    return
+  fi
+  local CDIR=$DIR C_NODES="" C_PORT="" C_VERSION="" C_CLUSTER_ID="" i rc=0
+  load_cluster
+  select_nodes
+  for i in "${WHICH[@]}"; do DIR=$CDIR/node-$i "$@" || rc=1; done
+  return $rc
+}
+
+cmd_status() {
+  resolve_dir || { echo "kafka not running (no broker dir found${DIR:+ at $DIR})"; return 1; }
+  for_nodes node_status
+}
+
+node_signal() { # node_signal SIGNAL verb
+  local D_PORT="" D_CPORT="" D_VERSION="" D_CLUSTER_ID="" D_NODE_ID="" D_VOTERS="" D_NODES="" pid
   load_env; PORT=$D_PORT
   pid=$(broker_pid) || die "kafka not running (dir $DIR)"
   kill "-$1" "$pid"
   echo "kafka $2 (pid $pid, 127.0.0.1:$PORT)"
+}
+
+cmd_signal() { # pause/resume
+  resolve_dir || die "no broker dir found"
+  for_nodes node_signal "$@"
 }
 
 # ------------------------------------------------------------------------ main
@@ -466,6 +685,10 @@ while (($#)); do
     --version) VERSION=${2:?--version needs a value}; VERSION_SET=1; shift 2 ;;
     --version=*) VERSION=${1#*=}; VERSION_SET=1; shift ;;
     --heap) HEAP=${2:?--heap needs a value}; shift 2 ;;
+    --nodes) NODES=${2:?--nodes needs a value}; shift 2 ;;
+    --nodes=*) NODES=${1#*=}; shift ;;
+    --node) NODE=${2:?--node needs a value}; shift 2 ;;
+    --node=*) NODE=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
     --kill) KILL=1; shift ;;
     -h|--help) usage 0 ;;
@@ -482,6 +705,14 @@ case $cmd in
   fetch)
     VERSION=${VERSION:-${KAFKA_VERSION:-$DEFAULT_VERSION}}; valid_version "$VERSION"
     fetch_jars; echo "Kafka $VERSION jars in $LIBS" ;;
+  properties)
+    VERSION=${VERSION:-${KAFKA_VERSION:-$DEFAULT_VERSION}}; valid_version "$VERSION"
+    CLUSTER_NODES=${NODES:-1} NODE_ID=${NODE:-1} C_PORT=${PORT:-${KAFKA_PORT:-19092}}
+    PORT=$(node_port "$NODE_ID") CPORT=$((PORT + 1))
+    VOTERS=$(voters_of "$CLUSTER_NODES" "$C_PORT")
+    DIR=$(mktemp -d "$RUN_ROOT/tokenledger-kafka-properties.XXXXXX")
+    write_properties && cat "$DIR/server.properties"
+    rm -rf -- "$DIR" ;;
   -h|--help|help) usage 0 ;;
-  *) die "unknown command '$cmd' (start, stop, status, pause, resume, fetch)" ;;
+  *) die "unknown command '$cmd' (start, stop, status, pause, resume, fetch, properties)" ;;
 esac

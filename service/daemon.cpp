@@ -65,6 +65,9 @@ std::unique_ptr<EventLog> openLog(const DaemonOptions& o) {
     k.brokers = o.kafkaBrokers;
     k.topic = o.topic;
     k.partitions = o.partitions;
+    k.replicationFactor = o.replicationFactor;
+    k.minInsyncReplicas = o.minInsyncReplicas;
+    k.appendTimeoutMs = o.appendTimeoutMs;
     return openKafkaLog(k);
   }
   throw std::runtime_error("unknown --log " + o.log + "; use embedded or kafka");

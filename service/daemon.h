@@ -24,6 +24,10 @@ struct DaemonOptions {
   std::string kafkaBrokers;
   std::string topic = "token-events";
   int partitions = 6;
+  // Durability on Kafka (events/kafka_log.h): -1 = the broker's default.
+  int replicationFactor = -1;
+  int minInsyncReplicas = -1;
+  int appendTimeoutMs = 10000;
   int httpThreads = 2;
   int commandThreads = 16;  // concurrent commands (each waits for the log and the projection)
   // Open HTTP connections; 0: defaultMaxConnections() of the open-files limit.

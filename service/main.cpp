@@ -30,6 +30,20 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
   --topic NAME         with --log kafka: the event topic (default token-events)
   --partitions N       with --log kafka: partitions when the topic is created
                        (default 6)
+  --replication-factor N
+                       with --log kafka: copies of each partition; the topic is
+                       created with it, and an existing topic with fewer copies
+                       is refused (default: the broker's default.replication.factor)
+  --min-insync-replicas N
+                       with --log kafka: copies that must have an event before it
+                       is acknowledged (min.insync.replicas; producer acks=all);
+                       set on the topic it creates, an existing topic with fewer
+                       is refused (default: 2 with --replication-factor 3 or
+                       more, 1 with 1 or 2, else the broker's default)
+  --append-timeout-ms N
+                       with --log kafka: how long a command waits for Kafka to
+                       acknowledge its event before 503 log_unavailable (default
+                       10000; above the brokers' leader failover time)
   --threads N          HTTP event-loop threads (default 2)
   --command-threads N  commands processed concurrently (default 16; 64 with
                        --log kafka, where each waits for a broker round trip)
@@ -102,6 +116,7 @@ Flags parseFlags(int argc, char** argv) {
   Flags flags;
   DaemonOptions& options = flags.options;
   bool commandThreadsSet = false;
+  std::string kafkaOnly;  // the last option given that only Kafka mode takes
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -138,6 +153,24 @@ Flags parseFlags(int argc, char** argv) {
       uint64_t n = 0;
       if (!parseUint(value(), 10000, n) || n == 0) throw UsageError("--partitions wants 1-10000");
       options.partitions = static_cast<int>(n);
+    } else if (a == "--replication-factor") {
+      kafkaOnly = a;
+      uint64_t n = 0;
+      if (!parseUint(value(), 32767, n) || n == 0)
+        throw UsageError("--replication-factor wants 1-32767");
+      options.replicationFactor = static_cast<int>(n);
+    } else if (a == "--min-insync-replicas") {
+      kafkaOnly = a;
+      uint64_t n = 0;
+      if (!parseUint(value(), 32767, n) || n == 0)
+        throw UsageError("--min-insync-replicas wants 1-32767");
+      options.minInsyncReplicas = static_cast<int>(n);
+    } else if (a == "--append-timeout-ms") {
+      kafkaOnly = a;
+      uint64_t n = 0;
+      if (!parseUint(value(), 600000, n) || n < 1000)
+        throw UsageError("--append-timeout-ms wants 1000-600000");
+      options.appendTimeoutMs = static_cast<int>(n);
     } else if (a == "--threads") {
       uint64_t n = 0;
       if (!parseUint(value(), 64, n) || n == 0) throw UsageError("--threads wants 1-64");
@@ -182,6 +215,12 @@ Flags parseFlags(int argc, char** argv) {
     throw UsageError("--log kafka needs --kafka-brokers HOST:PORT");
   if (options.log != "kafka" && !options.kafkaBrokers.empty())
     throw UsageError("--kafka-brokers needs --log kafka");
+  if (options.log != "kafka" && !kafkaOnly.empty())
+    throw UsageError(kafkaOnly + " needs --log kafka");
+  if (options.replicationFactor > 0 && options.minInsyncReplicas > options.replicationFactor)
+    throw UsageError("--min-insync-replicas " + std::to_string(options.minInsyncReplicas) +
+                     " is more than --replication-factor " +
+                     std::to_string(options.replicationFactor) + ": every event would be refused");
   return flags;
 }
 

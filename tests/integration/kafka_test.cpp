@@ -176,6 +176,63 @@ TEST_CASE("a topic that compacts or expires events is refused with a fix") {
   std::filesystem::remove_all(root);
 }
 
+TEST_CASE("a topic less durable than asked for is refused with a fix") {
+  std::string topic = uniqueTopic("weak");
+  KafkaLogOptions o;
+  o.brokers = brokers();
+  o.topic = topic;
+  openKafkaLog(o);  // created with the broker's defaults: 1 replica, min.insync.replicas=1
+  auto refusal = [&](KafkaLogOptions asked) {
+    try {
+      openKafkaLog(asked);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  o.replicationFactor = 3;
+  std::string why = refusal(o);
+  CHECK_MESSAGE(why.find("1 replica(s) per partition, fewer than --replication-factor 3") !=
+                    std::string::npos,
+                why);
+  CHECK_MESSAGE(why.find("kafka-reassign-partitions.sh") != std::string::npos, why);
+  o.replicationFactor = -1;
+  o.minInsyncReplicas = 2;
+  why = refusal(o);
+  CHECK_MESSAGE(why.find("min.insync.replicas=1") != std::string::npos, why);
+  CHECK_MESSAGE(why.find("--add-config min.insync.replicas=2") != std::string::npos, why);
+  o.minInsyncReplicas = 1;
+  CHECK(refusal(o) == "(accepted)");
+  // A new topic with more replicas than there are brokers: Kafka's own reason.
+  o.topic = uniqueTopic("toomany");
+  o.replicationFactor = 3;
+  why = refusal(o);
+  CHECK_MESSAGE(why.find("cannot create topic " + o.topic) != std::string::npos, why);
+  CHECK_MESSAGE(why.find("3 time(s)") != std::string::npos, why);  // Kafka 4.4's words
+
+  // The daemon says the same and exits 1; flags that contradict each other are usage
+  // errors (exit 2).
+  std::string root = tempDir("weak");
+  TrustRoot trust(root);
+  trust.certify(root + "/d");
+  int status = 0;
+  std::string daemon = kBinary + " --data-dir " + root + "/d --listen 127.0.0.1:0 ";
+  std::string out = run(daemon + "--log kafka --kafka-brokers " + brokers() + " --topic " + topic +
+                            " --trust-root " + trust.pub() + " --replication-factor 3",
+                        &status);
+  CHECK(status == 1);
+  CHECK_MESSAGE(out.find("fewer than --replication-factor 3") != std::string::npos, out);
+  out = run(daemon + "--log kafka --kafka-brokers " + brokers() +
+                " --replication-factor 2 --min-insync-replicas 3",
+            &status);
+  CHECK(status == 2);
+  CHECK_MESSAGE(out.find("every event would be refused") != std::string::npos, out);
+  out = run(daemon + "--replication-factor 3", &status);
+  CHECK(status == 2);
+  CHECK_MESSAGE(out.find("--replication-factor needs --log kafka") != std::string::npos, out);
+  std::filesystem::remove_all(root);
+}
+
 TEST_CASE("the daemon on Kafka: commands, read-your-writes, restart, and the topic contract") {
   std::string root = tempDir("kafka-daemon");
   std::string topic = uniqueTopic("events");

@@ -1,10 +1,11 @@
 // A log wrapper for the signer's tests: refuses appends, recording nothing, while
 // `down`; holds each append at the gate while `gated`, so that the signer signs the
-// next passes meanwhile.
+// next passes meanwhile; says it refuses appends (refusesAppends) while `refusing`.
 #pragma once
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -16,7 +17,7 @@ namespace tokenledger::test {
 
 struct GatedLog final : EventLog {
   EventLog& inner;
-  std::atomic<bool> down{false}, gated{false};
+  std::atomic<bool> down{false}, gated{false}, refusing{false};
   std::atomic<int> waiting{0};
   explicit GatedLog(EventLog& l) : inner(l) {}
   std::vector<Position> append(std::string_view key,
@@ -26,6 +27,10 @@ struct GatedLog final : EventLog {
     waiting--;
     if (down) throw LogUnavailable("disk full", LogUnavailable::Outcome::nothingRecorded);
     return inner.append(key, values);
+  }
+  std::optional<std::string> refusesAppends() const override {
+    if (refusing) return "only 1 of 3 brokers are reachable";
+    return std::nullopt;
   }
   int32_t partitionCount() const override { return inner.partitionCount(); }
   std::unique_ptr<LogReader> openReader(const Offsets& from) override {

@@ -554,6 +554,47 @@ void checkGaplessChain(const std::vector<LogRecord>& records, const KeyRing& rin
   }
 }
 
+TEST_CASE("a log that refuses appends fails a command at once, behind a stuck append") {
+  test::TempDir dir;
+  auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
+  test::GatedLog gated(*log);
+  SignedAppender appender(
+      gated, SigningKey::generate(), WriterState{}, [](const WriterState&) {},
+      [](const std::string&) {});
+  auto one = [] {
+    return std::vector<Event>{
+        test::makeEvent(generateTokenKey(), "alice", test::timeUs(1), test::makeCreated("s"))};
+  };
+  // An append stuck at the log (a broker that does not answer).
+  gated.gated = true;
+  std::atomic<bool> stuckDone{false};
+  auto stuckEvents = one();
+  std::thread stuck([&] {
+    appender.append("alice", stuckEvents);
+    stuckDone = true;
+  });
+  while (gated.waiting == 0) std::this_thread::yield();
+  // The log now knows it cannot take appends: the next command is refused at once,
+  // nothing recorded, without waiting behind the stuck one.
+  gated.refusing = true;
+  auto refused = one();
+  try {
+    appender.append("alice", refused);
+    FAIL("the append was not refused");
+  } catch (const LogUnavailable& e) {
+    CHECK(e.nothingRecorded());
+    CHECK(std::string(e.what()).find("only 1 of 3 brokers are reachable on gated log") == 0);
+  }
+  CHECK_FALSE(stuckDone);
+  gated.refusing = false;
+  gated.gated = false;
+  stuck.join();
+  auto next = one();
+  appender.append("alice", next);
+  CHECK(stuckEvents[0].writerSeq == 1);
+  CHECK(next[0].writerSeq == 2);  // the refusal spent no number
+}
+
 TEST_CASE("an append that recorded nothing gives its sequence numbers back") {
   test::TempDir dir;
   auto log = openEmbeddedLog(dir.sub("log"), EmbeddedLogOptions{64ull << 20});
