@@ -10,12 +10,13 @@ BrokersReachable brokersReachable(std::string_view statsJson) {
   if (!j.is_object() || !j.contains("brokers") || !j["brokers"].is_object()) return r;
   for (const auto& [name, b] : j["brokers"].items()) {
     if (!b.is_object()) continue;
-    // The bootstrap entries ("configured", node id -1) duplicate learned brokers.
-    int id = b.value("nodeid", -1);
-    if (id < 0) continue;
+    // Brokers not learned from metadata (node id -1: bootstrap entries before the
+    // first metadata answer) are not counted.
+    const auto id = b.find("nodeid");
+    const auto state = b.find("state");
+    if (id == b.end() || !id->is_number_integer() || id->get<int64_t>() < 0) continue;
     ++r.known;
-    std::string state = b.value("state", "");
-    if (state == "UP" || state == "UPDATE") ++r.up;
+    if (state != b.end() && state->is_string() && (*state == "UP" || *state == "UPDATE")) ++r.up;
   }
   return r;
 }

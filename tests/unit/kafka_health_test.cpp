@@ -83,14 +83,16 @@ TEST_CASE("brokersReachable counts the brokers a client is connected to") {
 }
 
 TEST_CASE("brokersReachable: what is not statistics counts nothing") {
-  for (const char* s : {"", "{", "[]", R"({"brokers":[]})", R"({"brokers":{"x":1}})"}) {
+  for (const char* s : {"", "{", "[]", R"({"brokers":[]})", R"({"brokers":{"x":1}})",
+                        R"({"brokers":{"x":{"nodeid":"1","state":"UP"}}})"}) {
     BrokersReachable b = brokersReachable(s);
     CHECK(b.up == 0);
     CHECK(b.known == 0);
   }
   BrokersReachable b = brokersReachable(
       R"({"brokers":{"h:1/bootstrap":{"nodeid":-1,"state":"UP"},"h:1/1":{"nodeid":1,"state":"UP"},)"
-      R"("h:2/2":{"nodeid":2,"state":"DOWN"},"h:3/3":{"nodeid":3,"state":"UPDATE"}}})");
-  CHECK(b.known == 3);
+      R"("h:2/2":{"nodeid":2,"state":"DOWN"},"h:3/3":{"nodeid":3,"state":"UPDATE"},)"
+      R"("h:4/4":{"nodeid":4,"state":7}}})");
+  CHECK(b.known == 4);
   CHECK(b.up == 2);
 }
