@@ -300,6 +300,10 @@ TEST_CASE("the broker leading the most partitions dies under load: nothing ackno
   REQUIRE(caughtUp(a, c.end()));
   REQUIRE(caughtUp(b, c.end()));
 
+  auto t0 = Steady::now();
+  Verifier verifier({&a, &b}, sentinel.json());
+  Load load({&a, &b}, pool, 16, t0);
+  std::this_thread::sleep_for(std::chrono::seconds(4));
   std::map<int, int> partitionsOf;  // node -> partitions it leads
   auto leaders = nodes.leaders(c.topic);
   for (auto [p, leader] : leaders) partitionsOf[leader]++;
@@ -309,13 +313,8 @@ TEST_CASE("the broker leading the most partitions dies under load: nothing ackno
   std::set<int> victimPartitions;
   for (auto [p, leader] : leaders)
     if (leader == victim) victimPartitions.insert(p);
-
-  auto t0 = Steady::now();
-  Verifier verifier({&a, &b}, sentinel.json());
-  Load load({&a, &b}, pool, 16, t0);
-  std::this_thread::sleep_for(std::chrono::seconds(4));
-  double killMs = msSince(t0);
   nodes.kill(victim);
+  double killMs = msSince(t0);  // the script returns once the process is gone
   std::this_thread::sleep_for(std::chrono::seconds(16));
   load.stop();
   verifier.stop();
