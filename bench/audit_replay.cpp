@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/signed_events.h"
 #include "events/event.h"
 #include "events/event_log.h"
 #include "events/kafka_log.h"
@@ -54,16 +55,13 @@ double secondsOf(const std::string& cmd, int* status = nullptr) {
 // Calls `sink` with batches of (owner, envelope).
 template <typename Sink>
 void generate(size_t n, size_t group, const SigningKey& key, Sink&& sink) {
-  const size_t perGroup = std::max<size_t>(group, 1);
-  const size_t chunk = std::max<size_t>(1, 20000 / perGroup) * perGroup;  // whole groups
-  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-  std::string prev;
+  tlbench::SignedChain chain(key, group);
+  const size_t chunk = chain.chunk();
   std::string lastKey;
   SecretHash hash = hashSecret(generateSecret());
   for (size_t base = 0; base < n; base += chunk) {
     size_t m = std::min(chunk, n - base);
     std::vector<Event> events(m);
-    std::vector<Digest> digests(m);
     for (size_t i = 0; i < m; ++i) {
       size_t k = base + i;
       Event& e = events[i];
@@ -85,32 +83,8 @@ void generate(size_t n, size_t group, const SigningKey& key, Sink&& sink) {
         e.body = c;
         lastKey = e.tokenKey;
       }
-      e.signingKeyId = key.keyId();
-      e.writerSeq = k + 1;
-      e.prevDigest = prev;
-      digests[i] = eventDigest(e);  // the chain is sequential...
-      prev.assign(reinterpret_cast<const char*>(digests[i].data()), digests[i].size());
     }
-    // ...the signatures are not: each group (or event) on a thread.
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] {
-        for (size_t g = t * perGroup; g < m; g += threads * perGroup) {
-          if (group == 0) {
-            signEvent(events[g], key);
-            continue;
-          }
-          size_t end = std::min(m, g + perGroup);
-          std::vector<Event*> members;
-          for (size_t i = g; i < end; ++i) members.push_back(&events[i]);
-          signGroup(members, std::span<const Digest>(digests).subspan(g, end - g), key);
-        }
-      });
-    for (auto& th : pool) th.join();
-    std::vector<std::pair<std::string, std::string>> batch;
-    batch.reserve(m);
-    for (auto& e : events) batch.emplace_back(e.owner, encodeEvent(e));
-    sink(batch);
+    sink(chain.seal(events));
   }
 }
 
