@@ -123,6 +123,13 @@ Flags parseFlags(int argc, char** argv) {
       if (i + 1 >= argc) throw UsageError(a + " needs a value");
       return argv[++i];
     };
+    // The option's value as a number in [min, max].
+    auto number = [&](uint64_t min, uint64_t max) -> uint64_t {
+      uint64_t n = 0;
+      if (!parseUint(value(), max, n) || n < min)
+        throw UsageError(a + " wants " + std::to_string(min) + "-" + std::to_string(max));
+      return n;
+    };
     if (a == "--help" || a == "-h") {
       flags.help = true;
       return flags;
@@ -150,52 +157,27 @@ Flags parseFlags(int argc, char** argv) {
       if (options.topic.empty() || options.topic.size() > 249)
         throw UsageError("--topic wants a Kafka topic name (1-249 characters)");
     } else if (a == "--partitions") {
-      uint64_t n = 0;
-      if (!parseUint(value(), 10000, n) || n == 0) throw UsageError("--partitions wants 1-10000");
-      options.partitions = static_cast<int>(n);
+      options.partitions = static_cast<int>(number(1, 10000));
     } else if (a == "--replication-factor") {
       kafkaOnly = a;
-      uint64_t n = 0;
-      if (!parseUint(value(), 32767, n) || n == 0)
-        throw UsageError("--replication-factor wants 1-32767");
-      options.replicationFactor = static_cast<int>(n);
+      options.replicationFactor = static_cast<int>(number(1, 32767));
     } else if (a == "--min-insync-replicas") {
       kafkaOnly = a;
-      uint64_t n = 0;
-      if (!parseUint(value(), 32767, n) || n == 0)
-        throw UsageError("--min-insync-replicas wants 1-32767");
-      options.minInsyncReplicas = static_cast<int>(n);
+      options.minInsyncReplicas = static_cast<int>(number(1, 32767));
     } else if (a == "--append-timeout-ms") {
       kafkaOnly = a;
-      uint64_t n = 0;
-      if (!parseUint(value(), 600000, n) || n < 1000)
-        throw UsageError("--append-timeout-ms wants 1000-600000");
-      options.appendTimeoutMs = static_cast<int>(n);
+      options.appendTimeoutMs = static_cast<int>(number(1000, 600000));
     } else if (a == "--threads") {
-      uint64_t n = 0;
-      if (!parseUint(value(), 64, n) || n == 0) throw UsageError("--threads wants 1-64");
-      options.httpThreads = static_cast<int>(n);
+      options.httpThreads = static_cast<int>(number(1, 64));
     } else if (a == "--command-threads") {
-      uint64_t n = 0;
-      if (!parseUint(value(), 1024, n) || n == 0)
-        throw UsageError("--command-threads wants 1-1024");
-      options.commandThreads = static_cast<int>(n);
+      options.commandThreads = static_cast<int>(number(1, 1024));
       commandThreadsSet = true;
     } else if (a == "--max-connections") {
-      uint64_t n = 0;
-      if (!parseUint(value(), 1u << 20, n) || n == 0)
-        throw UsageError("--max-connections wants 1-1048576");
-      options.maxConnections = n;
+      options.maxConnections = number(1, 1u << 20);
     } else if (a == "--map-size-mb") {
-      uint64_t n = 0;
-      if (!parseUint(value(), 1ull << 24, n) || n < 1)
-        throw UsageError("--map-size-mb wants 1-16777216");
-      options.mapSizeBytes = n << 20;
+      options.mapSizeBytes = number(1, 1ull << 24) << 20;
     } else if (a == "--max-position-waiters") {
-      uint64_t n = 0;
-      if (!parseUint(value(), 1000000, n) || n == 0)
-        throw UsageError("--max-position-waiters wants 1-1000000");
-      options.maxPositionWaiters = static_cast<int>(n);
+      options.maxPositionWaiters = static_cast<int>(number(1, 1000000));
     } else if (a == "--trust-root") {
       options.trustRootFiles.push_back(value());
     } else if (a == "--trust-keys") {

@@ -14,23 +14,17 @@
 #include "schemas/tokenledger.capnp.h"
 #include "tests/unit/future_event.h"
 #include "tests/unit/gated_log.h"
+#include "tests/unit/signing_vectors.h"
 #include "tests/unit/test_util.h"
 
 namespace tokenledger {
 namespace {
 
+using test::hexOf;
+using test::ringOf;
+
 std::string bytesOf(const Digest& d) {
   return std::string(reinterpret_cast<const char*>(d.data()), d.size());
-}
-
-std::string hexOf(const Digest& d) {
-  return toHex(bytesOf(d));
-}
-
-KeyRing ringOf(const SigningKey& key) {
-  KeyRing ring;
-  ring.add(key.publicKey());
-  return ring;
 }
 
 Event someEvent(size_t i) {
@@ -511,12 +505,9 @@ TEST_CASE("signed appender: each signing pass is one group; a rewound pass is si
 // format. Computed once with the code that wrote the logs; the digests, root and
 // signature cross-checked with Python's hashlib and cryptography.
 namespace vectors {
-
-// RFC 8032, section 7.1, TEST 1 (the key signing_test.cpp's vectors use).
-constexpr std::string_view kSeed =
-    "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
-constexpr std::string_view kPublicKeyLine =
-    "7849ac3049680be1 11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+using namespace test::vectors;
+using test::bytesFrom;
+using test::unhex;
 
 // signing_test.cpp's fixed event as written before group signatures (v1): it still
 // verifies, with the same digest.
@@ -561,41 +552,10 @@ constexpr std::string_view kGroupEnvelope =
     "05000000020100001100000002010000b00fd68f9d1da96144d13cd62cb219c49992543e236f28f7"
     "881415b7fefe9f839f2115d2eb33ac450a5123aec20b267224b1cb45c09c341ac01ee8e874cdf88f";
 
-std::string unhex(std::string_view hex) {
-  REQUIRE(hex.size() % 2 == 0);
-  std::string out;
-  for (size_t i = 0; i < hex.size(); i += 2)
-    out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
-  return out;
-}
-
-std::string bytesFrom(int first, int n) {
-  std::string s;
-  for (int i = 0; i < n; ++i) s.push_back(static_cast<char>(first + i));
-  return s;
-}
-
 // Three events, every field set, none random: a creation (signing_test.cpp's fixed
 // event), its activation and its deactivation, writer seq 42, 43 and 44.
 std::vector<Event> fixedGroup() {
-  Event e;
-  e.eventId = bytesFrom(0x00, 16);
-  e.tokenKey = "tlk_0123456789ABCDEFGHIJKLMN";
-  e.owner = "alice";
-  e.actor = "operator";
-  e.requestId = "req-0001";
-  e.occurredAt =
-      Timestamp{std::chrono::microseconds{1'767'225'600'000'000}};  // 2026-01-01T00:00:00Z
-  e.schemaVersion = 1;
-  Created c;
-  c.kind = TokenKind::destination;
-  c.destinationId = "crm-1";
-  c.description = "Receive leads from RD Station";
-  for (size_t i = 0; i < c.secretHash.size(); ++i) c.secretHash[i] = static_cast<uint8_t>(0xa0 + i);
-  c.expiresAt =
-      Timestamp{std::chrono::microseconds{1'798'761'600'000'000}};  // 2027-01-01T00:00:00Z
-  c.replaces = "tlk_ZYXWVUTSRQPONMLKJIHGFEDC";
-  e.body = c;
+  Event e = fixedEvent();  // its writer seq and previous digest: the group's to set
   Event activated = e;
   activated.eventId = bytesFrom(0x10, 16);
   activated.requestId = "req-0002";
@@ -607,12 +567,6 @@ std::vector<Event> fixedGroup() {
   deactivated.occurredAt += std::chrono::seconds(2);
   deactivated.body = Deactivated{Reason::compromised, e.occurredAt};
   return {e, activated, deactivated};
-}
-
-SigningKey fixedKey() {
-  auto key = SigningKey::fromSeed(unhex(kSeed));
-  REQUIRE(key.has_value());
-  return std::move(*key);
 }
 
 }  // namespace vectors

@@ -11,10 +11,13 @@
 #include "events/signed_appender.h"
 #include "tests/unit/future_event.h"
 #include "tests/unit/gated_log.h"
+#include "tests/unit/signing_vectors.h"
 #include "tests/unit/test_util.h"
 
 namespace tokenledger {
 namespace {
+
+using test::ringOf;
 
 Event signedCreated(const SigningKey& key, uint64_t seq = 1, std::string prev = "") {
   Event e = test::makeEvent(generateTokenKey(), "alice", test::timeUs(1'700'000'000'000'000),
@@ -23,12 +26,6 @@ Event signedCreated(const SigningKey& key, uint64_t seq = 1, std::string prev = 
   e.prevDigest = std::move(prev);
   signEvent(e, key);
   return e;
-}
-
-KeyRing ringOf(const SigningKey& key) {
-  KeyRing ring;
-  ring.add(key.publicKey());
-  return ring;
 }
 
 std::vector<LogRecord> readAll(EventLog& log) {
@@ -177,19 +174,17 @@ TEST_CASE("fields a newer schema adds are covered by the signature and verify he
 // format. Computed once with the code that wrote the logs; the key and signature
 // cross-checked with RFC 8032 and Python's cryptography and hashlib.
 namespace vectors {
+using namespace test::vectors;
+using test::bytesFrom;
+using test::hexOf;
+using test::unhex;
 
-// RFC 8032, section 7.1, TEST 1.
-constexpr std::string_view kSeed =
-    "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+// The public key of kSeed (RFC 8032, section 7.1, TEST 1).
 constexpr std::string_view kPublicKey =
     "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
 constexpr std::string_view kEmptyMessageSignature =
     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b4"
     "6bd25bf5f0595bbe24655141438e7a100b";
-constexpr std::string_view kKeyId = "7849ac3049680be1";
-constexpr std::string_view kPublicKeyLine =
-    "7849ac3049680be1 11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
-
 // fixedEvent() signed by the key above: "tokenledger-event-v1\n" + canonical envelope
 // without the signature, its BLAKE2b-256, the Ed25519 signature, and encodeEvent().
 constexpr std::string_view kSignedBytes =
@@ -239,55 +234,6 @@ constexpr std::string_view kEnvelopeWithGroupFields =
     "25000000ea00000063726d2d3100000052656365697665206c656164732066726f6d205244205374"
     "6174696f6e000000a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
     "746c6b5f5a595857565554535251504f4e4d4c4b4a4948474645444300000000";
-
-std::string unhex(std::string_view hex) {
-  REQUIRE(hex.size() % 2 == 0);
-  std::string out;
-  for (size_t i = 0; i < hex.size(); i += 2)
-    out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
-  return out;
-}
-
-std::string hexOf(const Digest& d) {
-  return toHex(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
-}
-
-std::string bytesFrom(int first, int n) {
-  std::string s;
-  for (int i = 0; i < n; ++i) s.push_back(static_cast<char>(first + i));
-  return s;
-}
-
-// Every field set, none random.
-Event fixedEvent() {
-  Event e;
-  e.eventId = bytesFrom(0x00, 16);
-  e.tokenKey = "tlk_0123456789ABCDEFGHIJKLMN";
-  e.owner = "alice";
-  e.actor = "operator";
-  e.requestId = "req-0001";
-  e.occurredAt =
-      Timestamp{std::chrono::microseconds{1'767'225'600'000'000}};  // 2026-01-01T00:00:00Z
-  e.schemaVersion = 1;
-  e.writerSeq = 42;
-  e.prevDigest = bytesFrom(0x20, 32);
-  Created c;
-  c.kind = TokenKind::destination;
-  c.destinationId = "crm-1";
-  c.description = "Receive leads from RD Station";
-  for (size_t i = 0; i < c.secretHash.size(); ++i) c.secretHash[i] = static_cast<uint8_t>(0xa0 + i);
-  c.expiresAt =
-      Timestamp{std::chrono::microseconds{1'798'761'600'000'000}};  // 2027-01-01T00:00:00Z
-  c.replaces = "tlk_ZYXWVUTSRQPONMLKJIHGFEDC";
-  e.body = c;
-  return e;
-}
-
-SigningKey fixedKey() {
-  auto key = SigningKey::fromSeed(unhex(kSeed));
-  REQUIRE(key.has_value());
-  return std::move(*key);
-}
 
 }  // namespace vectors
 
