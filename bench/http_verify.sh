@@ -16,6 +16,14 @@
 #   ROUNDS        runs per server, alternating nginx/tokenledgerd (default 2)
 #   WRK_THREADS   wrk -t (default 1)      CONNECTIONS   wrk -c (default 32)
 #   STRICT=1      exit 3 when a target is missed (default: report only)
+#   DATA_DIR      run tokenledgerd on this data dir (e.g. one `scale_model --dir` made)
+#                 instead of a fresh one; its start-to-ready time and anonymous RSS are
+#                 printed
+#   CREDENTIALS   a file of key:secret lines (scale_model's DIR/credentials): every
+#                 request, to both servers, carries one drawn at random (one wrk Lua
+#                 script for both) instead of the same key
+#   KEYS          how many lines of CREDENTIALS the script draws from (default 20000)
+#   TARGET_RATIO  the requests/s target as a fraction of nginx (default 0.8)
 #   KEEP_TMP=1    keep the temporary directory (configs, logs, data dir)
 #
 # Targets: tokenledgerd requests/s >= 0.8 x nginx, and tokenledgerd p99 <= 1 ms.
@@ -36,7 +44,8 @@ DURATION="${DURATION:-10s}"
 ROUNDS="${ROUNDS:-2}"
 WRK_THREADS="${WRK_THREADS:-1}"
 CONNECTIONS="${CONNECTIONS:-32}"
-TARGET_RATIO=0.8
+TARGET_RATIO="${TARGET_RATIO:-0.8}"
+KEYS="${KEYS:-20000}"
 TARGET_P99_US=1000
 
 # --- tools -------------------------------------------------------------------------
@@ -122,9 +131,11 @@ start_daemon() { # threads
   mkdir -p "$dir"
   : >"$dir/stdout" # exists before the background job opens it
   TOKENLEDGER_OPERATOR_SECRET="$operator_secret" \
-    "$daemon" --data-dir "$dir/data" --listen 127.0.0.1:0 --threads "$1" \
+    "$daemon" --data-dir "${DATA_DIR:-$dir/data}" --listen 127.0.0.1:0 --threads "$1" \
     >"$dir/stdout" 2>"$dir/stderr" &
   daemon_pid=$!
+  local started
+  started="$(date +%s.%N)"
   local addr=""
   for _ in $(seq 1 200); do
     addr="$(sed -n 's/^listening on //p' "$dir/stdout" 2>/dev/null || true)"
@@ -134,11 +145,16 @@ start_daemon() { # threads
   done
   [ -n "$addr" ] || die "tokenledgerd did not print 'listening on' within 20 s"
   daemon_url="http://$addr"
-  for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$daemon_url/readyz")" = 200 ] && return
-    sleep 0.1
+  for _ in $(seq 1 6000); do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$daemon_url/readyz")" = 200 ]; then
+      echo "tokenledgerd start to ready: $(awk -v a="$started" -v b="$(date +%s.%N)" \
+        'BEGIN { printf "%.2f", b - a }') s; anonymous RSS" \
+        "$(awk '/^RssAnon:/ { printf "%.1f MB", $2 / 1024 }' "/proc/$daemon_pid/status")"
+      return
+    fi
+    sleep 0.01
   done
-  die "tokenledgerd at $daemon_url is not ready after 10 s"
+  die "tokenledgerd at $daemon_url is not ready after 60 s"
 }
 
 start_nginx() { # threads
@@ -203,6 +219,7 @@ run_wrk() { # name url [header]
   local name="$1" url="$2" out before after
   local args=(-t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency)
   [ $# -ge 3 ] && args+=(-H "$3")
+  [ -n "${CREDENTIALS:-}" ] && args+=(-s "$tmp/random_keys.lua")
   before="$(cpu_ticks "$name")"
   # In the background, so that a signal to this script runs its trap at once.
   wrk "${args[@]}" "$url" >"$tmp/wrk.out" 2>&1 &
@@ -255,6 +272,22 @@ fmt_us() { awk -v u="$1" 'BEGIN { if (u >= 1000) printf "%.2f ms", u / 1000; els
 
 operator_secret="bench-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 failed=0
+if [ -n "${CREDENTIALS:-}" ]; then
+  [ -r "$CREDENTIALS" ] || die "cannot read CREDENTIALS=$CREDENTIALS"
+  # One Authorization header per credential, drawn at random per request.
+  shuf -n "$KEYS" "$CREDENTIALS" | python3 -c '
+import base64, sys
+print("local auth = {")
+for line in sys.stdin:
+    line = line.strip()
+    if line:
+        print("  \"Basic %s\"," % base64.b64encode(line.encode()).decode())
+print("}")
+print("request = function()")
+print("  return wrk.format(\"GET\", \"/v1/verify\", { [\"Authorization\"] = auth[math.random(#auth)] })")
+print("end")' >"$tmp/random_keys.lua"
+  echo "random keys: $(grep -c Basic "$tmp/random_keys.lua") credentials drawn from $CREDENTIALS"
+fi
 echo "tokenledgerd: $daemon"
 echo "nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
 echo "wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency; $ROUNDS runs each, alternating; $(nproc) CPUs"

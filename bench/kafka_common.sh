@@ -178,7 +178,9 @@ kb_stop_daemon() { # PID
 
 # CPU accounting: kb_cpu_mark snapshots utime+stime (clock ticks) of the broker
 # JVM, the running daemons and the whole machine; kb_cpu_report LABEL prints the
-# CPU each used since the mark, in cores (1.00 = one core busy all the time).
+# CPU each used since the mark, in cores (1.00 = one core busy all the time), and
+# leaves them in KB_CORES_BROKER, KB_CORES_DAEMONS (all daemons together) and
+# KB_CORES_EXTRA ("" when not measured), for kb_us_per OPS_PER_S CORES.
 kb_broker_pid() {
   if [ -n "$KB_BROKER_DIR" ] && [ -f "$KB_BROKER_DIR/broker.pid" ]; then
     cat "$KB_BROKER_DIR/broker.pid"
@@ -208,18 +210,33 @@ kb_cpu_report() { # LABEL [EXTRA_TICKS_LABEL EXTRA_TICKS]
   now="$(date +%s.%N)"
   el="$(awk -v a="$KB_MARK_T" -v b="$now" 'BEGIN{print b-a}')"
   out="cpu $1 over ${el%.*}s (cores busy):"
+  KB_CORES_BROKER="" KB_CORES_DAEMONS="" KB_CORES_EXTRA=""
   if [ -n "$KB_MARK_BROKER" ]; then
-    out+=" broker=$(awk -v t0="$KB_MARK_BROKER_T" -v t1="$(kb_ticks "$KB_MARK_BROKER")" -v hz="$hz" -v el="$el" 'BEGIN{printf "%.2f", (t1-t0)/hz/el}')"
+    KB_CORES_BROKER="$(awk -v t0="$KB_MARK_BROKER_T" -v t1="$(kb_ticks "$KB_MARK_BROKER")" -v hz="$hz" -v el="$el" 'BEGIN{printf "%.3f", (t1-t0)/hz/el}')"
+    out+=" broker=$(printf '%.2f' "$KB_CORES_BROKER")"
   fi
+  local c
   for i in "${!KB_MARK_PIDS[@]}"; do
-    out+=" tokenledgerd[$i]=$(awk -v t0="${KB_MARK_PIDS_T[$i]}" -v t1="$(kb_ticks "${KB_MARK_PIDS[$i]}")" -v hz="$hz" -v el="$el" 'BEGIN{printf "%.2f", (t1-t0)/hz/el}')"
+    c="$(awk -v t0="${KB_MARK_PIDS_T[$i]}" -v t1="$(kb_ticks "${KB_MARK_PIDS[$i]}")" -v hz="$hz" -v el="$el" 'BEGIN{printf "%.3f", (t1-t0)/hz/el}')"
+    KB_CORES_DAEMONS="$(awk -v a="${KB_CORES_DAEMONS:-0}" -v b="$c" 'BEGIN{printf "%.3f", a+b}')"
+    out+=" tokenledgerd[$i]=$(printf '%.2f' "$c")"
   done
   if [ $# -ge 3 ]; then
-    out+=" $2=$(awk -v t="$3" -v hz="$hz" -v el="$el" 'BEGIN{printf "%.2f", t/hz/el}')"
+    KB_CORES_EXTRA="$(awk -v t="$3" -v hz="$hz" -v el="$el" 'BEGIN{printf "%.3f", t/hz/el}')"
+    out+=" $2=$(printf '%.2f' "$KB_CORES_EXTRA")"
   fi
   busy="$(awk '/^cpu /{print $2+$3+$4+$6+$7+$8; exit}' /proc/stat)"
   idle="$(awk '/^cpu /{print $5; exit}' /proc/stat)"
   out+=" machine=$(awk -v b0="$KB_MARK_ALL" -v b1="$busy" -v hz="$hz" -v el="$el" 'BEGIN{printf "%.2f", (b1-b0)/hz/el}')/$(nproc)"
   out+=" loadavg=$(cut -d' ' -f1 /proc/loadavg)"
   echo "$out"
+}
+
+# kb_us_per OPS_PER_S CORES: CPU microseconds per operation ("-" without a figure).
+kb_us_per() {
+  if [ -z "$2" ] || [ -z "$1" ] || [ "$1" = - ] || [ "$1" = 0 ]; then
+    echo -
+  else
+    awk -v r="$1" -v c="$2" 'BEGIN{printf "%.1f", c*1e6/r}'
+  fi
 }

@@ -5,10 +5,11 @@
 //   verify: verifyCredentials("key:secret", reader, now), the function the HTTP
 //           verify endpoint calls;
 //   limit:  what any verification must at least do on the same data: one raw LMDB
-//           get of the key in the projection's "tokens" database (a reused read
-//           transaction) plus one BLAKE2b-256 of the secret.
+//           get of the key in the projection's "verify" database (the record
+//           verification reads; a reused read transaction) plus one BLAKE2b-256 of
+//           the secret.
 // The two alternate for several rounds; the medians and their ratio are printed,
-// with PASS/MISS against the target ratio (1.5x). See bench/README.md.
+// with PASS/MISS against the target ratio (1.3x). See bench/README.md.
 #include <lmdb.h>
 #include <sodium.h>
 #include <time.h>
@@ -22,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -45,7 +47,7 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
-constexpr double kTargetRatio = 1.5;
+constexpr double kTargetRatio = 1.3;  // issue 16: at 1M and 10M tokens
 
 struct Options {
   size_t tokens = 10000;
@@ -57,6 +59,7 @@ struct Options {
   bool strict = false;         // exit 3 on MISS
   bool keep = false;           // keep the data directory
   std::string only;            // "verify" or "limit": time just that loop (for profilers)
+  std::string dataDir;         // an existing data dir (bench/scale_model --dir) instead of setup
 };
 
 [[noreturn]] void usage(const std::string& error) {
@@ -70,6 +73,8 @@ struct Options {
   --quick       short run for smoke tests: --seconds 0.2 --rounds 3, short warm-up
   --strict      exit with status 3 when the ratio misses the target
   --keep        keep the temporary data directory and print its path
+  --data-dir D  measure on an existing data directory made by `scale_model --dir D`
+                (its projection and D/credentials) instead of building one: any N
   --only W      time only W (verify or limit) for --rounds x --seconds, for a profiler
                 (perf record, valgrind --tool=callgrind); prints no ratio
 )";
@@ -103,6 +108,8 @@ Options parseArgs(int argc, char** argv) {
         o.strict = true;
       } else if (a == "--keep") {
         o.keep = true;
+      } else if (a == "--data-dir") {
+        o.dataDir = value();
       } else if (a == "--only") {
         o.only = value();
         if (o.only != "verify" && o.only != "limit") usage("--only wants verify or limit");
@@ -161,7 +168,7 @@ class RawTokens {
     check(mdb_env_set_mapsize(env_, mapSize), "mdb_env_set_mapsize");
     check(mdb_env_open(env_, dir.c_str(), MDB_NOTLS | MDB_RDONLY, 0600), "mdb_env_open");
     check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn_), "mdb_txn_begin");
-    check(mdb_dbi_open(txn_, "tokens", 0, &dbi_), "mdb_dbi_open(tokens)");
+    check(mdb_dbi_open(txn_, "verify", 0, &dbi_), "mdb_dbi_open(verify)");
   }
   ~RawTokens() {
     if (txn_ != nullptr) mdb_txn_abort(txn_);
@@ -313,31 +320,52 @@ int run(const Options& o) {
   const std::string projectionDir = dir.path() + "/projection";
   const std::string limitDir = dir.path() + "/limit";
 
-  // Small enough for valgrind (the 64 GiB default reservation is not), ample for N.
-  const uint64_t mapSize = (1ull << 30) + o.tokens * 4096ull;
-  auto log = tl::openEmbeddedLog(logDir, {mapSize});
-  auto model = tl::openReadModel(projectionDir, {mapSize});
-  auto projector = tl::startProjector(
-      *log, *model, [](const std::string& msg) { std::cerr << "projector: " << msg << "\n"; });
   tl::SystemClock clock;
-
-  std::cout << "setup: " << o.tokens << " tokens (" << o.serviceCreates
-            << " via TokenService::create, the rest as batched Created events) in " << dir.path()
-            << std::endl;
-  auto setupStart = Steady::now();
-  std::vector<Credential> creds = populate(o, *log, *model, *projector, clock);
-  // Nothing writes from here on: the projection is final.
-  projector->stop();
-  std::cout
-      << "setup took "
-      << std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - setupStart).count()
-      << " ms" << std::endl;
+  std::unique_ptr<tl::ReadModel> model;
+  std::vector<Credential> creds;
+  uint64_t mapSize = 0;
+  std::string sourceDir = projectionDir;
+  if (!o.dataDir.empty()) {
+    // A read model of any size, built by scale_model; its credentials are a sample.
+    sourceDir = o.dataDir + "/projection";
+    mapSize = fs::file_size(sourceDir + "/data.mdb") + (1ull << 30);
+    model = tl::openReadModel(sourceDir, {mapSize});
+    std::ifstream in(o.dataDir + "/credentials");
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) creds.push_back(Credential{line, {}, {}});
+    if (creds.empty()) throw std::runtime_error("no credentials in " + o.dataDir + "/credentials");
+    for (auto& c : creds) {
+      std::string_view j = c.joined;
+      auto colon = j.find(':');
+      c.key = j.substr(0, colon);
+      c.secret = j.substr(colon + 1);
+    }
+    std::cout << "data dir " << o.dataDir << ": " << creds.size() << " credentials" << std::endl;
+  } else {
+    // Small enough for valgrind (the 64 GiB default reservation is not), ample for N.
+    mapSize = (1ull << 30) + o.tokens * 4096ull;
+    auto log = tl::openEmbeddedLog(logDir, {mapSize});
+    model = tl::openReadModel(projectionDir, {mapSize});
+    auto projector = tl::startProjector(
+        *log, *model, [](const std::string& msg) { std::cerr << "projector: " << msg << "\n"; });
+    std::cout << "setup: " << o.tokens << " tokens (" << o.serviceCreates
+              << " via TokenService::create, the rest as batched Created events) in " << dir.path()
+              << std::endl;
+    auto setupStart = Steady::now();
+    creds = populate(o, *log, *model, *projector, clock);
+    // Nothing writes from here on: the projection is final.
+    projector->stop();
+    std::cout
+        << "setup took "
+        << std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - setupStart).count()
+        << " ms" << std::endl;
+  }
 
   // LMDB forbids opening one environment twice in a process (the second open resets
   // the lock table the first one uses), so the limit reads a byte-for-byte copy of
   // the projection's data file: same pages, same B-tree, same values.
   fs::create_directories(limitDir);
-  fs::copy_file(projectionDir + "/data.mdb", limitDir + "/data.mdb");
+  fs::copy_file(sourceDir + "/data.mdb", limitDir + "/data.mdb");
   RawTokens raw(limitDir, mapSize);
 
   auto reader = model->reader();

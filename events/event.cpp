@@ -133,10 +133,10 @@ std::optional<DecodeError> readCore(s::Envelope::Reader env, EventView& e) {
   e.tokenKey = viewOf(env.getTokenKey());
   e.owner = viewOf(env.getOwner());
   e.occurredAt = timeFromSchema(env.getOccurredAtUs());
+  e.actor = viewOf(env.getActor());
+  e.requestId = viewOf(env.getRequestId());
   // Read (and so bounds-checked) for both decoders, though only decodeEvent keeps
   // them: a record one decoder refuses, the other must refuse too.
-  (void)env.getActor();
-  (void)env.getRequestId();
   (void)env.getSignature();
   (void)env.getSigningKeyId();
   (void)env.getPrevDigest();
@@ -214,6 +214,8 @@ EventView view(const Event& event) {
   v.eventId = event.eventId;
   v.tokenKey = event.tokenKey;
   v.owner = event.owner;
+  v.actor = event.actor;
+  v.requestId = event.requestId;
   v.occurredAt = event.occurredAt;
   v.basedOnVersion = event.basedOnVersion;
   v.idempotencyKey = event.idempotencyKey;
@@ -254,8 +256,8 @@ Decoded decodeEvent(std::string_view bytes) {
     e.eventId = v.eventId;
     e.tokenKey = v.tokenKey;
     e.owner = v.owner;
-    e.actor = viewOf(env.getActor());
-    e.requestId = viewOf(env.getRequestId());
+    e.actor = v.actor;
+    e.requestId = v.requestId;
     e.occurredAt = v.occurredAt;
     e.schemaVersion = env.getSchemaVersion();
     e.signature = viewOf(env.getSignature());

@@ -120,6 +120,8 @@ struct EventView {
   std::string_view eventId;
   std::string_view tokenKey;
   std::string_view owner;
+  std::string_view actor;
+  std::string_view requestId;
   Timestamp occurredAt{};
   uint32_t basedOnVersion = 0;
   std::string_view idempotencyKey;

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -177,6 +179,39 @@ class EventLog {
     for (const auto& [key, value] : records) out.push_back(append(key, {value}).front());
     return out;
   }
+  // What became of an appendAsync: the positions, or the error that failed it
+  // (LogUnavailable says whether anything may have been recorded).
+  using AppendDone = std::function<void(std::vector<Position> positions, std::exception_ptr error)>;
+  // Starts appending `records` like appendBatch and returns; `done` runs once all
+  // are durable or the append failed, on a thread of the log's or, when it can
+  // tell at once, on the caller's. A writer may start up to appendsInFlight()
+  // appends before the first is done: within each partition their records land
+  // in the order the calls were made (later calls never overtake), so it can keep
+  // several going without reordering anything. Must not throw (errors go to done).
+  // The default appends synchronously (append for one key, else appendBatch).
+  virtual void appendAsync(std::vector<std::pair<std::string, std::string>> records,
+                           AppendDone done) {
+    std::vector<Position> positions;
+    std::exception_ptr error;
+    try {
+      bool oneKey = std::all_of(records.begin(), records.end(),
+                                [&](const auto& r) { return r.first == records.front().first; });
+      if (records.empty()) {
+      } else if (oneKey) {
+        std::vector<std::string> values;
+        for (auto& r : records) values.push_back(std::move(r.second));
+        positions = append(records.front().first, values);
+      } else {
+        positions = appendBatch(records);
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+    done(std::move(positions), error);
+  }
+  // How many appendAsync calls a writer may keep going at once (1: each waits for
+  // the one before; a synchronous log gains nothing from more).
+  virtual size_t appendsInFlight() const { return 1; }
   // Appends to partition `p` records about no owner (writer certificates: each
   // partition needs its own copy, events/trust.h). The default serves logs of one
   // partition. Throws LogUnavailable, or std::invalid_argument for no such partition.

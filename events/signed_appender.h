@@ -28,14 +28,25 @@ namespace tokenledger {
 // prevDigest, in exactly the order the events land in each partition, and signs
 // each signing pass (whatever callers queued meanwhile) as one group: one Ed25519
 // signature over the Merkle root of the pass's digests, each event with its path
-// (signGroup, events/signing.h; a pass of one event is a group of one). An append
-// that recorded nothing (LogUnavailable::nothingRecorded) gives its numbers back,
-// so the chain has no gap for it; it fails the passes signed after it too, since
-// they chained on it. Only an append of unknown outcome leaves its numbers spent. Two threads
+// (signGroup, events/signing.h; a pass of one event is a group of one). Two threads
 // of its own: one signs whatever callers queued meanwhile, the other appends
 // everything signed as one log append (group commit), so sequencing costs no extra
-// round trip, signing overlaps the previous append's round trip, and callers that
-// cannot block (the HTTP loops) queue and go on.
+// round trip, signing overlaps the appends' round trips, and callers that cannot
+// block (the HTTP loops) queue and go on.
+//
+// Up to log.appendsInFlight() appends are under way at once (Kafka: several; the
+// embedded log: one), started in signing order; the log keeps that order within
+// each partition, so the chain's order holds there. Their outcomes are taken in
+// the same order:
+// - an append of unknown outcome leaves its numbers spent (verify-log reports them
+//   missing if its events never land); later appends chain on it;
+// - an append that recorded nothing (LogUnavailable::nothingRecorded) gives its
+//   numbers back, so the chain has no gap for it, if every append started after it
+//   recorded nothing too: then those fail with it, and so do the passes signed
+//   after it but not yet appended, since they chained on it. If a later append
+//   chained on it did record something (or may have), its numbers stay spent;
+//   its callers still learn that nothing of theirs was recorded. No new append
+//   starts once one is known to have recorded nothing, until that is settled.
 class SignedAppender {
  public:
   using Persist = std::function<void(const WriterState&)>;
@@ -92,8 +103,22 @@ class SignedAppender {
   };
   void signLoop();
   Signed sign(std::vector<Request> batch);
+  // One log append under way: the passes it carries, in signing order, and once
+  // the log reports, its outcome.
+  struct Batch {
+    std::deque<Signed> passes;
+    bool appended = false;  // it has records (not only failed passes)
+    bool done = false;
+    std::vector<Position> positions;
+    std::exception_ptr error;
+    // The log took none of it (or it had nothing to take).
+    bool recordedNothing() const;
+  };
   void appendLoop();
-  void write(std::deque<Signed>& ready);
+  bool canStart() const;   // under mutex_
+  bool canFinish() const;  // under mutex_
+  void start(const std::shared_ptr<Batch>& batch);
+  void finish(Batch& batch, uint64_t givenBackThrough);
 
   EventLog& log_;
   const MonotonicClock& clock_;
@@ -113,10 +138,12 @@ class SignedAppender {
   std::string digest_;  // and its digest
 
   std::mutex mutex_;
-  std::condition_variable queued_;       // the signer waits for requests
-  std::condition_variable signedReady_;  // the appender waits for signed passes
+  std::condition_variable queued_;        // the signer waits for requests
+  std::condition_variable appenderWake_;  // signed passes, or an append's outcome
   std::vector<Request> queue_;
   std::deque<Signed> signed_;
+  const size_t maxInFlight_;
+  std::deque<std::shared_ptr<Batch>> inFlight_;  // started, in signing order
   // An append that recorded nothing gives its sequence numbers back: the appender
   // sets where the chain continues, and bumps the epoch so that a pass signed
   // meanwhile on the old chain is dropped (with the append's error).

@@ -22,11 +22,6 @@ inline void prefetch(const void* p) {
   __builtin_prefetch(p);
 }
 
-template <typename T>
-void release(std::vector<T>& v) {
-  std::vector<T>().swap(v);
-}
-
 // Every cache line of p[0, size).
 inline void prefetch(const void* p, size_t size) {
   auto* b = static_cast<const char*>(p);
@@ -108,6 +103,9 @@ class Applier {
     std::string_view key;
     std::optional<Token> state;
     bool dirty = false;
+    // Its stored history entries: [historyFrom, +historyBytes) of Batch::storedHistory.
+    size_t historyFrom = 0;
+    size_t historyBytes = 0;
   };
 
   // An idempotency key (owner \0 key) during one apply(): its claim as stored, then
@@ -138,6 +136,7 @@ class Applier {
     std::optional<Timestamp> newest;      // the newest applied event's time
     std::string keys;                     // the slots' keys, in key order
     std::vector<Slot> slots;              // per token the batch mentions, key order
+    std::string storedHistory;            // the slots' stored history entries
     std::vector<uint32_t> slotOf;         // per event: its token's slot
     std::vector<uint32_t> predecessorOf;  // per event: the slot of the token it replaces
     std::vector<bool> duplicate;          // per event: id stored or seen before
@@ -145,7 +144,11 @@ class Applier {
     struct HistoryRef {
       uint32_t slot, seq, event;
     };
-    std::vector<HistoryRef> history;                            // per applied event
+    std::vector<HistoryRef> history;  // per applied event: its entry
+    // Entries past a record's kInlineHistory, for the history database: each one
+    // and its ref, in key order.
+    std::vector<std::string> spilled;
+    std::vector<HistoryRef> spilledRefs;
     std::vector<std::pair<std::string_view, uint32_t>> owners;  // (owner, slot) per creation
   };
 
@@ -273,8 +276,14 @@ class Applier {
         b.keys.append(r.key);
         b.slots.push_back(Slot{std::string_view(b.keys).substr(b.keys.size() - r.key.size()),
                                std::nullopt, false});
-        if (auto raw = noTokens ? std::nullopt : txn.get(dbs_.tokens, r.key))
-          b.slots.back().state = decodeToken(*raw);
+        if (auto raw = noTokens ? std::nullopt : txn.get(dbs_.tokens, r.key)) {
+          Slot& slot = b.slots.back();
+          TokenRecord stored = decodeTokenRecord(r.key, *raw);
+          slot.state = std::move(stored.token);
+          slot.historyFrom = b.storedHistory.size();
+          slot.historyBytes = stored.history.size();
+          b.storedHistory.append(stored.history);
+        }
       }
       (r.predecessor ? b.predecessorOf : b.slotOf)[r.event] =
           static_cast<uint32_t>(b.slots.size() - 1);
@@ -390,35 +399,48 @@ class Applier {
     }
   }
 
-  // Pass 3: every change, in key order per database. Encoding tokens and sorting
-  // the history go to the second thread meanwhile.
+  // Pass 3: every change, in key order per database. Encoding the token records
+  // (state and history) goes to the second thread meanwhile.
   void write(lmdb::Txn& txn, Batch& b) {
     writeTrustAndClaims(txn, b);
     const std::vector<Slot>& slots = b.slots;
     Packed tokenValues;
-    std::promise<void> tokensEncoded;  // set (or failed) before the history sort
     auto encoded = besides(b.parallel, [&] {
-      try {
-        size_t bytes = 0;  // a close upper bound: no reallocation, each page touched once
-        for (const Slot& slot : slots)
-          if (slot.dirty) bytes += encodedTokenBound(*slot.state);
-        tokenValues.reserve(bytes, slots.size());
-        for (size_t i = 0; i < slots.size(); ++i) {
-          if (i + kAhead < slots.size() && slots[i + kAhead].dirty) {
-            const Token& t = *slots[i + kAhead].state;
-            prefetch(t.key.data());
-            prefetch(t.description.data());
-          }
-          if (slots[i].dirty) tokenValues.add(encodeToken(*slots[i].state));
-        }
-        tokensEncoded.set_value();
-      } catch (...) {
-        tokensEncoded.set_exception(std::current_exception());
-        return;
-      }
+      // Each token's new entries in log order, after its stored ones.
       std::sort(b.history.begin(), b.history.end(), [](const auto& x, const auto& y) {
         return x.slot != y.slot ? x.slot < y.slot : x.seq < y.seq;
       });
+      auto eventOf = [&](const Batch::HistoryRef& h) -> const EventView& {
+        return std::get<EventView>(b.events[h.event]);
+      };
+      size_t bytes = 0;  // exact: no reallocation, each page touched once
+      for (const Slot& slot : slots)
+        if (slot.dirty) bytes += encodedTokenSize(*slot.state) + slot.historyBytes;
+      for (const auto& h : b.history)
+        if (h.seq < layout::kInlineHistory) bytes += historyEntrySize(eventOf(h));
+      tokenValues.reserve(bytes, slots.size());
+      std::string record;  // reused: no allocation per token
+      for (size_t i = 0, h = 0; i < slots.size(); ++i) {
+        if (i + kAhead < slots.size() && slots[i + kAhead].dirty) {
+          const Token& t = *slots[i + kAhead].state;
+          prefetch(t.owner.data());
+          prefetch(t.description.data());
+        }
+        if (!slots[i].dirty) continue;
+        record.clear();
+        appendToken(record, *slots[i].state);
+        record.append(b.storedHistory, slots[i].historyFrom, slots[i].historyBytes);
+        for (; h < b.history.size() && b.history[h].slot == i; ++h) {
+          if (b.history[h].seq < layout::kInlineHistory) {
+            appendHistoryEntry(record, eventOf(b.history[h]));
+          } else {  // beyond the record: its own entry in history (key order)
+            b.spilled.emplace_back();
+            appendHistoryEntry(b.spilled.back(), eventOf(b.history[h]));
+            b.spilledRefs.push_back(b.history[h]);
+          }
+        }
+        tokenValues.add(record);
+      }
     });
     SortedWriter idsOut(txn, dbs_.eventIds);
     std::string value;  // reused: no allocation per entry
@@ -446,32 +468,15 @@ class Applier {
       }
       ownersOut.put(layout::ownerKey(key, b.owners[i].first, slots[b.owners[i].second].key), "");
     }
-    tokensEncoded.get_future().get();
+    encoded.get();
     SortedWriter tokensOut(txn, dbs_.tokens);
     for (size_t i = 0, v = 0; i < slots.size(); ++i)
       if (slots[i].dirty) tokensOut.put(slots[i].key, tokenValues[v++]);
-    encoded.get();  // the history sorted too
-    // The history needs only the slots' keys and the records: the rest is freed on
-    // the second thread meanwhile.
-    auto freed = besides(b.parallel, [&] {
-      for (Slot& slot : b.slots) slot.state.reset();
-      release(b.events);
-      release(b.newIds);
-      release(b.owners);
-      tokenValues = Packed();
-    });
     SortedWriter historyOut(txn, dbs_.history);
-    for (size_t i = 0; i < b.history.size(); ++i) {
-      if (i + 2 * kAhead < b.history.size()) prefetch(b.recs[b.history[i + 2 * kAhead].event]);
-      if (i + kAhead < b.history.size()) {
-        const auto& h = b.history[i + kAhead];
-        prefetch(slots[h.slot].key.data());
-        prefetch(b.recs[h.event]->value.data(), b.recs[h.event]->value.size());
-      }
-      const auto& h = b.history[i];
-      historyOut.put(layout::historyKey(key, slots[h.slot].key, h.seq), b.recs[h.event]->value);
+    for (size_t i = 0; i < b.spilled.size(); ++i) {
+      const auto& h = b.spilledRefs[i];
+      historyOut.put(layout::historyKey(key, slots[h.slot].key, h.seq), b.spilled[i]);
     }
-    freed.get();
   }
 
   // The certificates accepted, and the idempotency claims made, by the batch; then

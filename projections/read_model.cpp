@@ -27,7 +27,6 @@ std::string trustFingerprint(const ReadModelOptions& o) {
   return o.trust ? o.trust->fingerprint() : "none: every well-formed event";
 }
 
-using layout::historyKey;
 using layout::ownerKey;
 
 class Reader;
@@ -112,6 +111,26 @@ class LmdbReadModel final : public ReadModel {
   // up) share the memory work with a second thread; the write transaction stays on
   // this one, as LMDB requires.
   ApplyReport apply(const std::vector<LogRecord>& records, const SkipReporter& report) override {
+    // Skips are reported once the batch commits: a batch tried again after
+    // MDB_MAP_FULL reports each one once.
+    std::vector<std::pair<Position, std::string>> skips;
+    SkipReporter collect;
+    if (report)
+      collect = [&skips](const Position& p, const std::string& why) { skips.emplace_back(p, why); };
+    for (;;) {
+      try {
+        ApplyReport out = applyOnce(records, collect);
+        for (const auto& [position, why] : skips) report(position, why);
+        return out;
+      } catch (const lmdb::LmdbError& e) {
+        if (!e.mapFull()) throw;
+        skips.clear();  // the transaction was aborted: nothing of it stays
+        room_.growAfterMapFull();
+      }
+    }
+  }
+
+  ApplyReport applyOnce(const std::vector<LogRecord>& records, const SkipReporter& report) {
     ApplyReport out;
     room_.makeRoomFor(records.size());
     // Big batches: fault in the pages they will add on the second thread.
@@ -228,7 +247,7 @@ class LmdbReadModel final : public ReadModel {
 
  private:
   // About what a rebuild adds to the file per record (all databases).
-  static constexpr uint64_t kBytesPerRecord = 900;
+  static constexpr uint64_t kBytesPerRecord = 400;
 
   // The `bytes` of the map (MDB_WRITEMAP) past the pages in use, as far as disk is
   // reserved: where the next commit writes. Writing there faults in every page,
@@ -267,22 +286,13 @@ class Reader final : public ReadModelReader {
     refresh();
     auto raw = txn_.get(model_.dbs().tokens, key);
     if (!raw) return std::nullopt;
-    return decodeToken(*raw);
+    return decodeToken(key, *raw);
   }
 
   bool verifyView(std::string_view key, VerifyView& out) override {
     refresh();
     auto raw = txn_.get(model_.dbs().verify, key);
-    auto r = raw ? layout::decodeVerifyRecord(*raw) : std::nullopt;
-    if (!r) return false;
-    out.secretHash = r->secretHash;
-    out.active = r->active;
-    out.kind = static_cast<TokenKind>(r->kind);
-    out.expiresAt = r->expiresAt;
-    out.deactivateAt = r->deactivateAt;
-    out.owner.assign(r->owner);
-    out.destinationId.assign(r->destinationId);
-    return true;
+    return raw && verifyViewOf(*raw, out);
   }
 
   std::vector<Token> tokensOf(std::string_view owner) override {
@@ -293,7 +303,7 @@ class Reader final : public ReadModelReader {
     lmdb::Cursor c(txn_, model_.dbs().byOwner);
     for (bool ok = c.seek(prefix); ok && c.key().starts_with(prefix); ok = c.next()) {
       auto key = c.key().substr(prefix.size());
-      if (auto raw = txn_.get(model_.dbs().tokens, key)) out.push_back(decodeToken(*raw));
+      if (auto raw = txn_.get(model_.dbs().tokens, key)) out.push_back(decodeToken(key, *raw));
     }
     std::stable_sort(out.begin(), out.end(),
                      [](const Token& a, const Token& b) { return a.createdAt < b.createdAt; });
@@ -302,13 +312,16 @@ class Reader final : public ReadModelReader {
 
   std::vector<Event> history(std::string_view key) override {
     refresh();
-    std::vector<Event> out;
+    auto raw = txn_.get(model_.dbs().tokens, key);
+    if (!raw) return {};
+    TokenRecord r = decodeTokenRecord(key, *raw);
+    std::vector<Event> out = decodeHistory(r.token, r.history);
+    if (r.token.eventCount <= out.size()) return out;
+    // The entries past the record's (layout::kInlineHistory), in seq order.
     std::string prefix = layout::historyPrefix(key);
     lmdb::Cursor c(txn_, model_.dbs().history);
-    for (bool ok = c.seek(prefix); ok && c.key().starts_with(prefix); ok = c.next()) {
-      auto decoded = decodeEvent(c.value());
-      if (auto* e = std::get_if<Event>(&decoded)) out.push_back(std::move(*e));
-    }
+    for (bool ok = c.seek(prefix); ok && c.key().starts_with(prefix); ok = c.next())
+      for (Event& e : decodeHistory(r.token, c.value())) out.push_back(std::move(e));
     return out;
   }
 
@@ -381,6 +394,19 @@ std::unique_ptr<ReadModelReader> LmdbReadModel::reader() {
 }
 
 }  // namespace
+
+bool verifyViewOf(std::string_view record, VerifyView& out) {
+  auto r = layout::decodeVerifyRecord(record);
+  if (!r) return false;
+  out.secretHash = r->secretHash;
+  out.active = r->active;
+  out.kind = static_cast<TokenKind>(r->kind);
+  out.expiresAt = r->expiresAt;
+  out.deactivateAt = r->deactivateAt;
+  out.owner.assign(r->owner);
+  out.destinationId.assign(r->destinationId);
+  return true;
+}
 
 Status VerifyView::statusAt(Timestamp now) const {
   return tokenledger::statusAt(active, expiresAt, deactivateAt, now);

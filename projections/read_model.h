@@ -81,6 +81,11 @@ struct VerifyView {
   Status statusAt(Timestamp now) const;
 };
 
+// Fills `out` from a record of the verify database (read_model_layout.h): false when
+// it does not decode (then the key counts as unknown). The daemon's readers and
+// libtokenledger_verify read it with this one function.
+bool verifyViewOf(std::string_view record, VerifyView& out);
+
 struct ApplyReport {
   size_t applied = 0;       // events that changed state
   size_t duplicates = 0;    // event ids seen before (reported), or positions already applied

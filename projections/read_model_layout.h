@@ -6,11 +6,16 @@
 //
 // One LMDB environment in DATA_DIR/projection with these named databases:
 //
-//   tokens     token key                  -> the token's state (token_state.capnp)
+//   tokens     token key                  -> the token's record: its state, then the
+//                                             history entries of its first
+//                                             kInlineHistory events, in log order (the
+//                                             byte layout is in projections/token.cpp)
 //   by_owner   owner \0 token key         -> "" (a user's tokens; owners hold no NUL:
 //                                             checkEvent refuses them)
-//   history    token key \0 seq (4, BE)   -> the event's envelope, as on the log;
-//                                             seq 0, 1, … is the token's event count
+//   history    token key \0 seq (4, BE)   -> the history entry of the token's event
+//                                             number seq (0, 1, …) from kInlineHistory
+//                                             on: a token's record stays small however
+//                                             often it is toggled
 //   event_ids  event id (16 bytes)        -> its position "p:o" (de-duplication)
 //   positions  partition (4 bytes, BE)    -> the next offset to apply (8 bytes, BE)
 //   meta       "schema_version"           -> kLayoutVersion in decimal
@@ -32,7 +37,8 @@
 // Invariants: one write transaction stores a batch's changes in every database
 // together with the positions they came from (exactly-once: a crash never applies
 // a record twice or skips one); tokens and verify hold the same keys; every event
-// in history was applied to its token; idempotency and idempotency_by_time hold the
+// in a token's history was applied to it, and its event count is the number of
+// its entries (inline and in history); idempotency and idempotency_by_time hold the
 // same claims.
 //
 // Writer: the projector's LmdbReadModel (one writer per process). Readers: that
@@ -53,7 +59,12 @@
 namespace tokenledger::layout {
 
 // 2: writers, idempotency, idempotency_by_time; TokenState.idempotencyKey.
-constexpr uint32_t kLayoutVersion = 2;
+// 3: compact history entries instead of envelopes, the first kInlineHistory inside
+//    the token's record; the record in a byte layout of its own instead of Cap'n
+//    Proto (docs/architecture.md, "The read model's layout").
+constexpr uint32_t kLayoutVersion = 3;
+// How many of a token's history entries its record holds; the rest are in history.
+constexpr uint32_t kInlineHistory = 8;
 
 constexpr const char* kTokens = "tokens";
 constexpr const char* kByOwner = "by_owner";

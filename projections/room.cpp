@@ -12,7 +12,7 @@ namespace {
 
 constexpr uint64_t kMB = 1 << 20;
 // The bound's parts (see boundFor). Each event dirties at most a few pages per tree
-// it touches (tokens, verify, by_owner, history, event_ids) and adds its entries.
+// it touches (tokens, verify, by_owner, event_ids) and adds its entries.
 // Every transaction copies the paths to what it changes, the free list and the DB
 // records: about 24 pages for one event on trees of depth 3, more as the trees
 // deepen. Pages a transaction frees are reused once no reader holds an older
@@ -146,6 +146,19 @@ void Room::makeRoomFor(uint64_t events) {
   // (Whether the disk counts as full is committed()'s to say: this batch fitting
   // does not mean the next 64 events do.)
   if (int rc = reserve(need); rc != 0) {
+    setDiskError(rc);
+    throw RoomExhausted(diskFull());
+  }
+}
+
+void Room::growAfterMapFull() {
+  if (mapBytes() >= options_.limitBytes) throw RoomExhausted(full());
+  if (!growMap(2 * mapBytes()))
+    throw std::runtime_error(
+        "the read model's map could not grow now: a reader kept its "
+        "snapshot; retrying");
+  if (!options_.reserveDisk) return;
+  if (int rc = reserve(mapBytes()); rc != 0) {
     setDiskError(rc);
     throw RoomExhausted(diskFull());
   }

@@ -82,6 +82,13 @@ class Room {
   // that it fits, or throws RoomExhausted (or LmdbError) with nothing written.
   void makeRoomFor(uint64_t events);
 
+  // After a transaction failed with MDB_MAP_FULL (boundFor is an estimate: events
+  // with every field at its largest outgrow it): doubles the map, up to the limit,
+  // with disk reserved for all of it, for the transaction to be tried again.
+  // Throws RoomExhausted at the limit or with the disk full, std::runtime_error
+  // when a reader kept the map from growing now.
+  void growAfterMapFull();
+
   // After each commit: takes the new high-water mark, and reserves disk ahead
   // (in proportion to the file, so that small disks work and big files do not call
   // fallocate per batch). A reservation that fails turns check() to disk_full until

@@ -1,7 +1,7 @@
 // A token as the projection knows it: its state after the events applied to it,
-// the state machine that applies them, and the state's stored encoding
-// (token_state.capnp). Shared by the read model, the service (which shows tokens)
-// and ledger-audit (which replays a log without the service).
+// the state machine that applies them, and the stored record of a token: its state
+// and its history (read_model_layout.h, "tokens"). Shared by the read model, the service (which
+// shows tokens) and ledger-audit (which replays a log without the service).
 #pragma once
 
 #include <cstdint>
@@ -76,11 +76,33 @@ Conflict conflictOf(const std::optional<Token>& current, const Token* predecesso
 std::optional<Token> applyEvent(const std::optional<Token>& current, const EventView& event);
 std::optional<Token> applyEvent(const std::optional<Token>& current, const Event& event);
 
-// The stored encoding (one unpacked Cap'n Proto TokenState message).
+// The stored record (read_model_layout.h, database "tokens"): the state part
+// (encodeToken), then one history entry per event applied to the token, in log
+// order (appendHistoryEntry). The token's key is the record's LMDB key, not stored
+// again. A custom byte layout, not Cap'n Proto: it is private to the projection,
+// versioned with layout::kLayoutVersion, and a third of the size.
 std::string encodeToken(const Token& token);
-// At least encodeToken(token).size(), and not much more.
-size_t encodedTokenBound(const Token& token);
-// Throws std::runtime_error on corrupt bytes.
-Token decodeToken(std::string_view bytes);
+// Appends encodeToken(token) to `out` (a loop can reuse one buffer).
+void appendToken(std::string& out, const Token& token);
+// Exactly encodeToken(token).size().
+size_t encodedTokenSize(const Token& token);
+// Appends the history entry of `event` (applied to the token) to `out`: what the
+// API and ledger-audit show of an event (its id, type, time, actor, request id,
+// idempotency key and a deactivation's fields); the rest of a creation is the
+// token's own state. The signed envelope stays in the log.
+void appendHistoryEntry(std::string& out, const EventView& event);
+size_t historyEntrySize(const EventView& event);
+
+struct TokenRecord {
+  Token token;
+  std::string_view history;  // the history entries: a view into the decoded bytes
+};
+// `key` is the record's key. Throws std::runtime_error on corrupt bytes.
+TokenRecord decodeTokenRecord(std::string_view key, std::string_view bytes);
+Token decodeToken(std::string_view key, std::string_view bytes);
+// The events of a record's history part, in log order, as Event values with the
+// fields the entries keep (no signatures: those are in the log). Throws
+// std::runtime_error on corrupt bytes.
+std::vector<Event> decodeHistory(const Token& token, std::string_view history);
 
 }  // namespace tokenledger

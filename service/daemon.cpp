@@ -1,6 +1,7 @@
 #include "service/daemon.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -51,11 +52,43 @@ class DirLock {
   UniqueFd fd_;  // closing it releases the lock
 };
 
-void prepareDataDir(const std::string& dir) {
+// The gid of --reader-group (a name or a number).
+gid_t readerGid(const std::string& group) {
+  if (!group.empty() && group.find_first_not_of("0123456789") == std::string::npos)
+    return static_cast<gid_t>(std::stoul(group));
+  std::vector<char> buf(16384);
+  struct group g {};
+  struct group* found = nullptr;
+  if (getgrnam_r(group.c_str(), &g, buf.data(), buf.size(), &found) != 0 || found == nullptr)
+    throw std::runtime_error("--reader-group " + group + ": no such group; create it (groupadd " +
+                             group + ") or give a numeric gid");
+  return found->gr_gid;
+}
+
+// chgrp + chmod of one path; throws saying what to do.
+void setAccess(const std::string& path, std::optional<gid_t> gid, mode_t mode) {
+  if (gid && ::chown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0)
+    throw std::runtime_error("cannot give " + path + " to group " + std::to_string(*gid) +
+                             " (--reader-group): " + strerror(errno) +
+                             "; the daemon's user must be a member of that group "
+                             "(usermod -aG GROUP USER)");
+  if (::chmod(path.c_str(), mode) != 0)
+    throw std::runtime_error("cannot chmod " + path + ": " + strerror(errno));
+}
+
+// DATA_DIR is the daemon's alone (0700), or with --reader-group traversable by the
+// group (0710: it may reach DATA_DIR/projection, list nothing, and every other file
+// there stays 0600/0700).
+void prepareDataDir(const DaemonOptions& o) {
+  const std::string& dir = o.dataDir;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw std::runtime_error("cannot create data directory " + dir + ": " + ec.message());
-  ::chmod(dir.c_str(), 0700);
+  if (o.readerGroup.empty()) {
+    ::chmod(dir.c_str(), 0700);
+  } else {
+    setAccess(dir, readerGid(o.readerGroup), 0710);
+  }
 }
 
 std::unique_ptr<EventLog> openLog(const DaemonOptions& o) {
@@ -146,7 +179,7 @@ size_t chooseMaxConnections(const DaemonOptions& o, const Logger& logger) {
 class DaemonImpl final : public Daemon {
  public:
   DaemonImpl(const DaemonOptions& o, const Clock& clock, Logger logger)
-      : lock_((prepareDataDir(o.dataDir), o.dataDir)), logger_(std::move(logger)) {
+      : lock_((prepareDataDir(o), o.dataDir)), logger_(std::move(logger)) {
     std::string secret = o.operatorSecret;
     if (secret.empty()) {
       secret = loadOrCreateOperatorSecret(o.dataDir);
@@ -183,6 +216,11 @@ class DaemonImpl final : public Daemon {
       logger_(replaceProjection(*log_, o, logger_));
     }
     model_ = openReadModel(o.dataDir + "/projection", modelOptions, {logger_, nullptr});
+    // After the open, which makes the directory 0700 again; before anything is served.
+    shareProjection(o.dataDir + "/projection", o.readerGroup);
+    if (!o.readerGroup.empty())
+      logger_("group " + o.readerGroup + " may read the read model in " + o.dataDir +
+              "/projection (--reader-group; docs/verify-library.md)");
     projector_ = startProjector(*log_, *model_, logger_);
     api_ = std::make_unique<Api>(secret, *projector_, clock);
     KeyRing published;
@@ -435,6 +473,8 @@ std::string replaceProjection(EventLog& log, const DaemonOptions& o, const Logge
                                    logger("rebuild: skipped event at " + toString(p) + ": " + why);
                                  },
                                  options, {logger, nullptr});
+  // Readable by --reader-group from the moment it is in place.
+  shareProjection(fresh, o.readerGroup);
   std::string old = o.dataDir + "/projection.old";
   fs::remove_all(old);
   if (fs::exists(target)) fs::rename(target, old);
@@ -447,8 +487,17 @@ std::string replaceProjection(EventLog& log, const DaemonOptions& o, const Logge
          " duplicates";
 }
 
+void shareProjection(const std::string& projectionDir, const std::string& group) {
+  std::optional<gid_t> gid;
+  if (!group.empty()) gid = readerGid(group);
+  // x, not r, on the directory: LMDB opens its two files by name, nobody lists it.
+  setAccess(projectionDir, gid, gid ? 0710 : 0700);
+  setAccess(projectionDir + "/data.mdb", gid, gid ? 0640 : 0600);
+  setAccess(projectionDir + "/lock.mdb", gid, gid ? 0660 : 0600);
+}
+
 std::string rebuildProjection(const DaemonOptions& o, Logger logger) {
-  prepareDataDir(o.dataDir);
+  prepareDataDir(o);
   DirLock lock(o.dataDir);
   auto log = openLog(o);
   return replaceProjection(*log, o, logger);

@@ -42,6 +42,9 @@ struct DaemonOptions {
   std::vector<std::string> trustRootFiles;
   std::vector<std::string> trustKeysFiles;
   std::string writerCertFile;
+  // --reader-group: a group (name or numeric gid) that may read the read model, for
+  // libtokenledger_verify (docs/verify-library.md); empty: only the daemon's user.
+  std::string readerGroup;
 };
 
 class Daemon {
@@ -100,6 +103,12 @@ struct DaemonTrust {
 // the certificate is not for `key` or not by a trusted root, or `key` would not be
 // trusted at all (its own events refused): on Kafka, without a trust root.
 DaemonTrust daemonTrust(const DaemonOptions& options, const SigningKey& key);
+
+// Gives the read model in `projectionDir` to `group` to read, as libtokenledger_verify
+// needs (the directory 0710, data.mdb 0640, lock.mdb 0660: readers register in it),
+// or, with no group, makes it private again (0700, 0600, 0600). Throws
+// std::runtime_error saying what to do when the group is unknown or not the daemon's.
+void shareProjection(const std::string& projectionDir, const std::string& group);
 
 // Reads or creates DATA_DIR/operator-secret (mode 0600).
 std::string loadOrCreateOperatorSecret(const std::string& dataDir);

@@ -67,6 +67,11 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
   --print-writer-key   print this writer's public key line (creating the key if
                        needed) for `ledger-audit keys certify`, then exit
   --rebuild            rebuild the read model from the log, then exit
+  --reader-group GROUP let GROUP (a name or a numeric gid) read the read model,
+                       for libtokenledger_verify in gateways on this host:
+                       DIR and DIR/projection 0710, data.mdb 0640, lock.mdb 0660,
+                       group GROUP (default: none, DIR is 0700). The daemon's
+                       user must be in GROUP (docs/verify-library.md)
   --help               this text
 
 The operator secret comes from TOKENLEDGER_OPERATOR_SECRET, else from
@@ -135,6 +140,9 @@ Flags parseFlags(int argc, char** argv) {
       return flags;
     } else if (a == "--data-dir") {
       options.dataDir = value();
+    } else if (a == "--reader-group") {
+      options.readerGroup = value();
+      if (options.readerGroup.empty()) throw UsageError("--reader-group wants a group name or gid");
     } else if (a == "--listen") {
       std::string v = value();
       auto colon = v.rfind(':');

@@ -109,11 +109,6 @@ std::string describeKey(const std::string& db, const std::string& k) {
     auto parts = layout::splitOwnerKey(k);
     return parts ? printable(parts->first) + "/" + std::string(parts->second) : toHex(k);
   }
-  if (db == layout::kHistory) {
-    auto parts = layout::splitHistoryKey(k);
-    return parts ? std::string(parts->first) + " event #" + std::to_string(parts->second + 1)
-                 : toHex(k);
-  }
   if (db == layout::kPositions) {
     auto p = layout::partitionOf(k);
     return p ? "partition " + std::to_string(p->value) : toHex(k);
@@ -126,22 +121,21 @@ std::string describeValue(const std::string& db, const std::string& v) {
     if (auto n = layout::nextOffsetOf(v)) return "next offset " + std::to_string(n->value);
   if (db == layout::kEventIds || db == layout::kMeta) return printable(v);
   if (db == layout::kByOwner) return "present";
-  if (db == layout::kHistory) {
-    auto d = decodeEvent(v);
-    if (auto* e = std::get_if<Event>(&d))
-      return std::string(e->typeName()) + " at " + formatTime(e->occurredAt) + " (" +
-             std::to_string(v.size()) + " bytes)";
-  }
   return std::to_string(v.size()) + " bytes";
 }
 
-// Field-by-field differences of two stored tokens.
-std::vector<std::string> tokenDiff(const std::string& a, const std::string& b) {
+// Field-by-field differences of two stored token records, their histories too.
+std::vector<std::string> tokenDiff(const std::string& key, const std::string& a,
+                                   const std::string& b) {
   std::vector<std::string> out;
   Token x, y;
+  std::vector<Event> hx, hy;
   try {
-    x = decodeToken(a);
-    y = decodeToken(b);
+    auto rx = decodeTokenRecord(key, a), ry = decodeTokenRecord(key, b);
+    x = std::move(rx.token);
+    y = std::move(ry.token);
+    hx = decodeHistory(x, rx.history);
+    hy = decodeHistory(y, ry.history);
   } catch (const std::exception& e) {
     out.push_back(std::string("unreadable stored state: ") + e.what());
     return out;
@@ -170,7 +164,16 @@ std::vector<std::string> tokenDiff(const std::string& a, const std::string& b) {
   field("replaces", x.replaces, y.replaces);
   field("replaced_by", x.replacedBy, y.replacedBy);
   field("event_count", std::to_string(x.eventCount), std::to_string(y.eventCount));
-  if (out.empty()) out.push_back("encoded differently (same fields)");
+  field("idempotency_key", printable(x.idempotencyKey), printable(y.idempotencyKey));
+  auto describe = [](const Event& e) {
+    return std::string(e.typeName()) + " " + toHex(e.eventId) + " at " + formatTime(e.occurredAt);
+  };
+  for (size_t i = 0; i < std::max(hx.size(), hy.size()); ++i) {
+    std::string p = i < hx.size() ? describe(hx[i]) : "none";
+    std::string l = i < hy.size() ? describe(hy[i]) : "none";
+    field(("history event #" + std::to_string(i + 1)).c_str(), p, l);
+  }
+  if (out.empty()) out.push_back("encoded differently (same fields and history events)");
   return out;
 }
 
@@ -223,7 +226,7 @@ size_t printDifferences(const Db& projection, const Db& replay) {
       if (ia->second != ib->second) {
         ++differences;
         if (name == layout::kTokens) {
-          for (const auto& d : tokenDiff(ia->second, ib->second))
+          for (const auto& d : tokenDiff(ia->first, ia->second, ib->second))
             std::cout << name << " " << describeKey(name, ia->first) << ": " << d << "\n";
         } else {
           std::cout << name << " " << describeKey(name, ia->first) << ": projection has "

@@ -453,9 +453,10 @@ TEST_CASE("rebuild and verify-projection: equal to the daemon's; a changed copy 
     lmdb::Env env(out, lmdb::EnvOptions{1ull << 30, 8, 126, 0});
     auto txn = lmdb::Txn::write(env);
     MDB_dbi tokens = txn.openDb("tokens");
-    Token t = decodeToken(*txn.get(tokens, w.story.k2));
-    t.active = true;
-    txn.put(tokens, w.story.k2, encodeToken(t));
+    std::string stored(*txn.get(tokens, w.story.k2));
+    TokenRecord r = decodeTokenRecord(w.story.k2, stored);
+    r.token.active = true;
+    txn.put(tokens, w.story.k2, encodeToken(r.token) + std::string(r.history));
     CHECK(txn.del(tokens, w.story.k4));
     txn.commit();
   }

@@ -1,5 +1,5 @@
-// A token as the projection keeps it (projections/token.h): the stored encoding,
-// its bound, statuses, and the state machine from either decoder.
+// A token as the projection keeps it (projections/token.h): the stored record
+// (state and history), statuses, and the state machine from either decoder.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -34,41 +34,55 @@ TEST_CASE("token state round trips") {
   t.replaces = generateTokenKey();
   t.replacedBy = generateTokenKey();
   t.eventCount = 7;
-  Token got = decodeToken(encodeToken(t));
+  Token got = decodeToken(t.key, encodeToken(t));
   CHECK(got == t);
   CHECK(got.description == "Webhook für Bestellungen");
 
   Token fresh;
   fresh.key = "tlk_a";
   fresh.owner = "o";
-  CHECK(decodeToken(encodeToken(fresh)) == fresh);
-  CHECK_FALSE(decodeToken(encodeToken(fresh)) == t);
+  CHECK(decodeToken("tlk_a", encodeToken(fresh)) == fresh);
+  CHECK_FALSE(decodeToken("tlk_a", encodeToken(fresh)) == t);
+  // A description of 200 four-byte characters: its length takes two bytes.
+  for (int i = 0; i < 200; ++i) t.description += "\xF0\x9F\x94\x91";
+  CHECK(decodeToken(t.key, encodeToken(t)) == t);
 }
 
-TEST_CASE("encodedTokenBound bounds the encoding closely") {
+TEST_CASE("encodedTokenSize is the encoding's size") {
   test::ensureCrypto();
   Token t;
   t.secretHash = hashSecret(generateSecret());
   for (int i = 0; i < 40; ++i) {
     CAPTURE(i);
-    std::string bytes = encodeToken(t);
-    CHECK(encodedTokenBound(t) >= bytes.size());
-    CHECK(encodedTokenBound(t) <= bytes.size() + 64);
-    // Grow a different field each round, through every length modulo 8.
-    std::string* fields[] = {&t.key,         &t.owner,    &t.destinationId,
-                             &t.description, &t.replaces, &t.replacedBy};
-    fields[i % 6]->append(std::string(1 + i % 9, 'x'));
+    CHECK(encodedTokenSize(t) == encodeToken(t).size());
+    // Grow a different field each round, across the one-byte length limit.
+    std::string* fields[] = {&t.owner,    &t.destinationId, &t.description,
+                             &t.replaces, &t.replacedBy,    &t.idempotencyKey};
+    fields[i % 6]->append(std::string(1 + i * 7, 'x'));
   }
 }
 
-TEST_CASE("decodeToken throws on corrupt bytes") {
-  CHECK_THROWS_AS((void)decodeToken(""), std::runtime_error);
-  CHECK_THROWS_AS((void)decodeToken(std::string(16, '\xff')), std::runtime_error);
+TEST_CASE("corrupt token records throw") {
+  CHECK_THROWS_AS((void)decodeToken("k", ""), std::runtime_error);
+  CHECK_THROWS_AS((void)decodeToken("k", std::string(16, '\xff')), std::runtime_error);
+  Token t;
+  t.owner = "alice";
+  std::string bytes = encodeToken(t);
+  CHECK_THROWS_AS((void)decodeToken("k", bytes.substr(0, bytes.size() - 1)), std::runtime_error);
+  std::string badKind = bytes;
+  badKind[0] = 7;
+  CHECK_THROWS_AS((void)decodeToken("k", badKind), std::runtime_error);
+  // A history entry of an unknown type, and one cut short.
+  CHECK_THROWS_AS((void)decodeHistory(t, std::string(1, '\x09') + std::string(40, '\0')),
+                  std::runtime_error);
+  CHECK_THROWS_AS((void)decodeHistory(t, std::string(1, '\x02') + std::string(20, '\0')),
+                  std::runtime_error);
 }
 
-// The stored state in literal bytes (layout version 2: idempotencyKey @16 added):
-// existing read models must read the same, or kLayoutVersion must change.
-TEST_CASE("the stored token state, in literal bytes") {
+// The stored record in literal bytes (layout version 3): existing read models must
+// read the same, or kLayoutVersion must change.
+TEST_CASE("the stored token record, in literal bytes") {
+  using namespace std::string_literals;
   Token t;
   t.key = "tlk_AAAAAAAAAAAAAAAAAAAAAAAA";
   t.owner = "alice";
@@ -86,15 +100,76 @@ TEST_CASE("the stored token state, in literal bytes") {
   t.replacedBy = "s";
   t.eventCount = 5;
   t.idempotencyKey = "k";
-  const std::string expected =
-      "000000001d0000000000000006000800010000000000020001000000000000000200000000000000"
-      "0300000000000000040000000000000005000000000000001d000000ea0000002900000032000000"
-      "290000001a0000002900000032000000290000000201000035000000120000003500000012000000"
-      "3500000012000000746c6b5f41414141414141414141414141414141414141414141414100000000"
-      "616c69636500000064310000000000004c6561647300000011111111111111111111111111111111"
-      "11111111111111111111111111111111720000000000000073000000000000006b00000000000000";
-  CHECK(toHex(encodeToken(t)) == expected);
-  CHECK(decodeToken(encodeToken(t)) == t);
+  const std::string state = "\x01\x00\x02"s + "\0\0\0\x05"s + "\0\0\0\0\0\0\0\x01"s +
+                            "\0\0\0\0\0\0\0\x02"s + "\0\0\0\0\0\0\0\x03"s + "\0\0\0\0\0\0\0\x04"s +
+                            std::string(32, '\x11') +
+                            "\x05"
+                            "alice"
+                            "\x02"
+                            "d1"
+                            "\x05"
+                            "Leads"
+                            "\x01"
+                            "r"
+                            "\x01"
+                            "s"
+                            "\x01"
+                            "k"s;
+  CHECK(encodeToken(t) == state);
+  CHECK(decodeToken(t.key, state) == t);
+
+  // History entries: a creation (its fields are the token's) and a deactivation.
+  Event created = makeEvent(t.key, "alice", Timestamp{1us}, Created{});
+  created.eventId = std::string(16, '\x21');
+  created.actor = "op";
+  created.requestId = "r1";
+  Event off = makeEvent(t.key, "alice", Timestamp{2us},
+                        Deactivated{Reason::rotation, Timestamp{6us}, "tlk_S"});
+  off.eventId = std::string(16, '\x22');
+  off.idempotencyKey = "i";
+  off.actor.clear();
+  off.requestId.clear();
+  std::string history;
+  appendHistoryEntry(history, view(created));
+  appendHistoryEntry(history, view(off));
+  const std::string expected = "\x01"s + std::string(16, '\x21') + "\0\0\0\0\0\0\0\x01"s +
+                               "\x02"
+                               "op"
+                               "\x02"
+                               "r1"
+                               "\x00"s +
+                               "\x03"s + std::string(16, '\x22') + "\0\0\0\0\0\0\0\x02"s +
+                               "\x00\x00\x01"
+                               "i"
+                               "\x01"s +
+                               "\0\0\0\0\0\0\0\x06"s +
+                               "\x05"
+                               "tlk_S"s;
+  CHECK(history == expected);
+  CHECK(historyEntrySize(view(created)) + historyEntrySize(view(off)) == expected.size());
+  const std::string record = state + history;  // r.history is a view into it
+  TokenRecord r = decodeTokenRecord(t.key, record);
+  CHECK(r.token == t);
+  REQUIRE(r.history == history);
+  auto events = decodeHistory(r.token, r.history);
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].eventId == created.eventId);
+  CHECK(events[0].typeName() == "created");
+  CHECK(events[0].tokenKey == t.key);
+  CHECK(events[0].owner == "alice");
+  CHECK(events[0].actor == "op");
+  CHECK(events[0].requestId == "r1");
+  CHECK(events[0].occurredAt == Timestamp{1us});
+  const auto& c = std::get<Created>(events[0].body);
+  CHECK(c.description == "Leads");
+  CHECK(c.destinationId == "d1");
+  CHECK(c.kind == TokenKind::destination);
+  CHECK(c.expiresAt == Timestamp{3us});
+  CHECK(c.replaces == "r");
+  CHECK(events[1].idempotencyKey == "i");
+  CHECK(events[1].actor.empty());
+  CHECK(std::get<Deactivated>(events[1].body) ==
+        Deactivated{Reason::rotation, Timestamp{6us}, "tlk_S"});
 }
 
 TEST_CASE("stored token states never contain the secret") {
@@ -105,8 +180,9 @@ TEST_CASE("stored token states never contain the secret") {
     Event e = makeEvent(generateTokenKey(), "alice", kT, test::makeCreated(secret));
     auto t = applyEvent(std::nullopt, e);
     REQUIRE(t.has_value());
-    std::string state = encodeToken(*t);
-    CHECK(state.find(randomPart.substr(0, 16)) == std::string::npos);
+    std::string record = encodeToken(*t);
+    appendHistoryEntry(record, view(e));
+    CHECK(record.find(randomPart.substr(0, 16)) == std::string::npos);
   }
 }
 
