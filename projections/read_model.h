@@ -174,7 +174,13 @@ std::unique_ptr<ReadModel> openReadModel(const std::string& dir,
 // Replays the whole log into a fresh read model in `dir` (which must not hold one),
 // in transactions of rebuildChunkRecords(availableMemoryBytes()) records
 // (memory_budget.h).
+// A rebuild of more than one transaction ends with compactReadModel(dir).
 ApplyReport rebuildReadModel(EventLog& log, const std::string& dir, const SkipReporter& report,
                              const ReadModelOptions& options = {}, ReadModelHooks hooks = {});
+
+// Rewrites the closed read model in `dir` with only its pages in use (LMDB's
+// compacting copy, then a rename over data.mdb). Throws lmdb::LmdbError or
+// std::filesystem::filesystem_error; the model is unchanged unless it returns.
+void compactReadModel(const std::string& dir);
 
 }  // namespace tokenledger
