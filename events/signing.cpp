@@ -363,24 +363,39 @@ std::string_view toString(SignatureStatus status) {
   return "malformed";
 }
 
+size_t SignatureVerifier::setOf(const Digest& root) {
+  uint64_t v;
+  memcpy(&v, root.data(), sizeof v);
+  return static_cast<size_t>(v % (kRemembered / kWays));
+}
+
 bool SignatureVerifier::remembered(const std::string& publicKey, uint32_t groupSize,
                                    const Digest& root, std::string_view signature) const {
-  for (const auto& v : verified_)
-    if (v.root == root && v.groupSize == groupSize && v.publicKey == publicKey &&
+  if (verified_.empty()) return false;
+  const size_t set = setOf(root) * kWays;
+  for (size_t way = 0; way < kWays; ++way) {
+    const Verified& v = verified_[set + way];
+    if (v.groupSize == groupSize && v.root == root && v.publicKey == publicKey &&
         v.signature == signature)
       return true;
+  }
   return false;
 }
 
 void SignatureVerifier::remember(const std::string& publicKey, uint32_t groupSize,
                                  const Digest& root, std::string_view signature) {
-  Verified v{publicKey, groupSize, root, std::string(signature)};
-  if (verified_.size() < kRemembered) {
-    verified_.push_back(std::move(v));
-  } else {
-    verified_[next_] = std::move(v);
-    next_ = (next_ + 1) % kRemembered;
+  if (verified_.empty()) {
+    verified_.resize(kRemembered);
+    victim_.assign(kRemembered / kWays, 0);
   }
+  const size_t set = setOf(root);
+  size_t way = 0;
+  while (way < kWays && verified_[set * kWays + way].groupSize != 0) ++way;
+  if (way == kWays) {  // full: replace the ways in turn
+    way = victim_[set];
+    victim_[set] = static_cast<uint8_t>((way + 1) % kWays);
+  }
+  verified_[set * kWays + way] = Verified{publicKey, groupSize, root, std::string(signature)};
 }
 
 SignatureCheck SignatureVerifier::check(std::string_view envelope, const KeyRing& keys) {
@@ -417,6 +432,7 @@ SignatureCheck SignatureVerifier::check(std::string_view envelope, const KeyRing
       // v1. Group fields beside it would be covered by nothing.
       if (!groupSignature.empty() || env.hasGroupProof() || groupLeaf != 0 || groupSize != 0)
         return out;
+      ++signaturesVerified_;
       if (signatureValid(key->key, withContext(canonical), signature))
         out.status = SignatureStatus::valid;
       return out;
@@ -436,7 +452,8 @@ SignatureCheck SignatureVerifier::check(std::string_view envelope, const KeyRing
     if (!root) return out;
     if (remembered(key->key, groupSize, *root, groupSignature)) {
       out.status = SignatureStatus::valid;
-    } else if (signatureValid(key->key, groupSignedBytes(groupSize, *root), groupSignature)) {
+    } else if (++signaturesVerified_,
+               signatureValid(key->key, groupSignedBytes(groupSize, *root), groupSignature)) {
       remember(key->key, groupSize, *root, groupSignature);
       out.status = SignatureStatus::valid;
     }

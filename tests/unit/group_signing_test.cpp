@@ -369,6 +369,24 @@ TEST_CASE("the verifier's cache: a forged event cannot ride on a root verified b
   CHECK(verifier.check(encodeEvent(forged), ring).status == SignatureStatus::invalid);
 }
 
+// A Kafka rebuild reads each partition's run of records in turn: a group's events
+// come back once per partition, thousands of records apart. Each group's root is
+// still verified once (with 16 remembered roots, as before, 6 times per group here).
+TEST_CASE("the verifier remembers a group's root across thousands of other records") {
+  test::ensureCrypto();
+  SigningKey key = SigningKey::generate();
+  KeyRing ring = ringOf(key);
+  constexpr size_t kGroups = 300, kSize = 6;
+  std::vector<std::vector<Event>> groups;
+  for (size_t g = 0; g < kGroups; ++g) groups.push_back(groupOf(kSize, key, g * kSize));
+  SignatureVerifier verifier;
+  // "Partition" p holds event p of every group: read one partition after another.
+  for (size_t p = 0; p < kSize; ++p)
+    for (const auto& g : groups)
+      REQUIRE(verifier.check(encodeEvent(g[p]), ring).status == SignatureStatus::valid);
+  CHECK(verifier.signaturesVerified() == kGroups);
+}
+
 TEST_CASE("an old build reads a group-signed event as unsigned; this one reads both forms") {
   test::ensureCrypto();
   SigningKey key = SigningKey::generate();
