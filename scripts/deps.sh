@@ -19,8 +19,15 @@ PACKAGES=(
   capnproto libcapnp-dev liblmdb-dev lmdb-utils libsodium-dev librdkafka-dev
   libh2o-evloop-dev libcurl4-openssl-dev nlohmann-json3-dev zlib1g-dev doctest-dev
   python3 curl
+  # contract tests (scripts/python_tools.sh): a venv with PyPI's schemathesis; and
+  # examples/python-consumer's test: a venv with confluent-kafka, pycapnp, PyNaCl
+  python3-venv python3-pip
+  # the metrics test: promtool check metrics (GET /metrics)
+  prometheus
   # integration tests: a real Kafka broker (scripts/kafka.sh) and kcat as a foreign client
   kcat maven openjdk-17-jre-headless
+  # the gateway recipe's test (docs/gateway.md) and bench/http_verify.sh: a real nginx
+  nginx-light
   # end-to-end tests: the web page in a real browser
   chromium fonts-liberation2
   # fuzz tests (scripts/fuzz.sh): clang-16, libFuzzer and the sanitizer runtimes

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <optional>
 #include <vector>
 
 #include "service/http_input.h"
 #include "service/json.h"
+#include "service/openapi_document.h"
 #include "service/verifier.h"
 #include "service/web_assets.h"
 
@@ -236,6 +238,8 @@ std::span<const ErrorStatus> errorStatuses() {
 HttpResponse errorResponse(std::string_view code, std::string_view message) {
   HttpResponse r;
   r.status = httpStatusOf(code);
+  for (const auto& e : kErrorStatuses)
+    if (e.code == code) r.errorCode = e.code;
   r.body = errorBody(code, message);
   return r;
 }
@@ -248,6 +252,14 @@ struct Api::Call {
   const HttpRequest& req;
   ReadModelReader& reader;
   PathParams params;
+};
+
+struct Api::CommandInfo {
+  std::string_view type;  // create, activate, deactivate, rotate
+  std::string requestId;
+  std::string user;
+  std::string key;  // empty for create
+  std::chrono::steady_clock::time_point start;
 };
 
 struct Api::Route {
@@ -265,6 +277,8 @@ std::span<const Api::Route> Api::routes() {
       {kGet, "/healthz", Access::anyone, &Api::health},
       {kGet, "/readyz", Access::anyone, &Api::readiness},
       {kGet, "/v1/keys", Access::anyone, &Api::signingKeys},
+      {kGet, "/metrics", Access::anyone, &Api::metricsRoute},
+      {kGet, "/v1/openapi.yaml", Access::anyone, &Api::openapi},
       // Api::handle answers a plain verify before the table (the hot path).
       {kGet | kPost, "/v1/verify", Access::anyone, &Api::verifyRoute},
       {kGet, "/{file}", Access::anyone, &Api::page},
@@ -318,6 +332,11 @@ Routed Api::route(const HttpRequest& req, ReadModelReader& reader) {
       if (auto err = checkUserId(*params.user)) return errorResponse("invalid_user", *err);
     if (r.access == Access::operatorCommand && shuttingDown_)
       return errorResponse("shutting_down", "the service is shutting down; retry elsewhere");
+    if (r.access == Access::operatorCommand) {
+      CommandInfo info{commandType(r.handler), req.requestId, std::string(params.user.value_or("")),
+                       std::string(params.key), std::chrono::steady_clock::now()};
+      return counted(info, (this->*r.handler)(Call{req, reader, params}));
+    }
     return (this->*r.handler)(Call{req, reader, params});
   }
   if (answered != 0) return methodNotAllowed(answered);
@@ -355,6 +374,7 @@ HttpResponse Api::created(const TokenResult& r) const {
 }
 
 HttpResponse Api::verify(std::string_view authorization, ReadModelReader& reader) {
+  auto start = std::chrono::steady_clock::now();
   std::string credentials;
   VerifyOutcome out;
   if (decodeBasicAuth(authorization, credentials))
@@ -368,11 +388,15 @@ HttpResponse Api::verify(std::string_view authorization, ReadModelReader& reader
     if (out.token.kind == TokenKind::destination)
       r.body += R"(,"destination_id":")" + out.token.destinationId + '"';
     r.body += '}';
+    r.verifiedOwner = out.token.owner;
+    r.verifiedKind = toString(out.token.kind);
+    if (out.token.kind == TokenKind::destination) r.verifiedDestinationId = out.token.destinationId;
   } else {
     r.status = 401;
     r.wwwAuthenticate = true;
     r.body = R"({"valid":false,"reason":")" + std::string(toString(out.reason)) + R"("})";
   }
+  metrics_.verified(out.reason, std::chrono::steady_clock::now() - start);
   return r;
 }
 
@@ -447,10 +471,98 @@ Routed Api::signingKeys(const Call&) {
   return r;
 }
 
+Routed Api::openapi(const Call&) {
+  // docs/openapi.yaml, byte for byte (embedded at build time).
+  HttpResponse r;
+  r.body = std::string(openapiDocument());
+  r.contentType = "application/yaml";
+  return r;
+}
+
+Routed Api::metricsRoute(const Call&) {
+  // On a command thread: the collector asks the log for its end offsets, a broker
+  // round trip on Kafka that must not stall an HTTP loop.
+  return Deferred([this](TokenService&) {
+    HttpResponse r;
+    r.body = metrics_.render();
+    r.contentType = "text/plain; version=0.0.4; charset=utf-8";
+    return r;
+  });
+}
+
+std::string_view Api::commandType(Routed (Api::*handler)(const Call&)) {
+  if (handler == &Api::createToken) return "create";
+  if (handler == &Api::activateToken) return "activate";
+  if (handler == &Api::deactivateToken) return "deactivate";
+  if (handler == &Api::rotateToken) return "rotate";
+  return "other";
+}
+
+Routed Api::counted(const CommandInfo& info, Routed routed) {
+  if (auto* deferred = std::get_if<Deferred>(&routed))
+    return Deferred([this, info, inner = std::move(*deferred)](TokenService& svc) {
+      HttpResponse r;
+      try {
+        r = inner(svc);
+      } catch (...) {
+        // http_server turns the exception into 503 unavailable: count it as that.
+        commandAnswered(info, errorResponse("unavailable", ""));
+        throw;
+      }
+      commandAnswered(info, r);
+      return r;
+    });
+  if (auto* started = std::get_if<Started>(&routed))
+    return Started([this, info, inner = std::move(*started)](Reply reply) {
+      inner([this, info, reply = std::move(reply)](Finish finish) {
+        reply([this, info, finish = std::move(finish)](ReadModelReader& reader) {
+          HttpResponse r;
+          try {
+            r = finish(reader);
+          } catch (...) {
+            commandAnswered(info, errorResponse("unavailable", ""));
+            throw;
+          }
+          commandAnswered(info, r);
+          return r;
+        });
+      });
+    });
+  commandAnswered(info, std::get<HttpResponse>(routed));
+  return routed;
+}
+
+void Api::commandAnswered(const CommandInfo& info, const HttpResponse& r) {
+  auto took = std::chrono::steady_clock::now() - info.start;
+  std::string_view outcome = r.status < 400 ? "ok" : r.errorCode.empty() ? "error" : r.errorCode;
+  metrics_.commandDone(info.type, outcome, took);
+  if (!commandLog_) return;
+  char ms[32];
+  std::snprintf(ms, sizeof ms, "%.3f", std::chrono::duration<double, std::milli>(took).count());
+  LogLine line{r.status >= 500 ? (r.status == 503 ? "warn" : "error") : "info",
+               "command " + std::string(info.type) + ": " + std::string(outcome)};
+  line.fields = {
+      {"request_id", info.requestId}, {"command", std::string(info.type)}, {"user", info.user}};
+  if (!info.key.empty()) line.fields.emplace_back("key", info.key);
+  line.fields.emplace_back("status", std::to_string(r.status));
+  line.fields.emplace_back("outcome", std::string(outcome));
+  line.fields.emplace_back("duration_ms", ms);
+  commandLog_(line);
+}
+
 Routed Api::verifyRoute(const Call& call) {
   const HttpRequest& req = call.req;
   std::string_view minPosition = req.minPosition;
-  if (minPosition.empty()) minPosition = queryValue(req.query, "min_position");
+  std::string fromQuery;
+  if (minPosition.empty()) {
+    // URL-encoded, as clients send a query: "0:5,1:7" comes as 0%3A5%2C1%3A7.
+    auto decoded = splitPath("/" + std::string(queryValue(req.query, "min_position")));
+    if (!decoded || decoded->size() != 1)
+      return errorResponse("invalid_min_position",
+                           "min_position must be positions p:o[,p:o…] as returned by commands");
+    fromQuery = std::move(decoded->front());
+    minPosition = fromQuery;
+  }
   if (minPosition.empty()) return verify(req.authorization, call.reader);
   // A consistency token: the positions of events the caller needs to see.
   std::vector<Position> wanted;

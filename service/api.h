@@ -23,6 +23,8 @@
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/error.h"
+#include "service/log_line.h"
+#include "service/metrics.h"
 #include "service/token_service.h"
 
 namespace tokenledger {
@@ -53,6 +55,13 @@ struct HttpResponse {
   bool wwwAuthenticate = false;                       // for verify 401
   std::string_view contentType = "application/json";  // static strings only
   bool page = false;  // the web page: served with browser security headers
+  // An error's code (static: the error table's), for metrics.
+  std::string_view errorCode;
+  // A valid verify's token, also sent as Tokenledger-Owner / -Kind / -Destination-Id
+  // headers (for nginx auth_request_set, docs/gateway.md); empty otherwise.
+  std::string verifiedOwner;
+  std::string_view verifiedKind;  // static strings only
+  std::string verifiedDestinationId;
 };
 
 // Work that must run on the command executor thread (it appends to the log and
@@ -96,6 +105,12 @@ class Api {
   // The event-signing public keys served at GET /v1/keys (call before serving).
   void setSigningKeys(const KeyRing& keys, const std::string& currentKeyId);
 
+  // Served at GET /metrics; the daemon adds what other parts own (setCollector).
+  Metrics& metrics() { return metrics_; }
+
+  // Where each command's answer is logged, with its request id (call before serving).
+  void setCommandLog(LineLogger log) { commandLog_ = std::move(log); }
+
  private:
   struct Call;   // a request that matched a route, with its path parameters
   struct Route;  // a row of the route table
@@ -107,6 +122,8 @@ class Api {
   Routed health(const Call& call);
   Routed readiness(const Call& call);
   Routed signingKeys(const Call& call);
+  Routed metricsRoute(const Call& call);
+  Routed openapi(const Call& call);
   Routed verifyRoute(const Call& call);
   Routed page(const Call& call);
   Routed listTokens(const Call& call);
@@ -124,6 +141,12 @@ class Api {
   // 201 with the new token and its secret (shown this once).
   HttpResponse created(const TokenResult& r) const;
   bool operatorAuthorized(std::string_view authorization) const;
+  // A command route's answer, counted and logged whenever it comes (CommandInfo
+  // says which command; api.cpp).
+  struct CommandInfo;
+  static std::string_view commandType(Routed (Api::*handler)(const Call&));
+  Routed counted(const CommandInfo& info, Routed routed);
+  void commandAnswered(const CommandInfo& info, const HttpResponse& response);
 
   SecretHash operatorHash_;
   Projector& projector_;
@@ -135,6 +158,8 @@ class Api {
   std::atomic<int> positionWaiters_{0};
   int maxPositionWaiters_ = kDefaultMaxPositionWaiters;
   std::chrono::milliseconds visibilityTimeout_{10000};
+  Metrics metrics_;
+  LineLogger commandLog_;
 };
 
 // The HTTP status of an error code: the one table where codes meet statuses

@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -239,6 +240,9 @@ class DaemonImpl final : public Daemon {
     HttpServerOptions http{o.listenHost, o.listenPort, o.httpThreads,
                            chooseMaxConnections(o, logger_)};
     server_ = createHttpServer(http, *api_, *model_, *projector_, *executor_, logger_);
+    api_->metrics().setCollector(
+        [this, dataFile = o.dataDir + "/projection/data.mdb",
+         limit = o.mapSizeBytes](Exposition& e) { collectMetrics(e, dataFile, limit); });
   }
 
   ~DaemonImpl() override {
@@ -249,6 +253,7 @@ class DaemonImpl final : public Daemon {
 
   std::string address() const override { return server_->address(); }
   std::string operatorSecretSource() const override { return secretSource_; }
+  void setCommandLog(LineLogger log) { api_->setCommandLog(std::move(log)); }
 
   void run() override {
     server_->run();
@@ -259,6 +264,77 @@ class DaemonImpl final : public Daemon {
   void stop() override { server_->stop(); }
 
  private:
+  // The gauges of GET /metrics that the server, projector, log and read model own
+  // (docs/operations.md lists them). On a command thread, at each scrape.
+  void collectMetrics(Exposition& e, const std::string& dataFile, uint64_t mapLimit) {
+    e.family("tokenledger_http_connections", "gauge", "Open HTTP connections.");
+    e.sample("tokenledger_http_connections", "", uint64_t{server_->openConnections()});
+
+    Offsets applied = projector_->applied();
+    std::optional<Offsets> end;
+    try {
+      end = log_->endOffsets();
+    } catch (const std::exception& ex) {
+      logger_(std::string("metrics: cannot read the log's end offsets: ") + ex.what());
+    }
+    size_t partitions = std::max(applied.next.size(), end ? end->next.size() : 0);
+    e.family("tokenledger_projector_applied_offset", "gauge",
+             "Next offset the projector applies, per partition of the log.");
+    for (size_t p = 0; p < partitions; ++p)
+      e.sample("tokenledger_projector_applied_offset",
+               Exposition::label("partition", std::to_string(p)),
+               static_cast<double>(applied.of(Partition{static_cast<int32_t>(p)}).value));
+    if (end) {
+      e.family("tokenledger_log_end_offset", "gauge",
+               "Next offset the log appends at, per partition.");
+      int64_t lag = 0;
+      for (size_t p = 0; p < partitions; ++p) {
+        Partition part{static_cast<int32_t>(p)};
+        e.sample("tokenledger_log_end_offset", Exposition::label("partition", std::to_string(p)),
+                 static_cast<double>(end->of(part).value));
+        lag += std::max<int64_t>(0, end->of(part).value - applied.of(part).value);
+      }
+      e.family("tokenledger_projector_lag_records", "gauge",
+               "Records in the log that the read model has not applied yet, over all "
+               "partitions.");
+      e.sample("tokenledger_projector_lag_records", "", static_cast<double>(lag));
+    }
+    e.family("tokenledger_projector_ready", "gauge",
+             "1 once the read model caught up with the log at start, while applying works.");
+    e.sample("tokenledger_projector_ready", "", uint64_t{projector_->ready() ? 1u : 0u});
+
+    ApplyReport t = projector_->totals();
+    e.family("tokenledger_projector_events_total", "counter",
+             "Log records the projector handled since start, by outcome: applied, duplicate, "
+             "conflict (lost a race), certificate, skipped (malformed or of an unknown type), "
+             "untrusted (refused by the trust policy).");
+    const std::pair<std::string_view, size_t> outcomes[] = {
+        {"applied", t.applied},          {"duplicate", t.duplicates}, {"conflict", t.conflicts},
+        {"certificate", t.certificates}, {"skipped", t.skipped},      {"untrusted", t.untrusted}};
+    for (const auto& [outcome, n] : outcomes)
+      e.sample("tokenledger_projector_events_total", Exposition::label("outcome", outcome),
+               uint64_t{n});
+
+    struct stat st {};
+    if (::stat(dataFile.c_str(), &st) == 0) {
+      uint64_t disk = static_cast<uint64_t>(st.st_blocks) * 512;
+      e.family("tokenledger_read_model_disk_bytes", "gauge",
+               "Disk space the read model's data file takes (allocated blocks).");
+      e.sample("tokenledger_read_model_disk_bytes", "", disk);
+      e.family("tokenledger_read_model_map_bytes", "gauge",
+               "The read model's memory map now (its data file's size; grows on demand).");
+      e.sample("tokenledger_read_model_map_bytes", "", static_cast<uint64_t>(st.st_size));
+      e.family("tokenledger_read_model_map_used_ratio", "gauge",
+               "Disk space of the read model over --map-size-mb: near 1, commands get 503 "
+               "read_model_full.");
+      e.sample("tokenledger_read_model_map_used_ratio", "",
+               static_cast<double>(disk) / static_cast<double>(mapLimit));
+    }
+    e.family("tokenledger_read_model_map_limit_bytes", "gauge",
+             "The most the read model's file may hold (--map-size-mb).");
+    e.sample("tokenledger_read_model_map_limit_bytes", "", mapLimit);
+  }
+
   DirLock lock_;
   Logger logger_;
   std::string secretSource_;
@@ -456,9 +532,17 @@ DaemonTrust daemonTrust(const DaemonOptions& o, const SigningKey& key) {
   return t;
 }
 
-std::unique_ptr<Daemon> openDaemon(const DaemonOptions& options, const Clock& clock,
-                                   Logger logger) {
-  return std::make_unique<DaemonImpl>(options, clock, std::move(logger));
+std::unique_ptr<Daemon> openDaemon(const DaemonOptions& options, const Clock& clock, Logger logger,
+                                   LineLogger commandLog) {
+  if (!commandLog)
+    commandLog = [logger, &clock](const LogLine& line) {
+      // The text format without the time, which `logger` adds.
+      std::string text = formatLogLine(line, clock.now(), LogFormat::text);
+      logger(text.substr(text.find(' ') + 1));
+    };
+  auto daemon = std::make_unique<DaemonImpl>(options, clock, std::move(logger));
+  daemon->setCommandLog(std::move(commandLog));
+  return daemon;
 }
 
 std::string replaceProjection(EventLog& log, const DaemonOptions& o, const Logger& logger) {

@@ -13,6 +13,7 @@
 #include "events/signing.h"
 #include "events/trust.h"
 #include "projections/projector.h"
+#include "service/log_line.h"
 
 namespace tokenledger {
 
@@ -73,8 +74,10 @@ std::string raiseOpenFilesLimit();
 
 // Opens the data directory (locking it against a second daemon), the log, the
 // read model, starts the projector and binds the listener. Throws
-// std::runtime_error with a message for the operator.
-std::unique_ptr<Daemon> openDaemon(const DaemonOptions& options, const Clock& clock, Logger logger);
+// std::runtime_error with a message for the operator. Commands are logged, with
+// their request ids, to `commandLog` (default: as text lines to `logger`).
+std::unique_ptr<Daemon> openDaemon(const DaemonOptions& options, const Clock& clock, Logger logger,
+                                   LineLogger commandLog = {});
 
 // Rebuilds DATA_DIR/projection from the log (the daemon must not run). Returns a
 // one-line summary.

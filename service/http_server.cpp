@@ -343,6 +343,8 @@ class Server final : public HttpServer {
 
   void stop() override { stopping_ = true; }
 
+  size_t openConnections() const override { return connections_.load(std::memory_order_relaxed); }
+
  private:
   // The first loop's listening socket (the others bind their own to the same
   // address); sets address_ to where it listens.
@@ -725,6 +727,23 @@ class Server final : public HttpServer {
     if (resp.wwwAuthenticate)
       h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, nullptr,
                      H2O_STRLIT("Basic realm=\"tokenledger\""));
+    if (!resp.verifiedOwner.empty()) {
+      // A valid verify: owner and kind as headers too, for a gateway (docs/gateway.md).
+      // Both are from the read model's checked alphabets (events/rules.h).
+      h2o_iovec_t owner =
+          h2o_strdup(&req->pool, resp.verifiedOwner.data(), resp.verifiedOwner.size());
+      h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("tokenledger-owner"), 0,
+                            nullptr, owner.base, owner.len);
+      h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("tokenledger-kind"), 0,
+                            nullptr, resp.verifiedKind.data(), resp.verifiedKind.size());
+      if (!resp.verifiedDestinationId.empty()) {
+        h2o_iovec_t dest = h2o_strdup(&req->pool, resp.verifiedDestinationId.data(),
+                                      resp.verifiedDestinationId.size());
+        h2o_add_header_by_str(&req->pool, &req->res.headers,
+                              H2O_STRLIT("tokenledger-destination-id"), 0, nullptr, dest.base,
+                              dest.len);
+      }
+    }
     if (resp.page) {
       // The page talks only to this origin and runs only its own script.
       static constexpr std::string_view kCsp =

@@ -34,6 +34,8 @@ class HttpServer {
   virtual void run() = 0;
   // Thread-safe; returns at once.
   virtual void stop() = 0;
+  // Open connections across all loops (for GET /metrics). Thread-safe.
+  virtual size_t openConnections() const = 0;
 };
 
 // Binds the listening socket now (throws std::runtime_error with a clear message if

@@ -14,6 +14,7 @@
 #include "events/secrets.h"
 #include "service/daemon.h"
 #include "service/json.h"
+#include "service/log_line.h"
 
 using namespace tokenledger;
 
@@ -72,6 +73,10 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
                        DIR and DIR/projection 0710, data.mdb 0640, lock.mdb 0660,
                        group GROUP (default: none, DIR is 0700). The daemon's
                        user must be in GROUP (docs/verify-library.md)
+  --log-format text|json
+                       the service log on stderr (and the start lines on stdout):
+                       text, "TIME message key=value ..." (default), or json, one
+                       object per line with time, level, message and fields
   --help               this text
 
 The operator secret comes from TOKENLEDGER_OPERATOR_SECRET, else from
@@ -86,11 +91,27 @@ finish in-flight requests and exit 0.
 )";
 
 std::mutex logMutex;
+LogFormat logFormat = LogFormat::text;  // --log-format, set before any thread starts
+
+void writeLine(const LogLine& line) {
+  SystemClock clock;
+  std::string text = formatLogLine(line, clock.now(), logFormat);
+  std::lock_guard lock(logMutex);
+  std::cerr << text << std::endl;
+}
 
 void logLine(const std::string& msg) {
+  writeLine(plainLine(msg));
+}
+
+// A line on stdout ("listening on …"): as it is in text, as a log line in JSON.
+void announce(const std::string& msg) {
+  if (logFormat == LogFormat::text) {
+    std::cout << msg << std::endl;
+    return;
+  }
   SystemClock clock;
-  std::lock_guard lock(logMutex);
-  std::cerr << formatTime(clock.now()) << " " << msg << std::endl;
+  std::cout << formatLogLine(LogLine{"info", msg}, clock.now(), logFormat) << std::endl;
 }
 
 // A command line main() refuses: it prints the message and exits 2.
@@ -114,6 +135,7 @@ struct Flags {
   bool rebuild = false;
   bool printWriterKey = false;
   bool help = false;  // --help: print the usage, nothing else
+  LogFormat logFormat = LogFormat::text;
 };
 
 // The command line as options. Throws UsageError.
@@ -196,6 +218,11 @@ Flags parseFlags(int argc, char** argv) {
       flags.printWriterKey = true;
     } else if (a == "--rebuild") {
       flags.rebuild = true;
+    } else if (a == "--log-format") {
+      std::string v = value();
+      auto format = parseLogFormat(v);
+      if (!format) throw UsageError("--log-format wants text or json (got \"" + v + "\")");
+      flags.logFormat = *format;
     } else {
       throw UsageError("unknown option " + a);
     }
@@ -229,6 +256,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   DaemonOptions& options = flags.options;
+  logFormat = flags.logFormat;
 
   // Signals go to a dedicated thread (sigwait), never to a random worker.
   sigset_t signals;
@@ -261,13 +289,13 @@ int main(int argc, char** argv) {
     // Idle connections each hold a descriptor: use all the hard limit allows.
     logLine(raiseOpenFilesLimit());
     SystemClock clock;
-    auto daemon = openDaemon(options, clock, logLine);
-    std::cout << "operator secret: " << daemon->operatorSecretSource() << std::endl;
+    auto daemon = openDaemon(options, clock, logLine, writeLine);
+    announce("operator secret: " + daemon->operatorSecretSource());
     if (options.log == "kafka") {
-      std::cout << "event log: kafka topic " << options.topic << " on " << options.kafkaBrokers
-                << "; read model in " << options.dataDir << std::endl;
+      announce("event log: kafka topic " + options.topic + " on " + options.kafkaBrokers +
+               "; read model in " + options.dataDir);
     } else {
-      std::cout << "event log: embedded in " << options.dataDir << std::endl;
+      announce("event log: embedded in " + options.dataDir);
     }
     std::thread signalThread([&] {
       while (true) {
@@ -281,14 +309,17 @@ int main(int argc, char** argv) {
         }
       }
     });
-    std::cout << "listening on " << daemon->address() << std::endl;
+    announce("listening on " + daemon->address());
     daemon->run();
     signalThread.join();
     daemon.reset();
     logLine("stopped");
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "tokenledgerd: " << e.what() << std::endl;
+    if (logFormat == LogFormat::json)
+      writeLine(LogLine{"error", std::string("tokenledgerd: ") + e.what()});
+    else
+      std::cerr << "tokenledgerd: " << e.what() << std::endl;
     return 1;
   }
 }

@@ -48,30 +48,12 @@ fail() {
   for line in "$@"; do echo "       $line"; done
 }
 
-DPID=""
-cleanup() {
-  if [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; then
-    kill -KILL "$DPID" 2>/dev/null
-    wait "$DPID" 2>/dev/null
-  fi
-}
-trap cleanup EXIT
+source "$(dirname "$0")/daemon.sh"
+trap tl_kill_daemon EXIT
 
 # ---------------------------------------------------------------- daemon
 
-TOKENLEDGER_OPERATOR_SECRET="$SECRET" "$DAEMON" --data-dir "$TMP/data" --listen 127.0.0.1:0 \
-  >"$TMP/daemon.stdout" 2>"$TMP/daemon.stderr" &
-DPID=$!
-
-PORT=""
-for _ in $(seq 100); do
-  PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)[[:space:]]*$/\1/p' \
-    "$TMP/daemon.stdout" | head -n 1)
-  [[ -n $PORT ]] && break
-  kill -0 "$DPID" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ -z $PORT ]]; then
+if ! tl_start_daemon "$DAEMON" "$SECRET" "$TMP/data" "$TMP/daemon"; then
   fail "daemon prints 'listening on 127.0.0.1:PORT' within 10 s" \
     "stdout: $(head -c 2000 "$TMP/daemon.stdout")" "stderr: $(head -c 2000 "$TMP/daemon.stderr")"
   echo "$PASSED passed, $FAILED failed"

@@ -695,7 +695,10 @@ TEST_CASE_FIXTURE(ApiFixture, "a plain verify answers as the /v1/verify route do
           {"HEAD", "/v1/verify", ""},
           {"POST", "/v1/%76erify", ""},
           {"GET", "/v1/verify", "other=1"},
-          {"POST", "/v1/verify", "min_position=0:0"}}) {
+          {"POST", "/v1/verify", "min_position=0:0"},
+          // URL-encoded, as HTTP clients send it (docs/openapi.yaml's contract test).
+          {"GET", "/v1/verify", "min_position=0%3A0"},
+          {"GET", "/v1/verify", "min_position=0%3a0%2C0%3A0"}}) {
       CAPTURE(method);
       CAPTURE(path);
       CAPTURE(query);
@@ -706,6 +709,8 @@ TEST_CASE_FIXTURE(ApiFixture, "a plain verify answers as the /v1/verify route do
     }
   }
   CHECK(code(call("GET", "/v1/verify", basic, "", "min_position=x")) == "invalid_min_position");
+  CHECK(code(call("GET", "/v1/verify", basic, "", "min_position=0%3")) == "invalid_min_position");
+  CHECK(code(call("GET", "/v1/verify", basic, "", "min_position=0%2F0")) == "invalid_min_position");
 }
 
 TEST_CASE("every error code has one status, and docs/api.md lists the same") {
