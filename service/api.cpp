@@ -499,32 +499,28 @@ std::string_view Api::commandType(Routed (Api::*handler)(const Call&)) {
 }
 
 Routed Api::counted(const CommandInfo& info, Routed routed) {
+  // Produces the answer and counts it; one that throws is counted as the 503
+  // unavailable http_server turns the exception into.
+  auto answered = [this, info](const auto& produce) {
+    HttpResponse r;
+    try {
+      r = produce();
+    } catch (...) {
+      commandAnswered(info, errorResponse("unavailable", ""));
+      throw;
+    }
+    commandAnswered(info, r);
+    return r;
+  };
   if (auto* deferred = std::get_if<Deferred>(&routed))
-    return Deferred([this, info, inner = std::move(*deferred)](TokenService& svc) {
-      HttpResponse r;
-      try {
-        r = inner(svc);
-      } catch (...) {
-        // http_server turns the exception into 503 unavailable: count it as that.
-        commandAnswered(info, errorResponse("unavailable", ""));
-        throw;
-      }
-      commandAnswered(info, r);
-      return r;
+    return Deferred([answered, inner = std::move(*deferred)](TokenService& svc) {
+      return answered([&] { return inner(svc); });
     });
   if (auto* started = std::get_if<Started>(&routed))
-    return Started([this, info, inner = std::move(*started)](Reply reply) {
-      inner([this, info, reply = std::move(reply)](Finish finish) {
-        reply([this, info, finish = std::move(finish)](ReadModelReader& reader) {
-          HttpResponse r;
-          try {
-            r = finish(reader);
-          } catch (...) {
-            commandAnswered(info, errorResponse("unavailable", ""));
-            throw;
-          }
-          commandAnswered(info, r);
-          return r;
+    return Started([answered, inner = std::move(*started)](Reply reply) {
+      inner([answered, reply = std::move(reply)](Finish finish) {
+        reply([answered, finish = std::move(finish)](ReadModelReader& reader) {
+          return answered([&] { return finish(reader); });
         });
       });
     });

@@ -53,13 +53,10 @@ mkdir -p "$TMP" && TMP=$(cd "$TMP" && pwd) || exit 2
 [[ -x $DAEMON ]] || { echo "missing executable: $DAEMON" >&2; exit 2; }
 [[ $MODE == schemathesis ]] && pytools
 
-FAILED=0
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $*"; }
-pass() { echo "ok   - $*"; }
+source "$ROOT/tests/service/daemon.sh"
 
 rm -rf "$TMP/data"
 SECRET="contract-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
-source "$ROOT/tests/service/daemon.sh"
 trap tl_kill_daemon EXIT
 if ! tl_start_daemon "$DAEMON" "$SECRET" "$TMP/data" "$TMP/daemon"; then
   fail "daemon prints 'listening on 127.0.0.1:PORT' within 10 s"

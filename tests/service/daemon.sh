@@ -1,5 +1,9 @@
 # Sourced by the shell-driven tests (tokenctl_test.sh, gateway_test.sh,
-# tests/contract/run.sh): starts a real tokenledgerd on a free loopback port.
+# tests/contract/run.sh): their pass/fail counting, and a real tokenledgerd on a
+# free loopback port.
+#
+#   pass MESSAGE              counts and prints "ok   - MESSAGE"
+#   fail MESSAGE [DETAIL...]  counts and prints "FAIL - MESSAGE", then each detail
 #
 #   tl_start_daemon DAEMON SECRET DATA_DIR OUT [ARGS...]
 #
@@ -8,6 +12,16 @@
 # PORT once the daemon printed "listening on 127.0.0.1:PORT". Returns 1, PORT empty,
 # when it did not within 10 s. tl_kill_daemon (for the caller's EXIT trap) kills a
 # daemon still running; a caller that stopped it itself sets DPID="".
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
+fail() {
+  FAILED=$((FAILED + 1))
+  echo "FAIL - $1"
+  shift
+  for line in "$@"; do echo "       $line"; done
+}
+
 DPID=""
 PORT=""
 

@@ -30,22 +30,13 @@ for exe in "$DAEMON" "$NGINX"; do
 done
 PYTHON=$(python3 -c 'import sys; print(sys.executable)') || exit 2
 
-PASSED=0
-FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-fail() {
-  FAILED=$((FAILED + 1))
-  echo "FAIL - $1"
-  shift
-  for line in "$@"; do echo "       $line"; done
-}
+source "$(dirname "$0")/daemon.sh"
 finish() {
   echo "$PASSED passed, $FAILED failed"
   [[ $FAILED -eq 0 ]]
   exit $?
 }
 
-source "$(dirname "$0")/daemon.sh"
 NPID=""
 cleanup() {
   if [[ -n $NPID ]] && kill -0 "$NPID" 2>/dev/null; then

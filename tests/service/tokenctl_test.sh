@@ -38,17 +38,8 @@ SECRET="op-test-$("$PYTHON" -c 'import secrets; print(secrets.token_hex(16))')"
 OUTLOG="$TMP/tokenctl-output.log" # everything tokenctl printed, checked for the secret
 : >"$OUTLOG"
 
-PASSED=0
-FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-fail() {
-  FAILED=$((FAILED + 1))
-  echo "FAIL - $1"
-  shift
-  for line in "$@"; do echo "       $line"; done
-}
-
 source "$(dirname "$0")/daemon.sh"
+
 trap tl_kill_daemon EXIT
 
 # ---------------------------------------------------------------- daemon
