@@ -82,14 +82,28 @@ async function call(session, method, path, body) {
   return data;
 }
 
+/** A query string from the defined values of `params`, or ''. */
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params ?? {})) if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
 /** A client for one user's tokens; every method returns the API's JSON or throws ApiError. */
 export function tokenApi(session) {
   const u = session.user;
   return {
-    list: () => call(session, 'GET', tokensPath(u)),
-    create: (description) => call(session, 'POST', tokensPath(u), { description }),
+    /** One page: params {kind, status, limit, cursor} → {user, tokens, next_cursor}. */
+    list: (params) => call(session, 'GET', `${tokensPath(u)}${query(params)}`),
+    get: (key) => call(session, 'GET', tokensPath(u, key)),
+    create: (description, expiresAt) =>
+      call(session, 'POST', tokensPath(u), expiresAt ? { description, expires_at: expiresAt } : { description }),
     activate: (key) => call(session, 'POST', tokensPath(u, key, 'activate'), {}),
     deactivate: (key) => call(session, 'POST', tokensPath(u, key, 'deactivate'), { reason: 'manual' }),
+    /** Deactivates every active token (of `kind`, if given); dryRun only counts them. */
+    deactivateAll: ({ kind, reason, dryRun }) =>
+      call(session, 'POST', `${tokensPath(u)}/deactivate`, { reason, ...(kind ? { kind } : {}), dry_run: Boolean(dryRun) }),
     rotate: (key, graceSeconds) =>
       call(session, 'POST', tokensPath(u, key, 'rotate'), { grace_seconds: graceSeconds }),
     history: (key) => call(session, 'GET', tokensPath(u, key, 'history')),

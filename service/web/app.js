@@ -1,6 +1,8 @@
 // The Tokens page of tokenledgerd: sign in as the operator for one user, list
-// that user's destination tokens and own tokens, create, activate/deactivate,
-// rotate, and read a token's history. Talks only to the HTTP API (docs/api.md).
+// that user's destination tokens and own tokens a page at a time (oldest first,
+// "Load more" appends the next page), create (with an optional expiry),
+// activate/deactivate one or all, rotate, and read a token's history. Talks only
+// to the HTTP API (docs/api.md).
 //
 // Secrets: the operator secret is in sessionStorage (api.js). A token's secret
 // is put into the secret dialog's DOM when the API returns it, deleted from the
@@ -12,10 +14,19 @@
 import { ApiError, clearSession, loadSession, saveSession, tokenApi } from './api.js';
 import { MAX_DESCRIPTION, checkDescription, userIdProblem } from './rules.js';
 import { $, closeDialog, copyText, focusTarget, h, openDialog, relativeTime, restoreFocus, selectContents, timeEl } from './dom.js';
+import { expiryChoice, expiryText, lastUsedText, localInputValue } from './time.js';
 
 const MAX_GRACE_SECONDS = 31622400;
+// Tokens per "Load more" (and on the first load) in each section: a user with
+// thousands of tokens is never loaded at once.
+const PAGE_SIZE = 50;
+// Requests one "Load more" may make: the API may answer short pages while it
+// filters (kind), so the page follows next_cursor until it has PAGE_SIZE tokens.
+const MAX_REQUESTS_PER_LOAD = 20;
 
 const KIND_LABEL = { user: 'User', destination: 'Destination' };
+const KIND_PLURAL = { user: 'user tokens', destination: 'destination tokens' };
+const KIND_SINGULAR = { user: 'user token', destination: 'destination token' };
 const REASON_LABEL = {
   manual: 'manual',
   rotation: 'rotation',
@@ -26,8 +37,27 @@ const REASON_LABEL = {
 
 let session = null; // {secret, user}
 let api = null;
-let tokens = [];
 let highlightKey = null;
+
+// Each section's tokens, in creation order: `paged` is what the pages loaded so far
+// hold; `extra` the tokens this page created (or rotated to) that the pages have not
+// reached yet: newer than every loaded one, so shown after them, until a page brings
+// them (no duplicates). `cursor` is the API's next_cursor, null once all is loaded.
+function emptySection() {
+  return { paged: [], extra: [], cursor: null, more: false, loaded: false, loading: false, generation: 0 };
+}
+const sections = { destination: emptySection(), user: emptySection() };
+const KINDS = Object.keys(sections);
+
+function sectionOf(token) {
+  return token.kind === 'destination' ? 'destination' : 'user';
+}
+
+function shown(kind) {
+  const s = sections[kind];
+  const keys = new Set(s.paged.map((t) => t.key));
+  return [...s.paged, ...s.extra.filter((t) => !keys.has(t.key))];
+}
 
 // ---------------------------------------------------------------- elements
 
@@ -48,14 +78,21 @@ const el = {
   pageAlertText: $('#page-alert-text'),
   pageAlertClose: $('#page-alert-close'),
   pageStatus: $('#page-status'),
-  destinationList: $('#destination-list'),
-  userList: $('#user-list'),
+  refreshButton: $('#refresh-button'),
+  list: { destination: $('#destination-list'), user: $('#user-list') },
+  count: { destination: $('#destination-count'), user: $('#user-count') },
+  more: { destination: $('#destination-more'), user: $('#user-more') },
+  bulkButton: { destination: $('#destination-bulk'), user: $('#user-bulk') },
   createButton: $('#create-button'),
   createDialog: $('#create-dialog'),
   createForm: $('#create-form'),
   createDescription: $('#create-description'),
   createCount: $('#create-count'),
   createError: $('#create-error'),
+  createExpiry: $('#create-expiry'),
+  createExpiryCustom: $('#create-expiry-custom'),
+  createExpiryAt: $('#create-expiry-at'),
+  createExpiryError: $('#create-expiry-error'),
   createOk: $('#create-ok'),
   secretDialog: $('#secret-dialog'),
   secretTitle: $('#secret-title'),
@@ -72,6 +109,16 @@ const el = {
   rotateUnit: $('#rotate-unit'),
   rotateError: $('#rotate-error'),
   rotateOk: $('#rotate-ok'),
+  bulkDialog: $('#bulk-dialog'),
+  bulkForm: $('#bulk-form'),
+  bulkTitle: $('#bulk-title'),
+  bulkQuestion: $('#bulk-question'),
+  bulkDetail: $('#bulk-detail'),
+  bulkReasonField: $('#bulk-reason-field'),
+  bulkReason: $('#bulk-reason'),
+  bulkError: $('#bulk-error'),
+  bulkCancel: $('#bulk-cancel'),
+  bulkOk: $('#bulk-ok'),
   historyDialog: $('#history-dialog'),
   historyTitle: $('#history-title'),
   historySubject: $('#history-subject'),
@@ -104,7 +151,36 @@ function announce(message) {
 }
 
 function tokenByKey(key) {
-  return tokens.find((t) => t.key === key);
+  for (const kind of KINDS) {
+    const found = shown(kind).find((t) => t.key === key);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** Puts a token the API returned in place of the one with its key, wherever it is shown. */
+function replaceToken(updated) {
+  for (const s of Object.values(sections)) {
+    s.paged = s.paged.map((t) => (t.key === updated.key ? updated : t));
+    s.extra = s.extra.map((t) => (t.key === updated.key ? updated : t));
+  }
+}
+
+/** Adds a token this page just created (or rotated to) to its section, after the loaded ones. */
+function addToken(token) {
+  const s = sections[sectionOf(token)];
+  if (s.paged.some((t) => t.key === token.key)) replaceToken(token);
+  else s.extra = [...s.extra.filter((t) => t.key !== token.key), token];
+}
+
+/** A token object as the lists keep it: without the command's extra fields. */
+function tokenOf(answer) {
+  const { token: _secret, position: _position, previous: _previous, changed: _changed, ...rest } = answer;
+  return rest;
+}
+
+function plural(n, one, many) {
+  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
 }
 
 function quoted(text) {
@@ -161,11 +237,11 @@ async function onSignIn(event) {
   el.signinSubmit.disabled = true;
   el.signinSubmit.textContent = 'Signing in…';
   try {
-    const list = await tokenApi(candidate).list();
+    await tokenApi(candidate).list({ limit: 1 });
     saveSession(candidate);
     el.signinSecret.value = '';
     el.signinAlert.hidden = true;
-    startSession(candidate, list);
+    startSession(candidate);
   } catch (error) {
     el.signinAlert.textContent = error.message;
     el.signinAlert.hidden = false;
@@ -178,7 +254,7 @@ async function onSignIn(event) {
   }
 }
 
-function startSession(s, list) {
+function startSession(s) {
   session = s;
   api = tokenApi(s);
   el.signinView.hidden = true;
@@ -187,12 +263,8 @@ function startSession(s, list) {
   el.sessionUser.textContent = s.user;
   document.title = `Tokens · ${s.user} · tokenledger`;
   clearPageError();
-  if (list) {
-    tokens = list.tokens;
-    renderTokens();
-  } else {
-    loadTokens();
-  }
+  for (const kind of KINDS) sections[kind] = emptySection();
+  loadTokens();
   el.tokensTitle.focus();
 }
 
@@ -200,49 +272,150 @@ function endSession(message) {
   clearSession();
   session = null;
   api = null;
-  tokens = [];
   for (const dialog of document.querySelectorAll('dialog[open]')) closeDialog(dialog);
-  el.destinationList.replaceChildren();
-  el.userList.replaceChildren();
+  for (const kind of KINDS) {
+    sections[kind] = emptySection();
+    el.list[kind].replaceChildren();
+    el.count[kind].textContent = '';
+    el.more[kind].hidden = true;
+  }
   showSignIn(message);
 }
 
 // ---------------------------------------------------------------- the lists
 
-async function loadTokens() {
-  el.destinationList.setAttribute('aria-busy', 'true');
-  el.userList.setAttribute('aria-busy', 'true');
-  if (tokens.length === 0) {
-    const loading = () => h('li', { class: 'empty' }, 'Loading…');
-    el.destinationList.replaceChildren(loading());
-    el.userList.replaceChildren(loading());
+/**
+ * Fetches up to `want` tokens of one kind from `cursor` on, following next_cursor
+ * through short pages. → {tokens, cursor, more}. An API without paging (no
+ * next_cursor) answers everything at once: then that is all, filtered here by kind.
+ */
+async function fetchTokens(kind, cursor, want) {
+  const tokens = [];
+  let next = cursor;
+  for (let requests = 0; requests < MAX_REQUESTS_PER_LOAD; requests++) {
+    const page = await api.list({ kind, limit: Math.min(1000, Math.max(1, want - tokens.length)), cursor: next ?? undefined });
+    for (const t of page.tokens) if (sectionOf(t) === kind) tokens.push(t);
+    next = typeof page.next_cursor === 'string' && page.next_cursor !== '' ? page.next_cursor : null;
+    if (next === null || tokens.length >= want) break;
   }
-  try {
-    const list = await api.list();
-    tokens = list.tokens;
-    renderTokens();
-  } catch (error) {
-    if (handleUnauthorized(error)) return;
-    showPageError(`Could not load the tokens: ${error.message}`);
-    if (tokens.length === 0) renderTokens();
-  } finally {
-    el.destinationList.removeAttribute('aria-busy');
-    el.userList.removeAttribute('aria-busy');
+  return { tokens, cursor: next, more: next !== null };
+}
+
+function setBusy(kind, busy) {
+  if (busy) {
+    el.list[kind].setAttribute('aria-busy', 'true');
+    el.more[kind].setAttribute('aria-disabled', 'true');
+    el.more[kind].textContent = 'Loading…';
+  } else {
+    el.list[kind].removeAttribute('aria-busy');
+    el.more[kind].removeAttribute('aria-disabled');
+    el.more[kind].textContent = 'Load more';
   }
 }
 
+/**
+ * (Re)loads both sections from their first page. keep: as many tokens as each
+ * shows now (at least a page), so a refresh does not take away what "Load more"
+ * brought; the tokens created here that the pages do not reach are fetched again.
+ */
+async function loadTokens({ keep = false } = {}) {
+  await Promise.all(KINDS.map((kind) => loadSection(kind, keep)));
+}
+
+async function loadSection(kind, keep) {
+  const s = sections[kind];
+  const generation = ++s.generation;
+  const want = keep ? Math.max(PAGE_SIZE, s.paged.length) : PAGE_SIZE;
+  s.loading = true;
+  setBusy(kind, true);
+  if (!s.loaded) el.list[kind].replaceChildren(h('li', { class: 'empty' }, 'Loading…'));
+  try {
+    const page = await fetchTokens(kind, null, want);
+    if (generation !== s.generation || !api) return;
+    const keys = new Set(page.tokens.map((t) => t.key));
+    let extra = s.extra.filter((t) => !keys.has(t.key));
+    if (keep && extra.length) {
+      extra = await Promise.all(extra.map((t) => api.get(t.key).catch(() => t)));
+      if (generation !== s.generation || !api) return;
+    }
+    Object.assign(s, { paged: page.tokens, extra, cursor: page.cursor, more: page.more, loaded: true });
+    renderSection(kind);
+  } catch (error) {
+    if (generation !== s.generation) return;
+    if (handleUnauthorized(error)) return;
+    showPageError(`Could not load the ${KIND_PLURAL[kind]}: ${error.message}`);
+    if (!s.loaded) el.list[kind].replaceChildren();
+  } finally {
+    if (generation === s.generation) {
+      s.loading = false;
+      setBusy(kind, false);
+    }
+  }
+}
+
+/** "Load more": appends the section's next page. */
+async function loadMore(kind) {
+  const s = sections[kind];
+  if (s.loading || !s.more || !api) return;
+  const generation = ++s.generation;
+  const before = shown(kind).length;
+  s.loading = true;
+  setBusy(kind, true);
+  clearPageError();
+  try {
+    const page = await fetchTokens(kind, s.cursor, PAGE_SIZE);
+    if (generation !== s.generation || !api) return;
+    const keys = new Set(s.paged.map((t) => t.key));
+    const added = page.tokens.filter((t) => !keys.has(t.key));
+    const addedKeys = new Set(added.map((t) => t.key));
+    s.paged = [...s.paged, ...added];
+    s.extra = s.extra.filter((t) => !addedKeys.has(t.key));
+    s.cursor = page.cursor;
+    s.more = page.more;
+    const focusWasOnMore = document.activeElement === el.more[kind];
+    renderSection(kind);
+    const total = shown(kind).length;
+    announce(`${plural(added.length, `more ${KIND_SINGULAR[kind]}`, `more ${KIND_PLURAL[kind]}`)} loaded; ` +
+             `${total.toLocaleString()} shown${s.more ? ', more available' : ', all of them'}.`);
+    // The button stays where it is while there is more; once it is gone, focus
+    // goes to the first token it brought.
+    if (focusWasOnMore && !s.more) {
+      const first = el.list[kind].children[Math.min(before, el.list[kind].children.length - 1)];
+      (first?.querySelector('button:not([disabled])') ?? el.tokensTitle).focus();
+    }
+  } catch (error) {
+    if (generation !== s.generation) return;
+    if (handleUnauthorized(error)) return;
+    showPageError(`Could not load more ${KIND_PLURAL[kind]}: ${error.message}`);
+  } finally {
+    if (generation === s.generation) {
+      s.loading = false;
+      setBusy(kind, false);
+    }
+  }
+}
+
+const EMPTY_TEXT = {
+  destination: 'No destination tokens. The platform creates one for each data destination you connect.',
+  user: 'No tokens yet. Choose CREATE + to make one.',
+};
+
 function renderTokens() {
+  for (const kind of KINDS) renderSection(kind);
+}
+
+function renderSection(kind) {
+  const s = sections[kind];
+  const list = el.list[kind];
   const focused = focusTarget(document.activeElement);
-  const inList = focused && (el.userList.contains(focused.el) || el.destinationList.contains(focused.el));
-  const newestFirst = [...tokens].reverse();
-  const destination = newestFirst.filter((t) => t.kind === 'destination');
-  const own = newestFirst.filter((t) => t.kind !== 'destination');
-  el.destinationList.replaceChildren(
-    ...(destination.length ? destination.map(tokenRow)
-      : [h('li', { class: 'empty' }, 'No destination tokens. The platform creates one for each data destination you connect.')]));
-  el.userList.replaceChildren(
-    ...(own.length ? own.map(tokenRow)
-      : [h('li', { class: 'empty' }, 'No tokens yet. Choose CREATE + to make one.')]));
+  const inList = focused && list.contains(focused.el);
+  const rows = shown(kind);
+  list.replaceChildren(...(rows.length ? rows.map(tokenRow)
+    : [h('li', { class: 'empty' }, s.more ? 'None in the part loaded so far: choose Load more.' : EMPTY_TEXT[kind])]));
+  // A count that is a total only when it is one.
+  el.count[kind].textContent = s.more ? `${rows.length.toLocaleString()} shown, more available`
+    : rows.length ? plural(rows.length, 'token', 'tokens') : '';
+  el.more[kind].hidden = !s.more;
   if (inList) restoreFocus(focused, el.tokensTitle);
 }
 
@@ -276,6 +449,13 @@ function tokenRow(t) {
   const lineage = [];
   if (t.replaces) lineage.push(h('span', {}, 'Replaces ', lineageButton(t.replaces)));
   if (t.replaced_by) lineage.push(h('span', {}, 'Replaced by ', lineageButton(t.replaced_by)));
+  const expiry = expiryText(t);
+  const used = lastUsedText(t);
+  const times = h('p', { class: 'token-times' },
+    expiry ? h('span', { class: `token-expiry${expiry.text === 'Expired' ? ' is-expired' : ''}` },
+      `${expiry.text} `, timeEl(expiry.at, 'relative', expiry.relative)) : null,
+    h('span', { class: 'token-last-used' },
+      used.at ? [`${used.text} `, timeEl(used.at, 'relative', used.relative)] : used.text));
 
   const sw = h('button', {
     type: 'button', role: 'switch', class: 'switch',
@@ -291,6 +471,7 @@ function tokenRow(t) {
     h('div', { class: 'token-info' },
       h('h3', { class: 'token-desc', id: `desc-${id}` }, t.description),
       meta,
+      times,
       lineage.length ? h('p', { class: 'token-lineage' }, lineage) : null),
     h('div', { class: 'token-actions' },
       h('div', { class: `token-status status-${t.status}${status.warn ? ' status-scheduled' : ''}` },
@@ -339,11 +520,9 @@ async function toggle(sw, key) {
   const label = sw.closest('.token-status')?.querySelector('.status-label');
   if (label) label.textContent = activate ? 'Activating…' : 'Deactivating…';
   try {
-    const updated = activate ? await api.activate(key) : await api.deactivate(key);
-    delete updated.position;
-    delete updated.changed;
-    tokens = tokens.map((t) => (t.key === key ? updated : t));
-    renderTokens();
+    const updated = tokenOf(activate ? await api.activate(key) : await api.deactivate(key));
+    replaceToken(updated);
+    renderSection(sectionOf(updated));
     announce(`${quoted(updated.description)} is now ${updated.status === 'active' ? 'active' : 'inactive'}.`);
   } catch (error) {
     if (handleUnauthorized(error)) return;
@@ -364,9 +543,27 @@ function updateCount() {
   else el.createDescription.removeAttribute('aria-invalid');
 }
 
+function showExpiryError(message) {
+  showFieldError(el.createExpiryError, message);
+  const field = el.createExpiry.value === 'custom' ? el.createExpiryAt : el.createExpiry;
+  if (message) field.setAttribute('aria-invalid', 'true');
+  else {
+    el.createExpiry.removeAttribute('aria-invalid');
+    el.createExpiryAt.removeAttribute('aria-invalid');
+  }
+}
+
+function updateExpiry() {
+  const custom = el.createExpiry.value === 'custom';
+  el.createExpiryCustom.hidden = !custom;
+  el.createExpiryAt.min = localInputValue(new Date());
+  showExpiryError('');
+}
+
 function openCreate() {
   el.createForm.reset();
   showFieldError(el.createError, '');
+  updateExpiry();
   el.createOk.disabled = false;
   updateCount();
   openDialog(el.createDialog, { focus: el.createDescription });
@@ -375,6 +572,15 @@ function openCreate() {
 async function onCreate(event) {
   event.preventDefault();
   if (el.createOk.disabled) return;
+  // The expiry is checked here (in the future), since the API's "in the past"
+  // would come too late to say which field; the API checks it again.
+  const expiry = expiryChoice(el.createExpiry.value, el.createExpiryAt.value);
+  if (expiry.problem) {
+    showExpiryError(expiry.problem);
+    (el.createExpiry.value === 'custom' ? el.createExpiryAt : el.createExpiry).focus();
+    return;
+  }
+  showExpiryError('');
   const { problem } = checkDescription(el.createDescription.value);
   if (problem) el.createDescription.setAttribute('aria-invalid', 'true');
   // The API decides, and its message is the one shown, also when this page
@@ -382,14 +588,21 @@ async function onCreate(event) {
   el.createOk.disabled = true;
   el.createOk.textContent = 'Creating…';
   try {
-    const created = await api.create(el.createDescription.value);
+    const created = await api.create(el.createDescription.value, expiry.expiresAt);
     const returnTo = { el: el.createButton, id: 'create' };
     closeDialog(el.createDialog);
     highlightKey = created.key;
+    const token = tokenOf(created);
     showSecret(created, { title: 'Token created', returnTo });
-    loadTokens();
+    addToken(token);
+    renderSection(sectionOf(token));
   } catch (error) {
     if (handleUnauthorized(error)) return;
+    if (error.code === 'invalid_expires_at') {
+      showExpiryError(error.message);
+      (el.createExpiry.value === 'custom' ? el.createExpiryAt : el.createExpiry).focus();
+      return;
+    }
     el.createDescription.setAttribute('aria-invalid', 'true');
     showFieldError(el.createError, error.message);
     el.createDescription.focus();
@@ -492,8 +705,17 @@ async function onRotate(event) {
     const returnTo = { el: null, id: `history:${key}` };
     closeDialog(el.rotateDialog);
     highlightKey = successor.key;
+    const next = tokenOf(successor);
+    const previous = successor.previous ? tokenOf(successor.previous) : null;
     showSecret(successor, { title: 'Token rotated', previous: successor.previous, returnTo });
-    loadTokens();
+    if (previous) replaceToken(previous);
+    addToken(next);
+    renderSection(sectionOf(next));
+    // The old token as the read model holds it now (lineage, status), in place.
+    api.get(key).then((old) => {
+      replaceToken(old);
+      renderSection(sectionOf(old));
+    }, () => {});
   } catch (error) {
     if (handleUnauthorized(error)) return;
     el.rotateGrace.setAttribute('aria-invalid', 'true');
@@ -506,6 +728,79 @@ async function onRotate(event) {
   } finally {
     el.rotateOk.disabled = false;
     el.rotateOk.textContent = 'Rotate';
+  }
+}
+
+// ---------------------------------------------------------------- deactivate all
+
+let bulkKind = null; // the kind the open dialog deactivates
+let bulkRequest = 0;
+
+function bulkView({ question, confirm = false, done = false }) {
+  el.bulkQuestion.textContent = question;
+  el.bulkDetail.hidden = !confirm;
+  el.bulkReasonField.hidden = !confirm;
+  el.bulkOk.hidden = !confirm;
+  el.bulkCancel.textContent = confirm || !done ? 'Cancel' : 'Close';
+}
+
+/** "Deactivate all…": counts the section's active tokens (dry run), then asks. */
+async function openBulk(kind) {
+  const request = ++bulkRequest;
+  bulkKind = kind;
+  el.bulkForm.reset();
+  el.bulkTitle.textContent = `Deactivate all ${KIND_PLURAL[kind]}`;
+  showFieldError(el.bulkError, '');
+  el.bulkOk.disabled = false;
+  bulkView({ question: `Counting the active ${KIND_PLURAL[kind]}…` });
+  openDialog(el.bulkDialog, { focus: el.bulkCancel, onClose: () => { bulkKind = null; bulkRequest++; } });
+  try {
+    const answer = await api.deactivateAll({ kind, reason: 'bulk', dryRun: true });
+    if (request !== bulkRequest) return;
+    const n = answer.matching;
+    if (n === 0) {
+      bulkView({ question: `No active ${KIND_PLURAL[kind]}: there is nothing to deactivate.`, done: true });
+      return;
+    }
+    bulkView({ question: `Deactivate ${plural(n, `active ${KIND_SINGULAR[kind]}`, `active ${KIND_PLURAL[kind]}`)}?`, confirm: true });
+    el.bulkOk.textContent = n === 1 ? 'Deactivate 1 token' : `Deactivate ${n.toLocaleString()} tokens`;
+  } catch (error) {
+    if (request !== bulkRequest) return;
+    if (handleUnauthorized(error)) return;
+    bulkView({ question: '', done: true });
+    showFieldError(el.bulkError, `Could not count the active ${KIND_PLURAL[kind]}: ${error.message}`);
+  }
+}
+
+async function onBulk(event) {
+  event.preventDefault();
+  if (el.bulkOk.disabled || el.bulkOk.hidden || !bulkKind) return;
+  const kind = bulkKind;
+  const request = bulkRequest;
+  showFieldError(el.bulkError, '');
+  el.bulkOk.disabled = true;
+  const label = el.bulkOk.textContent;
+  el.bulkOk.textContent = 'Deactivating…';
+  try {
+    const answer = await api.deactivateAll({ kind, reason: el.bulkReason.value, dryRun: false });
+    const m = answer.deactivated ?? 0;
+    const result = m === answer.matching || answer.matching === undefined
+      ? `${plural(m, 'token', 'tokens')} deactivated.`
+      : `${plural(m, 'token', 'tokens')} deactivated of ${answer.matching.toLocaleString()}; the others had changed meanwhile.`;
+    if (request === bulkRequest) {
+      bulkView({ question: result, done: true });
+      el.bulkCancel.focus();
+    } else {
+      announce(result);
+    }
+    loadTokens({ keep: true });
+  } catch (error) {
+    if (handleUnauthorized(error)) return;
+    if (request === bulkRequest) showFieldError(el.bulkError, `Could not deactivate the ${KIND_PLURAL[kind]}: ${error.message}`);
+    else showPageError(`Could not deactivate the ${KIND_PLURAL[kind]}: ${error.message}`);
+  } finally {
+    el.bulkOk.disabled = false;
+    el.bulkOk.textContent = label;
   }
 }
 
@@ -603,14 +898,31 @@ function init() {
     clearPageError();
     el.tokensTitle.focus();
   });
-  el.destinationList.addEventListener('click', onListClick);
-  el.userList.addEventListener('click', onListClick);
+  for (const kind of KINDS) {
+    el.list[kind].addEventListener('click', onListClick);
+    el.more[kind].addEventListener('click', () => loadMore(kind));
+    el.bulkButton[kind].addEventListener('click', () => openBulk(kind));
+  }
+  el.refreshButton.addEventListener('click', async () => {
+    if (!api || el.refreshButton.getAttribute('aria-disabled') === 'true') return;
+    clearPageError();
+    el.refreshButton.setAttribute('aria-disabled', 'true');
+    try {
+      await loadTokens({ keep: true });
+      if (api) announce('Tokens reloaded.');
+    } finally {
+      el.refreshButton.removeAttribute('aria-disabled');
+    }
+  });
+  el.bulkForm.addEventListener('submit', onBulk);
   el.createButton.addEventListener('click', openCreate);
   el.createForm.addEventListener('submit', onCreate);
   el.createDescription.addEventListener('input', () => {
     showFieldError(el.createError, '');
     updateCount();
   });
+  el.createExpiry.addEventListener('change', updateExpiry);
+  el.createExpiryAt.addEventListener('input', () => showExpiryError(''));
   el.secretDialog.addEventListener('click', onCopy);
   el.secretOk.addEventListener('click', () => closeDialog(el.secretDialog));
   el.rotateForm.addEventListener('submit', onRotate);
@@ -626,7 +938,7 @@ function init() {
   const saved = loadSession();
   if (saved) {
     el.signinUser.value = saved.user;
-    startSession(saved, null);
+    startSession(saved);
   } else {
     showSignIn(null);
   }

@@ -1,6 +1,8 @@
 // Small DOM helpers for the Tokens page: element building (text only, never
 // HTML strings), modal dialogs that keep and return focus, locale formatting,
-// and copying to the clipboard.
+// and copying to the clipboard. Relative times come from time.js (no DOM, unit-tested).
+
+import { relativeTime } from './time.js';
 
 /**
  * Builds an element. props: class, text, dataset, on<event> handlers, and
@@ -26,31 +28,28 @@ export function h(tag, props = {}, ...children) {
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 
+export { relativeTime };
+
 // ---------------------------------------------------------------- formatting
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 const shortFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
-const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 
-/** A <time> element for an RFC 3339 string, in the user's locale; style 'date', 'short' (no seconds) or 'datetime'. */
-export function timeEl(iso, style = 'datetime') {
+/**
+ * A <time> element for an RFC 3339 string, in the user's locale; style 'date',
+ * 'short' (no seconds), 'datetime', or 'relative' ("in 29 days"; `text` if given).
+ * The full date and time is its title.
+ */
+export function timeEl(iso, style = 'datetime', text = undefined) {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return h('span', { text: iso });
-  const text = (style === 'date' ? dateFormat : style === 'short' ? shortFormat : dateTimeFormat).format(d);
+  text ??= style === 'relative' ? relativeTime(iso)
+    : (style === 'date' ? dateFormat : style === 'short' ? shortFormat : dateTimeFormat).format(d);
   return h('time', { datetime: iso, title: fullFormat.format(d) }, text);
 }
 
-/** "in 3 hours", "5 minutes ago", in the user's locale. */
-export function relativeTime(iso, now = Date.now()) {
-  const seconds = Math.round((new Date(iso).getTime() - now) / 1000);
-  const units = [['year', 31536000], ['month', 2592000], ['day', 86400], ['hour', 3600], ['minute', 60]];
-  for (const [unit, size] of units) {
-    if (Math.abs(seconds) >= size) return relativeFormat.format(Math.round(seconds / size), unit);
-  }
-  return relativeFormat.format(seconds, 'second');
-}
 
 // ---------------------------------------------------------------- dialogs
 
