@@ -482,8 +482,9 @@ function tokenRow(t) {
       h('div', { class: 'token-buttons' },
         h('button', {
           type: 'button', class: 'btn btn-small', 'aria-describedby': `desc-${id}`,
-          disabled: Boolean(t.replaced_by),
-          title: t.replaced_by ? `Already rotated to ${t.replaced_by}` : null,
+          disabled: Boolean(t.replaced_by) || t.status === 'expired',
+          title: t.replaced_by ? `Already rotated to ${t.replaced_by}`
+            : t.status === 'expired' ? 'An expired token cannot be rotated' : null,
           dataset: { action: 'rotate', focusId: `rotate:${id}` },
         }, 'Rotate'),
         h('button', {

@@ -4,7 +4,8 @@
 //
 // Environment (set by run.sh): TL_BASE_URL, TL_OPERATOR_SECRET, TL_ARTIFACTS,
 // TL_DAEMON_LOG (the daemon's output, checked for leaked secrets at the end),
-// TL_CHROMIUM (default /usr/bin/chromium).
+// TL_CHROMIUM (default /usr/bin/chromium), TL_LAST_USED (set when the daemon runs
+// with --last-used-flush-ms, so a verify shows as the token's last use at once).
 //
 //   node --test tests/e2e/tokens_page.test.mjs
 
@@ -23,7 +24,12 @@ const OPERATOR_SECRET = process.env.TL_OPERATOR_SECRET;
 const ARTIFACTS = process.env.TL_ARTIFACTS ?? 'artifacts';
 const DAEMON_LOG = process.env.TL_DAEMON_LOG;
 const CHROMIUM = process.env.TL_CHROMIUM ?? '/usr/bin/chromium';
+const LAST_USED = Boolean(process.env.TL_LAST_USED);
 const USER = 'alice.e2e@example.com';
+// The user with many tokens: paging and Deactivate all….
+const MANY_USER = 'bob.e2e@example.com';
+const MANY = 250;
+const PAGE_SIZE = 50; // service/web/app.js PAGE_SIZE
 
 assert.ok(BASE, 'TL_BASE_URL is not set (run tests/e2e/run.sh)');
 assert.ok(OPERATOR_SECRET, 'TL_OPERATOR_SECRET is not set (run tests/e2e/run.sh)');
@@ -43,9 +49,11 @@ const expectedApiErrors = [];
 
 // ------------------------------------------------------------------ helpers
 
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
 /** A test step: skipped after a failure; on failure saves a screenshot of the page. */
-function step(name, fn) {
-  test(name, { timeout: 60_000 }, async (t) => {
+function step(name, fn, { timeout = 60_000 } = {}) {
+  test(name, { timeout }, async (t) => {
     if (failed) {
       t.skip('an earlier step failed');
       return;
@@ -126,7 +134,60 @@ async function verify(key, token) {
   return { status: response.status, body: await response.json() };
 }
 
+/** Creates tokens through the API, `concurrency` requests at a time: [{key, token}] in the order of `bodies`. */
+async function createMany(user, bodies, concurrency = 25) {
+  const results = new Array(bodies.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < bodies.length) {
+      const i = next++;
+      const r = await apiCall('POST', `/v1/users/${user}/tokens`, bodies[i]);
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      secretsSeen.push(r.body.token);
+      results[i] = { key: r.body.key, token: r.body.token };
+    }
+  }));
+  return results;
+}
+
+/** Every token of one kind as the API pages them (following next_cursor), in its order. */
+async function listAll(user, kind) {
+  const tokens = [];
+  let cursor = null;
+  for (let requests = 0; requests < 1000; requests++) {
+    const q = new URLSearchParams({ kind, limit: '100' });
+    if (cursor) q.set('cursor', cursor);
+    const r = await apiCall('GET', `/v1/users/${user}/tokens?${q}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    tokens.push(...r.body.tokens.filter((t) => t.kind === kind));
+    cursor = r.body.next_cursor ?? null;
+    if (!cursor) return tokens;
+  }
+  throw new Error('next_cursor never became null');
+}
+
+/** Verifies many tokens, 25 at a time: [{status, body}]. */
+async function verifyMany(tokens) {
+  const results = [];
+  for (let i = 0; i < tokens.length; i += 25) {
+    results.push(...await Promise.all(tokens.slice(i, i + 25).map((t) => verify(t.key, t.token))));
+  }
+  return results;
+}
+
+/** A datetime-local value for a time (the browser runs in UTC). */
+const localValue = (ms) => new Date(ms).toISOString().slice(0, 16);
+
 const row = (key) => page.locator(`li.token-row[data-key="${key}"]`);
+const rowKeys = (list) => page.locator(`${list} li.token-row`).evaluateAll((rows) => rows.map((r) => r.dataset.key));
+
+/** Clicks Refresh and waits until both sections are loaded again. */
+async function refresh() {
+  await page.getByRole('button', { name: 'Refresh', exact: true }).click();
+  await until('the lists to be reloaded', async () =>
+    (await page.locator('#refresh-button').getAttribute('aria-disabled')) === null &&
+    (await page.locator('.token-list[aria-busy]').count()) === 0);
+}
 const switchOf = (key) => row(key).getByRole('switch');
 
 async function activeElementId() {
@@ -651,6 +712,253 @@ step('a narrow screen (375 px) stacks the rows and does not scroll sideways', as
   await page.locator('#destination-list').locator(`li.token-row[data-key="${next.key}"]`).waitFor();
   await page.setViewportSize({ width: 1280, height: 800 });
 });
+
+step('CREATE + takes an expiry: a past time is refused in the page, the row shows when it expires', async () => {
+  await page.getByRole('button', { name: 'CREATE +' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Create a token' });
+  await dialog.waitFor();
+  await dialog.getByLabel('Description').fill('Nightly export');
+  const expiry = dialog.getByLabel('Expires', { exact: true });
+  assert.equal(await expiry.inputValue(), '', 'the expiry is not "Never" by default');
+  assert.equal(await page.locator('#create-expiry-custom').isVisible(), false);
+  await expiry.selectOption({ label: 'On a date…' });
+  const when = dialog.getByLabel('Expiry date and time');
+  await when.waitFor();
+
+  // Yesterday: refused in the page, nothing is sent.
+  const posts = [];
+  const onRequest = (r) => { if (r.method() === 'POST' && r.url().includes('/v1/')) posts.push(r.url()); };
+  page.on('request', onRequest);
+  await when.fill(localValue(Date.now() - 86400_000));
+  await dialog.getByRole('button', { name: 'OK' }).click();
+  await until('the expiry error', async () => /in the future/.test(await page.locator('#create-expiry-error').textContent()));
+  page.off('request', onRequest);
+  assert.deepEqual(posts, [], 'the page sent a create with a past expiry');
+  assert.equal(await page.locator('#create-expiry-error').getAttribute('role'), 'alert');
+  assert.equal(await when.getAttribute('aria-invalid'), 'true');
+  assert.equal(await activeElementId(), 'create-expiry-at');
+  await checkAccessibility('in the create dialog with an expiry error');
+  await screenshot('create-expiry-in-the-past');
+  // The API refuses it too, with its own code (the page would show its message).
+  const refused = await apiCall('POST', `/v1/users/${USER}/tokens`,
+                                { description: 'Already expired', expires_at: Math.floor(Date.now() / 1000) - 60 });
+  assert.equal(refused.status, 400);
+  assert.equal(refused.body.error.code, 'invalid_expires_at');
+
+  // In 30 days.
+  await expiry.selectOption({ label: 'In 30 days' });
+  assert.equal(await page.locator('#create-expiry-custom').isVisible(), false);
+  assert.equal(await page.locator('#create-expiry-error').isVisible(), false);
+  const answer = page.waitForResponse((r) => r.url().endsWith('/tokens') && r.request().method() === 'POST');
+  await dialog.getByRole('button', { name: 'OK' }).click();
+  const response = await answer;
+  assert.equal(response.status(), 201);
+  const sent = JSON.parse(response.request().postData());
+  assert.ok(Math.abs(Date.parse(sent.expires_at) - Date.now() - 30 * 86400_000) < 60_000, `expires_at ${sent.expires_at}`);
+  const created = await readSecretDialog('Token created');
+  await closeSecretDialog(created, 'OK', 'create-button');
+  const r = row(created.key);
+  await r.waitFor();
+  const stored = (await apiCall('GET', `/v1/users/${USER}/tokens/${created.key}`)).body;
+  assert.equal(Date.parse(stored.expires_at), Date.parse(sent.expires_at));
+  assert.equal(await r.locator('.token-expiry').textContent(), 'Expires in 30 days');
+  assert.equal(Date.parse(await r.locator('.token-expiry time').getAttribute('datetime')), Date.parse(sent.expires_at));
+  assert.equal(await r.locator('.status-label').textContent(), 'Active');
+  // Tokens without an expiry say nothing about it.
+  assert.equal(await row(state.third.key).locator('.token-expiry').count(), 0);
+  state.expiring = created;
+  await screenshot('created-with-expiry');
+});
+
+step('a token past its expiry shows "Expired … ago" once the list is reloaded', async () => {
+  const expiresAt = Date.now() + 3000;
+  const created = await apiCall('POST', `/v1/users/${USER}/tokens`,
+                                { description: 'Short-lived', expires_at: new Date(expiresAt).toISOString() });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  secretsSeen.push(created.body.token);
+  const { key } = created.body;
+  await refresh();
+  assert.match(await row(key).locator('.token-expiry').textContent(), /^Expires in \d+ seconds?$/);
+  await sleep(Math.max(0, expiresAt - Date.now()) + 2500);
+  await refresh();
+  assert.match(await row(key).locator('.token-expiry').textContent(), /^Expired \d+ seconds ago$/);
+  assert.equal(await row(key).locator('.status-label').textContent(), 'Expired');
+  assert.equal(await switchOf(key).isDisabled(), true);
+  assert.equal(await row(key).getByRole('button', { name: 'Rotate', exact: true }).isDisabled(), true);
+  const v = await verify(key, created.body.token);
+  assert.equal(v.status, 401);
+  assert.equal(v.body.reason, 'expired');
+  await screenshot('expired');
+});
+
+step('last use: a fresh token says "Never used"; after a verify and a reload, "Last used … ago"', async (t) => {
+  const { key, token } = state.expiring;
+  assert.equal(await row(key).locator('.token-last-used').textContent(), 'Never used');
+  assert.equal((await apiCall('GET', `/v1/users/${USER}/tokens/${key}`)).body.last_used_at, undefined);
+  assert.equal((await verify(key, token)).status, 200);
+  if (!LAST_USED) {
+    t.skip('tokenledgerd has no --last-used-flush-ms yet: only "Never used" was checked');
+    return;
+  }
+  // Flushed every 200 ms (run.sh): the API has it soon, and Refresh shows it.
+  await until('the API to have the last use', async () =>
+    (await apiCall('GET', `/v1/users/${USER}/tokens/${key}`)).body.last_used_at !== undefined, 5000);
+  const stored = (await apiCall('GET', `/v1/users/${USER}/tokens/${key}`)).body;
+  assert.ok(stored.last_used_count >= 1, JSON.stringify(stored));
+  assert.ok(Date.now() - Date.parse(stored.last_used_at) < 120_000);
+  await refresh();
+  assert.match(await row(key).locator('.token-last-used').textContent(), /^Last used (less than a minute|\d+ minutes?) ago$/);
+  assert.equal(await row(key).locator('.token-last-used time').getAttribute('datetime'), stored.last_used_at);
+  // A token nobody presented still says so.
+  const fresh = await apiCall('POST', `/v1/users/${USER}/tokens`, { description: 'Never presented' });
+  secretsSeen.push(fresh.body.token);
+  await refresh();
+  assert.equal(await row(fresh.body.key).locator('.token-last-used').textContent(), 'Never used');
+  await screenshot('last-used');
+});
+
+step('each section loads a page at a time: Load more appends the next one, in order, without duplicates', async () => {
+  // 250 user tokens and 3 destination tokens for another user, created in parallel.
+  const users = await createMany(MANY_USER, Array.from({ length: MANY }, (_, i) => ({ description: `Batch job ${i + 1}` })));
+  const destinations = await createMany(MANY_USER, Array.from({ length: 3 }, (_, i) => (
+    { description: `Destination ${i + 1}`, kind: 'destination', destination_id: `dest-${i + 1}` })));
+  state.many = { users, destinations };
+  // The API's order (creation order, oldest first) is the one the page must keep.
+  const listed = await listAll(MANY_USER, 'user');
+  const order = listed.map((t) => t.key);
+  assert.equal(order.length, MANY);
+  assert.deepEqual(new Set(order), new Set(users.map((t) => t.key)));
+  for (let i = 1; i < listed.length; i++) assert.ok(listed[i - 1].created_at <= listed[i].created_at, 'the API is not in creation order');
+
+  const lists = []; // every list request the page makes
+  const onRequest = (r) => {
+    const url = new URL(r.url());
+    if (r.method() === 'GET' && /^\/v1\/users\/[^/]+\/tokens$/.test(url.pathname)) lists.push(url.searchParams);
+  };
+  page.on('request', onRequest);
+  try {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.locator('#signin-view').waitFor({ state: 'visible' });
+    await page.getByLabel('Operator secret').fill(OPERATOR_SECRET);
+    await page.getByLabel('User id').fill(MANY_USER);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#tokens-view').waitFor({ state: 'visible' });
+
+    // The first render: one page of each section, never all of them.
+    const more = page.locator('#user-section').getByRole('button', { name: 'Load more' });
+    await more.waitFor();
+    await until('the first page', async () => (await page.locator('#user-list li.token-row').count()) > 0);
+    assert.deepEqual(await rowKeys('#user-list'), order.slice(0, PAGE_SIZE));
+    assert.equal(await page.locator('#user-count').textContent(), `${PAGE_SIZE} shown, more available`);
+    await until('the destination tokens', async () => (await page.locator('#destination-list li.token-row').count()) === 3);
+    assert.deepEqual(new Set(await rowKeys('#destination-list')), new Set(destinations.map((t) => t.key)));
+    assert.equal(await page.locator('#destination-count').textContent(), '3 tokens');
+    assert.equal(await page.locator('#destination-more').isVisible(), false);
+    for (const q of lists) {
+      const limit = Number(q.get('limit'));
+      assert.ok(limit >= 1 && limit <= PAGE_SIZE, `a list request asked for ${q.get('limit')} tokens`);
+    }
+    assert.ok(lists.some((q) => q.get('kind') === 'user') && lists.some((q) => q.get('kind') === 'destination'));
+    await checkAccessibility('on the Tokens page with more to load');
+    await screenshot('paged-first-page', { fullPage: false });
+
+    // Load more, page by page, keeping the API's order.
+    let pages = 1;
+    while (await more.isVisible()) {
+      const requestsBefore = lists.length;
+      await more.click();
+      pages += 1;
+      const expected = Math.min(MANY, pages * PAGE_SIZE);
+      await until(`${expected} rows`, async () => (await page.locator('#user-list li.token-row').count()) === expected);
+      const keys = await rowKeys('#user-list');
+      assert.deepEqual(keys, order.slice(0, expected), 'rows out of order or duplicated');
+      assert.equal(new Set(keys).size, keys.length);
+      const q = lists[requestsBefore];
+      assert.ok(q?.get('cursor'), 'Load more did not send the next cursor');
+      assert.equal(q.get('kind'), 'user');
+      if (expected < MANY) {
+        assert.equal(await page.locator('#user-count').textContent(), `${expected} shown, more available`);
+        assert.equal(await activeElementId(), 'more:user', 'focus left Load more');
+      }
+      if (pages === 2) await screenshot('paged-second-page', { fullPage: false });
+      assert.ok(pages <= MANY / PAGE_SIZE, 'more pages than tokens');
+    }
+    assert.equal(pages, MANY / PAGE_SIZE);
+    assert.equal(await page.locator('#user-count').textContent(), `${MANY} tokens`);
+    // Load more is gone: focus went to the first token it brought.
+    const firstOfLast = order[MANY - PAGE_SIZE];
+    assert.equal(await activeElementId(), `toggle:${firstOfLast}`);
+  } finally {
+    page.off('request', onRequest);
+  }
+}, { timeout: 120_000 });
+
+step('Deactivate all… names the count of a dry run, deactivates them, and the list shows it', async () => {
+  const { users, destinations } = state.many;
+  const section = page.locator('#user-section');
+  // A dry run changes nothing.
+  const dry = await apiCall('POST', `/v1/users/${MANY_USER}/tokens/deactivate`, { reason: 'bulk', kind: 'user', dry_run: true });
+  assert.equal(dry.status, 200, JSON.stringify(dry.body));
+  assert.equal(dry.body.dry_run, true);
+  assert.equal(dry.body.matching, MANY);
+  assert.equal((await verify(users[0].key, users[0].token)).status, 200);
+
+  await section.getByRole('button', { name: 'Deactivate all…' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Deactivate all user tokens' });
+  await dialog.waitFor();
+  await until('the count', async () => (await page.locator('#bulk-question').textContent()) === `Deactivate ${MANY} active user tokens?`);
+  assert.equal(await activeElementId(), 'bulk-cancel', 'focus is not on Cancel');
+  for (let i = 0; i < 4; i++) {
+    await page.keyboard.press('Tab');
+    assert.ok(await focusIsInside('#bulk-dialog'), 'Tab left the dialog');
+  }
+  await checkAccessibility('in the deactivate-all dialog');
+  await screenshot('deactivate-all-confirm');
+  await dialog.getByLabel('Reason').selectOption('compromised');
+  await dialog.getByRole('button', { name: `Deactivate ${MANY} tokens` }).click();
+  await until('the result', async () => (await page.locator('#bulk-question').textContent()) === `${MANY} tokens deactivated.`);
+  assert.equal(await dialog.getByRole('button', { name: `Deactivate ${MANY} tokens` }).count(), 0);
+  await screenshot('deactivate-all-done');
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  assert.equal(await activeElementId(), 'bulk:user');
+
+  // The list was reloaded, as much of it as was shown: every row inactive.
+  await until('every user row to be inactive', async () => {
+    const labels = await page.locator('#user-list .status-label').allTextContents();
+    return labels.length === MANY && labels.every((l) => l === 'Inactive (compromised)');
+  });
+  assert.deepEqual(new Set(await rowKeys('#user-list')), new Set(users.map((t) => t.key)));
+  const verified = await verifyMany(users);
+  assert.deepEqual([...new Set(verified.map((v) => v.status))], [401]);
+  assert.deepEqual([...new Set(verified.map((v) => v.body.reason))], ['inactive']);
+  // The destination tokens were not touched.
+  for (const v of await verifyMany(destinations)) assert.equal(v.status, 200);
+  const destinationLabels = await page.locator('#destination-list .status-label').allTextContents();
+  assert.deepEqual(destinationLabels, ['Active', 'Active', 'Active']);
+  await screenshot('deactivated-all', { fullPage: false });
+
+  // Nothing left to deactivate: a message, no button.
+  await section.getByRole('button', { name: 'Deactivate all…' }).click();
+  await dialog.waitFor();
+  await until('the message', async () =>
+    (await page.locator('#bulk-question').textContent()) === 'No active user tokens: there is nothing to deactivate.');
+  assert.equal(await page.locator('#bulk-ok').isVisible(), false);
+  assert.equal(await page.locator('#bulk-reason-field').isVisible(), false);
+  await screenshot('deactivate-all-none');
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+
+  // The destination section counts its own, and Cancel changes nothing.
+  await page.locator('#destination-section').getByRole('button', { name: 'Deactivate all…' }).click();
+  const other = page.getByRole('dialog', { name: 'Deactivate all destination tokens' });
+  await other.waitFor();
+  await until('the destination count', async () =>
+    (await page.locator('#bulk-question').textContent()) === 'Deactivate 3 active destination tokens?');
+  await other.getByRole('button', { name: 'Cancel' }).click();
+  await other.waitFor({ state: 'hidden' });
+  for (const v of await verifyMany(destinations)) assert.equal(v.status, 200);
+}, { timeout: 120_000 });
 
 step('a refused operator secret sends the page back to sign-in with the message', async () => {
   await page.evaluate((user) => sessionStorage.setItem('tokenledger.session',
