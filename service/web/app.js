@@ -44,7 +44,7 @@ let highlightKey = null;
 // reached yet: newer than every loaded one, so shown after them, until a page brings
 // them (no duplicates). `cursor` is the API's next_cursor, null once all is loaded.
 function emptySection() {
-  return { paged: [], extra: [], cursor: null, more: false, loaded: false, loading: false, generation: 0 };
+  return { paged: [], extra: [], ahead: [], cursor: null, more: false, loaded: false, loading: false, generation: 0 };
 }
 const sections = { destination: emptySection(), user: emptySection() };
 const KINDS = Object.keys(sections);
@@ -285,20 +285,29 @@ function endSession(message) {
 // ---------------------------------------------------------------- the lists
 
 /**
- * Fetches up to `want` tokens of one kind from `cursor` on, following next_cursor
- * through short pages. → {tokens, cursor, more}. An API without paging (no
- * next_cursor) answers everything at once: then that is all, filtered here by kind.
+ * Fetches `want` tokens of one kind: first the `ahead` ones fetched before, then
+ * from `cursor` on, following next_cursor through short pages, and one more than
+ * wanted, kept back, so that "more available" is known and not a guess (a filtered
+ * page can end with a next_cursor and nothing after it).
+ * → {tokens, ahead, cursor, more}. An API without paging (no next_cursor) answers
+ * everything at once: then that is all, filtered here by kind.
  */
-async function fetchTokens(kind, cursor, want) {
-  const tokens = [];
+async function fetchTokens(kind, { cursor, ahead = [] }, want) {
+  // cursor: undefined to start from the first page, null when there is no more.
+  const tokens = [...ahead];
   let next = cursor;
-  for (let requests = 0; requests < MAX_REQUESTS_PER_LOAD; requests++) {
-    const page = await api.list({ kind, limit: Math.min(1000, Math.max(1, want - tokens.length)), cursor: next ?? undefined });
+  let paged = true;
+  for (let requests = 0; tokens.length <= want && requests < MAX_REQUESTS_PER_LOAD; requests++) {
+    if (next === null) break;
+    const page = await api.list({ kind, limit: Math.min(1000, want + 1 - tokens.length), cursor: next ?? undefined });
     for (const t of page.tokens) if (sectionOf(t) === kind) tokens.push(t);
+    paged = 'next_cursor' in page;
     next = typeof page.next_cursor === 'string' && page.next_cursor !== '' ? page.next_cursor : null;
-    if (next === null || tokens.length >= want) break;
+    if (!paged) break;
   }
-  return { tokens, cursor: next, more: next !== null };
+  next ??= null;
+  if (!paged) return { tokens, ahead: [], cursor: null, more: false };
+  return { tokens: tokens.slice(0, want), ahead: tokens.slice(want), cursor: next, more: tokens.length > want || next !== null };
 }
 
 function setBusy(kind, busy) {
@@ -330,7 +339,7 @@ async function loadSection(kind, keep) {
   setBusy(kind, true);
   if (!s.loaded) el.list[kind].replaceChildren(h('li', { class: 'empty' }, 'Loading…'));
   try {
-    const page = await fetchTokens(kind, null, want);
+    const page = await fetchTokens(kind, {}, want);
     if (generation !== s.generation || !api) return;
     const keys = new Set(page.tokens.map((t) => t.key));
     let extra = s.extra.filter((t) => !keys.has(t.key));
@@ -338,7 +347,7 @@ async function loadSection(kind, keep) {
       extra = await Promise.all(extra.map((t) => api.get(t.key).catch(() => t)));
       if (generation !== s.generation || !api) return;
     }
-    Object.assign(s, { paged: page.tokens, extra, cursor: page.cursor, more: page.more, loaded: true });
+    Object.assign(s, { paged: page.tokens, extra, ahead: page.ahead, cursor: page.cursor, more: page.more, loaded: true });
     renderSection(kind);
   } catch (error) {
     if (generation !== s.generation) return;
@@ -363,13 +372,14 @@ async function loadMore(kind) {
   setBusy(kind, true);
   clearPageError();
   try {
-    const page = await fetchTokens(kind, s.cursor, PAGE_SIZE);
+    const page = await fetchTokens(kind, s, PAGE_SIZE);
     if (generation !== s.generation || !api) return;
     const keys = new Set(s.paged.map((t) => t.key));
     const added = page.tokens.filter((t) => !keys.has(t.key));
     const addedKeys = new Set(added.map((t) => t.key));
     s.paged = [...s.paged, ...added];
     s.extra = s.extra.filter((t) => !addedKeys.has(t.key));
+    s.ahead = page.ahead;
     s.cursor = page.cursor;
     s.more = page.more;
     const focusWasOnMore = document.activeElement === el.more[kind];
