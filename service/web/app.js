@@ -429,6 +429,26 @@ function renderSection(kind) {
   if (inList) restoreFocus(focused, el.tokensTitle);
 }
 
+// The rows' relative times ("Expires in 3 minutes", "Last used 5 minutes ago") are
+// brought up to date every half minute, in place: only their text changes.
+const RELATIVE_EVERY_MS = 30_000;
+
+function updateRelativeTimes() {
+  const now = Date.now();
+  for (const span of document.querySelectorAll('.token-expiry')) {
+    const time = span.querySelector('time');
+    const expiry = time && expiryText({ expires_at: time.dateTime }, now);
+    if (!expiry || !(span.firstChild instanceof Text)) continue;
+    span.firstChild.data = `${expiry.text} `;
+    time.textContent = expiry.relative;
+    span.classList.toggle('is-expired', expiry.text === 'Expired');
+  }
+  for (const time of document.querySelectorAll('.token-last-used time')) {
+    const used = lastUsedText({ last_used_at: time.dateTime }, now);
+    if (used.relative) time.textContent = used.relative;
+  }
+}
+
 function statusParts(t) {
   if (t.status === 'expired') {
     return { text: 'Expired', detail: t.expires_at ? ['Since ', timeEl(t.expires_at)] : null };
@@ -945,6 +965,8 @@ function init() {
   for (const button of document.querySelectorAll('dialog [data-close]')) {
     button.addEventListener('click', () => closeDialog(button.closest('dialog')));
   }
+
+  setInterval(updateRelativeTimes, RELATIVE_EVERY_MS);
 
   const saved = loadSession();
   if (saved) {
