@@ -44,7 +44,7 @@ let highlightKey = null;
 // reached yet: newer than every loaded one, so shown after them, until a page brings
 // them (no duplicates). `cursor` is the API's next_cursor, null once all is loaded.
 function emptySection() {
-  return { paged: [], extra: [], ahead: [], cursor: null, more: false, loaded: false, loading: false, generation: 0 };
+  return { paged: [], extra: [], ahead: [], cursor: null, more: false, loaded: false, loading: false, generation: 0, status: '' };
 }
 const sections = { destination: emptySection(), user: emptySection() };
 const KINDS = Object.keys(sections);
@@ -53,10 +53,15 @@ function sectionOf(token) {
   return token.kind === 'destination' ? 'destination' : 'user';
 }
 
+/** Whether a token belongs in a section: its kind, and the status the section shows ('' all). */
+function matches(token, kind, status) {
+  return sectionOf(token) === kind && (!status || token.status === status);
+}
+
 function shown(kind) {
   const s = sections[kind];
   const keys = new Set(s.paged.map((t) => t.key));
-  return [...s.paged, ...s.extra.filter((t) => !keys.has(t.key))];
+  return [...s.paged, ...s.extra.filter((t) => !keys.has(t.key) && matches(t, kind, s.status))];
 }
 
 // ---------------------------------------------------------------- elements
@@ -83,6 +88,7 @@ const el = {
   count: { destination: $('#destination-count'), user: $('#user-count') },
   more: { destination: $('#destination-more'), user: $('#user-more') },
   bulkButton: { destination: $('#destination-bulk'), user: $('#user-bulk') },
+  status: { destination: $('#destination-status'), user: $('#user-status') },
   createButton: $('#create-button'),
   createDialog: $('#create-dialog'),
   createForm: $('#create-form'),
@@ -263,7 +269,10 @@ function startSession(s) {
   el.sessionUser.textContent = s.user;
   document.title = `Tokens · ${s.user} · tokenledger`;
   clearPageError();
-  for (const kind of KINDS) sections[kind] = emptySection();
+  for (const kind of KINDS) {
+    sections[kind] = emptySection();
+    el.status[kind].value = '';
+  }
   loadTokens();
   el.tokensTitle.focus();
 }
@@ -292,15 +301,16 @@ function endSession(message) {
  * → {tokens, ahead, cursor, more}. An API without paging (no next_cursor) answers
  * everything at once: then that is all, filtered here by kind.
  */
-async function fetchTokens(kind, { cursor, ahead = [] }, want) {
+async function fetchTokens(kind, { cursor, ahead = [], status = '' }, want) {
   // cursor: undefined to start from the first page, null when there is no more.
   const tokens = [...ahead];
   let next = cursor;
   let paged = true;
   for (let requests = 0; tokens.length <= want && requests < MAX_REQUESTS_PER_LOAD; requests++) {
     if (next === null) break;
-    const page = await api.list({ kind, limit: Math.min(1000, want + 1 - tokens.length), cursor: next ?? undefined });
-    for (const t of page.tokens) if (sectionOf(t) === kind) tokens.push(t);
+    const page = await api.list({ kind, status: status || undefined, limit: Math.min(1000, want + 1 - tokens.length),
+                                  cursor: next ?? undefined });
+    for (const t of page.tokens) if (matches(t, kind, status)) tokens.push(t);
     paged = 'next_cursor' in page;
     next = typeof page.next_cursor === 'string' && page.next_cursor !== '' ? page.next_cursor : null;
     if (!paged) break;
@@ -339,7 +349,7 @@ async function loadSection(kind, keep) {
   setBusy(kind, true);
   if (!s.loaded) el.list[kind].replaceChildren(h('li', { class: 'empty' }, 'Loading…'));
   try {
-    const page = await fetchTokens(kind, {}, want);
+    const page = await fetchTokens(kind, { status: s.status }, want);
     if (generation !== s.generation || !api) return;
     const keys = new Set(page.tokens.map((t) => t.key));
     let extra = s.extra.filter((t) => !keys.has(t.key));
@@ -420,8 +430,9 @@ function renderSection(kind) {
   const focused = focusTarget(document.activeElement);
   const inList = focused && list.contains(focused.el);
   const rows = shown(kind);
-  list.replaceChildren(...(rows.length ? rows.map(tokenRow)
-    : [h('li', { class: 'empty' }, s.more ? 'None in the part loaded so far: choose Load more.' : EMPTY_TEXT[kind])]));
+  const empty = s.more ? 'None in the part loaded so far: choose Load more.'
+    : s.status ? `No ${s.status} ${KIND_PLURAL[kind]}.` : EMPTY_TEXT[kind];
+  list.replaceChildren(...(rows.length ? rows.map(tokenRow) : [h('li', { class: 'empty' }, empty)]));
   // A count that is a total only when it is one.
   el.count[kind].textContent = s.more ? `${rows.length.toLocaleString()} shown, more available`
     : rows.length ? plural(rows.length, 'token', 'tokens') : '';
@@ -933,6 +944,18 @@ function init() {
     el.list[kind].addEventListener('click', onListClick);
     el.more[kind].addEventListener('click', () => loadMore(kind));
     el.bulkButton[kind].addEventListener('click', () => openBulk(kind));
+    el.status[kind].addEventListener('change', async () => {
+      if (!api) return;
+      sections[kind].status = el.status[kind].value;
+      clearPageError();
+      await loadSection(kind, false);
+      if (!api) return;
+      const n = shown(kind).length;
+      const status = sections[kind].status;
+      announce(sections[kind].more ? `${n.toLocaleString()} shown, more available.`
+        : n ? `${plural(n, `${status} token`.trim(), `${status} tokens`.trim())}.`
+          : `No ${status ? `${status} ` : ''}${KIND_PLURAL[kind]}.`);
+    });
   }
   el.refreshButton.addEventListener('click', async () => {
     if (!api || el.refreshButton.getAttribute('aria-disabled') === 'true') return;

@@ -942,6 +942,35 @@ step('Deactivate all… names the count of a dry run, deactivates them, and the 
   assert.deepEqual(destinationLabels, ['Active', 'Active', 'Active']);
   await screenshot('deactivated-all', { fullPage: false });
 
+  // Show: Active finds none of them now; Inactive pages through them like All did.
+  const userStatus = section.getByLabel('Show');
+  await userStatus.selectOption({ label: 'Active' });
+  await until('no active user tokens', async () =>
+    (await page.locator('#user-list').textContent()) === 'No active user tokens.' &&
+    (await page.locator('#user-list[aria-busy]').count()) === 0);
+  assert.equal(await page.locator('#user-more').isVisible(), false);
+  await userStatus.selectOption({ label: 'Inactive' });
+  await until('one page of inactive user tokens', async () =>
+    (await page.locator('#user-list li.token-row').count()) === PAGE_SIZE &&
+    (await page.locator('#user-list[aria-busy]').count()) === 0);
+  assert.equal(await page.locator('#user-count').textContent(), `${PAGE_SIZE} shown, more available`);
+  const inactiveOrder = (await listAll(MANY_USER, 'user')).map((t) => t.key);
+  assert.deepEqual(await rowKeys('#user-list'), inactiveOrder.slice(0, PAGE_SIZE));
+  await page.locator('#user-more').click();
+  await until('two pages', async () => (await page.locator('#user-list li.token-row').count()) === 2 * PAGE_SIZE);
+  assert.deepEqual(await rowKeys('#user-list'), inactiveOrder.slice(0, 2 * PAGE_SIZE));
+  const destinationStatus = page.locator('#destination-section').getByLabel('Show');
+  await destinationStatus.selectOption({ label: 'Active' });
+  await until('the active destination tokens', async () =>
+    (await page.locator('#destination-count').textContent()) === '3 tokens' &&
+    (await page.locator('#destination-list[aria-busy]').count()) === 0);
+  await checkAccessibility('with the status filters');
+  await page.locator('#user-section').scrollIntoViewIfNeeded();
+  await screenshot('status-filter', { fullPage: false });
+  await userStatus.selectOption({ label: 'All' });
+  await destinationStatus.selectOption({ label: 'All' });
+  await until('all again', async () => (await page.locator('#user-count').textContent()) === `${PAGE_SIZE} shown, more available`);
+
   // Nothing left to deactivate: a message, no button.
   await section.getByRole('button', { name: 'Deactivate all…' }).click();
   await dialog.waitFor();
