@@ -42,7 +42,10 @@ let highlightKey = null;
 // Each section's tokens, in creation order: `paged` is what the pages loaded so far
 // hold; `extra` the tokens this page created (or rotated to) that the pages have not
 // reached yet: newer than every loaded one, so shown after them, until a page brings
-// them (no duplicates). `cursor` is the API's next_cursor, null once all is loaded.
+// them (no duplicates). `ahead`: tokens fetched beyond the last page shown, kept
+// for the next one; `cursor` the API's next_cursor, null once all is fetched;
+// `generation` counts loads, so an answer to a superseded one is dropped;
+// `status` the Show filter ('' all).
 function emptySection() {
   return { paged: [], extra: [], ahead: [], cursor: null, more: false, loaded: false, loading: false, generation: 0, status: '' };
 }
@@ -179,10 +182,11 @@ function addToken(token) {
   else s.extra = [...s.extra.filter((t) => t.key !== token.key), token];
 }
 
-/** A token object as the lists keep it: without the command's extra fields. */
+/** A token object as the lists keep it: a copy without the command's extra fields (and never a secret). */
 function tokenOf(answer) {
-  const { token: _secret, position: _position, previous: _previous, changed: _changed, ...rest } = answer;
-  return rest;
+  const copy = { ...answer };
+  for (const field of ['token', 'position', 'previous', 'changed']) delete copy[field];
+  return copy;
 }
 
 function plural(n, one, many) {
@@ -634,8 +638,8 @@ async function onCreate(event) {
     const returnTo = { el: el.createButton, id: 'create' };
     closeDialog(el.createDialog);
     highlightKey = created.key;
+    showSecret(created, { title: 'Token created', returnTo }); // takes the secret out of `created`
     const token = tokenOf(created);
-    showSecret(created, { title: 'Token created', returnTo });
     addToken(token);
     renderSection(sectionOf(token));
   } catch (error) {
@@ -747,9 +751,9 @@ async function onRotate(event) {
     const returnTo = { el: null, id: `history:${key}` };
     closeDialog(el.rotateDialog);
     highlightKey = successor.key;
+    showSecret(successor, { title: 'Token rotated', previous: successor.previous, returnTo });
     const next = tokenOf(successor);
     const previous = successor.previous ? tokenOf(successor.previous) : null;
-    showSecret(successor, { title: 'Token rotated', previous: successor.previous, returnTo });
     if (previous) replaceToken(previous);
     addToken(next);
     renderSection(sectionOf(next));
