@@ -316,6 +316,10 @@ async function closeSecretDialog(secret, how, focusAfter) {
 // ------------------------------------------------------------------ setup
 
 const state = {}; // what the steps hand on: keys, secrets
+// What the daemon under test has (issue 17 item 9 lands in parts): a step for a part
+// it does not have is reported as skipped, with the reason, never as passed.
+const serverHas = { paging: false, bulk: false };
+const listRequests = []; // the query of every list request the page makes (GET …/tokens)
 
 before(async () => {
   browser = await chromium.launch({
@@ -353,6 +357,20 @@ before(async () => {
   assert.equal(created.status, 201, JSON.stringify(created.body));
   secretsSeen.push(created.body.token);
   state.destinationKey = created.body.key;
+
+  // Paging: the list answers next_cursor (null on the last page).
+  const probe = await apiCall('GET', `/v1/users/${USER}/tokens?limit=1`);
+  serverHas.paging = probe.status === 200 && 'next_cursor' in probe.body;
+  // Bulk: a dry run of deactivate-all counts (and changes nothing).
+  const dry = await apiCall('POST', `/v1/users/${USER}/tokens/deactivate`, { reason: 'bulk', dry_run: true });
+  serverHas.bulk = dry.status === 200 && dry.body.dry_run === true && Number.isInteger(dry.body.matching);
+  if (!serverHas.paging) console.log('# tokenledgerd has no paging (next_cursor): the paging step is skipped');
+  if (!serverHas.bulk) console.log(`# tokenledgerd has no deactivate-all (dry run answered ${dry.status}): its step is skipped`);
+
+  page.on('request', (r) => {
+    const url = new URL(r.url());
+    if (r.method() === 'GET' && /^\/v1\/users\/[^/]+\/tokens$/.test(url.pathname)) listRequests.push(url.searchParams);
+  });
 });
 
 after(async () => {
@@ -817,35 +835,40 @@ step('last use: a fresh token says "Never used"; after a verify and a reload, "L
   await screenshot('last-used');
 });
 
-step('each section loads a page at a time: Load more appends the next one, in order, without duplicates', async () => {
-  // 250 user tokens and 3 destination tokens for another user, created in parallel.
+step('a second user with 250 user tokens and 3 destination tokens, created in parallel through the API', async () => {
   const users = await createMany(MANY_USER, Array.from({ length: MANY }, (_, i) => ({ description: `Batch job ${i + 1}` })));
   const destinations = await createMany(MANY_USER, Array.from({ length: 3 }, (_, i) => (
     { description: `Destination ${i + 1}`, kind: 'destination', destination_id: `dest-${i + 1}` })));
-  state.many = { users, destinations };
   // The API's order (creation order, oldest first) is the one the page must keep.
   const listed = await listAll(MANY_USER, 'user');
   const order = listed.map((t) => t.key);
   assert.equal(order.length, MANY);
   assert.deepEqual(new Set(order), new Set(users.map((t) => t.key)));
   for (let i = 1; i < listed.length; i++) assert.ok(listed[i - 1].created_at <= listed[i].created_at, 'the API is not in creation order');
+  state.many = { users, destinations, order };
 
-  const lists = []; // every list request the page makes
-  const onRequest = (r) => {
-    const url = new URL(r.url());
-    if (r.method() === 'GET' && /^\/v1\/users\/[^/]+\/tokens$/.test(url.pathname)) lists.push(url.searchParams);
-  };
-  page.on('request', onRequest);
-  try {
-    await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.locator('#signin-view').waitFor({ state: 'visible' });
-    await page.getByLabel('Operator secret').fill(OPERATOR_SECRET);
-    await page.getByLabel('User id').fill(MANY_USER);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.locator('#tokens-view').waitFor({ state: 'visible' });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.locator('#signin-view').waitFor({ state: 'visible' });
+  listRequests.length = 0;
+  await page.getByLabel('Operator secret').fill(OPERATOR_SECRET);
+  await page.getByLabel('User id').fill(MANY_USER);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#tokens-view').waitFor({ state: 'visible' });
+  await until('the first rows', async () => (await page.locator('#user-list li.token-row').count()) > 0 &&
+    (await page.locator('#destination-list li.token-row').count()) === 3 &&
+    (await page.locator('.token-list[aria-busy]').count()) === 0, 20_000);
+}, { timeout: 120_000 });
 
-    // The first render: one page of each section, never all of them.
-    const more = page.locator('#user-section').getByRole('button', { name: 'Load more' });
+step('each section loads a page at a time: Load more appends the next one, in order, without duplicates', async (t) => {
+  if (!serverHas.paging) {
+    t.skip('tokenledgerd has no paging yet (no next_cursor in the list)');
+    return;
+  }
+  const { destinations, order } = state.many;
+  const lists = listRequests;
+  // The first render: one page of each section, never all of them.
+  const more = page.locator('#user-section').getByRole('button', { name: 'Load more' });
+  {
     await more.waitFor();
     await until('the first page', async () => (await page.locator('#user-list li.token-row').count()) > 0);
     assert.deepEqual(await rowKeys('#user-list'), order.slice(0, PAGE_SIZE));
@@ -892,12 +915,45 @@ step('each section loads a page at a time: Load more appends the next one, in or
     // Load more is gone: focus went to the first token it brought.
     const firstOfLast = order[MANY - PAGE_SIZE];
     assert.equal(await activeElementId(), `toggle:${firstOfLast}`);
-  } finally {
-    page.off('request', onRequest);
   }
 }, { timeout: 120_000 });
 
-step('Deactivate all… names the count of a dry run, deactivates them, and the list shows it', async () => {
+/** Show: Active and Inactive in the section of a user whose user tokens are all inactive now. */
+async function checkStatusFilter(section) {
+  const userStatus = section.getByLabel('Show');
+  await userStatus.selectOption({ label: 'Active' });
+  await until('no active user tokens', async () =>
+    (await page.locator('#user-list').textContent()) === 'No active user tokens.' &&
+    (await page.locator('#user-list[aria-busy]').count()) === 0);
+  assert.equal(await page.locator('#user-more').isVisible(), false);
+  await userStatus.selectOption({ label: 'Inactive' });
+  await until('one page of inactive user tokens', async () =>
+    (await page.locator('#user-list li.token-row').count()) === PAGE_SIZE &&
+    (await page.locator('#user-list[aria-busy]').count()) === 0);
+  assert.equal(await page.locator('#user-count').textContent(), `${PAGE_SIZE} shown, more available`);
+  const inactiveOrder = (await listAll(MANY_USER, 'user')).map((t) => t.key);
+  assert.deepEqual(await rowKeys('#user-list'), inactiveOrder.slice(0, PAGE_SIZE));
+  await page.locator('#user-more').click();
+  await until('two pages', async () => (await page.locator('#user-list li.token-row').count()) === 2 * PAGE_SIZE);
+  assert.deepEqual(await rowKeys('#user-list'), inactiveOrder.slice(0, 2 * PAGE_SIZE));
+  const destinationStatus = page.locator('#destination-section').getByLabel('Show');
+  await destinationStatus.selectOption({ label: 'Active' });
+  await until('the active destination tokens', async () =>
+    (await page.locator('#destination-count').textContent()) === '3 tokens' &&
+    (await page.locator('#destination-list[aria-busy]').count()) === 0);
+  await checkAccessibility('with the status filters');
+  await page.locator('#user-section').scrollIntoViewIfNeeded();
+  await screenshot('status-filter', { fullPage: false });
+  await userStatus.selectOption({ label: 'All' });
+  await destinationStatus.selectOption({ label: 'All' });
+  await until('all again', async () => (await page.locator('#user-count').textContent()) === `${PAGE_SIZE} shown, more available`);
+}
+
+step('Deactivate all… names the count of a dry run, deactivates them, and the list shows it', async (t) => {
+  if (!serverHas.bulk) {
+    t.skip('tokenledgerd has no deactivate-all yet (POST …/tokens/deactivate)');
+    return;
+  }
   const { users, destinations } = state.many;
   const section = page.locator('#user-section');
   // A dry run changes nothing.
@@ -943,33 +999,7 @@ step('Deactivate all… names the count of a dry run, deactivates them, and the 
   await screenshot('deactivated-all', { fullPage: false });
 
   // Show: Active finds none of them now; Inactive pages through them like All did.
-  const userStatus = section.getByLabel('Show');
-  await userStatus.selectOption({ label: 'Active' });
-  await until('no active user tokens', async () =>
-    (await page.locator('#user-list').textContent()) === 'No active user tokens.' &&
-    (await page.locator('#user-list[aria-busy]').count()) === 0);
-  assert.equal(await page.locator('#user-more').isVisible(), false);
-  await userStatus.selectOption({ label: 'Inactive' });
-  await until('one page of inactive user tokens', async () =>
-    (await page.locator('#user-list li.token-row').count()) === PAGE_SIZE &&
-    (await page.locator('#user-list[aria-busy]').count()) === 0);
-  assert.equal(await page.locator('#user-count').textContent(), `${PAGE_SIZE} shown, more available`);
-  const inactiveOrder = (await listAll(MANY_USER, 'user')).map((t) => t.key);
-  assert.deepEqual(await rowKeys('#user-list'), inactiveOrder.slice(0, PAGE_SIZE));
-  await page.locator('#user-more').click();
-  await until('two pages', async () => (await page.locator('#user-list li.token-row').count()) === 2 * PAGE_SIZE);
-  assert.deepEqual(await rowKeys('#user-list'), inactiveOrder.slice(0, 2 * PAGE_SIZE));
-  const destinationStatus = page.locator('#destination-section').getByLabel('Show');
-  await destinationStatus.selectOption({ label: 'Active' });
-  await until('the active destination tokens', async () =>
-    (await page.locator('#destination-count').textContent()) === '3 tokens' &&
-    (await page.locator('#destination-list[aria-busy]').count()) === 0);
-  await checkAccessibility('with the status filters');
-  await page.locator('#user-section').scrollIntoViewIfNeeded();
-  await screenshot('status-filter', { fullPage: false });
-  await userStatus.selectOption({ label: 'All' });
-  await destinationStatus.selectOption({ label: 'All' });
-  await until('all again', async () => (await page.locator('#user-count').textContent()) === `${PAGE_SIZE} shown, more available`);
+  if (serverHas.paging) await checkStatusFilter(section);
 
   // Nothing left to deactivate: a message, no button.
   await section.getByRole('button', { name: 'Deactivate all…' }).click();
