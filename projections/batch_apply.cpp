@@ -457,8 +457,12 @@ class Applier {
         prefetch(slots[i + kAhead].state->destinationId.data());
       if (slots[i].dirty) verifyOut.put(slots[i].key, encodeVerifyRecord(value, *slots[i].state));
     }
-    // By owner, then by token key (slots are in key order): ownerKey order.
-    sortByKey(b.owners, firstOf, [](const auto& x, const auto& y) { return x.second < y.second; });
+    // By owner, then by creation time, then by token key (slots are in key order):
+    // ownerKey order.
+    sortByKey(b.owners, firstOf, [&slots](const auto& x, const auto& y) {
+      Timestamp a = slots[x.second].state->createdAt, b = slots[y.second].state->createdAt;
+      return a != b ? a < b : x.second < y.second;
+    });
     SortedWriter ownersOut(txn, dbs_.byOwner);
     std::string key;  // reused: no allocation per entry
     for (size_t i = 0; i < b.owners.size(); ++i) {
@@ -466,7 +470,8 @@ class Applier {
         prefetch(b.owners[i + kAhead].first.data());
         prefetch(slots[b.owners[i + kAhead].second].key.data());
       }
-      ownersOut.put(layout::ownerKey(key, b.owners[i].first, slots[b.owners[i].second].key), "");
+      const Slot& s = slots[b.owners[i].second];
+      ownersOut.put(layout::ownerKey(key, b.owners[i].first, s.state->createdAt, s.key), "");
     }
     encoded.get();
     SortedWriter tokensOut(txn, dbs_.tokens);

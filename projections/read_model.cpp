@@ -295,19 +295,40 @@ class Reader final : public ReadModelReader {
     return raw && verifyViewOf(*raw, out);
   }
 
-  std::vector<Token> tokensOf(std::string_view owner) override {
+  TokenPage tokensPage(std::string_view owner, const PageRequest& req) override {
     refresh();
-    std::vector<Token> out;
-    std::string prefix;
-    ownerKey(prefix, owner, "");
-    lmdb::Cursor c(txn_, model_.dbs().byOwner);
-    for (bool ok = c.seek(prefix); ok && c.key().starts_with(prefix); ok = c.next()) {
-      auto key = c.key().substr(prefix.size());
-      if (auto raw = txn_.get(model_.dbs().tokens, key)) out.push_back(decodeToken(key, *raw));
+    TokenPage page;
+    std::string prefix = layout::ownerPrefix(owner), from = prefix;
+    if (!req.after.empty()) {
+      auto raw = txn_.get(model_.dbs().tokens, req.after);
+      std::optional<Token> after;
+      if (raw) after = decodeToken(req.after, *raw);
+      if (!after || after->owner != owner) {
+        page.unknownAfter = true;
+        return page;
+      }
+      ownerKey(from, owner, after->createdAt, req.after);
     }
-    std::stable_sort(out.begin(), out.end(),
-                     [](const Token& a, const Token& b) { return a.createdAt < b.createdAt; });
-    return out;
+    lmdb::Cursor c(txn_, model_.dbs().byOwner);
+    size_t examined = 0;
+    std::string_view last;  // the key of the last token examined
+    bool ok = c.seek(from);
+    if (ok && !req.after.empty() && c.key() == from) ok = c.next();
+    for (; ok && c.key().starts_with(prefix); ok = c.next()) {
+      if (page.tokens.size() >= req.limit || examined >= req.maxExamined) {
+        page.next = std::string(last);
+        break;
+      }
+      ++examined;
+      auto split = layout::splitOwnerKey(c.key());
+      if (!split) continue;
+      last = split->key;
+      auto raw = txn_.get(model_.dbs().tokens, split->key);
+      if (!raw) continue;
+      Token t = decodeToken(split->key, *raw);
+      if (!req.keep || req.keep(t)) page.tokens.push_back(std::move(t));
+    }
+    return page;
   }
 
   std::vector<Event> history(std::string_view key) override {
@@ -499,6 +520,20 @@ void compactReadModel(const std::string& dir) {
   }
   fs::rename(into + "/data.mdb", dir + "/data.mdb");
   fs::remove_all(into);
+}
+
+std::vector<Token> ReadModelReader::tokensOf(std::string_view owner) {
+  std::vector<Token> out;
+  PageRequest req;
+  req.limit = req.maxExamined = 1000;
+  std::string next;
+  do {
+    req.after = next;
+    TokenPage page = tokensPage(owner, req);
+    std::move(page.tokens.begin(), page.tokens.end(), std::back_inserter(out));
+    next = std::move(page.next);
+  } while (!next.empty());
+  return out;
 }
 
 }  // namespace tokenledger

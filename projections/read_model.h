@@ -105,6 +105,25 @@ struct ApplyReport {
   }
 };
 
+// What ReadModelReader::tokensPage returns.
+struct PageRequest {
+  // Start after this token of the owner (a previous page's `next`); empty: first.
+  std::string_view after;
+  size_t limit = 100;
+  // Only the tokens it accepts are returned; null: all.
+  std::function<bool(const Token&)> keep;
+  // How many tokens one page may examine: a filter that accepts few tokens of a
+  // large owner ends a page early (with `next` set) instead of scanning them all.
+  size_t maxExamined = 10000;
+};
+struct TokenPage {
+  std::vector<Token> tokens;
+  // The last token examined, when more may follow: the next page starts after it.
+  std::string next;
+  // `after` is not one of the owner's tokens (nothing else is set).
+  bool unknownAfter = false;
+};
+
 // Called for each record the projection skips, with its position and why.
 using SkipReporter = std::function<void(const Position&, const std::string& why)>;
 
@@ -114,8 +133,12 @@ class ReadModelReader {
   virtual std::optional<Token> token(std::string_view key) = 0;
   // Fast path for verification; false when the key is unknown.
   virtual bool verifyView(std::string_view key, VerifyView& out) = 0;
-  // The owner's tokens in creation order.
-  virtual std::vector<Token> tokensOf(std::string_view owner) = 0;
+  // Some of the owner's tokens in creation order (ties: in key order), from after
+  // `req.after`. Tokens are never removed, so a `next` stays valid however the
+  // owner's tokens change.
+  virtual TokenPage tokensPage(std::string_view owner, const PageRequest& req) = 0;
+  // All of the owner's tokens in creation order (tests and small owners).
+  std::vector<Token> tokensOf(std::string_view owner);
   // The token's events in log order (empty when unknown).
   virtual std::vector<Event> history(std::string_view key) = 0;
   // The claim on `owner`'s idempotency key (projections/idempotency.h), as stored:

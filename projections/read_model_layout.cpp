@@ -28,16 +28,26 @@ std::optional<Timestamp> readTime(const char* p) {
 
 }  // namespace
 
-const std::string& ownerKey(std::string& out, std::string_view owner, std::string_view key) {
+const std::string& ownerKey(std::string& out, std::string_view owner, Timestamp createdAt,
+                            std::string_view key) {
   out.assign(owner).push_back('\0');
+  appendBigEndian(out, static_cast<uint64_t>(createdAt.time_since_epoch().count()), 8);
   out.append(key);
   return out;
 }
 
-std::optional<std::pair<std::string_view, std::string_view>> splitOwnerKey(std::string_view k) {
+std::string ownerPrefix(std::string_view owner) {
+  std::string out(owner);
+  out.push_back('\0');
+  return out;
+}
+
+std::optional<OwnerKey> splitOwnerKey(std::string_view k) {
   auto z = k.find('\0');
-  if (z == std::string_view::npos) return std::nullopt;
-  return std::make_pair(k.substr(0, z), k.substr(z + 1));
+  if (z == std::string_view::npos || k.size() < z + 1 + 8) return std::nullopt;
+  auto t = timeOf(k.substr(z + 1, 8));
+  if (!t) return std::nullopt;
+  return OwnerKey{k.substr(0, z), *t, k.substr(z + 9)};
 }
 
 const std::string& historyKey(std::string& out, std::string_view key, uint32_t seq) {
@@ -103,7 +113,9 @@ std::optional<std::pair<Partition, std::string_view>> splitWriterKey(std::string
 }
 
 const std::string& idempotencyKey(std::string& out, std::string_view owner, std::string_view key) {
-  return ownerKey(out, owner, key);
+  out.assign(owner).push_back('\0');
+  out.append(key);
+  return out;
 }
 
 std::string encodeIdempotencyRecord(const IdempotencyRecord& r) {

@@ -10,7 +10,8 @@
 //                                             history entries of its first
 //                                             kInlineHistory events, in log order (the
 //                                             byte layout is in projections/token.cpp)
-//   by_owner   owner \0 token key         -> "" (a user's tokens; owners hold no NUL:
+//   by_owner   owner \0 createdAtUs (8, BE) -> "" (a user's tokens in creation order,
+//              token key                    for pages; owners hold no NUL:
 //                                             checkEvent refuses them)
 //   history    token key \0 seq (4, BE)   -> the history entry of the token's event
 //                                             number seq (0, 1, …) from kInlineHistory
@@ -62,7 +63,8 @@ namespace tokenledger::layout {
 // 3: compact history entries instead of envelopes, the first kInlineHistory inside
 //    the token's record; the record in a byte layout of its own instead of Cap'n
 //    Proto (docs/architecture.md, "The read model's layout").
-constexpr uint32_t kLayoutVersion = 3;
+// 4: by_owner keys hold the creation time, so that lists page in creation order.
+constexpr uint32_t kLayoutVersion = 4;
 // How many of a token's history entries its record holds; the rest are in history.
 constexpr uint32_t kInlineHistory = 8;
 
@@ -88,9 +90,17 @@ std::string timeValue(Timestamp t);
 std::optional<Timestamp> timeOf(std::string_view value);
 
 // by_owner: into `out`, so that a loop can reuse one buffer.
-const std::string& ownerKey(std::string& out, std::string_view owner, std::string_view key);
-// (owner, token key); nullopt without the separator.
-std::optional<std::pair<std::string_view, std::string_view>> splitOwnerKey(std::string_view k);
+const std::string& ownerKey(std::string& out, std::string_view owner, Timestamp createdAt,
+                            std::string_view key);
+// What every by_owner key of `owner` starts with.
+std::string ownerPrefix(std::string_view owner);
+struct OwnerKey {
+  std::string_view owner;
+  Timestamp createdAt;
+  std::string_view key;
+};
+// nullopt without the separator and 8 bytes of time after it.
+std::optional<OwnerKey> splitOwnerKey(std::string_view k);
 
 // history: into `out`, so that a loop can reuse one buffer.
 const std::string& historyKey(std::string& out, std::string_view key, uint32_t seq);

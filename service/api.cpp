@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cstdio>
 #include <optional>
 #include <vector>
@@ -34,6 +35,9 @@ constexpr ErrorStatus kErrorStatuses[] = {
     {"invalid_path", 400},
     {"invalid_framing", 400},
     {"invalid_idempotency_key", 400},
+    {"invalid_limit", 400},
+    {"invalid_cursor", 400},
+    {"invalid_filter", 400},
     {"unauthorized", 401},
     {"not_found", 404},
     {"method_not_allowed", 405},
@@ -155,6 +159,15 @@ bool matches(std::string_view pattern, const std::vector<std::string>& parts,
     return true;
   });
   return same && i == parts.size();
+}
+
+constexpr int literalSegments(std::string_view pattern) {
+  int n = 0;
+  eachSegment(pattern, [&](std::string_view segment) {
+    n += !segment.starts_with('{');
+    return true;
+  });
+  return n;
 }
 
 HttpResponse okJson(int status, const json& j) {
@@ -284,6 +297,7 @@ std::span<const Api::Route> Api::routes() {
       {kGet, "/{file}", Access::anyone, &Api::page},
       {kGet, "/v1/users/{user}/tokens", Access::operatorOnly, &Api::listTokens},
       {kPost, "/v1/users/{user}/tokens", Access::operatorCommand, &Api::createToken},
+      {kPost, "/v1/users/{user}/tokens/deactivate", Access::operatorCommand, &Api::deactivateAll},
       {kGet, "/v1/users/{user}/tokens/{key}", Access::operatorOnly, &Api::showToken},
       {kGet, "/v1/users/{user}/tokens/{key}/history", Access::operatorOnly, &Api::tokenHistory},
       {kPost, "/v1/users/{user}/tokens/{key}/activate", Access::operatorCommand,
@@ -311,10 +325,19 @@ Routed Api::route(const HttpRequest& req, ReadModelReader& reader) {
   auto parts = splitPath(req.path);
   if (!parts) return errorResponse("invalid_path", "the path has a broken %-escape");
   unsigned method = methodOf(req.method);
+  // A path is the most literal matching pattern's: /v1/users/U/tokens/deactivate
+  // is the bulk route's, never a token key's.
+  int literal = -1;
+  for (const Route& r : routes()) {
+    PathParams params;
+    if (matches(r.pattern, *parts, req.path, params))
+      literal = std::max(literal, literalSegments(r.pattern));
+  }
   unsigned answered = 0;  // the methods of the routes whose pattern matches
   for (const Route& r : routes()) {
     PathParams params;
-    if (!matches(r.pattern, *parts, req.path, params)) continue;
+    if (literalSegments(r.pattern) != literal || !matches(r.pattern, *parts, req.path, params))
+      continue;
     answered |= r.methods;
     if ((r.methods & method) == 0) continue;
     // Method before authentication: a wrong method is wrong for everybody.
@@ -495,6 +518,7 @@ std::string_view Api::commandType(Routed (Api::*handler)(const Call&)) {
   if (handler == &Api::activateToken) return "activate";
   if (handler == &Api::deactivateToken) return "deactivate";
   if (handler == &Api::rotateToken) return "rotate";
+  if (handler == &Api::deactivateAll) return "deactivate_all";
   return "other";
 }
 
@@ -586,12 +610,73 @@ Routed Api::page(const Call& call) {
   return r;
 }
 
+namespace {
+
+// A query parameter, URL-decoded: "" when absent, nullopt when badly encoded.
+std::optional<std::string> queryParam(std::string_view query, std::string_view name) {
+  std::string_view raw = queryValue(query, name);
+  if (raw.empty()) return std::string();
+  auto decoded = splitPath("/" + std::string(raw));
+  if (!decoded || decoded->size() != 1) return std::nullopt;
+  return std::move(decoded->front());
+}
+
+std::optional<Status> parseStatus(std::string_view s) {
+  for (Status st : {Status::active, Status::inactive, Status::expired})
+    if (toString(st) == s) return st;
+  return std::nullopt;
+}
+
+}  // namespace
+
 Routed Api::listTokens(const Call& call) {
   std::string_view user = *call.params.user;
+  const std::string_view query = call.req.query;
+  PageRequest req;
+  req.limit = kDefaultPageSize;
+  auto limit = queryParam(query, "limit");
+  if (limit && !limit->empty()) {
+    size_t n = 0;
+    auto [end, ec] = std::from_chars(limit->data(), limit->data() + limit->size(), n);
+    if (ec != std::errc() || end != limit->data() + limit->size() || n < 1 || n > kMaxPageSize)
+      limit.reset();
+    req.limit = n;
+  }
+  if (!limit)
+    return errorResponse("invalid_limit",
+                         "limit must be a whole number from 1 to " + std::to_string(kMaxPageSize));
+  auto cursor = queryParam(query, "cursor");
+  if (!cursor || (!cursor->empty() && !isWellFormedKey(*cursor)))
+    return errorResponse("invalid_cursor",
+                         "cursor must be a next_cursor this list returned; start without one");
+  req.after = *cursor;
+  auto kindText = queryParam(query, "kind");
+  std::optional<TokenKind> kind;
+  if (kindText && !kindText->empty()) kind = parseKind(*kindText);
+  if (!kindText || (!kindText->empty() && !kind))
+    return errorResponse("invalid_filter", "kind must be \"user\" or \"destination\"");
+  auto statusText = queryParam(query, "status");
+  std::optional<Status> status;
+  if (statusText && !statusText->empty()) status = parseStatus(*statusText);
+  if (!statusText || (!statusText->empty() && !status))
+    return errorResponse("invalid_filter",
+                         "status must be \"active\", \"inactive\" or \"expired\"");
   Timestamp now = clock_.now();
+  if (kind || status)
+    req.keep = [kind, status, now](const Token& t) {
+      return (!kind || t.kind == *kind) && (!status || statusAt(t, now) == *status);
+    };
+  TokenPage page = call.reader.tokensPage(user, req);
+  if (page.unknownAfter)
+    return errorResponse("invalid_cursor",
+                         "cursor is not one of this user's tokens: pass the next_cursor this "
+                         "list returned");
   json tokens = json::array();
-  for (const auto& t : call.reader.tokensOf(user)) tokens.push_back(tokenJson(t, now));
-  return okJson(200, json{{"user", std::string(user)}, {"tokens", std::move(tokens)}});
+  for (const auto& t : page.tokens) tokens.push_back(tokenJson(t, now));
+  json next = page.next.empty() ? json(nullptr) : json(std::move(page.next));
+  return okJson(200, json{{"user", std::string(user)},
+                          {"tokens", std::move(tokens)},
+                          {"next_cursor", std::move(next)}});
 }
 
 Routed Api::createToken(const Call& call) {
@@ -708,6 +793,46 @@ Routed Api::deactivateToken(const Call& call) {
   if (auto* r = std::get_if<HttpResponse>(&context)) return *r;
   return Deferred([cmd, ctx = std::get<CommandContext>(context), this](TokenService& svc) {
     return changedResponse(svc.deactivate(cmd, ctx), clock_.now());
+  });
+}
+
+Routed Api::deactivateAll(const Call& call) {
+  auto parsed = parseBody(call.req, {"reason", "kind", "effective_at", "dry_run"}, true);
+  if (auto* r = std::get_if<HttpResponse>(&parsed)) return *r;
+  const json& j = std::get<json>(parsed);
+  DeactivateAllCommand cmd;
+  cmd.user = *call.params.user;
+  // Required, so that nobody deactivates a user's every token by an empty body.
+  auto reason = j.contains("reason") && j["reason"].is_string()
+                    ? parseReason(j["reason"].get<std::string>())
+                    : std::nullopt;
+  if (!reason || (*reason != Reason::bulk && *reason != Reason::compromised))
+    return invalidField("reason", "\"bulk\" or \"compromised\"");
+  cmd.reason = *reason;
+  if (j.contains("kind")) {
+    auto kind = j["kind"].is_string() ? parseKind(j["kind"].get<std::string>()) : std::nullopt;
+    if (!kind) return invalidField("kind", "\"user\" or \"destination\"");
+    cmd.kind = *kind;
+  }
+  if (j.contains("effective_at")) {
+    auto t = parseTime(j["effective_at"]);
+    if (!t) return invalidField("effective_at", "an RFC 3339 time or Unix seconds, after 1970");
+    cmd.effectiveAt = *t;
+  }
+  if (j.contains("dry_run")) {
+    if (!j["dry_run"].is_boolean()) return invalidField("dry_run", "true or false");
+    cmd.dryRun = j["dry_run"].get<bool>();
+  }
+  auto context = commandContext(call.req);
+  if (auto* r = std::get_if<HttpResponse>(&context)) return *r;
+  return Deferred([cmd, ctx = std::get<CommandContext>(context)](TokenService& svc) {
+    auto done = svc.deactivateAll(cmd, ctx);
+    if (auto* err = std::get_if<CommandError>(&done)) return errorResponse(*err);
+    const auto& r = std::get<DeactivateAllResult>(done);
+    json out{{"user", cmd.user}, {"dry_run", cmd.dryRun}, {"matching", r.matching}};
+    if (!cmd.dryRun) out["deactivated"] = r.deactivated;
+    if (r.position) out["position"] = toString(*r.position);
+    return okJson(200, out);
   });
 }
 

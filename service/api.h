@@ -34,6 +34,9 @@ constexpr size_t kMaxBodyBytes = 64 * 1024;
 // many such verifications may wait at once (--max-position-waiters).
 constexpr std::chrono::milliseconds kMinPositionWait{2000};
 constexpr int kDefaultMaxPositionWaiters = 1000;
+// Tokens per page of a list: by default, and the most a caller may ask for.
+constexpr size_t kDefaultPageSize = 100;
+constexpr size_t kMaxPageSize = 1000;
 
 struct HttpRequest {
   std::string_view method;
@@ -132,6 +135,7 @@ class Api {
   Routed tokenHistory(const Call& call);
   Routed activateToken(const Call& call);
   Routed deactivateToken(const Call& call);
+  Routed deactivateAll(const Call& call);
   Routed rotateToken(const Call& call);
 
   // The token `call`'s {key} names if it is {user}'s; else the 404 to send.

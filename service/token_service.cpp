@@ -266,6 +266,54 @@ CommandResult TokenService::deactivate(const DeactivateCommand& cmd, const Comma
       });
 }
 
+std::variant<DeactivateAllResult, CommandError> TokenService::deactivateAll(
+    const DeactivateAllCommand& cmd, const CommandContext& ctx) {
+  const Timestamp now = clock_.now();
+  const Timestamp effective = cmd.effectiveAt.value_or(now);
+  // Active now and not already set to end by `effective`.
+  auto matches = [&](const Token& t) {
+    return (!cmd.kind || t.kind == *cmd.kind) && statusAt(t, now) == Status::active &&
+           !(t.deactivateAt && *t.deactivateAt <= effective);
+  };
+  DeactivateAllResult result;
+  for (int walk = 0; walk < kDeactivateAllWalks; ++walk) {
+    bool found = false;
+    PageRequest req;
+    req.limit = kDeactivateAllBatch;
+    req.keep = matches;
+    std::string after;
+    do {
+      req.after = after;
+      TokenPage page = reader_->tokensPage(cmd.user, req);
+      after = std::move(page.next);
+      if (page.tokens.empty()) continue;
+      found = true;
+      if (walk == 0) result.matching += page.tokens.size();
+      if (cmd.dryRun) continue;
+      std::vector<Event> events;
+      events.reserve(page.tokens.size());
+      for (const Token& t : page.tokens) {
+        Event e = newEvent(t.key, cmd.user, ctx, clock_, entropy_);
+        e.basedOnVersion = versionOf(t);  // loses to any command that changed it meanwhile
+        e.body = Deactivated{cmd.reason, effective, ""};
+        events.push_back(std::move(e));
+      }
+      auto appended = appendAndWait(cmd.user, events);
+      if (auto* err = std::get_if<CommandError>(&appended)) return *err;
+      const auto& positions = std::get<0>(appended);
+      for (size_t i = 0; i < events.size(); ++i)
+        if (appliedHere(events[i])) {
+          ++result.deactivated;
+          result.position = positions[i];
+        }
+    } while (!after.empty());
+    if (!found || cmd.dryRun) return result;
+  }
+  return CommandError{"conflict", "user " + cmd.user + "'s tokens kept changing through " +
+                                      std::to_string(kDeactivateAllWalks) +
+                                      " walks; retry: the tokens deactivated so far stay so"};
+}
+
 CommandResult TokenService::rotate(const RotateCommand& cmd, const CommandContext& ctx) {
   if (cmd.grace < std::chrono::seconds{0} || cmd.grace > kMaxGrace)
     return CommandError{"invalid_grace_seconds",

@@ -94,6 +94,25 @@ struct RotateCommand {
   std::optional<Timestamp> expiresAt;  // the successor's; default: the old token's
 };
 
+// Deactivates every active token of a user, or of one kind (POST
+// /v1/users/{user}/tokens/deactivate).
+struct DeactivateAllCommand {
+  std::string user;
+  Reason reason = Reason::bulk;          // bulk or compromised
+  std::optional<TokenKind> kind;         // none: every kind
+  std::optional<Timestamp> effectiveAt;  // default: now
+  bool dryRun = false;                   // count, change nothing
+};
+
+struct DeactivateAllResult {
+  // Tokens that had to be deactivated when the call started (what a dry run counts):
+  // active now and not already deactivating by effectiveAt.
+  size_t matching = 0;
+  // Deactivated by this call (those another command turned off first are not).
+  size_t deactivated = 0;
+  std::optional<Position> position;  // of the last event appended; none if nothing changed
+};
+
 // Striped locks by token key.
 class KeyLocks {
  public:
@@ -176,6 +195,20 @@ class TokenService {
   // already_rotated (rotate its successor instead), expired, or invalid_expires_at
   // (not in the future).
   CommandResult rotate(const RotateCommand& cmd, const CommandContext& ctx);
+
+  // How many deactivations one append carries, and how often the user's tokens are
+  // walked (later walks deactivate those created meanwhile or lost to a race).
+  static constexpr size_t kDeactivateAllBatch = 500;
+  static constexpr int kDeactivateAllWalks = 4;
+
+  // Deactivates the tokens in batches of kDeactivateAllBatch, each appended and
+  // applied before the next, and walks the user's tokens again until a walk finds
+  // none left: it returns once every one of them fails verification (or will at
+  // effectiveAt). Not atomic: a call interrupted by a crash leaves some tokens
+  // active, and the same call again finishes the work. Fails as an append may; with
+  // conflict when tokens still needed a deactivation after kDeactivateAllWalks walks.
+  std::variant<DeactivateAllResult, CommandError> deactivateAll(const DeactivateAllCommand& cmd,
+                                                                const CommandContext& ctx);
 
   // This thread's read-model reader.
   ReadModelReader& reader() { return *reader_; }

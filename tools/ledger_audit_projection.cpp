@@ -107,7 +107,9 @@ std::string describeKey(const std::string& db, const std::string& k) {
   if (db == layout::kTokens || db == layout::kMeta || db == layout::kVerify) return printable(k);
   if (db == layout::kByOwner) {
     auto parts = layout::splitOwnerKey(k);
-    return parts ? printable(parts->first) + "/" + std::string(parts->second) : toHex(k);
+    return parts ? printable(parts->owner) + "/" + formatTime(parts->createdAt) + "/" +
+                       std::string(parts->key)
+                 : toHex(k);
   }
   if (db == layout::kPositions) {
     auto p = layout::partitionOf(k);

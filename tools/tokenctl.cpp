@@ -37,7 +37,15 @@ Commands:
               [--expires-at T]
                                create a token; prints its key and its secret token
                                (the secret is shown only once)
-  list USER                    list USER's tokens: user tokens and destination tokens
+  list USER [--kind user|destination] [--status active|inactive|expired]
+            [--limit N] [--cursor C]
+                               list USER's tokens, user tokens then destination
+                               tokens, fetched a page (1000) at a time; with --limit
+                               or --cursor one page only, and the cursor of the next
+  deactivate-all USER --reason bulk|compromised [--kind user|destination]
+                 [--effective-at T] [--yes]
+                               deactivate every active token of USER (or of one
+                               kind); without --yes only counts them
   get USER KEY                 show one token
   activate USER KEY            activate a token (no change if already active)
   deactivate USER KEY [--reason manual|rotation|compromised|expired|bulk]
@@ -57,6 +65,7 @@ Global options (before or after the command):
                         http://127.0.0.1:8080)
   --secret-file FILE    file holding the operator secret (trailing newline trimmed)
   --json                print the service's JSON response body unchanged, on one line
+                        (a list of every page: one line per page)
   --timeout SECONDS     give up on a request after SECONDS (default 30)
   -h, --help            show this text
 
@@ -72,6 +81,61 @@ Exit codes:
   1  the service refused the request (any HTTP 4xx/5xx; verify: token not valid)
   2  usage error, missing operator secret, or the service could not be reached
 )";
+
+// Says why the service refused (exit 1).
+int refused(const HttpResponse& response, const Json& body,
+            const std::optional<OperatorSecret>& secret, const Printer& printer) {
+  const std::string status = std::to_string(response.status);
+  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+    const Json& error = body["error"];
+    printer.err("error: " + field(error, "message") + " (" + field(error, "code") + ", HTTP " +
+                status + ")\n");
+    if (response.status == 401 && secret) {
+      printer.err("hint: the operator secret was taken from " + secret->source + "\n");
+    }
+  } else {
+    std::string snippet = sanitize(trimRight(response.body).substr(0, 200));
+    printer.err("error: tokenledgerd answered HTTP " + status +
+                (snippet.empty() ? std::string() : ": " + snippet) + "\n");
+  }
+  return kExitRefused;
+}
+
+// list without --limit or --cursor: every page of each kind, printed as it comes
+// (a user's tokens are never all in memory). --json prints each page's body on a
+// line of its own.
+template <typename Send>
+int walkList(const Call& call, const Arguments& args, Send& send,
+             const std::optional<OperatorSecret>& secret, const Printer& printer) {
+  for (size_t k = 0; k < call.walkKinds.size(); ++k) {
+    const std::string& kind = call.walkKinds[k];
+    if (!args.json)
+      printer.out(std::string(k ? "\n" : "") +
+                  (kind == "user" ? "User tokens\n" : "Destination tokens\n"));
+    size_t shown = 0;
+    std::string cursor;
+    do {
+      HttpRequest page = call.request;
+      page.url = pageUrl(call, kind, cursor);
+      HttpResponse response = send(page);
+      Json body = Json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+      if (response.status != 200) return refused(response, body, secret, printer);
+      if (!body.is_object() || !body.contains("tokens") || !body["tokens"].is_array()) {
+        printer.err("error: unexpected answer from tokenledgerd: no token list\n");
+        return kExitRefused;
+      }
+      if (args.json) {
+        printer.out(oneLine(response.body) + "\n");
+      } else {
+        for (const Json& t : body["tokens"])
+          printer.out((shown++ ? "" : listHeader()) + listRowOf(t));
+      }
+      cursor = hasField(body, "next_cursor") ? field(body, "next_cursor") : "";
+    } while (!cursor.empty());
+    if (!args.json && shown == 0) printer.out("  (none)\n");
+  }
+  return kExitOk;
+}
 
 // Runs the command line: one request, its answer printed. Returns kExitOk or
 // kExitRefused (the service said no); throws UsageError for what the user can fix
@@ -103,14 +167,19 @@ int run(int argc, char** argv, Printer& printer) {
   CurlGlobal curlGlobal;
   if (!curlGlobal.ok()) throw UsageError("could not initialize libcurl", kNoHint);
   std::unique_ptr<HttpClient> client = newCurlHttpClient(timeout, "tokenctl/0.1");
-  HttpResponse response;
-  TransportError transportError;
-  if (!client->perform(call.request, response, transportError)) {
-    throw UsageError("cannot reach tokenledgerd at " + base + ": " +
-                         sanitize(transportError.message) + "; is it running?",
-                     kNoHint);
-  }
+  auto send = [&](const HttpRequest& request) {
+    HttpResponse response;
+    TransportError transportError;
+    if (!client->perform(request, response, transportError)) {
+      throw UsageError("cannot reach tokenledgerd at " + base + ": " +
+                           sanitize(transportError.message) + "; is it running?",
+                       kNoHint);
+    }
+    return response;
+  };
+  if (!call.walkKinds.empty()) return walkList(call, args, send, secret, printer);
 
+  HttpResponse response = send(call.request);
   Json body = Json::parse(response.body, nullptr, /*allow_exceptions=*/false);
   const bool ok = response.status >= 200 && response.status < 300;
   const std::string status = std::to_string(response.status);
@@ -133,19 +202,7 @@ int run(int argc, char** argv, Printer& printer) {
     if (!args.json) printer.out("invalid: " + field(body, "reason") + "\n");
     return kExitRefused;
   }
-  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
-    const Json& error = body["error"];
-    printer.err("error: " + field(error, "message") + " (" + field(error, "code") + ", HTTP " +
-                status + ")\n");
-    if (response.status == 401 && secret) {
-      printer.err("hint: the operator secret was taken from " + secret->source + "\n");
-    }
-  } else {
-    std::string snippet = sanitize(trimRight(response.body).substr(0, 200));
-    printer.err("error: tokenledgerd answered HTTP " + status +
-                (snippet.empty() ? std::string() : ": " + snippet) + "\n");
-  }
-  return kExitRefused;
+  return refused(response, body, secret, printer);
 }
 
 }  // namespace

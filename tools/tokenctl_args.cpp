@@ -27,7 +27,8 @@ constexpr auto kNoHint = UsageError::Hint::none;
 const std::vector<CommandSpec>& commandSpecs() {
   static const std::vector<CommandSpec> kSpecs = {
       {"create", {"USER"}, {"--description", "--kind", "--destination-id", "--expires-at"}, true},
-      {"list", {"USER"}, {}, true},
+      {"list", {"USER"}, {"--kind", "--status", "--limit", "--cursor"}, true},
+      {"deactivate-all", {"USER"}, {"--reason", "--kind", "--effective-at", "--yes"}, true},
       {"get", {"USER", "KEY"}, {}, true},
       {"activate", {"USER", "KEY"}, {}, true},
       {"deactivate", {"USER", "KEY"}, {"--reason", "--effective-at"}, true},
@@ -40,9 +41,9 @@ const std::vector<CommandSpec>& commandSpecs() {
 }
 
 const std::set<std::string_view> kCommandValueFlags = {
-    "--description", "--kind",         "--destination-id", "--expires-at",
-    "--reason",      "--effective-at", "--grace-seconds"};
-const std::set<std::string_view> kCommandBoolFlags = {"--stdin"};
+    "--description",  "--kind",          "--destination-id", "--expires-at", "--reason",
+    "--effective-at", "--grace-seconds", "--status",         "--limit",      "--cursor"};
+const std::set<std::string_view> kCommandBoolFlags = {"--stdin", "--yes"};
 
 // A token key goes into the URL path: only the characters a key can have.
 void checkKeyArgument(const std::string& key) {

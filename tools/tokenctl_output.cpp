@@ -57,39 +57,54 @@ std::string tokenBlock(const Json& token, const std::optional<std::string>& secr
 constexpr std::string_view kShownOnceWarning =
     "WARNING: the token is shown only once. Store it now; it cannot be retrieved again.\n";
 
-std::string listSection(std::string_view title, const std::vector<const Json*>& tokens,
-                        const std::vector<size_t>& widths) {
+// Fixed column widths (a key, "destination", "inactive", a time with milliseconds),
+// so that pages printed one after another line up.
+const std::vector<size_t> kListWidths = {28, 11, 8, 24};
+
+std::string listRow(const std::vector<std::string>& cells) {
+  std::string line;
+  for (size_t i = 0; i < cells.size(); ++i)
+    line += i + 1 < cells.size() ? padRight(cells[i], kListWidths[i] + 2) : cells[i];
+  return trimRight(line) + "\n";
+}
+
+std::string listSection(std::string_view title, const std::vector<const Json*>& tokens) {
   std::string out = std::string(title) + "\n";
   if (tokens.empty()) return out + "  (none)\n";
-  auto row = [&](const std::vector<std::string>& cells) {
-    std::string line;
-    for (size_t i = 0; i < cells.size(); ++i) {
-      line += i + 1 < cells.size() ? padRight(cells[i], widths[i] + 2) : cells[i];
-    }
-    return trimRight(line) + "\n";
-  };
-  out += row({"KEY", "KIND", "STATUS", "CREATED", "DESCRIPTION"});
-  for (const Json* t : tokens) {
-    out += row({field(*t, "key"), field(*t, "kind"), field(*t, "status"), field(*t, "created_at"),
-                field(*t, "description")});
-  }
+  out += listHeader();
+  for (const Json* t : tokens) out += listRowOf(*t);
   return out;
 }
 
 std::string formatList(const Json& body) {
   std::vector<const Json*> userTokens, destinationTokens;
-  std::vector<size_t> widths = {3, 4, 6, 7};
   if (body.contains("tokens") && body["tokens"].is_array()) {
-    for (const Json& t : body["tokens"]) {
+    for (const Json& t : body["tokens"])
       (field(t, "kind") == "destination" ? destinationTokens : userTokens).push_back(&t);
-      widths[0] = std::max(widths[0], field(t, "key").size());
-      widths[1] = std::max(widths[1], field(t, "kind").size());
-      widths[2] = std::max(widths[2], field(t, "status").size());
-      widths[3] = std::max(widths[3], field(t, "created_at").size());
-    }
   }
-  return listSection("User tokens", userTokens, widths) + "\n" +
-         listSection("Destination tokens", destinationTokens, widths);
+  std::string out = listSection("User tokens", userTokens) + "\n" +
+                    listSection("Destination tokens", destinationTokens);
+  if (hasField(body, "next_cursor"))
+    out += "\nMore: tokenctl list " + field(body, "user") + " --cursor " +
+           field(body, "next_cursor") + " (with the same filters)\n";
+  return out;
+}
+
+std::string formatDeactivateAll(const Json& body) {
+  auto count = [&](const char* name) {
+    return body.contains(name) && body[name].is_number_unsigned()
+               ? std::to_string(body[name].get<uint64_t>())
+               : std::string("?");
+  };
+  const std::string user = field(body, "user"), matching = count("matching");
+  if (body.contains("dry_run") && body["dry_run"] == true)
+    return matching == "0" ? "No active token of " + user + " matches; nothing to do.\n"
+                           : matching + " active token(s) of " + user +
+                                 " would be deactivated. Run again with --yes to deactivate "
+                                 "them.\n";
+  return "Deactivated " + count("deactivated") + " token(s) of " + user + " (" + matching +
+         " matched)" + (hasField(body, "position") ? ", last at " + field(body, "position") : "") +
+         ".\n";
 }
 
 std::string formatHistory(const Json& body) {
@@ -189,6 +204,7 @@ std::string trimRight(std::string text) {
 
 std::string formatSuccess(const std::string& command, const Json& body) {
   if (command == "list") return formatList(body);
+  if (command == "deactivate-all") return formatDeactivateAll(body);
   if (command == "history") return formatHistory(body);
   if (command == "get") return tokenBlock(body, std::nullopt);
   if (command == "verify") {
@@ -243,6 +259,15 @@ std::string oneLine(const std::string& body) {
     return trimmed;
   }
   return parsed.dump();
+}
+
+std::string listHeader() {
+  return listRow({"KEY", "KIND", "STATUS", "CREATED", "DESCRIPTION"});
+}
+
+std::string listRowOf(const Json& t) {
+  return listRow({field(t, "key"), field(t, "kind"), field(t, "status"), field(t, "created_at"),
+                  field(t, "description")});
 }
 
 }  // namespace tokenledger::tools::tokenctl

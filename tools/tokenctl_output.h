@@ -54,6 +54,9 @@ std::string trimRight(std::string text);
 // What tokenctl prints for the service's successful answer `body` (a JSON object)
 // to `command`.
 std::string formatSuccess(const std::string& command, const Json& body);
+// The list's header line and one token's line, in fixed columns.
+std::string listHeader();
+std::string listRowOf(const Json& token);
 // The service's body on one line: unchanged unless it spans several lines.
 std::string oneLine(const std::string& body);
 

@@ -1,5 +1,6 @@
 #include "tools/tokenctl_request.h"
 
+#include <cctype>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -92,8 +93,62 @@ Call buildCall(const Arguments& args, const std::string& base) {
     req.body = jsonBody(body);
     return call;
   }
+  auto checkKind = [&](const std::string& kind) {
+    if (kind != "user" && kind != "destination")
+      throw UsageError("--kind must be 'user' or 'destination', not '" + sanitize(kind) + "'");
+    return kind;
+  };
   if (command == "list") {
-    req.url = tokens;
+    std::string query;
+    if (hasFlag(args, "--status")) {
+      std::string status = flagOr(args, "--status");
+      if (status != "active" && status != "inactive" && status != "expired")
+        throw UsageError("--status must be active, inactive or expired, not '" + sanitize(status) +
+                         "'");
+      query += "&status=" + status;
+    }
+    std::string kind = hasFlag(args, "--kind") ? checkKind(flagOr(args, "--kind")) : "";
+    if (!hasFlag(args, "--limit") && !hasFlag(args, "--cursor")) {
+      // Every token, a page of 1000 at a time: user tokens, then destination tokens.
+      call.walkKinds = kind.empty() ? std::vector<std::string>{"user", "destination"}
+                                    : std::vector<std::string>{kind};
+      req.url = tokens + "?limit=1000" + query;
+      return call;
+    }
+    if (!kind.empty()) query += "&kind=" + kind;
+    if (hasFlag(args, "--limit")) {
+      std::optional<int64_t> limit = parseInt64(flagOr(args, "--limit"));
+      if (!limit || *limit < 1 || *limit > 1000)
+        throw UsageError("--limit must be a whole number from 1 to 1000");
+      query += "&limit=" + std::to_string(*limit);
+    }
+    if (hasFlag(args, "--cursor")) {
+      std::string cursor = flagOr(args, "--cursor");
+      bool ok = !cursor.empty() && cursor.size() <= 128;
+      for (char c : cursor) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+      if (!ok)
+        throw UsageError("--cursor: '" + sanitize(cursor) + "' is not a cursor tokenctl printed");
+      query += "&cursor=" + cursor;
+    }
+    req.url = tokens + (query.empty() ? "" : "?" + query.substr(1));
+    return call;
+  }
+  if (command == "deactivate-all") {
+    if (!hasFlag(args, "--reason"))
+      throw UsageError("deactivate-all needs --reason bulk or --reason compromised");
+    Json body = Json::object();
+    std::string reason = flagOr(args, "--reason");
+    if (reason != "bulk" && reason != "compromised")
+      throw UsageError("--reason must be bulk or compromised, not '" + sanitize(reason) + "'");
+    body["reason"] = reason;
+    if (hasFlag(args, "--kind")) body["kind"] = checkKind(flagOr(args, "--kind"));
+    if (hasFlag(args, "--effective-at"))
+      body["effective_at"] = timeValue("--effective-at", flagOr(args, "--effective-at"));
+    // Without --yes only counts: the operator sees how many tokens it would stop.
+    body["dry_run"] = !hasFlag(args, "--yes");
+    req.method = "POST";
+    req.url = tokens + "/deactivate";
+    req.body = jsonBody(body);
     return call;
   }
   std::string token = tokens + "/" + args.positionals[1];
@@ -138,6 +193,10 @@ Call buildCall(const Arguments& args, const std::string& base) {
     req.body = jsonBody(body);
   }
   return call;
+}
+
+std::string pageUrl(const Call& call, const std::string& kind, const std::string& cursor) {
+  return call.request.url + "&kind=" + kind + (cursor.empty() ? "" : "&cursor=" + cursor);
 }
 
 }  // namespace tokenledger::tools::tokenctl

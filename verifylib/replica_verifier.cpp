@@ -53,7 +53,7 @@ class TxnReader final : public ReadModelReader {
     throw std::logic_error("the verify library reads only the verify database");
   }
   std::optional<Token> token(std::string_view) override { unsupported(); }
-  std::vector<Token> tokensOf(std::string_view) override { unsupported(); }
+  TokenPage tokensPage(std::string_view, const PageRequest&) override { unsupported(); }
   std::vector<Event> history(std::string_view) override { unsupported(); }
   std::optional<IdempotencyRecord> idempotency(std::string_view, std::string_view) override {
     unsupported();

@@ -61,11 +61,21 @@ inline Response verify(Daemon& d, const std::string& key, const std::string& tok
   return d.call("POST", "/v1/verify", "", h);
 }
 
-// GET /v1/users/{user}/tokens: the "tokens" array.
+// GET /v1/users/{user}/tokens, every page: the tokens.
 inline json listOf(Daemon& d, const std::string& user) {
-  auto r = d.call("GET", "/v1/users/" + user + "/tokens", "", operatorHeaders());
-  REQUIRE_MESSAGE(r.status == 200, r.body);
-  return r.json()["tokens"];
+  json all = json::array();
+  std::string cursor;
+  do {
+    auto r = d.call(
+        "GET",
+        "/v1/users/" + user + "/tokens?limit=1000" + (cursor.empty() ? "" : "&cursor=" + cursor),
+        "", operatorHeaders());
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    json page = r.json();
+    for (auto& t : page["tokens"]) all.push_back(std::move(t));
+    cursor = page["next_cursor"].is_string() ? page["next_cursor"].get<std::string>() : "";
+  } while (!cursor.empty());
+  return all;
 }
 
 inline json historyOf(Daemon& d, const std::string& user, const std::string& key) {

@@ -311,7 +311,7 @@ if [[ $USER_PART == *"$KEY1"* && $DEST_PART == *"$DKEY"* && $DEST_PART != *"$KEY
 else
   fail "list: tokens are in the wrong sections" "stdout: $OUT"
 fi
-tc list alice --json
+tc list alice --json --limit 1000
 expect_rc "list --json" 0
 one_line "list --json prints one line of JSON"
 expect_eq "list --json: user" "$(jget user)" alice
@@ -320,6 +320,66 @@ expect_eq "list --json: token count" \
 tc list nobody
 expect_rc "list a user without tokens" 0
 expect_out "list empty: sections still shown" "Destination tokens"
+
+# ---------------------------------------------------- pages and deactivate-all
+
+# 5,000 tokens for one user (8 clients at once), and one destination token.
+"$PYTHON" - "$URL" "$SECRET" <<'PY'
+import concurrent.futures, json, sys, urllib.request
+url, secret = sys.argv[1], sys.argv[2]
+def create(body):
+    req = urllib.request.Request(url + "/v1/users/big/tokens", data=json.dumps(body).encode(),
+                                 headers={"Authorization": "Bearer " + secret,
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 201
+bodies = [{"description": "load %d" % i} for i in range(5000)]
+bodies.append({"description": "hook", "kind": "destination", "destination_id": "d1"})
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    list(pool.map(create, bodies))
+PY
+tc list big
+expect_rc "list of 5,000 tokens" 0
+expect_eq "list: every token printed" "$(grep -c '^tlk_' <<<"$OUT")" 5001
+expect_eq "list: each once" "$(grep '^tlk_' <<<"$OUT" | cut -d' ' -f1 | sort -u | wc -l)" 5001
+tc list big --json
+expect_rc "list --json of 5,000 tokens" 0
+expect_eq "list --json: no page over 1000 tokens, 5,001 in all" "$("$PYTHON" -c '
+import json, sys
+pages = [json.loads(l) for l in sys.stdin]
+print(max(len(p["tokens"]) for p in pages), sum(len(p["tokens"]) for p in pages))' <<<"$OUT")" \
+  "1000 5001"
+tc list big --limit 10
+expect_eq "list --limit 10: ten tokens" "$(grep -c '^tlk_' <<<"$OUT")" 10
+CURSOR=$(sed -n 's/^More: tokenctl list big --cursor \(tlk_[A-Za-z0-9]*\).*/\1/p' <<<"$OUT")
+FIRST10=$(grep '^tlk_' <<<"$OUT" | cut -d' ' -f1)
+expect_eq "list --limit 10: the cursor is the tenth key" "$CURSOR" "$(tail -n 1 <<<"$FIRST10")"
+tc list big --limit 10 --cursor "$CURSOR"
+NEXT10=$(grep '^tlk_' <<<"$OUT" | cut -d' ' -f1)
+expect_eq "list --cursor: the next ten, none repeated" \
+  "$(sort -u <<<"$FIRST10"$'\n'"$NEXT10" | wc -l)" 20
+tc list big --limit 0
+expect_rc "list --limit 0 is a usage error" 2
+tc list big --status revoked
+expect_rc "list --status revoked is a usage error" 2
+tc list big --cursor 'x&y'
+expect_rc "list --cursor with other characters is a usage error" 2
+tc deactivate-all big
+expect_rc "deactivate-all without --reason" 2
+tc deactivate-all big --reason manual
+expect_rc "deactivate-all --reason manual" 2
+tc deactivate-all big --reason compromised --kind user
+expect_rc "deactivate-all without --yes" 0
+expect_out "deactivate-all without --yes names the count" "5000 active token(s) of big"
+tc list big --status active --kind user --limit 1 --json
+expect_eq "deactivate-all without --yes changes nothing" \
+  "$("$PYTHON" -c 'import json,sys; print(len(json.loads(sys.argv[1])["tokens"]))' "$OUT")" 1
+tc deactivate-all big --reason compromised --kind user --yes
+expect_rc "deactivate-all --yes" 0
+expect_out "deactivate-all --yes: the count" "Deactivated 5000 token(s) of big"
+tc list big --status active
+expect_eq "after deactivate-all only the destination token is active" \
+  "$(grep -c '^tlk_' <<<"$OUT")" 1
 
 # ---------------------------------------------------------------- history
 

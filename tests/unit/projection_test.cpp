@@ -154,6 +154,60 @@ TEST_CASE_FIXTURE(ModelFixture, "tokensOf lists an owner's tokens in creation or
   CHECK(reader->tokensOf("").empty());
 }
 
+TEST_CASE_FIXTURE(ModelFixture,
+                  "tokensPage pages with a cursor and bounds what a filter examines") {
+  Script s;
+  std::vector<std::string> keys;
+  // Created in two batches, the second's keys interleaved with the first's in
+  // byte order: pages follow creation time, not key order or batch.
+  for (int i = 0; i < 30; ++i) {
+    keys.push_back(generateTokenKey());
+    s.create(keys.back(), "alice", kT + std::chrono::microseconds(i));
+    if (i == 14) {
+      model->apply(s.records, skips.reporter());
+      s.records.clear();
+    }
+  }
+  for (int i = 0; i < 30; i += 3) s.deactivate(keys[i], "alice", kT + 1s, kT + 1s);
+  model->apply(s.records, skips.reporter());
+  auto reader = model->reader();
+
+  PageRequest req;
+  req.limit = 7;
+  std::vector<std::string> walked;
+  std::string next;
+  int pages = 0;
+  do {
+    req.after = next;
+    TokenPage page = reader->tokensPage("alice", req);
+    CHECK(page.tokens.size() <= 7);
+    for (auto& k : keysOf(page.tokens)) walked.push_back(k);
+    next = page.next;
+    ++pages;
+  } while (!next.empty());
+  CHECK(walked == keys);
+  CHECK(pages == 5);  // 7 + 7 + 7 + 7 + 2
+
+  // A filter that accepts every third token, examining at most 6 per page: pages
+  // hold 2 tokens each, their `next` the last examined (not returned) token.
+  req.limit = 100;
+  req.maxExamined = 6;
+  req.keep = [](const Token& t) { return !t.active; };
+  req.after = "";
+  TokenPage first = reader->tokensPage("alice", req);
+  CHECK(keysOf(first.tokens) == std::vector<std::string>{keys[0], keys[3]});
+  CHECK(first.next == keys[5]);
+  req.after = keys[27];
+  TokenPage last = reader->tokensPage("alice", req);
+  CHECK(last.tokens.empty());
+  CHECK(last.next.empty());
+
+  req.after = "tlk_unknown";
+  CHECK(reader->tokensPage("alice", req).unknownAfter);
+  req.after = keys[0];
+  CHECK(reader->tokensPage("bob", req).unknownAfter);  // another owner's token
+}
+
 TEST_CASE_FIXTURE(ModelFixture, "history returns a token's events in log order") {
   Script s;
   // Keys that share a prefix, as history's "key \0 seq" layout must keep apart.
@@ -958,8 +1012,11 @@ namespace {
 TEST_CASE("the read model's layout, in literal bytes") {
   using namespace std::string_literals;
   std::string buf;
-  CHECK(layout::ownerKey(buf, "alice", "tlk_K") == "alice\0tlk_K"s);
-  CHECK(layout::splitOwnerKey("alice\0tlk_K"s)->second == "tlk_K");
+  CHECK(layout::ownerKey(buf, "alice", Timestamp{258us}, "tlk_K") ==
+        "alice\0\0\0\0\0\0\0\x01\x02tlk_K"s);
+  CHECK(layout::splitOwnerKey("alice\0\0\0\0\0\0\0\x01\x02tlk_K"s)->key == "tlk_K");
+  CHECK(layout::splitOwnerKey("alice\0\0\0\0\0\0\0\x01\x02tlk_K"s)->createdAt == Timestamp{258us});
+  CHECK_FALSE(layout::splitOwnerKey("alice\0tlk"s));
   CHECK(layout::partitionKey(Partition{3}) == "\0\0\0\x03"s);
   CHECK(layout::nextOffsetValue(NextOffset{258}) == "\0\0\0\0\0\0\x01\x02"s);
   CHECK(layout::nextOffsetOf("\0\0\0\0\0\0\x01\x02"s) == NextOffset{258});
@@ -984,7 +1041,7 @@ TEST_CASE("the read model's layout, in literal bytes") {
   CHECK(back->expiresAt == Timestamp{1us});
   CHECK(back->deactivateAt == Timestamp{2us});
   CHECK_FALSE(layout::decodeVerifyRecord(expected.substr(0, 52)));  // cut inside the owner
-  CHECK(layout::kLayoutVersion == 3);
+  CHECK(layout::kLayoutVersion == 4);
   CHECK(std::string(layout::kDatabases[0]) == "tokens");
 }
 
