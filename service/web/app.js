@@ -830,9 +830,11 @@ async function onBulk(event) {
   try {
     const answer = await api.deactivateAll({ kind, reason: el.bulkReason.value, dryRun: false });
     const m = answer.deactivated ?? 0;
-    const result = m === answer.matching || answer.matching === undefined
-      ? `${plural(m, 'token', 'tokens')} deactivated.`
-      : `${plural(m, 'token', 'tokens')} deactivated of ${answer.matching.toLocaleString()}; the others had changed meanwhile.`;
+    // Fewer than matched: some changed meanwhile (another command deactivated them);
+    // more: some were created meanwhile, and the API deactivated those too.
+    const result = Number.isInteger(answer.matching) && m < answer.matching
+      ? `${plural(m, 'token', 'tokens')} deactivated of ${answer.matching.toLocaleString()}; the others had changed meanwhile.`
+      : `${plural(m, 'token', 'tokens')} deactivated.`;
     if (request === bulkRequest) {
       bulkView({ question: result, done: true });
       el.bulkCancel.focus();
