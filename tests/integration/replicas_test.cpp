@@ -402,6 +402,77 @@ TEST_CASE("three replicas change the same tokens at once: identical, nothing ack
   c.stopAll();
 }
 
+TEST_CASE("two replicas deactivate all of a user's tokens at the same moment, beside toggles") {
+  Cluster c("bulkrace");
+  Daemon& a = c.start("a");
+  Daemon& b = c.start("b");
+  // 1,100 tokens (three batches each way), created through both replicas; one token
+  // of another user, which neither call may touch.
+  std::vector<std::pair<std::string, std::string>> made;  // key, secret
+  std::mutex mutex;
+  std::vector<std::thread> creators;
+  for (int t = 0; t < 8; ++t)
+    creators.emplace_back([&, t] {
+      Daemon& d = t % 2 ? b : a;
+      for (int i = t; i < 1100; i += 8) {
+        auto r = post(d, "/v1/users/bulk/tokens", R"({"description":"many"})");
+        REQUIRE_MESSAGE(r.status == 201, r.body);
+        std::lock_guard lock(mutex);
+        made.emplace_back(r.json()["key"], r.json()["token"]);
+      }
+    });
+  for (auto& t : creators) t.join();
+  auto other = post(a, "/v1/users/bulk-other/tokens", R"({"description":"bystander"})").json();
+  REQUIRE(caughtUp(a, c.end()));
+  REQUIRE(caughtUp(b, c.end()));
+
+  // Both replicas get the same bulk deactivation at once, while a third client
+  // activates tokens and deactivates them again, each command racing the batches.
+  std::array<Response, 2> results;
+  std::barrier sync(3);
+  auto bulk = [&](Daemon& d, int s) {
+    sync.arrive_and_wait();
+    results[s] = post(d, "/v1/users/bulk/tokens/deactivate", R"({"reason":"compromised"})");
+  };
+  std::thread ta(bulk, std::ref(a), 0), tb(bulk, std::ref(b), 1);
+  int toggles = 0;
+  sync.arrive_and_wait();
+  for (size_t i = 0; i < made.size() && toggles < 60; i += 17, ++toggles) {
+    post(i % 2 ? a : b, tokenPath("bulk", made[i].first, "deactivate"));
+    post(i % 2 ? b : a, tokenPath("bulk", made[i].first, "activate"));
+  }
+  ta.join();
+  tb.join();
+
+  // Both answered 200, or one 409 conflict after its walks (the other then won).
+  int ok = 0;
+  size_t deactivated = 0;
+  for (const auto& r : results) {
+    CHECK_MESSAGE((r.status == 200 || errorCode(r) == "conflict"), r.body);
+    if (r.status != 200) continue;
+    ++ok;
+    deactivated += r.json()["deactivated"].get<size_t>();
+  }
+  CHECK(ok >= 1);
+  MESSAGE("two bulk calls deactivated ", deactivated, " tokens between them (", made.size(),
+          " made, ", toggles, " toggled meanwhile)");
+  // No token counted twice: each deactivation that applied is one event.
+  CHECK(deactivated <= made.size() + static_cast<size_t>(toggles));
+  // A third call puts an end to what the toggles reactivated after both walks.
+  auto last = post(a, "/v1/users/bulk/tokens/deactivate", R"({"reason":"compromised"})");
+  REQUIRE_MESSAGE(last.status == 200, last.body);
+  REQUIRE(caughtUp(a, c.end()));
+  REQUIRE(caughtUp(b, c.end()));
+  for (const auto& [key, secret] : made) {
+    CHECK_MESSAGE(verify(a, key, secret).status == 401, key);
+    CHECK_MESSAGE(verify(b, key, secret).status == 401, key);
+  }
+  CHECK(verify(a, other["key"], other["token"]).status == 200);
+  CHECK(verify(b, other["key"], other["token"]).status == 200);
+  CHECK(listOf(a, "bulk") == listOf(b, "bulk"));
+  c.stopAll();
+}
+
 TEST_CASE("forged, uncertified and replayed records change nothing and are reported") {
   Cluster c("forged");
   Daemon& a = c.start("a");
