@@ -30,7 +30,8 @@ class UsageTopic {
   using OnRows = std::function<void(const UsageStore::Rows&)>;
   // Connects, creates the topic if missing (cleanup.policy=compact) and refuses one
   // that does not compact; then reads it from its beginning on a thread of its own,
-  // handing each batch of rows to `onRows`. Throws std::runtime_error saying what to do.
+  // handing each batch of rows to `onRows` (which must not throw). Throws
+  // std::runtime_error saying what to do.
   UsageTopic(const UsageTopicOptions& options, OnRows onRows);
   ~UsageTopic();
   UsageTopic(const UsageTopic&) = delete;

@@ -280,7 +280,14 @@ class DaemonImpl final : public Daemon {
       t.partitions = o.partitions;
       t.replicationFactor = o.replicationFactor;
       usageTopic_ = std::make_unique<UsageTopic>(
-          t, [store = usageStore_.get()](const UsageStore::Rows& rows) { store->putRows(rows); });
+          t, [store = usageStore_.get(), log = logger_](const UsageStore::Rows& rows) {
+            try {
+              store->putRows(rows);
+            } catch (const std::exception& e) {
+              log(std::string("last used: cannot store rows from the usage topic: ") + e.what() +
+                  "; they count again when the topic is read at the next start");
+            }
+          });
       where += " and " + usageTopic_->describe();
     }
     flusher_ =

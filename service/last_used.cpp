@@ -90,9 +90,14 @@ void LastUsedFlusher::stop() {
 
 void LastUsedFlusher::flush() {
   try {
-    auto uses = recorder_.take();
-    if (!uses.empty()) {
-      auto rows = store_.addOwn(uses, replica_);
+    // Kept until the store took them, so a failed write loses nothing.
+    for (auto& [key, use] : recorder_.take()) {
+      auto [it, fresh] = unstored_.try_emplace(key, use);
+      if (!fresh) it->second = accumulate(it->second, use);
+    }
+    if (!unstored_.empty()) {
+      auto rows = store_.addOwn(unstored_, replica_);
+      unstored_.clear();
       if (topic_) {
         // Newer rows replace older ones of the same token.
         std::map<std::string, std::string> merged(unpublished_.begin(), unpublished_.end());

@@ -50,8 +50,8 @@ class UsageRecorder {
 };
 
 // The thread that writes what the recorder took: to the store as this replica's
-// rows, then to the topic (when there is one). A failed publish is retried with the
-// next flush (the rows are re-read from the store, which accumulated them).
+// rows, then to the topic (when there is one). What the store or the topic did not
+// take is kept and tried again with the next flush.
 class LastUsedFlusher {
  public:
   LastUsedFlusher(UsageRecorder& recorder, UsageStore& store, UsageTopic* topic,
@@ -68,6 +68,7 @@ class LastUsedFlusher {
   std::string replica_;
   std::chrono::milliseconds interval_;
   Logger logger_;
+  UsageRecorder::Uses unstored_;  // uses the store did not take yet
   UsageStore::Rows unpublished_;  // rows the topic did not take yet
   std::atomic<uint64_t> flushes_{0};
   std::mutex mutex_;
