@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/build}"
 SUITES=(token_format_test events_test token_test domain_test lmdb_test embedded_log_test projection_test
   service_core_test signing_test rules_test checkpoint_test writer_chain_test trust_test
-  audit_timeline_test)
+  audit_timeline_test last_used_test)
 
 # build_and_run DIR FLAGS SUITE...
 build_and_run() {
@@ -32,4 +32,4 @@ build_and_run "$OUT/sanitize-address" \
   "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
   "${SUITES[@]}"
 build_and_run "$OUT/sanitize-thread" "-fsanitize=thread -O1" projection_test signing_test \
-  service_core_test
+  service_core_test last_used_test

@@ -226,16 +226,6 @@ std::variant<CommandContext, HttpResponse> commandContext(const HttpRequest& req
   return ctx;
 }
 
-// The response of activate and deactivate: the token, whether it changed, and the
-// position of the event when it did.
-HttpResponse changedResponse(const CommandResult& result, Timestamp now) {
-  if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
-  const auto& r = std::get<TokenResult>(result);
-  json out = withPosition(tokenJson(r.token, now), r);
-  out["changed"] = r.position.has_value() || r.replayed;
-  return okJson(200, out);
-}
-
 }  // namespace
 
 int httpStatusOf(std::string_view code) {
@@ -379,6 +369,29 @@ void Api::setSigningKeys(const KeyRing& keys, const std::string& currentKeyId) {
   keysBody_ = dumpJson(json{{"keys", std::move(list)}});
 }
 
+nlohmann::json Api::tokenObject(const Token& t, Timestamp now, const lmdb::Txn* usage) const {
+  std::optional<LastUse> use;
+  if (usageStore_) {
+    if (usage) {
+      use = usageStore_->lastUse(*usage, t.key);
+    } else {
+      auto txn = usageStore_->reader();
+      use = usageStore_->lastUse(txn, t.key);
+    }
+  }
+  return tokenJson(t, now, use);
+}
+
+// The response of activate and deactivate: the token, whether it changed, and the
+// position of the event when it did.
+HttpResponse Api::changedResponse(const CommandResult& result) const {
+  if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
+  const auto& r = std::get<TokenResult>(result);
+  json out = withPosition(tokenObject(r.token, clock_.now()), r);
+  out["changed"] = r.position.has_value() || r.replayed;
+  return okJson(200, out);
+}
+
 bool Api::operatorAuthorized(std::string_view authorization) const {
   auto secret = authCredentials(authorization, "Bearer");
   if (!secret) return false;
@@ -387,7 +400,7 @@ bool Api::operatorAuthorized(std::string_view authorization) const {
 }
 
 HttpResponse Api::created(const TokenResult& r) const {
-  json out = withPosition(tokenJson(r.token, clock_.now()), r);
+  json out = withPosition(tokenObject(r.token, clock_.now()), r);
   if (r.replayed) {
     out["message"] = kReplayedSecret;
     return okJson(200, out);
@@ -400,10 +413,14 @@ HttpResponse Api::verify(std::string_view authorization, ReadModelReader& reader
   auto start = std::chrono::steady_clock::now();
   std::string credentials;
   VerifyOutcome out;
-  if (decodeBasicAuth(authorization, credentials))
-    out = verifyCredentials(credentials, reader, clock_.now());
+  Timestamp now{};
+  if (decodeBasicAuth(authorization, credentials)) {
+    now = clock_.now();
+    out = verifyCredentials(credentials, reader, now);
+  }
   HttpResponse r;
   if (out.valid()) {
+    if (usageRecorder_) usageRecorder_->record(out.key(), now);
     r.status = 200;
     r.body.reserve(160);
     r.body = R"({"valid":true,"key":")" + std::string(out.key()) + R"(","owner":")" +
@@ -672,7 +689,10 @@ Routed Api::listTokens(const Call& call) {
                          "cursor is not one of this user's tokens: pass the next_cursor this "
                          "list returned");
   json tokens = json::array();
-  for (const auto& t : page.tokens) tokens.push_back(tokenJson(t, now));
+  std::optional<lmdb::Txn> usage;
+  if (usageStore_) usage.emplace(usageStore_->reader());
+  for (const auto& t : page.tokens)
+    tokens.push_back(tokenObject(t, now, usage ? &*usage : nullptr));
   json next = page.next.empty() ? json(nullptr) : json(std::move(page.next));
   return okJson(200, json{{"user", std::string(user)},
                           {"tokens", std::move(tokens)},
@@ -743,7 +763,7 @@ std::variant<Token, HttpResponse> Api::ownedToken(const Call& call) {
 Routed Api::showToken(const Call& call) {
   auto token = ownedToken(call);
   if (auto* r = std::get_if<HttpResponse>(&token)) return std::move(*r);
-  return okJson(200, tokenJson(std::get<Token>(token), clock_.now()));
+  return okJson(200, tokenObject(std::get<Token>(token), clock_.now()));
 }
 
 Routed Api::tokenHistory(const Call& call) {
@@ -765,7 +785,7 @@ Routed Api::activateToken(const Call& call) {
   if (auto* r = std::get_if<HttpResponse>(&context)) return *r;
   return Deferred([user = std::string(*call.params.user), key = std::string(call.params.key),
                    ctx = std::get<CommandContext>(context), this](TokenService& svc) {
-    return changedResponse(svc.activate(user, key, ctx), clock_.now());
+    return changedResponse(svc.activate(user, key, ctx));
   });
 }
 
@@ -792,7 +812,7 @@ Routed Api::deactivateToken(const Call& call) {
   auto context = commandContext(call.req);
   if (auto* r = std::get_if<HttpResponse>(&context)) return *r;
   return Deferred([cmd, ctx = std::get<CommandContext>(context), this](TokenService& svc) {
-    return changedResponse(svc.deactivate(cmd, ctx), clock_.now());
+    return changedResponse(svc.deactivate(cmd, ctx));
   });
 }
 
@@ -861,12 +881,12 @@ Routed Api::rotateToken(const Call& call) {
     if (auto* e = std::get_if<CommandError>(&result)) return errorResponse(*e);
     const auto& r = std::get<TokenResult>(result);
     Timestamp now = clock_.now();
-    json out = withPosition(tokenJson(r.token, now), r);
+    json out = withPosition(tokenObject(r.token, now), r);
     if (r.replayed)
       out["message"] = kReplayedSecret;
     else
       out["token"] = r.secret;
-    if (r.previous) out["previous"] = tokenJson(*r.previous, now);
+    if (r.previous) out["previous"] = tokenObject(*r.previous, now);
     return okJson(200, out);
   });
 }

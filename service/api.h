@@ -16,6 +16,8 @@
 #include <string>
 #include <string_view>
 #include <variant>
+
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "events/clock.h"
@@ -23,6 +25,7 @@
 #include "projections/projector.h"
 #include "projections/read_model.h"
 #include "service/error.h"
+#include "service/last_used.h"
 #include "service/log_line.h"
 #include "service/metrics.h"
 #include "service/token_service.h"
@@ -111,6 +114,14 @@ class Api {
   // Served at GET /metrics; the daemon adds what other parts own (setCollector).
   Metrics& metrics() { return metrics_; }
 
+  // Last used (issue 17): successful verifications go to `recorder`, and token
+  // objects show the uses in `store` as last_used_at / last_used_count. Neither
+  // without this call (--last-used off). Call before serving.
+  void setLastUsed(UsageRecorder& recorder, const UsageStore& store) {
+    usageRecorder_ = &recorder;
+    usageStore_ = &store;
+  }
+
   // Where each command's answer is logged, with its request id (call before serving).
   void setCommandLog(LineLogger log) { commandLog_ = std::move(log); }
 
@@ -144,6 +155,10 @@ class Api {
   Routed waitThenVerify(const std::vector<Position>& wanted, std::string_view authorization);
   // 201 with the new token and its secret (shown this once).
   HttpResponse created(const TokenResult& r) const;
+  // The token as JSON with its last use (tokenJson); `usage` is a read transaction
+  // of the usage store, for lists (else one is opened).
+  nlohmann::json tokenObject(const Token& t, Timestamp now, const lmdb::Txn* usage = nullptr) const;
+  HttpResponse changedResponse(const CommandResult& result) const;
   bool operatorAuthorized(std::string_view authorization) const;
   // A command route's answer, counted and logged whenever it comes (CommandInfo
   // says which command; api.cpp).
@@ -164,6 +179,8 @@ class Api {
   std::chrono::milliseconds visibilityTimeout_{10000};
   Metrics metrics_;
   LineLogger commandLog_;
+  UsageRecorder* usageRecorder_ = nullptr;
+  const UsageStore* usageStore_ = nullptr;
 };
 
 // The HTTP status of an error code: the one table where codes meet statuses

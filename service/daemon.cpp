@@ -232,6 +232,7 @@ class DaemonImpl final : public Daemon {
     api_->setLog(*log_);
     logger_("events are signed with key " + signer_->key().keyId() + " (public keys in " +
             o.dataDir + "/signing-keys.pub and at GET /v1/keys)");
+    if (o.lastUsed) startLastUsed(o);
     auto locks = std::make_shared<KeyLocks>();
     executor_ = std::make_unique<CommandExecutor>(o.commandThreads, [&, locks] {
       return std::make_unique<TokenService>(*log_, *model_, *projector_, clock, kVisibilityTimeout,
@@ -259,14 +260,55 @@ class DaemonImpl final : public Daemon {
     server_->run();
     executor_->stop();
     projector_->stop();
+    if (flusher_) flusher_->stop();  // writes what the last verifications recorded
   }
 
   void stop() override { server_->stop(); }
 
  private:
+  // Last used (issue 17): DATA_DIR/usage, its own LMDB environment so that rebuilds
+  // of the read model (which is made from the log alone) keep it; on Kafka also the
+  // compacted usage topic, read whole into it.
+  void startLastUsed(const DaemonOptions& o) {
+    std::string replica = loadOrCreateReplicaId(o.dataDir);
+    usageStore_ = std::make_unique<UsageStore>(o.dataDir + "/usage");
+    std::string where = o.dataDir + "/usage";
+    if (o.log == "kafka") {
+      UsageTopicOptions t;
+      t.brokers = o.kafkaBrokers;
+      t.topic = o.usageTopic.empty() ? o.topic + ".usage" : o.usageTopic;
+      t.partitions = o.partitions;
+      t.replicationFactor = o.replicationFactor;
+      usageTopic_ = std::make_unique<UsageTopic>(
+          t, [store = usageStore_.get(), log = logger_](const UsageStore::Rows& rows) {
+            try {
+              store->putRows(rows);
+            } catch (const std::exception& e) {
+              log(std::string("last used: cannot store rows from the usage topic: ") + e.what() +
+                  "; they count again when the topic is read at the next start");
+            }
+          });
+      where += " and " + usageTopic_->describe();
+    }
+    flusher_ =
+        std::make_unique<LastUsedFlusher>(recorder_, *usageStore_, usageTopic_.get(), replica,
+                                          std::chrono::milliseconds(o.lastUsedFlushMs), logger_);
+    api_->setLastUsed(recorder_, *usageStore_);
+    logger_("last used: recorded per minute, flushed every " + std::to_string(o.lastUsedFlushMs) +
+            " ms to " + where + " as replica " + replica + " (--last-used)");
+  }
+
   // The gauges of GET /metrics that the server, projector, log and read model own
   // (docs/operations.md lists them). On a command thread, at each scrape.
   void collectMetrics(Exposition& e, const std::string& dataFile, uint64_t mapLimit) {
+    if (flusher_) {
+      e.family("tokenledger_last_used_flushes_total", "counter",
+               "Flushes of last-used data (--last-used-flush-ms) since start.");
+      e.sample("tokenledger_last_used_flushes_total", "", flusher_->flushes());
+      e.family("tokenledger_last_used_pending_tokens", "gauge",
+               "Tokens verified since the last flush of last-used data.");
+      e.sample("tokenledger_last_used_pending_tokens", "", uint64_t{recorder_.pending()});
+    }
     e.family("tokenledger_http_connections", "gauge", "Open HTTP connections.");
     e.sample("tokenledger_http_connections", "", uint64_t{server_->openConnections()});
 
@@ -370,6 +412,12 @@ class DaemonImpl final : public Daemon {
   std::shared_ptr<SignedAppender> signer_;
   std::unique_ptr<ReadModel> model_;
   std::unique_ptr<Projector> projector_;
+  // Before api_, which points at them; the flusher's last flush comes after the
+  // server's end.
+  UsageRecorder recorder_;
+  std::unique_ptr<UsageStore> usageStore_;
+  std::unique_ptr<UsageTopic> usageTopic_;
+  std::unique_ptr<LastUsedFlusher> flusher_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<CommandExecutor> executor_;
   std::unique_ptr<HttpServer> server_;

@@ -46,7 +46,16 @@ struct DaemonOptions {
   // --reader-group: a group (name or numeric gid) that may read the read model, for
   // libtokenledger_verify (docs/verify-library.md); empty: only the daemon's user.
   std::string readerGroup;
+  // Last used (issue 17): recorded and shown unless off; flushed every this often;
+  // on Kafka to this topic (empty: TOPIC.usage).
+  bool lastUsed = true;
+  int lastUsedFlushMs = 60000;
+  std::string usageTopic;
 };
+
+// --last-used-flush-ms below this is refused: each flush is an LMDB commit (and a
+// Kafka round trip).
+constexpr int kMinLastUsedFlushMs = 100;
 
 class Daemon {
  public:

@@ -15,7 +15,7 @@ std::optional<Timestamp> parseTime(const nlohmann::json& v) {
   return t;
 }
 
-nlohmann::json tokenJson(const Token& t, Timestamp now) {
+nlohmann::json tokenJson(const Token& t, Timestamp now, std::optional<LastUse> lastUse) {
   nlohmann::json j;
   j["key"] = t.key;
   j["owner"] = t.owner;
@@ -38,6 +38,10 @@ nlohmann::json tokenJson(const Token& t, Timestamp now) {
   if (!t.replaces.empty()) j["replaces"] = t.replaces;
   if (!t.replacedBy.empty()) j["replaced_by"] = t.replacedBy;
   if (!t.idempotencyKey.empty()) j["idempotency_key"] = t.idempotencyKey;
+  if (lastUse) {
+    j["last_used_at"] = formatTime(startOfMinute(lastUse->minute));
+    j["last_used_count"] = lastUse->count;
+  }
   return j;
 }
 

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "events/times.h"
+#include "events/usage_store.h"
 #include "projections/token.h"
 
 namespace tokenledger {
@@ -16,7 +17,9 @@ namespace tokenledger {
 // otherwise.
 std::optional<Timestamp> parseTime(const nlohmann::json& v);
 
-nlohmann::json tokenJson(const Token& token, Timestamp now);
+// With `lastUse` (issue 17): last_used_at (the minute, RFC 3339) and last_used_count.
+nlohmann::json tokenJson(const Token& token, Timestamp now,
+                         std::optional<LastUse> lastUse = std::nullopt);
 nlohmann::json eventJson(const Event& event);
 
 // Serialises; invalid UTF-8 (which only unvalidated input could carry) becomes U+FFFD

@@ -67,6 +67,13 @@ constexpr const char* kUsage = R"(usage: tokenledgerd [options]
                        published to every partition at start
   --print-writer-key   print this writer's public key line (creating the key if
                        needed) for `ledger-audit keys certify`, then exit
+  --last-used on|off   record when each token last verified successfully, to the
+                       minute, and show it as last_used_at (default on)
+  --last-used-flush-ms N
+                       how often the last-used data is written (default 60000,
+                       at least 100): to DIR/usage, and with --log kafka to the
+                       compacted usage topic
+  --usage-topic NAME   with --log kafka: the usage topic (default TOPIC.usage)
   --rebuild            rebuild the read model from the log, then exit
   --reader-group GROUP let GROUP (a name or a numeric gid) read the read model,
                        for libtokenledger_verify in gateways on this host:
@@ -218,6 +225,26 @@ Flags parseFlags(int argc, char** argv) {
       flags.printWriterKey = true;
     } else if (a == "--rebuild") {
       flags.rebuild = true;
+    } else if (a == "--last-used") {
+      std::string v = value();
+      if (v != "on" && v != "off")
+        throw UsageError("--last-used wants on or off (got \"" + v + "\")");
+      options.lastUsed = v == "on";
+    } else if (a == "--last-used-flush-ms") {
+      uint64_t n = 0;
+      std::string v = value();
+      if (!parseUint(v, 86400000, n) || n < kMinLastUsedFlushMs)
+        throw UsageError("--last-used-flush-ms wants milliseconds from " +
+                         std::to_string(kMinLastUsedFlushMs) +
+                         " (each flush is a disk commit, and a Kafka round trip) to 86400000; "
+                         "got \"" +
+                         v + "\"");
+      options.lastUsedFlushMs = static_cast<int>(n);
+    } else if (a == "--usage-topic") {
+      kafkaOnly = a;
+      options.usageTopic = value();
+      if (options.usageTopic.empty() || options.usageTopic.size() > 249)
+        throw UsageError("--usage-topic wants a Kafka topic name (1-249 characters)");
     } else if (a == "--log-format") {
       std::string v = value();
       auto format = parseLogFormat(v);

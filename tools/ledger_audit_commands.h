@@ -28,6 +28,11 @@ int cmdAt(const Options& o, const std::string& user, const std::string& key, Tim
 // ledger_audit_policy.cpp: tokens active longer than `maxAgeDays` at `now` without
 // rotation, per user; exit 1 if any.
 int cmdPolicy(const Options& o, std::chrono::days maxAge, Timestamp now, const std::string& format);
+// ledger_audit_policy.cpp: active tokens whose last use (to the minute; never used:
+// their creation) is `days` or more before `now`, per user; exit 1 if any. Uses come
+// from DIR/usage (read-only) or, on Kafka, the usage topic (empty: TOPIC.usage).
+int cmdUnused(const Options& o, std::chrono::days days, Timestamp now, const std::string& format,
+              const std::string& usageTopic);
 
 // ledger_audit_projection.cpp: a read model built from the log in `out`, which must
 // not hold one (UsageError); `out` is removed again when interrupted and it was new.

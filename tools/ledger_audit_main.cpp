@@ -39,6 +39,11 @@ Reads the event log from the beginning (never through the service) and answers:
       (exit 0 if any is valid as known now, 1 if none)
   policy --max-age DAYS [--now T] [--format text|json]
       tokens active longer than DAYS without rotation, per user (exit 1 if any)
+  policy --unused-days DAYS [--usage-topic NAME] [--now T] [--format text|json]
+      active tokens not verified successfully for DAYS days or more (never used:
+      counted from their creation, so younger tokens are not listed), per user
+      (exit 1 if any). Uses come from DIR/usage, or on Kafka the usage topic
+      (default TOPIC.usage)
   rebuild --out DIR
       builds a read model from the log into DIR (which must not hold one)
   verify-projection --projection DIR
@@ -113,9 +118,10 @@ CommandLine parseCommandLine(const std::vector<std::string>& args) {
   Options& o = c.log;
   const std::set<std::string> commands = {"history",           "at",         "policy", "rebuild",
                                           "verify-projection", "verify-log", "keys"};
-  const std::set<std::string> valued = {"--user",       "--key",        "--time",    "--format",
-                                        "--max-age",    "--now",        "--out",     "--projection",
-                                        "--checkpoint", "--writer-key", "--root-key"};
+  const std::set<std::string> valued = {
+      "--user",     "--key",         "--time",       "--format",     "--max-age",
+      "--now",      "--out",         "--projection", "--checkpoint", "--writer-key",
+      "--root-key", "--unused-days", "--usage-topic"};
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
     std::string inlineValue;
@@ -205,11 +211,19 @@ int run(const CommandLine& c) {
     return cmdAt(o, user, key, t, c.format);
   }
   if (c.command == "policy") {
-    c.allowOnly({"--max-age", "--now"});
-    std::string days = c.need("--max-age", "DAYS");
+    c.allowOnly({"--max-age", "--now", "--unused-days", "--usage-topic"});
+    bool unused = c.opts.count("--unused-days") > 0;
+    if (unused == (c.opts.count("--max-age") > 0))
+      throw UsageError("policy needs either --max-age DAYS or --unused-days DAYS");
+    const char* flag = unused ? "--unused-days" : "--max-age";
+    std::string days = c.need(flag, "DAYS");
     if (days.size() > 6 || days.find_first_not_of("0123456789") != std::string::npos)
-      throw UsageError("--max-age wants a whole number of days");
+      throw UsageError(std::string(flag) + " wants a whole number of days");
     Timestamp now = c.opts.count("--now") ? requireTime("--now", c.get("--now")) : audit::now();
+    if (unused)
+      return cmdUnused(o, std::chrono::days{std::stoll(days)}, now, c.format,
+                       c.get("--usage-topic"));
+    if (c.opts.count("--usage-topic")) throw UsageError("--usage-topic goes with --unused-days");
     return cmdPolicy(o, std::chrono::days{std::stoll(days)}, now, c.format);
   }
   if (c.command == "rebuild") {

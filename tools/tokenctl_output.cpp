@@ -30,6 +30,8 @@ std::string tokenBlock(const Json& token, const std::optional<std::string>& secr
       {"deactivation_reason", "deactivation reason"},
       {"replaces", "replaces"},
       {"replaced_by", "replaced by"},
+      {"last_used_at", "last used at"},
+      {"last_used_count", "uses that minute"},
   };
   static const std::set<std::string, std::less<>> kNotShown = {"token", "position", "previous",
                                                                "changed"};

@@ -58,7 +58,8 @@ source "$ROOT/tests/service/daemon.sh"
 rm -rf "$TMP/data"
 SECRET="contract-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 trap tl_kill_daemon EXIT
-if ! tl_start_daemon "$DAEMON" "$SECRET" "$TMP/data" "$TMP/daemon"; then
+# Last used flushed often, so that token objects carry last_used_at within the run.
+if ! tl_start_daemon "$DAEMON" "$SECRET" "$TMP/data" "$TMP/daemon" --last-used-flush-ms 100; then
   fail "daemon prints 'listening on 127.0.0.1:PORT' within 10 s"
   cat "$TMP/daemon.stdout" "$TMP/daemon.stderr" | head -c 4000
   exit 1
@@ -87,6 +88,26 @@ if [[ $MODE == served ]]; then
   [[ $code == 405 ]] && grep -qi '^allow: GET, HEAD' "$TMP/post.headers" &&
     pass "POST /v1/openapi.yaml: 405, Allow: GET, HEAD" || fail "POST /v1/openapi.yaml: $code"
 else
+  # A token verified once: its object, with last_used_at and last_used_count, must
+  # match the Token schema (schemathesis's random users seldom reach a used token).
+  AUTH="Authorization: Bearer $SECRET"
+  created=$(curl -s -X POST -H "$AUTH" -H 'Content-Type: application/json' \
+    -d '{"description":"contract last used"}' "$BASE/v1/users/contract/tokens")
+  key=$(sed -n 's/.*"key":"\([^"]*\)".*/\1/p' <<<"$created")
+  secret=$(sed -n 's/.*"token":"\([^"]*\)".*/\1/p' <<<"$created")
+  curl -s -o /dev/null -u "$key:$secret" "$BASE/v1/verify"
+  sleep 0.5
+  curl -s -H "$AUTH" "$BASE/v1/users/contract/tokens/$key" >"$TMP/used-token.json"
+  "$VENV/bin/python" - "$DOC" "$TMP/used-token.json" <<'PY' &&
+import json, sys, yaml, jsonschema
+doc = yaml.safe_load(open(sys.argv[1]))
+token = json.load(open(sys.argv[2]))
+assert "last_used_at" in token and token.get("last_used_count") == 1, token
+schema = {"$ref": "#/components/schemas/Token", "components": doc["components"]}
+jsonschema.Draft202012Validator(schema).validate(token)
+PY
+    pass "a used token's object (last_used_at, last_used_count) matches the Token schema" ||
+    fail "a used token's object does not match the Token schema: $(cat "$TMP/used-token.json")"
   MAX=${4:-25}
   rm -f "$TMP/requests.har"
   START=$(date +%s)

@@ -39,7 +39,8 @@ struct Setup {
       : signer(*ledger.log, SigningKey::generate(), WriterState{}, nullptr, nullptr),
         plain(kOperatorSecret, *ledger.projector, ledger.clock),
         started(kOperatorSecret, *ledger.projector, ledger.clock),
-        draining(kOperatorSecret, *ledger.projector, ledger.clock) {
+        draining(kOperatorSecret, *ledger.projector, ledger.clock),
+        usage(ledger.dir.sub("usage")) {
     KeyRing keys;
     keys.add(fixedSigningKey().publicKey());
     for (Api* api : {&plain, &started, &draining})
@@ -52,10 +53,16 @@ struct Setup {
     started.setMaxPositionWaiters(std::numeric_limits<int>::max());
     started.startCreatesOn(signer, 5s);
     draining.setShuttingDown();
+    // Last used on one of them: verifies record, token objects read the usage store,
+    // where the first fixed token has a use.
+    usage.addOwn({{fixedTokens().front().key, {minuteOf(ledger.clock.now()), 3}}}, "fuzz");
+    started.setLastUsed(recorder, usage);
   }
   FixedLedger ledger;
   SignedAppender signer;  // never appends: Started work is not run
   Api plain, started, draining;
+  UsageStore usage;
+  UsageRecorder recorder;
 };
 
 char lower(char c) {

@@ -174,6 +174,12 @@ def test_metrics(binary):
               value(after, "tokenledger_read_model_map_limit_bytes") == 65536 * 2**20)
         check("the read model takes disk", value(after, "tokenledger_read_model_disk_bytes") > 0)
         check("build info is there", any(n == "tokenledger_build_info" for n, _ in after))
+        # One token verified, its use not flushed yet (the default 60 s interval).
+        check("one token waits for the last-used flush",
+              value(after, "tokenledger_last_used_pending_tokens") == 1,
+              str(value(after, "tokenledger_last_used_pending_tokens")))
+        check("the last-used flush counter is there",
+              any(n == "tokenledger_last_used_flushes_total" for n, _ in after))
         for what, s in [("key", key), ("secret", secret), ("user id", "alice"), ("secret", wrong),
                         ("operator secret", OPERATOR)]:
             check(f"no {what} in /metrics", s not in text)
