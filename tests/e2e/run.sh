@@ -71,17 +71,8 @@ cleanup() {
 trap cleanup EXIT
 
 # Last use (last_used_at) is flushed once a minute by default; the test wants a
-# verify reflected within a moment. A daemon without the option has no last use
-# yet: the test then checks only "Never used" (TL_LAST_USED unset).
-extra=()
-LAST_USED=""
-daemon_help=$("$DAEMON" --help 2>&1 || true)
-if [[ $daemon_help == *--last-used-flush-ms* ]]; then
-  extra+=(--last-used-flush-ms 200)
-  LAST_USED=1
-else
-  log "tokenledgerd has no --last-used-flush-ms: the last-used check runs only its \"Never used\" part"
-fi
+# verify reflected within a moment.
+extra=(--last-used-flush-ms 200)
 
 TOKENLEDGER_OPERATOR_SECRET=$SECRET "$DAEMON" --data-dir "$WORK/data" --listen 127.0.0.1:0 "${extra[@]}" \
   >"$DAEMON_LOG" 2>&1 &
@@ -114,7 +105,7 @@ log "tokenledgerd listening on $BASE (pid $PID, data $WORK/data)"
 
 status=0
 TL_BASE_URL=$BASE TL_OPERATOR_SECRET=$SECRET TL_ARTIFACTS=$ARTIFACTS TL_DAEMON_LOG=$DAEMON_LOG \
-TL_CHROMIUM=$CHROMIUM TL_LAST_USED=$LAST_USED \
+TL_CHROMIUM=$CHROMIUM \
   node --test --test-reporter=spec "$HERE/tokens_page.test.mjs" || status=$?
 
 # ------------------------------------------------------------------ stop, check exit 0

@@ -4,8 +4,8 @@
 //
 // Environment (set by run.sh): TL_BASE_URL, TL_OPERATOR_SECRET, TL_ARTIFACTS,
 // TL_DAEMON_LOG (the daemon's output, checked for leaked secrets at the end),
-// TL_CHROMIUM (default /usr/bin/chromium), TL_LAST_USED (set when the daemon runs
-// with --last-used-flush-ms, so a verify shows as the token's last use at once).
+// TL_CHROMIUM (default /usr/bin/chromium). run.sh starts the daemon with
+// --last-used-flush-ms 200, so that a verify shows as the token's last use at once.
 //
 //   node --test tests/e2e/tokens_page.test.mjs
 
@@ -24,7 +24,6 @@ const OPERATOR_SECRET = process.env.TL_OPERATOR_SECRET;
 const ARTIFACTS = process.env.TL_ARTIFACTS ?? 'artifacts';
 const DAEMON_LOG = process.env.TL_DAEMON_LOG;
 const CHROMIUM = process.env.TL_CHROMIUM ?? '/usr/bin/chromium';
-const LAST_USED = Boolean(process.env.TL_LAST_USED);
 const USER = 'alice.e2e@example.com';
 // The user with many tokens: paging and Deactivate all….
 const MANY_USER = 'bob.e2e@example.com';
@@ -316,9 +315,6 @@ async function closeSecretDialog(secret, how, focusAfter) {
 // ------------------------------------------------------------------ setup
 
 const state = {}; // what the steps hand on: keys, secrets
-// What the daemon under test has (issue 17 item 9 lands in parts): a step for a part
-// it does not have is reported as skipped, with the reason, never as passed.
-const serverHas = { paging: false, bulk: false };
 const listRequests = []; // the query of every list request the page makes (GET …/tokens)
 
 before(async () => {
@@ -357,15 +353,6 @@ before(async () => {
   assert.equal(created.status, 201, JSON.stringify(created.body));
   secretsSeen.push(created.body.token);
   state.destinationKey = created.body.key;
-
-  // Paging: the list answers next_cursor (null on the last page).
-  const probe = await apiCall('GET', `/v1/users/${USER}/tokens?limit=1`);
-  serverHas.paging = probe.status === 200 && 'next_cursor' in probe.body;
-  // Bulk: a dry run of deactivate-all counts (and changes nothing).
-  const dry = await apiCall('POST', `/v1/users/${USER}/tokens/deactivate`, { reason: 'bulk', dry_run: true });
-  serverHas.bulk = dry.status === 200 && dry.body.dry_run === true && Number.isInteger(dry.body.matching);
-  if (!serverHas.paging) console.log('# tokenledgerd has no paging (next_cursor): the paging step is skipped');
-  if (!serverHas.bulk) console.log(`# tokenledgerd has no deactivate-all (dry run answered ${dry.status}): its step is skipped`);
 
   page.on('request', (r) => {
     const url = new URL(r.url());
@@ -809,15 +796,11 @@ step('a token past its expiry shows "Expired … ago" once the list is reloaded'
   await screenshot('expired');
 });
 
-step('last use: a fresh token says "Never used"; after a verify and a reload, "Last used … ago"', async (t) => {
+step('last use: a fresh token says "Never used"; after a verify and a reload, "Last used … ago"', async () => {
   const { key, token } = state.expiring;
   assert.equal(await row(key).locator('.token-last-used').textContent(), 'Never used');
   assert.equal((await apiCall('GET', `/v1/users/${USER}/tokens/${key}`)).body.last_used_at, undefined);
   assert.equal((await verify(key, token)).status, 200);
-  if (!LAST_USED) {
-    t.skip('tokenledgerd has no --last-used-flush-ms yet: only "Never used" was checked');
-    return;
-  }
   // Flushed every 200 ms (run.sh): the API has it soon, and Refresh shows it.
   await until('the API to have the last use', async () =>
     (await apiCall('GET', `/v1/users/${USER}/tokens/${key}`)).body.last_used_at !== undefined, 5000);
@@ -859,11 +842,7 @@ step('a second user with 250 user tokens and 3 destination tokens, created in pa
     (await page.locator('.token-list[aria-busy]').count()) === 0, 20_000);
 }, { timeout: 120_000 });
 
-step('each section loads a page at a time: Load more appends the next one, in order, without duplicates', async (t) => {
-  if (!serverHas.paging) {
-    t.skip('tokenledgerd has no paging yet (no next_cursor in the list)');
-    return;
-  }
+step('each section loads a page at a time: Load more appends the next one, in order, without duplicates', async () => {
   const { destinations, order } = state.many;
   const lists = listRequests;
   // The first render: one page of each section, never all of them.
@@ -949,11 +928,7 @@ async function checkStatusFilter(section) {
   await until('all again', async () => (await page.locator('#user-count').textContent()) === `${PAGE_SIZE} shown, more available`);
 }
 
-step('Deactivate all… names the count of a dry run, deactivates them, and the list shows it', async (t) => {
-  if (!serverHas.bulk) {
-    t.skip('tokenledgerd has no deactivate-all yet (POST …/tokens/deactivate)');
-    return;
-  }
+step('Deactivate all… names the count of a dry run, deactivates them, and the list shows it', async () => {
   const { users, destinations } = state.many;
   const section = page.locator('#user-section');
   // A dry run changes nothing.
@@ -999,7 +974,7 @@ step('Deactivate all… names the count of a dry run, deactivates them, and the 
   await screenshot('deactivated-all', { fullPage: false });
 
   // Show: Active finds none of them now; Inactive pages through them like All did.
-  if (serverHas.paging) await checkStatusFilter(section);
+  await checkStatusFilter(section);
 
   // Nothing left to deactivate: a message, no button.
   await section.getByRole('button', { name: 'Deactivate all…' }).click();
