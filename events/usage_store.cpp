@@ -1,6 +1,7 @@
 #include "events/usage_store.h"
 
 #include "events/big_endian.h"
+#include "events/secrets.h"
 
 namespace tokenledger {
 namespace {
@@ -98,16 +99,31 @@ UsageStore::Rows UsageStore::addOwn(const std::map<std::string, LastUse, std::le
   return written;
 }
 
-void UsageStore::putRows(const Rows& rows) {
+std::optional<std::string> usageRowProblem(std::string_view row, const LastUse& use,
+                                           Timestamp now) {
+  auto parts = splitUsageRowKey(row);
+  if (!parts || !isWellFormedKey(parts->first)) return "the row's key names no token";
+  if (parts->second.empty() || parts->second.size() > 64) return "the replica id is not 1-64 bytes";
+  if (use.minute > minuteOf(now) + kMaxUsageSkewMinutes)
+    return "its minute lies in the future (" + formatTime(startOfMinute(use.minute)) + ")";
+  return std::nullopt;
+}
+
+size_t UsageStore::putRows(const Rows& rows, Timestamp now) {
+  size_t refused = 0;
   auto txn = lmdb::Txn::write(*env_);
   for (const auto& [row, value] : rows) {
     auto use = decodeLastUse(value);
-    if (!use || !splitUsageRowKey(row)) continue;
+    if (!use || usageRowProblem(row, *use, now)) {
+      ++refused;
+      continue;
+    }
     if (auto old = txn.get(dbi_, row))
       if (auto u = decodeLastUse(*old); u && newerOf(*u, *use) == *u) continue;
     txn.put(dbi_, row, value);
   }
   txn.commit();
+  return refused;
 }
 
 lmdb::Txn UsageStore::reader() const {

@@ -48,6 +48,15 @@ std::string usageRowKey(std::string_view tokenKey, std::string_view replica);
 // Splits a row key; nullopt when it has no NUL.
 std::optional<std::pair<std::string_view, std::string_view>> splitUsageRowKey(std::string_view row);
 
+// How far ahead of this machine's clock a row's minute may be (other replicas'
+// clocks may run ahead a little).
+constexpr int64_t kMaxUsageSkewMinutes = 5;
+// Whether a row from elsewhere (the usage topic) may be stored: a well-formed token
+// key, a replica id of 1-64 bytes, a minute that is not past now plus the skew. The
+// topic is not signed: whoever can write to it could otherwise shadow every real use
+// for ever with a row from the year 3000, or fill the store with rows of no token.
+std::optional<std::string> usageRowProblem(std::string_view row, const LastUse& use, Timestamp now);
+
 // DATA_DIR/usage. Thread-safe: LMDB serialises writers, readers take snapshots.
 class UsageStore {
  public:
@@ -59,8 +68,9 @@ class UsageStore {
   // as written, for the topic.
   Rows addOwn(const std::map<std::string, LastUse, std::less<>>& uses, std::string_view replica);
   // Stores rows from the topic, each unless the row there is newer (newerOf);
-  // malformed rows are skipped.
-  void putRows(const Rows& rows);
+  // malformed rows and those usageRowProblem refuses at `now` are skipped and
+  // counted: returns how many.
+  size_t putRows(const Rows& rows, Timestamp now);
 
   // A read transaction for lastUse (one per response).
   lmdb::Txn reader() const;

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "events/clock.h"
 #include "events/kafka_handles.h"
 
 namespace tokenledger {
@@ -231,6 +232,7 @@ std::map<std::string, LastUse, std::less<>> readUsageTopic(const std::string& br
   // Each replica's newest row per token, then merged over replicas.
   std::map<std::string, LastUse, std::less<>> rows;
   std::set<int32_t> done;
+  const Timestamp now = SystemClock().now();
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
   while (static_cast<int32_t>(done.size()) < n) {
     if (std::chrono::steady_clock::now() > until)
@@ -244,7 +246,7 @@ std::map<std::string, LastUse, std::less<>> readUsageTopic(const std::string& br
     if (m->err || !m->key || !m->payload) continue;
     std::string row(static_cast<const char*>(m->key), m->key_len);
     auto use = decodeLastUse(std::string_view(static_cast<const char*>(m->payload), m->len));
-    if (!use || !splitUsageRowKey(row)) continue;
+    if (!use || usageRowProblem(row, *use, now)) continue;
     auto [it, fresh] = rows.try_emplace(row, *use);
     if (!fresh) it->second = newerOf(it->second, *use);
   }

@@ -232,7 +232,7 @@ class DaemonImpl final : public Daemon {
     api_->setLog(*log_);
     logger_("events are signed with key " + signer_->key().keyId() + " (public keys in " +
             o.dataDir + "/signing-keys.pub and at GET /v1/keys)");
-    if (o.lastUsed) startLastUsed(o);
+    if (o.lastUsed) startLastUsed(o, clock);
     auto locks = std::make_shared<KeyLocks>();
     executor_ = std::make_unique<CommandExecutor>(o.commandThreads, [&, locks] {
       return std::make_unique<TokenService>(*log_, *model_, *projector_, clock, kVisibilityTimeout,
@@ -269,7 +269,7 @@ class DaemonImpl final : public Daemon {
   // Last used (issue 17): DATA_DIR/usage, its own LMDB environment so that rebuilds
   // of the read model (which is made from the log alone) keep it; on Kafka also the
   // compacted usage topic, read whole into it.
-  void startLastUsed(const DaemonOptions& o) {
+  void startLastUsed(const DaemonOptions& o, const Clock& clock) {
     std::string replica = loadOrCreateReplicaId(o.dataDir);
     usageStore_ = std::make_unique<UsageStore>(o.dataDir + "/usage");
     std::string where = o.dataDir + "/usage";
@@ -279,15 +279,18 @@ class DaemonImpl final : public Daemon {
       t.topic = o.usageTopic.empty() ? o.topic + ".usage" : o.usageTopic;
       t.partitions = o.partitions;
       t.replicationFactor = o.replicationFactor;
-      usageTopic_ = std::make_unique<UsageTopic>(
-          t, [store = usageStore_.get(), log = logger_](const UsageStore::Rows& rows) {
-            try {
-              store->putRows(rows);
-            } catch (const std::exception& e) {
-              log(std::string("last used: cannot store rows from the usage topic: ") + e.what() +
-                  "; they count again when the topic is read at the next start");
-            }
-          });
+      usageTopic_ = std::make_unique<UsageTopic>(t, [store = usageStore_.get(), log = logger_,
+                                                     clock = &clock](const UsageStore::Rows& rows) {
+        try {
+          if (size_t refused = store->putRows(rows, clock->now()))
+            log("last used: refused " + std::to_string(refused) +
+                " row(s) of the usage topic (no token key, or a minute in the future); "
+                "whoever writes them can write to the topic: check its ACLs");
+        } catch (const std::exception& e) {
+          log(std::string("last used: cannot store rows from the usage topic: ") + e.what() +
+              "; they count again when the topic is read at the next start");
+        }
+      });
       where += " and " + usageTopic_->describe();
     }
     flusher_ =

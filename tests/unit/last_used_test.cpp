@@ -78,34 +78,43 @@ TEST_CASE("the store: own flushes accumulate, rows of other replicas merge by th
   test::TempDir dir;
   UsageStore store(dir.path() + "/usage");
   int64_t m = minuteOf(kT0);
-  auto rows = store.addOwn({{"tl_a", {m, 2}}}, "A");
-  rows = store.addOwn({{"tl_a", {m, 3}}}, "A");
+  const std::string a = "tlk_a" + std::string(23, 'A'), b = "tlk_b" + std::string(23, 'B');
+  const Timestamp now = kT0 + minutes(10);
+  auto rows = store.addOwn({{a, {m, 2}}}, "A");
+  rows = store.addOwn({{a, {m, 3}}}, "A");
   REQUIRE(rows.size() == 1);
   CHECK(decodeLastUse(rows[0].second) == LastUse{m, 5});
   {
     auto txn = store.reader();
-    CHECK(store.lastUse(txn, "tl_a") == LastUse{m, 5});
-    CHECK_FALSE(store.lastUse(txn, "tl_b"));
+    CHECK(store.lastUse(txn, a) == LastUse{m, 5});
+    CHECK_FALSE(store.lastUse(txn, b));
     // A key that is a prefix of another must not see its rows.
-    CHECK_FALSE(store.lastUse(txn, "tl_"));
+    CHECK_FALSE(store.lastUse(txn, "tlk_a"));
   }
   // Replica B, same minute: summed; an older row of B replayed later changes nothing.
-  store.putRows({{usageRowKey("tl_a", "B"), encodeLastUse({m, 4})}});
-  store.putRows({{usageRowKey("tl_a", "B"), encodeLastUse({m, 1})}, {"garbage", "x"}});
+  CHECK(store.putRows({{usageRowKey(a, "B"), encodeLastUse({m, 4})}}, now) == 0);
+  CHECK(store.putRows({{usageRowKey(a, "B"), encodeLastUse({m, 1})}, {"garbage", "x"}}, now) == 1);
   {
     auto txn = store.reader();
-    CHECK(store.lastUse(txn, "tl_a") == LastUse{m, 9});
+    CHECK(store.lastUse(txn, a) == LastUse{m, 9});
   }
   // B in a later minute: B's minute and count only.
-  store.putRows({{usageRowKey("tl_a", "B"), encodeLastUse({m + 2, 1})}});
+  CHECK(store.putRows({{usageRowKey(a, "B"), encodeLastUse({m + 2, 1})}}, now) == 0);
   {
     auto txn = store.reader();
-    CHECK(store.lastUse(txn, "tl_a") == LastUse{m + 2, 1});
+    CHECK(store.lastUse(txn, a) == LastUse{m + 2, 1});
   }
-  CHECK(store.all().at("tl_a") == LastUse{m + 2, 1});
+  // Rows the topic may carry but no replica writes: refused, and nothing changes.
+  CHECK(store.putRows({{usageRowKey(a, "F"), encodeLastUse({minuteOf(now) + 60, 1})},
+                       {usageRowKey("not-a-key", "F"), encodeLastUse({m + 3, 1})},
+                       {usageRowKey(a, std::string(65, 'r')), encodeLastUse({m + 3, 1})}},
+                      now) == 3);
+  // A few minutes ahead (another replica's clock): stored.
+  CHECK(store.putRows({{usageRowKey(b, "F"), encodeLastUse({minuteOf(now) + 5, 1})}}, now) == 0);
+  CHECK(store.all().at(a) == LastUse{m + 2, 1});
   // A read-only opening (ledger-audit) sees the same.
   UsageStore ro(dir.path() + "/usage", true);
-  CHECK(ro.all().at("tl_a") == LastUse{m + 2, 1});
+  CHECK(ro.all().at(a) == LastUse{m + 2, 1});
 }
 
 TEST_CASE("the flusher writes on its interval and once more when stopped") {
