@@ -998,6 +998,46 @@ step('Deactivate all… names the count of a dry run, deactivates them, and the 
   for (const v of await verifyMany(destinations)) assert.equal(v.status, 200);
 }, { timeout: 120_000 });
 
+step('a user with 5,000 tokens: the page shows one page, Load more the next, and Deactivate all… names 5,000', async () => {
+  const HUGE_USER = 'carol.e2e@example.com';
+  const HUGE = 5000;
+  const users = await createMany(HUGE_USER, Array.from({ length: HUGE }, (_, i) => ({ description: `Device ${i + 1}` })), 50);
+  const order = (await listAll(HUGE_USER, 'user')).map((t) => t.key);
+  assert.equal(order.length, HUGE);
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.locator('#signin-view').waitFor({ state: 'visible' });
+  listRequests.length = 0;
+  await page.getByLabel('Operator secret').fill(OPERATOR_SECRET);
+  await page.getByLabel('User id').fill(HUGE_USER);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#tokens-view').waitFor({ state: 'visible' });
+  await until('the first page', async () => (await page.locator('#user-list li.token-row').count()) === PAGE_SIZE &&
+    (await page.locator('.token-list[aria-busy]').count()) === 0, 20_000);
+  assert.deepEqual(await rowKeys('#user-list'), order.slice(0, PAGE_SIZE));
+  assert.equal(await page.locator('#user-count').textContent(), `${PAGE_SIZE} shown, more available`);
+  await page.locator('#user-section').getByRole('button', { name: 'Load more' }).click();
+  await until('the second page', async () => (await page.locator('#user-list li.token-row').count()) === 2 * PAGE_SIZE);
+  assert.deepEqual(await rowKeys('#user-list'), order.slice(0, 2 * PAGE_SIZE));
+  // Never all at once: a page (and one token to look ahead) per request, a few requests.
+  for (const q of listRequests) assert.ok(Number(q.get('limit')) <= PAGE_SIZE + 1, `limit ${q.get('limit')}`);
+  assert.ok(listRequests.length <= 6, `${listRequests.length} list requests for two pages`);
+
+  await page.locator('#user-section').getByRole('button', { name: 'Deactivate all…' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Deactivate all user tokens' });
+  await dialog.waitFor();
+  await until('the count', async () => (await page.locator('#bulk-question').textContent()) === 'Deactivate 5,000 active user tokens?');
+  await dialog.getByRole('button', { name: 'Deactivate 5,000 tokens' }).click();
+  await until('the result', async () => (await page.locator('#bulk-question').textContent()) === '5,000 tokens deactivated.', 60_000);
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  // Read-your-writes: every one of them fails verification now (every 25th checked).
+  const verified = await verifyMany(users.filter((_, i) => i % 25 === 0));
+  assert.deepEqual([...new Set(verified.map((v) => v.status))], [401]);
+  const again = await apiCall('POST', `/v1/users/${HUGE_USER}/tokens/deactivate`, { reason: 'bulk', dry_run: true });
+  assert.equal(again.body.matching, 0);
+}, { timeout: 240_000 });
+
 step('a refused operator secret sends the page back to sign-in with the message', async () => {
   await page.evaluate((user) => sessionStorage.setItem('tokenledger.session',
     JSON.stringify({ secret: 'a-secret-that-was-changed', user })), USER);
