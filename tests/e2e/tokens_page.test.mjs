@@ -180,6 +180,17 @@ const localValue = (ms) => new Date(ms).toISOString().slice(0, 16);
 const row = (key) => page.locator(`li.token-row[data-key="${key}"]`);
 const rowKeys = (list) => page.locator(`${list} li.token-row`).evaluateAll((rows) => rows.map((r) => r.dataset.key));
 
+/** Signs out and in again as `user`, forgetting the list requests made so far. */
+async function switchUser(user) {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.locator('#signin-view').waitFor({ state: 'visible' });
+  listRequests.length = 0;
+  await page.getByLabel('Operator secret').fill(OPERATOR_SECRET);
+  await page.getByLabel('User id').fill(user);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#tokens-view').waitFor({ state: 'visible' });
+}
+
 /** Clicks Refresh and waits until both sections are loaded again. */
 async function refresh() {
   await page.getByRole('button', { name: 'Refresh', exact: true }).click();
@@ -830,13 +841,7 @@ step('a second user with 250 user tokens and 3 destination tokens, created in pa
   for (let i = 1; i < listed.length; i++) assert.ok(listed[i - 1].created_at <= listed[i].created_at, 'the API is not in creation order');
   state.many = { users, destinations, order };
 
-  await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.locator('#signin-view').waitFor({ state: 'visible' });
-  listRequests.length = 0;
-  await page.getByLabel('Operator secret').fill(OPERATOR_SECRET);
-  await page.getByLabel('User id').fill(MANY_USER);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('#tokens-view').waitFor({ state: 'visible' });
+  await switchUser(MANY_USER);
   await until('the first rows', async () => (await page.locator('#user-list li.token-row').count()) > 0 &&
     (await page.locator('#destination-list li.token-row').count()) === 3 &&
     (await page.locator('.token-list[aria-busy]').count()) === 0, 20_000);
@@ -1005,13 +1010,7 @@ step('a user with 5,000 tokens: the page shows one page, Load more the next, and
   const order = (await listAll(HUGE_USER, 'user')).map((t) => t.key);
   assert.equal(order.length, HUGE);
 
-  await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.locator('#signin-view').waitFor({ state: 'visible' });
-  listRequests.length = 0;
-  await page.getByLabel('Operator secret').fill(OPERATOR_SECRET);
-  await page.getByLabel('User id').fill(HUGE_USER);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('#tokens-view').waitFor({ state: 'visible' });
+  await switchUser(HUGE_USER);
   await until('the first page', async () => (await page.locator('#user-list li.token-row').count()) === PAGE_SIZE &&
     (await page.locator('.token-list[aria-busy]').count()) === 0, 20_000);
   assert.deepEqual(await rowKeys('#user-list'), order.slice(0, PAGE_SIZE));
