@@ -275,17 +275,7 @@ failed=0
 if [ -n "${CREDENTIALS:-}" ]; then
   [ -r "$CREDENTIALS" ] || die "cannot read CREDENTIALS=$CREDENTIALS"
   # One Authorization header per credential, drawn at random per request.
-  shuf -n "$KEYS" "$CREDENTIALS" | python3 -c '
-import base64, sys
-print("local auth = {")
-for line in sys.stdin:
-    line = line.strip()
-    if line:
-        print("  \"Basic %s\"," % base64.b64encode(line.encode()).decode())
-print("}")
-print("request = function()")
-print("  return wrk.format(\"GET\", \"/v1/verify\", { [\"Authorization\"] = auth[math.random(#auth)] })")
-print("end")' >"$tmp/random_keys.lua"
+  shuf -n "$KEYS" "$CREDENTIALS" | python3 "$here/random_keys_lua.py" >"$tmp/random_keys.lua"
   echo "random keys: $(grep -c Basic "$tmp/random_keys.lua") credentials drawn from $CREDENTIALS"
 fi
 echo "tokenledgerd: $daemon"

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -29,6 +30,7 @@
 
 #include "bench_args.h"
 #include "bench_http.h"
+#include "events/kafka_handles.h"
 
 namespace {
 
@@ -38,32 +40,17 @@ namespace {
   std::exit(code);
 }
 
-struct KafkaDeleter {
-  void operator()(rd_kafka_t* p) const { rd_kafka_destroy(p); }
-  void operator()(rd_kafka_conf_t* p) const { rd_kafka_conf_destroy(p); }
-  void operator()(rd_kafka_topic_partition_list_t* p) const {
-    rd_kafka_topic_partition_list_destroy(p);
-  }
-  void operator()(rd_kafka_message_t* p) const { rd_kafka_message_destroy(p); }
-};
-template <typename T>
-using KPtr = std::unique_ptr<T, KafkaDeleter>;
+using tokenledger::kafka::KPtr;
 
+// A client with `settings`, and a delivery callback with its opaque (producers).
 KPtr<rd_kafka_t> makeClient(rd_kafka_type_t type,
-                            const std::vector<std::pair<std::string, std::string>>& settings,
+                            const std::map<std::string, std::string>& settings,
                             void (*onDelivery)(rd_kafka_t*, const rd_kafka_message_t*, void*),
                             void* opaque) {
-  KPtr<rd_kafka_conf_t> conf(rd_kafka_conf_new());
-  char err[512];
-  for (const auto& [k, v] : settings)
-    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
-      throw std::runtime_error("librdkafka setting " + k + "=" + v + ": " + err);
+  auto conf = tokenledger::kafka::makeConf(settings);
   if (onDelivery) rd_kafka_conf_set_dr_msg_cb(conf.get(), onDelivery);
   rd_kafka_conf_set_opaque(conf.get(), opaque);
-  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
-  if (!rk) throw std::runtime_error(std::string("cannot create Kafka client: ") + err);
-  conf.release();  // owned by rk now
-  return KPtr<rd_kafka_t>(rk);
+  return tokenledger::kafka::makeClient(type, std::move(conf));
 }
 
 struct Loop {

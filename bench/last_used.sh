@@ -106,17 +106,7 @@ for i in $(seq 1 "$TOKENS"); do
   echo "$key:$secret" >>"$tmp/credentials"
 done
 stop_daemon
-python3 -c '
-import base64, sys
-print("local auth = {")
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if line:
-        print("  \"Basic %s\"," % base64.b64encode(line.encode()).decode())
-print("}")
-print("request = function()")
-print("  return wrk.format(\"GET\", \"/v1/verify\", { [\"Authorization\"] = auth[math.random(#auth)] })")
-print("end")' "$tmp/credentials" >"$tmp/random_keys.lua"
+python3 "$here/random_keys_lua.py" <"$tmp/credentials" >"$tmp/random_keys.lua"
 
 ticks() { awk '{print $14 + $15}' "/proc/$daemon_pid/stat"; }
 

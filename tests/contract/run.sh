@@ -151,16 +151,7 @@ fi
 # No crash: the daemon still answers, then exits cleanly.
 code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")
 [[ $code == 200 ]] && pass "the daemon still answers /healthz" || fail "/healthz: $code"
-kill -TERM "$DPID"
-for _ in $(seq 100); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$DPID" 2>/dev/null; then
-  fail "the daemon did not exit within 10 s of SIGTERM"
-else
-  wait "$DPID"
-  rc=$?
-  DPID=""
-  [[ $rc -eq 0 ]] && pass "the daemon exited 0 on SIGTERM" || fail "the daemon exited $rc"
-fi
+tl_stop_daemon "$TMP/daemon.stderr"
 if [[ $FAILED -gt 0 ]]; then
   echo "$FAILED failed"
   exit 1

@@ -12,6 +12,11 @@
 # PORT once the daemon printed "listening on 127.0.0.1:PORT". Returns 1, PORT empty,
 # when it did not within 10 s. tl_kill_daemon (for the caller's EXIT trap) kills a
 # daemon still running; a caller that stopped it itself sets DPID="".
+#
+#   tl_stop_daemon STDERR_FILE
+#
+# sends SIGTERM and checks (pass/fail) that the daemon exits 0 within 10 s; on a
+# failure prints the end of STDERR_FILE. Sets DPID="".
 PASSED=0
 FAILED=0
 pass() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
@@ -47,4 +52,23 @@ tl_start_daemon() {
     sleep 0.1
   done
   return 1
+}
+
+tl_stop_daemon() {
+  local stderr_file=$1 rc
+  kill -TERM "$DPID"
+  for _ in $(seq 100); do
+    kill -0 "$DPID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$DPID" 2>/dev/null; then
+    fail "the daemon exits within 10 s of SIGTERM" "stderr: $(tail -c 2000 "$stderr_file")"
+    return
+  fi
+  wait "$DPID"
+  rc=$?
+  DPID=""
+  if [[ $rc -eq 0 ]]; then pass "the daemon exits 0 on SIGTERM"; else
+    fail "the daemon exits 0 on SIGTERM (exit $rc)" "stderr: $(tail -c 2000 "$stderr_file")"
+  fi
 }

@@ -444,21 +444,7 @@ fi
 
 # ---------------------------------------------------------------- shutdown
 
-kill -TERM "$DPID"
-for _ in $(seq 100); do
-  kill -0 "$DPID" 2>/dev/null || break
-  sleep 0.1
-done
-if kill -0 "$DPID" 2>/dev/null; then
-  fail "daemon exits within 10 s of SIGTERM"
-else
-  wait "$DPID"
-  DRC=$?
-  DPID=""
-  if [[ $DRC -eq 0 ]]; then pass "daemon exits 0 on SIGTERM"; else
-    fail "daemon exits 0 on SIGTERM (exit $DRC)" "stderr: $(tail -c 2000 "$TMP/daemon.stderr")"
-  fi
-fi
+tl_stop_daemon "$TMP/daemon.stderr"
 
 echo "$PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]
