@@ -267,11 +267,14 @@ Decoded decodeEvent(std::string_view bytes) {
     e.basedOnVersion = v.basedOnVersion;
     e.idempotencyKey = v.idempotencyKey;
     e.requestDigest = v.requestDigest;
-    if (err) return e;
+    // Every signing field as on the wire, a certificate's too: the signature check
+    // reads them from the same envelope (a certificate's group signature is judged
+    // there, not dropped here).
     e.groupSignature = viewOf(env.getGroupSignature());
     for (auto p : env.getGroupProof()) e.groupProof.emplace_back(viewOf(p));
     e.groupLeaf = env.getGroupLeaf();
     e.groupSize = env.getGroupSize();
+    if (err) return e;
     if (const auto* c = std::get_if<CreatedView>(&v.body))
       e.body = Created{
           c->kind,      std::string(c->destinationId), std::string(c->description), c->secretHash,

@@ -643,6 +643,36 @@ TEST_CASE("writer certificates: the root certifies a writer key; nothing else pa
   CHECK_FALSE(decodeCertificate(std::string(24, '\xff')));
 }
 
+TEST_CASE("a certificate's envelope decodes with the group fields the signature check reads") {
+  // Found by fuzz_event_decode (seed crash-certificate-with-group-signature): the
+  // decoder dropped a certificate's group fields, so the event looked unsigned
+  // while its signature check judged a group signature.
+  test::ensureCrypto();
+  SigningKey root = SigningKey::generate();
+  SigningKey writer = SigningKey::generate();
+  Event e;
+  e.eventId = std::string(16, 'i');
+  e.occurredAt = Timestamp{std::chrono::seconds(1'800'000'000)};
+  e.body = certifyWriter(root, writer.publicKey(), 1'800'000'000'000'000);
+  e.signingKeyId = writer.keyId();
+  e.groupSignature = std::string(64, 'g');
+  e.groupSize = 2;
+  e.groupLeaf = 1;
+  e.groupProof = {std::string(32, 'p')};
+  std::string bytes = encodeEvent(e);
+  auto decoded = decodeEvent(bytes);
+  REQUIRE(std::holds_alternative<Event>(decoded));
+  const Event& back = std::get<Event>(decoded);
+  CHECK(std::holds_alternative<WriterCertificate>(back.body));
+  CHECK(back.groupSignature == e.groupSignature);
+  CHECK(back.groupSize == 2);
+  CHECK(back.groupLeaf == 1);
+  CHECK(back.groupProof == e.groupProof);
+  auto check = checkSignature(bytes, ringOf(writer));
+  CHECK(check.status != SignatureStatus::unsignedEvent);
+  CHECK(check.status != SignatureStatus::valid);  // a made-up group signature
+}
+
 TEST_CASE("Merkle paths lead every leaf to the root, for every group size; nothing else does") {
   test::ensureCrypto();
   for (size_t n = 1; n <= 33; ++n) {
